@@ -1,0 +1,1 @@
+"""Subcommands of the ``fedskip`` CLI; see :mod:`fedskip.cli`."""

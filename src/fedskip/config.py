@@ -1,0 +1,276 @@
+"""One validated configuration for every fedskip command and for the Flower app.
+
+Precedence: defaults < TOML file (``--config``) < ``--set key=value`` overrides.
+Keys are kebab-case and identical to the Flower app's ``run_config`` keys, so a resolved
+:class:`Config` round-trips through :meth:`Config.to_run_config` / :meth:`Config.from_mapping`.
+Every value is a scalar (str, int, float, bool) because Flower's run_config only carries scalars;
+lists such as ``layer-ids`` are comma-separated strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fedskip.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Scalar = str | int | float | bool
+
+TASKS = ("ner", "classification")
+DATA_FORMATS = ("auto", "i2b2", "brat", "mimic", "conll", "jsonl")
+LABELS = ("category", "icd9")
+LAYER_STRATEGIES = ("top", "bottom", "interleaved", "explicit", "importance", "rotating")
+METHODS = ("layerskip", "fedavg", "fedprox", "lora", "centralized", "local")
+PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
+SERVER_OPTIMIZERS = ("none", "adam", "yogi")
+DP_MODES = ("none", "sample", "client")
+DP_CLIPPING = ("fixed", "adaptive")
+COMPRESSIONS = ("none", "fp16", "bf16", "int8")
+DTYPES = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, *, minimum: float | None = None,
+         maximum: float | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "min": minimum, "max": maximum})
+
+
+@dataclass
+class Config:
+    """Resolved settings. Attribute names are snake_case; the user-facing keys are kebab-case."""
+
+    # --- model and task
+    model: str = _opt("minilm", "preset (minilm, llama-tiny, llama-3.2-1b), Hugging Face id or local path")
+    task: str = _opt("ner", "ner (token classification) or classification (note labels)", TASKS)
+    dtype: str = _opt("fp32", "weights dtype on the device", DTYPES)
+    device: str = _opt("auto", "auto picks CUDA when present", DEVICES)
+    # --- data
+    data: str = _opt("synth", "'synth' (generated default corpus), a dataset path, or a folder of site subfolders")
+    data_format: str = _opt("auto", "reader for `data`", DATA_FORMATS)
+    label: str = _opt("category", "classification label for MIMIC-III data", LABELS)
+    icd9_top_k: int = _opt(10, "multi-label ICD-9 coding over the k most frequent codes", minimum=1)
+    synth_sites: int = _opt(4, "sites generated for data=synth", minimum=1)
+    synth_docs: int = _opt(60, "documents per site generated for data=synth", minimum=2)
+    label_noise: float = _opt(0.02, "fraction of synthetic labels flipped at random", minimum=0.0, maximum=0.5)
+    test_fraction: float = _opt(0.2, "share of each site's documents held out for the global test set",
+                                minimum=0.0, maximum=0.9)
+    max_length: int = _opt(128, "maximum subword tokens per example", minimum=8)
+    stride: int = _opt(32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0)
+    # --- layer skipping
+    layers: int = _opt(2, "k: number of transformer blocks trained and exchanged", minimum=1)
+    layer_strategy: str = _opt("top", "which blocks to train", LAYER_STRATEGIES)
+    layer_ids: str = _opt("", "comma-separated block indices for layer-strategy=explicit")
+    layer_every: int = _opt(0, "interleaved stride n (every n-th block); 0 = spread k evenly", minimum=0)
+    train_final_norm: bool = _opt(True, "also train the final norm (decoders) when the top block is selected")
+    importance_batches: int = _opt(4, "probe batches used to score layers for layer-strategy=importance", minimum=1)
+    rescore_every: int = _opt(0, "importance: re-score every n rounds (0 = once)", minimum=0)
+    # --- optimisation
+    lr: float = _opt(5e-5, "AdamW learning rate", minimum=0.0)
+    head_lr: float = _opt(0.0, "learning rate of the task head (0 = same as lr)", minimum=0.0)
+    weight_decay: float = _opt(0.01, "AdamW weight decay", minimum=0.0)
+    warmup_ratio: float = _opt(0.1, "share of steps with linear warmup", minimum=0.0, maximum=1.0)
+    grad_clip: float = _opt(1.0, "max gradient L2 norm (0 = off; DP uses clip-norm instead)", minimum=0.0)
+    grad_accum: int = _opt(1, "gradient accumulation steps", minimum=1)
+    batch_size: int = _opt(16, "examples per step", minimum=1)
+    epochs: int = _opt(3, "epochs of centralized / local-only training", minimum=1)
+    local_epochs: int = _opt(1, "epochs each client trains per round", minimum=1)
+    seed: int = _opt(42, "seed for data splits, initialisation and sampling")
+    # --- federation
+    method: str = _opt("layerskip", "training method", METHODS)
+    rounds: int = _opt(5, "federated rounds", minimum=1)
+    clients: int = _opt(4, "number of clients (ignored for partition=natural: one per site)", minimum=1)
+    partition: str = _opt("natural", "how data is split across clients", PARTITIONS)
+    alpha: float = _opt(0.5, "Dirichlet concentration for partition=dirichlet", minimum=1e-6)
+    fraction_train: float = _opt(1.0, "share of clients sampled each round", minimum=0.0, maximum=1.0)
+    min_replies: int = _opt(1, "minimum valid client replies for a round to count", minimum=1)
+    proximal_mu: float = _opt(0.01, "FedProx proximal term weight", minimum=0.0)
+    server_optimizer: str = _opt("none", "server-side optimizer over the averaged update", SERVER_OPTIMIZERS)
+    server_lr: float = _opt(1e-2, "server learning rate for server-optimizer adam/yogi", minimum=0.0)
+    eval_clients: bool = _opt(True, "also run federated evaluation on clients' test splits")
+    # --- privacy
+    dp: str = _opt("none", "differential privacy: sample-level (DP-SGD) or client-level", DP_MODES)
+    dp_clipping: str = _opt("fixed", "client-level DP clipping", DP_CLIPPING)
+    noise_multiplier: float = _opt(1.0, "σ: Gaussian noise std as a multiple of clip-norm", minimum=0.0)
+    clip_norm: float = _opt(1.0, "C: per-sample (dp=sample) or per-client (dp=client) L2 clip", minimum=0.0)
+    target_epsilon: float = _opt(0.0, "if > 0, derive the noise multiplier to spend at most this ε", minimum=0.0)
+    delta: float = _opt(1e-5, "δ of (ε, δ)-DP", minimum=0.0, maximum=1.0)
+    secagg: bool = _opt(False, "secure aggregation (SecAgg+): the server sees only the masked sum")
+    secagg_shares: int = _opt(3, "SecAgg+ secret shares per client", minimum=2)
+    secagg_threshold: int = _opt(2, "SecAgg+ shares needed to reconstruct (dropout tolerance)", minimum=1)
+    # --- beyond the paper
+    lora_rank: int = _opt(0, "LoRA rank inside the selected blocks (0 = train blocks fully)", minimum=0)
+    lora_alpha: float = _opt(16.0, "LoRA alpha", minimum=0.0)
+    lora_targets: str = _opt("auto", "comma-separated module names for LoRA, or 'auto'")
+    lora_freeze_a: bool = _opt(False, "freeze LoRA A matrices (only B travels)")
+    compression: str = _opt("none", "update compression on the wire", COMPRESSIONS)
+    # --- output
+    out: str = _opt("runs/latest", "run directory")
+    quiet: bool = _opt(False, "no progress bars")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key and what is allowed."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            key = to_key(f.name)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(choices)}")
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is not None and value < lo:
+                raise ConfigError(f"config key '{key}': {value!r} must be >= {lo}")
+            if hi is not None and value > hi:
+                raise ConfigError(f"config key '{key}': {value!r} must be <= {hi}")
+        if self.layer_strategy == "explicit" and not self.layer_ids.strip():
+            raise ConfigError("config key 'layer-ids' is required for layer-strategy=explicit, e.g. '0,5'")
+        self.layer_id_list()  # validates the syntax
+        if self.secagg and self.secagg_threshold > self.secagg_shares:
+            raise ConfigError("config key 'secagg-threshold' must be <= 'secagg-shares'")
+        if self.secagg and self.dp == "sample":
+            pass  # combinable: DP-SGD on the client, masked sum on the server
+        if self.min_replies > max(self.clients, 1) and self.partition != "natural":
+            raise ConfigError(f"config key 'min-replies': {self.min_replies} exceeds clients={self.clients}")
+
+    def layer_id_list(self) -> list[int]:
+        """``layer-ids`` parsed into block indices."""
+        text = self.layer_ids.strip()
+        if not text:
+            return []
+        try:
+            return [int(tok) for tok in text.replace(" ", "").split(",") if tok]
+        except ValueError:
+            raise ConfigError(
+                f"config key 'layer-ids': {self.layer_ids!r} must be comma-separated integers, e.g. '0,5'"
+            ) from None
+
+    # ------------------------------------------------------------------ conversions
+    def to_run_config(self) -> dict[str, Scalar]:
+        """Kebab-case mapping of every key (what Flower's run_config carries)."""
+        return {to_key(f.name): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, base: Config | None = None) -> Config:
+        """Build from kebab-case keys over ``base`` (defaults when None); unknown keys are errors."""
+        current = dataclasses.asdict(base) if base is not None else {}
+        types = {f.name: f.type for f in fields(cls)}
+        for key, raw in values.items():
+            name = to_attr(key)
+            if name not in types:
+                raise ConfigError(_unknown_key_message(key))
+            current[name] = _coerce(key, raw, default=getattr(base or _DEFAULTS, name))
+        return cls(**current)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with attribute changes, validated."""
+        return dataclasses.replace(self, **changes)
+
+
+def to_key(attr: str) -> str:
+    return attr.replace("_", "-")
+
+
+def to_attr(key: str) -> str:
+    return key.strip().replace("-", "_")
+
+
+def known_keys() -> list[str]:
+    return [to_key(f.name) for f in fields(Config)]
+
+
+def _unknown_key_message(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, known_keys(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(known_keys())}"
+    return f"unknown config key '{key}'{hint}"
+
+
+def _coerce(key: str, raw: Any, *, default: Any) -> Any:
+    """Convert a TOML value or a ``--set`` string to the type of the key's default."""
+    kind = type(default)
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"config key '{key}': {raw!r} is not a boolean (true or false)")
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"config key '{key}': {raw!r} is not an integer")
+        try:
+            value = float(raw) if not isinstance(raw, int) else raw
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}': {raw!r} is not an integer") from None
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"config key '{key}': {raw!r} is not an integer")
+        return int(value)
+    if kind is float:
+        if isinstance(raw, bool):
+            raise ConfigError(f"config key '{key}': {raw!r} is not a number")
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}': {raw!r} is not a number") from None
+    if isinstance(raw, (list, tuple)):
+        return ",".join(str(v) for v in raw)
+    return str(raw)
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``; a pair without '=' is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file. Keys may sit at the top level or under ``[fedskip]``/``[tool.flwr.app.config]``."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
+    if "fedskip" in data and isinstance(data["fedskip"], dict):
+        return dict(data["fedskip"])
+    app_cfg = data.get("tool", {}).get("flwr", {}).get("app", {}).get("config")
+    if isinstance(app_cfg, dict):
+        return dict(app_cfg)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
+                **defaults: Any) -> Config:
+    """Defaults (with command-specific ``defaults`` as kebab or snake keys) < TOML file < overrides."""
+    base = Config()
+    if defaults:
+        base = Config.from_mapping({to_key(k): v for k, v in defaults.items()}, base=base)
+    if path is not None:
+        base = Config.from_mapping(read_toml(path), base=base)
+    return Config.from_mapping(parse_overrides(overrides), base=base)
+
+
+_DEFAULTS = Config()
