@@ -15,7 +15,17 @@ from collections.abc import Sequence
 
 from fedskip.errors import FedskipError
 
-COMMANDS = ("data", "run", "centralized", "evaluate", "predict", "comm", "report", "bench", "deploy")
+COMMANDS = (
+    "data",
+    "run",
+    "centralized",
+    "evaluate",
+    "predict",
+    "comm",
+    "report",
+    "bench",
+    "deploy",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,9 +39,17 @@ DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, *, minimum: float | None = None,
-         maximum: float | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices, "min": minimum, "max": maximum})
+def _opt(
+    default: Any,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
+    return field(
+        default=default, metadata={"help": help, "choices": choices, "min": minimum, "max": maximum}
+    )
 
 
 @dataclass
@@ -49,36 +57,57 @@ class Config:
     """Resolved settings. Attribute names are snake_case; the user-facing keys are kebab-case."""
 
     # --- model and task
-    model: str = _opt("minilm", "preset (minilm, llama-tiny, llama-3.2-1b), Hugging Face id or local path")
+    model: str = _opt(
+        "minilm", "preset (minilm, llama-tiny, llama-3.2-1b), Hugging Face id or local path"
+    )
     task: str = _opt("ner", "ner (token classification) or classification (note labels)", TASKS)
     dtype: str = _opt("fp32", "weights dtype on the device", DTYPES)
     device: str = _opt("auto", "auto picks CUDA when present", DEVICES)
     # --- data
-    data: str = _opt("synth", "'synth' (generated default corpus), a dataset path, or a folder of site subfolders")
+    data: str = _opt(
+        "synth",
+        "'synth' (generated default corpus), a dataset path, or a folder of site subfolders",
+    )
     data_format: str = _opt("auto", "reader for `data`", DATA_FORMATS)
     label: str = _opt("category", "classification label for MIMIC-III data", LABELS)
     icd9_top_k: int = _opt(10, "multi-label ICD-9 coding over the k most frequent codes", minimum=1)
     synth_sites: int = _opt(4, "sites generated for data=synth", minimum=1)
     synth_docs: int = _opt(60, "documents per site generated for data=synth", minimum=2)
-    label_noise: float = _opt(0.02, "fraction of synthetic labels flipped at random", minimum=0.0, maximum=0.5)
-    test_fraction: float = _opt(0.2, "share of each site's documents held out for the global test set",
-                                minimum=0.0, maximum=0.9)
+    label_noise: float = _opt(
+        0.02, "fraction of synthetic labels flipped at random", minimum=0.0, maximum=0.5
+    )
+    test_fraction: float = _opt(
+        0.2,
+        "share of each site's documents held out for the global test set",
+        minimum=0.0,
+        maximum=0.9,
+    )
     max_length: int = _opt(128, "maximum subword tokens per example", minimum=8)
-    stride: int = _opt(32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0)
+    stride: int = _opt(
+        32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0
+    )
     # --- layer skipping
     layers: int = _opt(2, "k: number of transformer blocks trained and exchanged", minimum=1)
     layer_strategy: str = _opt("top", "which blocks to train", LAYER_STRATEGIES)
     layer_ids: str = _opt("", "comma-separated block indices for layer-strategy=explicit")
-    layer_every: int = _opt(0, "interleaved stride n (every n-th block); 0 = spread k evenly", minimum=0)
-    train_final_norm: bool = _opt(True, "also train the final norm (decoders) when the top block is selected")
-    importance_batches: int = _opt(4, "probe batches used to score layers for layer-strategy=importance", minimum=1)
+    layer_every: int = _opt(
+        0, "interleaved stride n (every n-th block); 0 = spread k evenly", minimum=0
+    )
+    train_final_norm: bool = _opt(
+        True, "also train the final norm (decoders) when the top block is selected"
+    )
+    importance_batches: int = _opt(
+        4, "probe batches used to score layers for layer-strategy=importance", minimum=1
+    )
     rescore_every: int = _opt(0, "importance: re-score every n rounds (0 = once)", minimum=0)
     # --- optimisation
     lr: float = _opt(5e-5, "AdamW learning rate", minimum=0.0)
     head_lr: float = _opt(0.0, "learning rate of the task head (0 = same as lr)", minimum=0.0)
     weight_decay: float = _opt(0.01, "AdamW weight decay", minimum=0.0)
     warmup_ratio: float = _opt(0.1, "share of steps with linear warmup", minimum=0.0, maximum=1.0)
-    grad_clip: float = _opt(1.0, "max gradient L2 norm (0 = off; DP uses clip-norm instead)", minimum=0.0)
+    grad_clip: float = _opt(
+        1.0, "max gradient L2 norm (0 = off; DP uses clip-norm instead)", minimum=0.0
+    )
     grad_accum: int = _opt(1, "gradient accumulation steps", minimum=1)
     batch_size: int = _opt(16, "examples per step", minimum=1)
     epochs: int = _opt(3, "epochs of centralized / local-only training", minimum=1)
@@ -87,27 +116,45 @@ class Config:
     # --- federation
     method: str = _opt("layerskip", "training method", METHODS)
     rounds: int = _opt(5, "federated rounds", minimum=1)
-    clients: int = _opt(4, "number of clients (ignored for partition=natural: one per site)", minimum=1)
+    clients: int = _opt(
+        4, "number of clients (ignored for partition=natural: one per site)", minimum=1
+    )
     partition: str = _opt("natural", "how data is split across clients", PARTITIONS)
     alpha: float = _opt(0.5, "Dirichlet concentration for partition=dirichlet", minimum=1e-6)
-    fraction_train: float = _opt(1.0, "share of clients sampled each round", minimum=0.0, maximum=1.0)
+    fraction_train: float = _opt(
+        1.0, "share of clients sampled each round", minimum=0.0, maximum=1.0
+    )
     min_replies: int = _opt(1, "minimum valid client replies for a round to count", minimum=1)
     proximal_mu: float = _opt(0.01, "FedProx proximal term weight", minimum=0.0)
-    server_optimizer: str = _opt("none", "server-side optimizer over the averaged update", SERVER_OPTIMIZERS)
-    server_lr: float = _opt(1e-2, "server learning rate for server-optimizer adam/yogi", minimum=0.0)
+    server_optimizer: str = _opt(
+        "none", "server-side optimizer over the averaged update", SERVER_OPTIMIZERS
+    )
+    server_lr: float = _opt(
+        1e-2, "server learning rate for server-optimizer adam/yogi", minimum=0.0
+    )
     eval_clients: bool = _opt(True, "also run federated evaluation on clients' test splits")
     # --- privacy
     dp: str = _opt("none", "differential privacy: sample-level (DP-SGD) or client-level", DP_MODES)
     dp_clipping: str = _opt("fixed", "client-level DP clipping", DP_CLIPPING)
-    noise_multiplier: float = _opt(1.0, "σ: Gaussian noise std as a multiple of clip-norm", minimum=0.0)
-    clip_norm: float = _opt(1.0, "C: per-sample (dp=sample) or per-client (dp=client) L2 clip", minimum=0.0)
-    target_epsilon: float = _opt(0.0, "if > 0, derive the noise multiplier to spend at most this ε", minimum=0.0)
+    noise_multiplier: float = _opt(
+        1.0, "σ: Gaussian noise std as a multiple of clip-norm", minimum=0.0
+    )
+    clip_norm: float = _opt(
+        1.0, "C: per-sample (dp=sample) or per-client (dp=client) L2 clip", minimum=0.0
+    )
+    target_epsilon: float = _opt(
+        0.0, "if > 0, derive the noise multiplier to spend at most this ε", minimum=0.0
+    )
     delta: float = _opt(1e-5, "δ of (ε, δ)-DP", minimum=0.0, maximum=1.0)
     secagg: bool = _opt(False, "secure aggregation (SecAgg+): the server sees only the masked sum")
     secagg_shares: int = _opt(3, "SecAgg+ secret shares per client", minimum=2)
-    secagg_threshold: int = _opt(2, "SecAgg+ shares needed to reconstruct (dropout tolerance)", minimum=1)
+    secagg_threshold: int = _opt(
+        2, "SecAgg+ shares needed to reconstruct (dropout tolerance)", minimum=1
+    )
     # --- beyond the paper
-    lora_rank: int = _opt(0, "LoRA rank inside the selected blocks (0 = train blocks fully)", minimum=0)
+    lora_rank: int = _opt(
+        0, "LoRA rank inside the selected blocks (0 = train blocks fully)", minimum=0
+    )
     lora_alpha: float = _opt(16.0, "LoRA alpha", minimum=0.0)
     lora_targets: str = _opt("auto", "comma-separated module names for LoRA, or 'auto'")
     lora_freeze_a: bool = _opt(False, "freeze LoRA A matrices (only B travels)")
@@ -127,21 +174,27 @@ class Config:
             key = to_key(f.name)
             choices = f.metadata.get("choices")
             if choices and value not in choices:
-                raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(choices)}")
+                raise ConfigError(
+                    f"config key '{key}': {value!r} is not one of {', '.join(choices)}"
+                )
             lo, hi = f.metadata.get("min"), f.metadata.get("max")
             if lo is not None and value < lo:
                 raise ConfigError(f"config key '{key}': {value!r} must be >= {lo}")
             if hi is not None and value > hi:
                 raise ConfigError(f"config key '{key}': {value!r} must be <= {hi}")
         if self.layer_strategy == "explicit" and not self.layer_ids.strip():
-            raise ConfigError("config key 'layer-ids' is required for layer-strategy=explicit, e.g. '0,5'")
+            raise ConfigError(
+                "config key 'layer-ids' is required for layer-strategy=explicit, e.g. '0,5'"
+            )
         self.layer_id_list()  # validates the syntax
         if self.secagg and self.secagg_threshold > self.secagg_shares:
             raise ConfigError("config key 'secagg-threshold' must be <= 'secagg-shares'")
         if self.secagg and self.dp == "sample":
             pass  # combinable: DP-SGD on the client, masked sum on the server
         if self.min_replies > max(self.clients, 1) and self.partition != "natural":
-            raise ConfigError(f"config key 'min-replies': {self.min_replies} exceeds clients={self.clients}")
+            raise ConfigError(
+                f"config key 'min-replies': {self.min_replies} exceeds clients={self.clients}"
+            )
 
     def layer_id_list(self) -> list[int]:
         """``layer-ids`` parsed into block indices."""
@@ -193,7 +246,11 @@ def _unknown_key_message(key: str) -> str:
     import difflib
 
     close = difflib.get_close_matches(key, known_keys(), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(known_keys())}"
+    hint = (
+        f"; did you mean {', '.join(close)}?"
+        if close
+        else f"; known keys: {', '.join(known_keys())}"
+    )
     return f"unknown config key '{key}'{hint}"
 
 
@@ -262,8 +319,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
-                **defaults: Any) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str] = (), **defaults: Any
+) -> Config:
     """Defaults (with command-specific ``defaults`` as kebab or snake keys) < TOML file < overrides."""
     base = Config()
     if defaults:

@@ -56,7 +56,9 @@ class NerDocument:
         entity's first such token (in document order) is ``B-``, the others ``I-``.
         """
         tags = [["O"] * len(sent) for sent in self.sentences]
-        flat = [(si, ti, tok) for si, sent in enumerate(self.sentences) for ti, tok in enumerate(sent)]
+        flat = [
+            (si, ti, tok) for si, sent in enumerate(self.sentences) for ti, tok in enumerate(sent)
+        ]
         starts = [tok.start for _, _, tok in flat]
         import bisect
 
