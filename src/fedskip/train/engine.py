@@ -1,0 +1,337 @@
+"""The one training loop, shared by centralized, local-only and federated (Flower) clients.
+
+Read it top to bottom: :func:`train` builds a seeded, shuffling DataLoader, an AdamW optimizer
+over the trainable parameters only (frozen blocks get no optimizer state, so layer skipping saves
+optimizer memory too), a linear warmup/decay schedule, and runs ``epochs`` passes with gradient
+accumulation, clipping and an optional FedProx proximal term. :func:`predict` returns per-example
+logits; :func:`evaluate` turns them into task metrics.
+
+A ``privacy`` object (DP-SGD, see :mod:`fedskip.privacy`) plugs in through two hooks:
+``attach(model, optimizer, loader) -> (model, optimizer, loader)`` before training, and
+``after_step()`` after each optimizer step. When it is attached the engine does not clip the
+summed gradient (DP-SGD clips per sample) and does not divide the loss by ``grad_accum`` (the
+DP optimizer averages over accumulated micro-batches itself).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fedskip.data.encode import EncodedCls, EncodedNer, decode_ner
+from fedskip.train.metrics import classification_metrics, ner_metrics
+
+Collate = Callable[[list[Any]], Mapping[str, Tensor]]
+
+
+class PrivacyHook(Protocol):
+    """What the engine needs from a DP-SGD implementation."""
+
+    def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: Any) -> Any:
+        """Return ``(model, optimizer, data_loader)``, possibly wrapped."""
+
+    def after_step(self) -> None:
+        """Called after every optimizer step (privacy accounting)."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of one training call (see the config keys of the same names)."""
+
+    lr: float = 5e-5
+    head_lr: float = 0.0  # 0 = same as lr
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # share of optimizer steps with linear warmup
+    grad_clip: float = 1.0  # max L2 norm of the summed gradient; 0 = off
+    grad_accum: int = 1  # micro-batches per optimizer step
+    batch_size: int = 16  # examples per micro-batch
+    seed: int = 42
+    quiet: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> TrainSettings:
+        return cls(
+            lr=cfg.lr,
+            head_lr=cfg.head_lr,
+            weight_decay=cfg.weight_decay,
+            warmup_ratio=cfg.warmup_ratio,
+            grad_clip=cfg.grad_clip,
+            grad_accum=cfg.grad_accum,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            quiet=cfg.quiet,
+        )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """``loss``: mean task loss per training example over all epochs (without the proximal term);
+    ``num_examples``: examples in the training set (what FedAvg weights by, not batches and not
+    multiplied by epochs); ``steps``: optimizer steps; ``seconds``: wall-clock time."""
+
+    loss: float
+    num_examples: int
+    steps: int
+    seconds: float
+
+
+def train(
+    model: nn.Module,
+    features: Sequence[Any],
+    collate: Collate,
+    settings: TrainSettings,
+    *,
+    epochs: int,
+    device: torch.device | str,
+    prox_reference: Mapping[str, Tensor] | None = None,
+    proximal_mu: float = 0.0,
+    privacy: PrivacyHook | None = None,
+    desc: str = "train",
+    on_epoch_end: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` (already on ``device``) in place for ``epochs`` passes over ``features``.
+
+    ``prox_reference`` maps each trainable parameter name to the global weights; with
+    ``proximal_mu`` > 0 the loss gets ``mu/2 * ||w - w_global||²`` over the trainable parameters
+    (FedProx). ``on_epoch_end(epoch, mean_loss)`` is called after each epoch (1-based).
+    """
+    start = time.perf_counter()
+    if len(features) == 0:
+        return TrainResult(loss=0.0, num_examples=0, steps=0, seconds=0.0)
+    torch.manual_seed(settings.seed)  # dropout masks and any random init below
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("the model has no trainable parameters")
+    multi_label = _is_multi_label(model)
+    prox = _prox_pairs(named, prox_reference, device) if prox_reference and proximal_mu else []
+    loader: Any = torch.utils.data.DataLoader(
+        features,  # type: ignore[arg-type]
+        batch_size=settings.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
+    optimizer: Any = torch.optim.AdamW(_param_groups(model, named, settings), lr=settings.lr)
+    model.train()
+    if privacy is not None:
+        model, optimizer, loader = privacy.attach(model, optimizer, loader)
+    updates = math.ceil(len(loader) / settings.grad_accum) * epochs
+    scheduler = _schedule(optimizer, settings.warmup_ratio, updates)
+    trainable = [p for _, p in named]
+    loss_scale = 1.0 if privacy is not None else 1.0 / settings.grad_accum
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(loader) * epochs, desc=desc, disable=settings.quiet, leave=False)
+    steps, loss_sum, seen = 0, 0.0, 0
+    for epoch in range(1, epochs + 1):
+        epoch_loss, epoch_seen, pending = 0.0, 0, 0
+        for i, raw in enumerate(loader):
+            batch = _to_device(raw, device, multi_label)
+            n = int(batch["input_ids"].shape[0])
+            if n > 0:  # Poisson sampling (DP-SGD) may draw an empty batch
+                loss = _task_loss(model, batch, multi_label)
+                total = loss + _prox_term(prox, proximal_mu) if prox else loss
+                (total * loss_scale).backward()
+                epoch_loss += float(loss.detach()) * n
+                epoch_seen += n
+                pending += 1
+            if pending and (pending == settings.grad_accum or i + 1 == len(loader)):
+                if settings.grad_clip > 0 and privacy is None:
+                    torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                if privacy is not None:
+                    privacy.after_step()
+                steps, pending = steps + 1, 0
+            bar.update(1)
+            if epoch_seen:
+                bar.set_postfix(loss=f"{epoch_loss / epoch_seen:.4f}", refresh=False)
+        loss_sum, seen = loss_sum + epoch_loss, seen + epoch_seen
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, epoch_loss / epoch_seen if epoch_seen else 0.0)
+    bar.close()
+    return TrainResult(
+        loss=loss_sum / seen if seen else 0.0,
+        num_examples=len(features),
+        steps=steps,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The Hugging Face model inside an Opacus ``GradSampleModule`` (or similar) wrapper."""
+    while isinstance(getattr(model, "_module", None), nn.Module):
+        model = model._module  # type: ignore[assignment]
+    return model
+
+
+def _is_multi_label(model: nn.Module) -> bool:
+    config = getattr(_unwrap(model), "config", None)
+    return getattr(config, "problem_type", None) == "multi_label_classification"
+
+
+def _head_names(model: nn.Module) -> set[str]:
+    """Parameter names of the task head (for ``head_lr``)."""
+    from fedskip.models.layers import discover_layers
+
+    prefixes = tuple(discover_layers(_unwrap(model)).head_prefixes)
+    return {n for n, _ in model.named_parameters() if _matches(n, prefixes)}
+
+
+def _matches(name: str, prefixes: Sequence[str]) -> bool:
+    return any(name == p or name.startswith(p.rstrip(".") + ".") for p in prefixes)
+
+
+def _param_groups(
+    model: nn.Module, named: list[tuple[str, nn.Parameter]], settings: TrainSettings
+) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and norms (1-D tensors); ``head_lr`` on the head."""
+    head = _head_names(model) if settings.head_lr > 0 else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in named:
+        groups.setdefault((name in head, param.ndim >= 2), []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": settings.head_lr if is_head else settings.lr,
+            "weight_decay": settings.weight_decay if decay else 0.0,
+        }
+        for (is_head, decay), params in sorted(groups.items())
+    ]
+
+
+def _schedule(optimizer: Any, warmup_ratio: float, updates: int) -> Any:
+    from transformers import get_linear_schedule_with_warmup
+
+    warmup = math.ceil(warmup_ratio * updates)
+    return get_linear_schedule_with_warmup(optimizer, warmup, max(updates, 1))
+
+
+def _prox_pairs(
+    named: list[tuple[str, nn.Parameter]],
+    reference: Mapping[str, Tensor],
+    device: torch.device | str,
+) -> list[tuple[nn.Parameter, Tensor]]:
+    missing = [n for n, _ in named if n not in reference]
+    if missing:
+        raise ValueError(f"prox_reference lacks trainable parameters: {missing[:3]}")
+    return [(p, reference[n].detach().to(device=device, dtype=p.dtype)) for n, p in named]
+
+
+def _prox_term(pairs: list[tuple[nn.Parameter, Tensor]], mu: float) -> Tensor:
+    """FedProx: ``mu/2 * sum ||w - w_global||²`` over the trainable parameters."""
+    sq = torch.stack([(p - ref).pow(2).sum() for p, ref in pairs]).sum()
+    return 0.5 * mu * sq
+
+
+def _to_device(
+    batch: Mapping[str, Any], device: torch.device | str, multi_label: bool
+) -> dict[str, Tensor]:
+    out = {k: v.to(device) for k, v in batch.items() if isinstance(v, Tensor)}
+    if multi_label and "labels" in out:
+        out["labels"] = out["labels"].float()  # BCEWithLogits wants float targets
+    return out
+
+
+def _task_loss(model: nn.Module, batch: dict[str, Tensor], multi_label: bool) -> Tensor:
+    """The model's own loss when it computes one, else cross-entropy / BCE from the logits."""
+    out = model(**batch)
+    loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    if loss is not None:
+        return loss
+    logits = out["logits"] if isinstance(out, Mapping) else out.logits
+    labels = batch["labels"]
+    if multi_label:
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+    return nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+    )
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    features: Sequence[Any],
+    collate: Collate,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> list[np.ndarray]:
+    """Per-example float32 logits: ``(tokens, labels)`` for token classification (padding
+    removed), ``(labels,)`` for sequence classification. Restores the model's train/eval mode."""
+    was_training = model.training
+    model.eval()
+    results: list[np.ndarray] = []
+    for begin in range(0, len(features), batch_size):
+        chunk = [features[j] for j in range(begin, min(begin + batch_size, len(features)))]
+        batch = {k: v for k, v in collate(chunk).items() if k != "labels"}
+        batch = _to_device(batch, device, multi_label=False)
+        logits = model(**batch).logits.float().cpu().numpy()
+        if logits.ndim == 3:
+            mask = batch["attention_mask"].bool().cpu().numpy()
+            results.extend(logits[i][mask[i]] for i in range(len(chunk)))
+        else:
+            results.extend(logits[i] for i in range(len(chunk)))
+    model.train(was_training)
+    return results
+
+
+def evaluate_ner(
+    model: nn.Module,
+    encoded: EncodedNer,
+    collate: Collate,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> dict[str, Any]:
+    """Strict entity-level scores (see :func:`fedskip.train.metrics.ner_metrics`) on word-level
+    tags decoded from the model's subword predictions; ``sentences``: gold sequences scored."""
+    logits = predict(model, encoded.features, collate, batch_size=batch_size, device=device)
+    pred_tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
+    metrics = ner_metrics(encoded.gold, pred_tags)
+    metrics["sentences"] = len(encoded.gold)
+    return metrics
+
+
+def evaluate_cls(
+    model: nn.Module,
+    encoded: EncodedCls,
+    collate: Collate,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> dict[str, Any]:
+    """Classification scores (see :func:`fedskip.train.metrics.classification_metrics`);
+    ``documents``: notes scored."""
+    logits = predict(model, encoded.features, collate, batch_size=batch_size, device=device)
+    width = len(encoded.label_names)
+    scores = np.stack(logits) if logits else np.zeros((0, width))
+    y_true = np.array([f["labels"] for f in encoded.features], dtype=np.int64)
+    if not logits:
+        y_true = y_true.reshape((0, width) if encoded.multi_label else (0,))
+    metrics = classification_metrics(y_true, scores, encoded.label_names, encoded.multi_label)
+    metrics["documents"] = len(logits)
+    return metrics
+
+
+def evaluate(
+    model: nn.Module,
+    encoded: EncodedNer | EncodedCls,
+    collate: Collate,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> dict[str, Any]:
+    """Task metrics of ``model`` on encoded data (NER or classification, by the encoding)."""
+    if isinstance(encoded, EncodedNer):
+        return evaluate_ner(model, encoded, collate, batch_size=batch_size, device=device)
+    return evaluate_cls(model, encoded, collate, batch_size=batch_size, device=device)
