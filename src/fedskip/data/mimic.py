@@ -1,0 +1,229 @@
+"""MIMIC-III v1.4 note classification reader: ``NOTEEVENTS.csv`` (+ ``DIAGNOSES_ICD.csv``).
+
+The CSV is streamed row by row (the real file is about 4 GB); multi-line quoted ``TEXT`` is
+handled by the :mod:`csv` module and ``\\r\\n`` inside it becomes ``\\n``. Rows with
+``ISERROR=1`` are dropped. Column names match case-insensitively. ``.csv.gz`` works too.
+
+Labels:
+
+* ``category`` — the ``CATEGORY`` column (stripped), one class per note;
+* ``icd9`` — discharge summaries only, multi-label over the ``top_k`` ICD-9 codes that are most
+  frequent among the admissions of the kept summaries (ties → smaller code string), joined on
+  ``HADM_ID``. Codes stay strings (``0389`` is not ``389``). Summaries with none of the top-k
+  codes are dropped and counted in ``warnings``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedskip.data.io import iter_utf8_lines
+from fedskip.data.types import ClsDataset, ClsDocument
+from fedskip.errors import DataError
+
+NOTE_COLUMNS = (
+    "ROW_ID",
+    "SUBJECT_ID",
+    "HADM_ID",
+    "CHARTDATE",
+    "CHARTTIME",
+    "STORETIME",
+    "CATEGORY",
+    "DESCRIPTION",
+    "CGID",
+    "ISERROR",
+    "TEXT",
+)
+NOTE_REQUIRED = ("ROW_ID", "HADM_ID", "CATEGORY", "ISERROR", "TEXT")
+DIAGNOSES_REQUIRED = ("HADM_ID", "ICD9_CODE")
+META_COLUMNS = ("SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY", "DESCRIPTION")
+DISCHARGE = "discharge summary"
+LABEL_KINDS = ("category", "icd9")
+
+
+@dataclass
+class _Note:
+    doc_id: str
+    text: str
+    hadm_id: str
+    meta: dict[str, str]
+
+
+def find_table(folder: Path, name: str) -> Path | None:
+    """``NAME.csv`` or ``NAME.csv.gz`` in ``folder``, matched case-insensitively."""
+    wanted = {f"{name}.csv".lower(), f"{name}.csv.gz".lower()}
+    matches = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower() in wanted)
+    return matches[0] if matches else None
+
+
+def notes_path(path: Path) -> Path:
+    """The NOTEEVENTS CSV: ``path`` itself or inside the folder ``path``."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise DataError(f"{path}: no such file or folder")
+    found = find_table(path, "NOTEEVENTS")
+    if found is None:
+        raise DataError(f"{path}: no NOTEEVENTS.csv (or NOTEEVENTS.csv.gz) in this folder")
+    return found
+
+
+@contextlib.contextmanager
+def _large_fields() -> Iterator[None]:
+    """Lift :mod:`csv`'s 128 KiB field limit for the duration (some notes are longer)."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def iter_csv_rows(
+    path: Path, columns: tuple[str, ...], required: tuple[str, ...]
+) -> Iterator[dict[str, str]]:
+    """Stream rows as ``{COLUMN: value}`` for those of ``columns`` present in the header.
+
+    A header without every ``required`` column, or a row with the wrong number of fields,
+    raises :class:`DataError` naming the file (and line).
+    """
+    with _large_fields():
+        reader = csv.reader(iter_utf8_lines(path))
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{path}: empty file; expected a CSV header") from None
+        except csv.Error as exc:
+            raise DataError(f"{path}:1: {exc}") from None
+        index = {name.strip().upper(): i for i, name in enumerate(header)}
+        missing = [c for c in required if c not in index]
+        if missing:
+            raise DataError(f"{path}: missing required column(s) {', '.join(missing)}")
+        wanted = [(c, index[c]) for c in columns if c in index]
+        line = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise DataError(f"{path}:{line + 1}: {exc}") from None
+            start, line = line + 1, reader.line_num
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}:{start}: expected {len(header)} fields, found {len(row)}")
+            yield {c: row[i] for c, i in wanted}
+
+
+def _norm_id(value: str) -> str:
+    value = value.strip()
+    return value[:-2] if value.endswith(".0") else value
+
+
+def read_mimic(path: str | Path, label: str = "category", top_k: int = 10) -> ClsDataset:
+    """Read MIMIC-III notes (a folder with NOTEEVENTS.csv, or the CSV itself) for classification."""
+    if label not in LABEL_KINDS:
+        raise DataError(f"unknown MIMIC label {label!r}; allowed: {', '.join(LABEL_KINDS)}")
+    if top_k < 1:
+        raise DataError(f"icd9 top-k must be at least 1, got {top_k}")
+    notes = notes_path(Path(path))
+    if label == "category":
+        return _read_categories(notes)
+    return _read_icd9(notes, top_k)
+
+
+def _iter_notes(notes: Path, stats: Counter[str], *, discharge_only: bool) -> Iterator[_Note]:
+    for row in iter_csv_rows(notes, NOTE_COLUMNS, NOTE_REQUIRED):
+        if row["ISERROR"].strip() == "1":
+            stats["iserror"] += 1
+            continue
+        if discharge_only and row["CATEGORY"].strip().lower() != DISCHARGE:
+            continue
+        meta = {c.lower(): row[c].strip() for c in META_COLUMNS if c in row}
+        yield _Note(row["ROW_ID"].strip(), row["TEXT"], _norm_id(row["HADM_ID"]), meta)
+
+
+def _read_categories(notes: Path) -> ClsDataset:
+    stats: Counter[str] = Counter()
+    documents = []
+    for note in _iter_notes(notes, stats, discharge_only=False):
+        category = note.meta["category"]
+        if not category:
+            stats["no_category"] += 1
+            continue
+        documents.append(
+            ClsDocument(doc_id=note.doc_id, text=note.text, labels=[category], meta=note.meta)
+        )
+    names = sorted({d.labels[0] for d in documents})
+    dataset = ClsDataset(
+        documents=documents, label_names=names, multi_label=False, source=str(notes)
+    )
+    _warn(dataset, stats, notes)
+    return dataset
+
+
+def read_diagnoses(path: Path) -> dict[str, list[str]]:
+    """ICD-9 codes per ``HADM_ID`` (file order, duplicates removed; codes kept as strings)."""
+    codes: dict[str, list[str]] = {}
+    for row in iter_csv_rows(path, DIAGNOSES_REQUIRED, DIAGNOSES_REQUIRED):
+        hadm, code = _norm_id(row["HADM_ID"]), row["ICD9_CODE"].strip()
+        if hadm and code:
+            bucket = codes.setdefault(hadm, [])
+            if code not in bucket:
+                bucket.append(code)
+    return codes
+
+
+def top_codes(codes_by_admission: dict[str, list[str]], admissions: set[str], k: int) -> list[str]:
+    """The ``k`` codes on most of ``admissions`` (ties → smaller code string)."""
+    counts = Counter(code for hadm in admissions for code in codes_by_admission.get(hadm, ()))
+    return [code for code, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+
+
+def _read_icd9(notes: Path, top_k: int) -> ClsDataset:
+    diagnoses = find_table(notes.parent, "DIAGNOSES_ICD")
+    if diagnoses is None:
+        raise DataError(f"{notes.parent}: label=icd9 needs DIAGNOSES_ICD.csv next to {notes.name}")
+    codes = read_diagnoses(diagnoses)
+    stats: Counter[str] = Counter()
+    kept: list[_Note] = []
+    for note in _iter_notes(notes, stats, discharge_only=True):
+        if note.hadm_id in codes:
+            kept.append(note)
+        else:
+            stats["no_codes"] += 1
+    top = top_codes(codes, {n.hadm_id for n in kept}, top_k)
+    rank = {code: i for i, code in enumerate(top)}
+    documents = []
+    for note in kept:
+        labels = sorted((c for c in codes[note.hadm_id] if c in rank), key=rank.__getitem__)
+        if labels:
+            documents.append(
+                ClsDocument(doc_id=note.doc_id, text=note.text, labels=labels, meta=note.meta)
+            )
+        else:
+            stats["no_top_k"] += 1
+    dataset = ClsDataset(
+        documents=documents, label_names=sorted(top), multi_label=True, source=str(notes)
+    )
+    _warn(dataset, stats, notes, top_k)
+    return dataset
+
+
+def _warn(dataset: ClsDataset, stats: Counter[str], notes: Path, top_k: int = 0) -> None:
+    messages = {
+        "iserror": "dropped {n} note(s) marked ISERROR=1",
+        "no_category": "dropped {n} note(s) with an empty CATEGORY",
+        "no_codes": "dropped {n} discharge summar(ies) without a HADM_ID in DIAGNOSES_ICD",
+        "no_top_k": "dropped {n} discharge summar(ies) with none of the top-{k} ICD-9 codes",
+    }
+    for key, template in messages.items():
+        if stats[key]:
+            dataset.warnings.append(f"{notes}: " + template.format(n=stats[key], k=top_k))
