@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -245,7 +245,7 @@ def load_model(
     prepare_tokenizer(tokenizer, config)
     model = _instantiate(name, task, config, source, torch_dtype, seed)
     model.config.pad_token_id = tokenizer.pad_token_id
-    model.to(target)
+    cast(Any, model).to(target)  # transformers' stub types `.to` oddly
     model.train()
     return model, tokenizer
 

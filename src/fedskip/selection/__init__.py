@@ -1,1 +1,21 @@
-"""fedskip.selection."""
+"""Layer-selection strategies behind one interface (:class:`LayerSelector`) with a registry."""
+
+from fedskip.selection.base import (
+    SELECTORS,
+    LayerSelector,
+    SelectionRequest,
+    check_k,
+    get_selector,
+    register_selector,
+)
+from fedskip.selection.strategies import select_layers
+
+__all__ = [
+    "SELECTORS",
+    "LayerSelector",
+    "SelectionRequest",
+    "check_k",
+    "get_selector",
+    "register_selector",
+    "select_layers",
+]

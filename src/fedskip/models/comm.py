@@ -1,0 +1,113 @@
+"""Communication arithmetic of layer skipping, computed on a meta-device model (no weights).
+
+Per client and round the server sends the trainable parameters down and the client sends its
+update up, so each direction carries ``trainable parameters x bytes per value`` (fp32 = 4,
+bf16 = 2). Full fine-tuning (FedAvg) exchanges every parameter; the reduction is
+``1 - ours / full``. With a LoRA rank r only adapters on the selected blocks' linear layers
+travel (A: r x in, B: out x r per layer) plus the task head. Counts use the same code that
+freezes the real model (:func:`fedskip.models.freeze.apply_layer_skip`), so the report matches
+what training exchanges. Protocol overhead (Flower's ArrayRecord framing) is not included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from fedskip.errors import ConfigError
+from fedskip.models.freeze import apply_layer_skip, count_parameters
+from fedskip.models.layers import LayerStack, discover_layers, parameter_groups
+
+BYTES_PER_VALUE = {"fp32": 4, "bf16": 2}
+
+
+def lora_parameters(model: nn.Module, stack: LayerStack, selected: Sequence[int], rank: int) -> int:
+    """LoRA adapter parameters for every ``nn.Linear`` (attention + MLP) in the selected blocks:
+    ``rank * (in + out)`` each."""
+    total = 0
+    for index in selected:
+        block = model.get_submodule(stack.block_prefixes[index].rstrip("."))
+        for module in block.modules():
+            if isinstance(module, nn.Linear):
+                total += rank * (module.in_features + module.out_features)
+    return total
+
+
+def _selected_blocks(
+    stack: LayerStack, layers: int, strategy: str, layer_ids: Sequence[int], every: int
+) -> tuple[list[int], str]:
+    from fedskip.selection import get_selector
+
+    selector = get_selector(strategy)
+    note = ""
+    if selector.needs_scores:
+        # Scores need data; every block has the same size, so count the top-k blocks.
+        note = f"{strategy}: blocks depend on data; counted as the top {layers} (same block sizes)"
+        selector = get_selector("top")
+    elif selector.dynamic:
+        note = f"{strategy}: blocks change every round; round 1 shown (same count every round)"
+    return selector.select(stack.num_blocks, layers, round=1, ids=layer_ids, every=every), note
+
+
+def communication_report(
+    model: nn.Module,
+    *,
+    layers: int,
+    strategy: str = "top",
+    dtype: str = "fp32",
+    lora_rank: int = 0,
+    layer_ids: Sequence[int] = (),
+    every: int = 0,
+    train_final_norm: bool = True,
+) -> dict[str, Any]:
+    """Parameter and byte counts for layer skipping ``layers`` blocks vs full fine-tuning.
+
+    ``model`` is normally a meta-device model from :func:`fedskip.models.loading.build_meta_model`;
+    its ``requires_grad`` flags are changed. Bytes are per client per round, each way.
+    """
+    if dtype not in BYTES_PER_VALUE:
+        raise ConfigError(
+            f"config key 'dtype': {dtype!r} is not one of {', '.join(BYTES_PER_VALUE)}"
+        )
+    if lora_rank < 0:
+        raise ConfigError(f"config key 'lora-rank': {lora_rank} must be >= 0")
+    stack = discover_layers(model)
+    selected, note = _selected_blocks(stack, layers, strategy, layer_ids, every)
+    groups = parameter_groups(model, stack)
+    per_block = [groups[f"block_{i}"] for i in range(stack.num_blocks)]
+    if lora_rank > 0:
+        # LoRA trains adapters instead of the blocks (and not the final norm): head + adapters.
+        trainable = groups["head"] + lora_parameters(model, stack, selected, lora_rank)
+    else:
+        apply_layer_skip(model, stack, selected, train_final_norm=train_final_norm)
+        trainable = count_parameters(model)[1]
+    total = count_parameters(model)[0]
+    width = BYTES_PER_VALUE[dtype]
+    report: dict[str, Any] = {
+        "model_class": type(model).__name__,
+        "num_blocks": stack.num_blocks,
+        "strategy": strategy,
+        "selected_layers": selected,
+        "dtype": dtype,
+        "bytes_per_value": width,
+        "lora_rank": lora_rank,
+        "total_params": total,
+        "trainable_params": trainable,
+        "full_params": total,
+        "bytes_per_round_up": trainable * width,
+        "bytes_per_round_down": trainable * width,
+        "full_bytes_per_round_up": total * width,
+        "full_bytes_per_round_down": total * width,
+        "reduction": 1.0 - trainable / total,
+        "block_params": per_block[0],
+        "per_block_params": per_block,
+        "embedding_params": groups["embedding"],
+        "head_params": groups["head"],
+        "final_norm_params": groups["final_norm"],
+        "other_params": groups["other"],
+    }
+    if note:
+        report["note"] = note
+    return report
