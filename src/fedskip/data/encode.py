@@ -180,7 +180,7 @@ def _window_starts(content_words: list[int | None], budget: int, stride: int) ->
     length = len(content_words)
     starts = [0]
     while starts[-1] + budget < length:
-        nxt = min(starts[-1] + budget - stride, length - budget)
+        nxt = min(starts[-1] + max(budget - stride, 1), length - budget)
         snapped = nxt
         while (
             snapped > 0
@@ -235,10 +235,6 @@ def _encode_sentence(
     """Append the example(s) of sentence ``sid`` to ``out``."""
     prefix, content, content_words, suffix = _split_specials(ids, words)
     budget = max_length - len(prefix) - len(suffix)
-    if budget <= stride and len(content) > budget:
-        raise ConfigError(
-            f"config key 'stride': {stride} must be smaller than max-length minus special tokens ({budget})"
-        )
     starts = _window_starts(content_words, budget, stride)
     owner_of: dict[int, int] = {}  # first-subword position -> window
     seen: set[int] = set()
