@@ -316,9 +316,10 @@ def decode_ner(encoded: EncodedNer, predictions: Sequence[Sequence[int]]) -> lis
     if len(predictions) != len(encoded.features):
         raise ValueError(f"{len(predictions)} prediction rows for {len(encoded.features)} examples")
     tags = [["O"] * len(g) for g in encoded.gold]
-    for feat, words, sid, pred in zip(
+    for feat, words, sid, row in zip(
         encoded.features, encoded.word_ids, encoded.sentence_ids, predictions
     ):
+        pred = row.tolist() if hasattr(row, "tolist") else row  # tensors / arrays: one conversion
         labels = feat["labels"]
         if len(pred) < len(labels):
             raise ValueError(
@@ -330,19 +331,20 @@ def decode_ner(encoded: EncodedNer, predictions: Sequence[Sequence[int]]) -> lis
     return [repair_bio(t) for t in tags]
 
 
+def _pad(features: Sequence[dict[str, Any]], keys: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Right-pad each ``key`` of ``features`` with its value into a LongTensor [batch, longest]."""
+    width = max(len(f["input_ids"]) for f in features)
+    batch = {k: torch.full((len(features), width), v, dtype=torch.long) for k, v in keys.items()}
+    for row, f in enumerate(features):
+        for k in keys:
+            batch[k][row, : len(f[k])] = torch.tensor(f[k], dtype=torch.long)
+    return batch
+
+
 def collate(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad NER examples: ``input_ids`` with ``pad_token_id``, ``attention_mask`` with 0,
     ``labels`` with -100. Returns LongTensors of shape [batch, longest example]."""
-    width = max(len(f["input_ids"]) for f in features)
-    batch = {
-        "input_ids": torch.full((len(features), width), pad_token_id, dtype=torch.long),
-        "attention_mask": torch.zeros((len(features), width), dtype=torch.long),
-        "labels": torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long),
-    }
-    for row, f in enumerate(features):
-        for key in batch:
-            batch[key][row, : len(f[key])] = torch.tensor(f[key], dtype=torch.long)
-    return batch
+    return _pad(features, {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX})
 
 
 def ner_collator(tokenizer: Any) -> Callable[[Sequence[dict[str, Any]]], dict[str, torch.Tensor]]:
@@ -413,21 +415,11 @@ def encode_cls(
 def collate_cls(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad classification examples; ``labels`` becomes a LongTensor [batch] of class ids or
     a FloatTensor [batch, num_labels] of multi-hot rows."""
-    width = max(len(f["input_ids"]) for f in features)
-    input_ids = torch.full((len(features), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-    for row, f in enumerate(features):
-        input_ids[row, : len(f["input_ids"])] = torch.tensor(f["input_ids"], dtype=torch.long)
-        attention_mask[row, : len(f["attention_mask"])] = torch.tensor(
-            f["attention_mask"], dtype=torch.long
-        )
+    batch = _pad(features, {"input_ids": pad_token_id, "attention_mask": 0})
     labels = [f["labels"] for f in features]
     dtype = torch.float32 if isinstance(labels[0], list) else torch.long
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": torch.tensor(labels, dtype=dtype),
-    }
+    batch["labels"] = torch.tensor(labels, dtype=dtype)
+    return batch
 
 
 def cls_collator(tokenizer: Any) -> Callable[[Sequence[dict[str, Any]]], dict[str, torch.Tensor]]:
