@@ -26,7 +26,7 @@ def detect_format(path: Path) -> str:
     allowed = ", ".join(f for f in DATA_FORMATS if f != "auto")
     if path.is_file():
         name = path.name.lower()
-        for suffixes, fmt in (
+        for endings, fmt in (
             ((".jsonl",), "jsonl"),
             ((".conll", ".bio"), "conll"),
             ((".csv", ".csv.gz"), "mimic"),

@@ -1,0 +1,120 @@
+"""MIMIC-III NOTEEVENTS reader: streaming CSV, ISERROR rows, category and ICD-9 top-k labels."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from fedskip.data.mimic import read_mimic
+from fedskip.errors import DataError
+
+HEADER = '"ROW_ID","SUBJECT_ID","HADM_ID","CHARTDATE","CHARTTIME","STORETIME","CATEGORY","DESCRIPTION","CGID","ISERROR","TEXT"\n'
+NOTES = HEADER + (
+    '1,10,100,2151-08-04,,,"Discharge summary","Report",,,"Admission Date:\r\nChest pain, ""severe"".\r\n"\n'
+    '2,10,100,2151-08-03,,,"Radiology ","CHEST",,,"CXR clear."\n'
+    '3,20,200,2152-01-01,,,"Discharge summary","Report",,1,"Written in error."\n'
+    '4,20,200,2152-01-02,,,"Discharge summary","Report",,,"Sepsis."\n'
+    '5,30,300,2153-02-02,,,"Discharge summary","Report",,,"Follow-up."\n'
+    '6,30,,2153-02-01,,,"Nursing/other","Note",,,"Stable."\n'
+    '7,40,400,2154-03-03,,,"Discharge summary","Report",,,"No codes."\n'
+)
+# kept summaries: admissions 100, 200, 300 -> 0389: 2, 389/4019/V5861: 1 each (999, 998 have no note)
+DIAGNOSES = (
+    '"ROW_ID","SUBJECT_ID","HADM_ID","SEQ_NUM","ICD9_CODE"\n'
+    '1,10,100,1,"0389"\n2,10,100,2,"4019"\n3,10,100,3,"0389"\n'
+    '4,20,200,1,"389"\n5,20,200,2,"0389"\n6,30,300,1,"V5861"\n'
+    '7,50,999,1,"V5861"\n8,60,998,1,"V5861"\n'
+)
+
+
+@pytest.fixture
+def mimic(write_tree):
+    return write_tree({"NOTEEVENTS.csv": NOTES, "DIAGNOSES_ICD.csv": DIAGNOSES}, root="mimic")
+
+
+def test_category_labels_multiline_text_and_iserror(mimic):
+    ds = read_mimic(mimic, label="category")
+    assert [d.doc_id for d in ds.documents] == ["1", "2", "4", "5", "6", "7"]
+    assert ds.documents[0].text == 'Admission Date:\nChest pain, "severe".\n'
+    assert [d.labels for d in ds.documents] == [
+        ["Discharge summary"],
+        ["Radiology"],
+        ["Discharge summary"],
+        ["Discharge summary"],
+        ["Nursing/other"],
+        ["Discharge summary"],
+    ]
+    assert ds.label_names == ["Discharge summary", "Nursing/other", "Radiology"]
+    assert not ds.multi_label
+    assert ds.documents[4].meta == {
+        "subject_id": "30",
+        "hadm_id": "",
+        "chartdate": "2153-02-01",
+        "category": "Nursing/other",
+        "description": "Note",
+    }
+    assert ds.warnings == [f"{mimic / 'NOTEEVENTS.csv'}: dropped 1 note(s) marked ISERROR=1"]
+
+
+def test_icd9_top_k_counts_kept_admissions_and_keeps_leading_zeros(mimic):
+    ds = read_mimic(mimic, label="icd9", top_k=2)
+    assert ds.multi_label
+    assert ds.label_names == ["0389", "389"]  # ties at 1 go to the smaller code string
+    assert {d.doc_id: d.labels for d in ds.documents} == {"1": ["0389"], "4": ["0389", "389"]}
+    notes = mimic / "NOTEEVENTS.csv"
+    assert ds.warnings == [
+        f"{notes}: dropped 1 note(s) marked ISERROR=1",
+        f"{notes}: dropped 1 discharge summar(ies) without a HADM_ID in DIAGNOSES_ICD",
+        f"{notes}: dropped 1 discharge summar(ies) with none of the top-2 ICD-9 codes",
+    ]
+
+
+def test_icd9_top_1_and_larger_k(mimic):
+    assert read_mimic(mimic, label="icd9", top_k=1).label_names == ["0389"]
+    ds = read_mimic(mimic / "NOTEEVENTS.csv", label="icd9", top_k=10)
+    assert ds.label_names == ["0389", "389", "4019", "V5861"]
+    assert {d.doc_id: d.labels for d in ds.documents} == {
+        "1": ["0389", "4019"],
+        "4": ["0389", "389"],
+        "5": ["V5861"],
+    }
+
+
+def test_lowercase_header_and_gzip(write_tree):
+    root = write_tree({}, root="gz")
+    with gzip.open(root / "noteevents.csv.gz", "wt", encoding="utf-8", newline="") as fh:
+        fh.write(NOTES.lower().replace("discharge summary", "Discharge summary"))
+    ds = read_mimic(root)
+    assert (
+        len(ds.documents) == 6
+        and ds.documents[0].text == 'admission date:\nchest pain, "severe".\n'
+    )
+
+
+def test_missing_columns_are_named(write_tree):
+    root = write_tree({"NOTEEVENTS.csv": "ROW_ID,HADM_ID,TEXT\n1,2,x\n"})
+    with pytest.raises(
+        DataError, match=r"NOTEEVENTS\.csv: missing required column\(s\) CATEGORY, ISERROR$"
+    ):
+        read_mimic(root)
+
+
+def test_icd9_needs_diagnoses(write_tree):
+    root = write_tree({"NOTEEVENTS.csv": NOTES})
+    with pytest.raises(
+        DataError, match=r"label=icd9 needs DIAGNOSES_ICD\.csv next to NOTEEVENTS\.csv"
+    ):
+        read_mimic(root, label="icd9")
+
+
+def test_row_with_wrong_field_count_names_its_line(write_tree):
+    root = write_tree({"NOTEEVENTS.csv": NOTES + "8,1,2,x\n"})
+    with pytest.raises(DataError, match=r"NOTEEVENTS\.csv:11: expected 11 fields, found 4"):
+        read_mimic(root)
+
+
+def test_folder_without_noteevents(write_tree):
+    root = write_tree({"other.csv": "a\n"})
+    with pytest.raises(DataError, match=r"no NOTEEVENTS\.csv"):
+        read_mimic(root)
