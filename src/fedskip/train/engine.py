@@ -167,7 +167,7 @@ def train(
     )
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The Hugging Face model inside an Opacus ``GradSampleModule`` (or similar) wrapper."""
     while isinstance(getattr(model, "_module", None), nn.Module):
         model = model._module  # type: ignore[assignment]
@@ -175,7 +175,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _is_multi_label(model: nn.Module) -> bool:
-    config = getattr(_unwrap(model), "config", None)
+    config = getattr(unwrap_model(model), "config", None)
     return getattr(config, "problem_type", None) == "multi_label_classification"
 
 
@@ -183,12 +183,14 @@ def _head_names(model: nn.Module) -> set[str]:
     """Parameter names of the task head (for ``head_lr``)."""
     from fedskip.models.layers import discover_layers
 
-    prefixes = tuple(discover_layers(_unwrap(model)).head_prefixes)
+    prefixes = tuple(discover_layers(unwrap_model(model)).head_prefixes)
     return {n for n, _ in model.named_parameters() if _matches(n, prefixes)}
 
 
 def _matches(name: str, prefixes: Sequence[str]) -> bool:
-    return any(name == p or name.startswith(p.rstrip(".") + ".") for p in prefixes)
+    """``name`` starts with a prefix, also under a wrapper (``base_model.model.classifier.``)."""
+    dotted = [p if p.endswith(".") else p + "." for p in prefixes]
+    return any(name.startswith(p) or f".{p}" in name for p in dotted)
 
 
 def _param_groups(

@@ -23,8 +23,11 @@ MULTI_LABEL_THRESHOLD = 0.5
 
 
 class HasTask(Protocol):
-    task: str
-    multi_label: bool
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def multi_label(self) -> bool: ...
 
 
 @dataclass(frozen=True)
