@@ -1,0 +1,194 @@
+"""`fedskip data inspect` / `fedskip data synth`: statistics, and one clear line (exit 2) per bad input."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from fedskip.cli import main
+
+BRAT_TEXT = "Aspirin 81 mg po daily.\nHold if INR > 3. Resume after.\n"
+BRAT_ANN = (
+    "T1\tDrug 0 7\tAspirin\nT2\tStrength 8 13\t81 mg\nT3\tDosage 8 10\t81\nR1\tX Arg1:T1 Arg2:T2\n"
+)
+I2B2_TEXT = "Admission Date :\n\nHe has chest pain\n"
+NOTES = (
+    "ROW_ID,SUBJECT_ID,HADM_ID,CHARTDATE,CHARTTIME,STORETIME,CATEGORY,DESCRIPTION,CGID,ISERROR,TEXT\n"
+    '1,10,100,,,,Discharge summary,Report,,,"Sepsis.\nGiven fluids."\n'
+    "2,10,100,,,,Radiology,CXR,,,Clear.\n"
+    "3,11,101,,,,Discharge summary,Report,,,Pneumonia.\n"
+    "4,11,101,,,,Discharge summary,Report,,1,Error.\n"
+)
+DIAGNOSES = "ROW_ID,SUBJECT_ID,HADM_ID,SEQ_NUM,ICD9_CODE\n1,10,100,1,0389\n2,11,101,1,486\n3,11,101,2,0389\n"
+
+
+def _inspect_json(capsys, *args: str) -> dict:
+    assert main(["data", "inspect", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_inspect_json_brat(write_tree, capsys):
+    root = write_tree({"100.txt": BRAT_TEXT, "100.ann": BRAT_ANN})
+    stats = _inspect_json(capsys, str(root))
+    assert {
+        k: stats[k] for k in ("task", "documents", "sentences", "tokens", "max_tokens", "entities")
+    } == {
+        "task": "ner",
+        "documents": 1,
+        "sentences": 3,
+        "tokens": 15,
+        "max_tokens": 15,
+        "entities": {"Drug": 1, "Strength": 1},
+    }
+    assert stats["dropped_overlaps"] == 1 and len(stats["warnings"]) == 1
+    assert "sites" not in stats
+
+
+def test_inspect_json_mimic_icd9(write_tree, capsys):
+    root = write_tree({"NOTEEVENTS.csv": NOTES, "DIAGNOSES_ICD.csv": DIAGNOSES})
+    stats = _inspect_json(capsys, str(root), "--label", "icd9", "--top-k", "2")
+    assert (stats["documents"], stats["sentences"], stats["tokens"]) == (2, 3, 7)
+    assert stats["labels"] == {"0389": 2, "486": 1}
+    assert stats["multi_label"] is True
+    category = _inspect_json(capsys, str(root / "NOTEEVENTS.csv"), "--format", "mimic")
+    assert category["labels"] == {"Discharge summary": 2, "Radiology": 1}
+
+
+def test_inspect_sites_breakdown_and_table(write_tree, capsys):
+    root = write_tree(
+        {
+            "site-1/txt/a.txt": I2B2_TEXT,
+            "site-1/concept/a.con": 'c="chest pain" 3:2 3:3||t="problem"\n',
+            "site-2/b.txt": I2B2_TEXT,
+            "site-2/b.con": 'c="admission date" 1:0 1:1||t="test"\nc="chest" 3:2 3:2||t="problem"\n',
+        },
+        root="hospitals",
+    )
+    stats = _inspect_json(capsys, str(root), "--format", "i2b2")
+    assert (stats["documents"], stats["sentences"], stats["tokens"]) == (2, 4, 14)
+    assert stats["entities"] == {"problem": 2, "test": 1}
+    assert list(stats["sites"]) == ["site-1", "site-2"]
+    assert stats["sites"]["site-2"]["entities"] == {"problem": 1, "test": 1}
+    assert main(["data", "inspect", str(root)]) == 0
+    table = capsys.readouterr().out
+    for text in ("site-1", "site-2", "total", "documents", "entity problem", "entity test"):
+        assert text in table
+
+
+def _bad_inputs(tmp: pathlib.Path) -> dict[str, tuple[list[str], str]]:
+    """Case id → (inspect arguments, expected stderr line fragment) over files written to ``tmp``."""
+
+    def put(rel: str, content: str | bytes) -> pathlib.Path:
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return path
+
+    put("i2b2/txt/r.txt", I2B2_TEXT)
+    put("i2b2/concept/r.con", 'c="chest" 3:7 3:7||t="problem"\n')
+    put("mismatch/r.txt", I2B2_TEXT)
+    put("mismatch/r.con", 'c="chest wall" 3:2 3:3||t="problem"\n')
+    put("badcon/r.txt", I2B2_TEXT)
+    put("badcon/r.con", 'c="chest" 3:2||t="problem"\n')
+    put("brat/1.txt", BRAT_TEXT)
+    put("brat/1.ann", "T1\tDrug 50 70\tx\n")
+    put("badann/1.txt", BRAT_TEXT)
+    put("badann/1.ann", "T1 Drug 0 7 Aspirin\n")
+    put("bad.conll", "a O\nlonely\n")
+    put("cols/NOTEEVENTS.csv", "ROW_ID,TEXT\n1,x\n")
+    put("empty.jsonl", "\n")
+    put("sites/site-1/d.jsonl", '{"text": "a", "label": "x"}\n')
+    (tmp / "sites" / "site-2").mkdir(parents=True)
+    put("latin1.jsonl", b'{"text": "caf\xe9", "label": "x"}\n')
+    put("locked.jsonl", '{"text": "a", "label": "x"}\n')
+    return {
+        "missing-path": ([str(tmp / "nope")], "nope: no such file or folder"),
+        "unreadable-path": (
+            [str(tmp / "locked.jsonl")],
+            "locked.jsonl: cannot read (Permission denied)",
+        ),
+        "unknown-format": (
+            [str(tmp / "bad.conll"), "--format", "xml"],
+            "unknown data format 'xml'; allowed: auto, i2b2",
+        ),
+        "unknown-label": (
+            [str(tmp / "cols"), "--label", "ward"],
+            "unknown label 'ward'; allowed: category, icd9",
+        ),
+        "offset-beyond-line": (
+            [str(tmp / "i2b2")],
+            "r.con:1: token 3:7 is beyond line 3 (4 tokens)",
+        ),
+        "offset-beyond-text": (
+            [str(tmp / "brat")],
+            "1.ann:1: offset 70 is beyond the end of 1.txt (55 characters)",
+        ),
+        "con-text-mismatch": (
+            [str(tmp / "mismatch")],
+            "r.con:1: concept text 'chest wall' does not match the tokens 'chest pain'",
+        ),
+        "malformed-con": ([str(tmp / "badcon")], "r.con:1: malformed concept line"),
+        "malformed-ann": ([str(tmp / "badann")], "1.ann:1: malformed brat line"),
+        "malformed-conll": ([str(tmp / "bad.conll")], "bad.conll:2: expected 'TOKEN TAG'"),
+        "missing-columns": (
+            [str(tmp / "cols")],
+            "NOTEEVENTS.csv: missing required column(s) HADM_ID, CATEGORY, ISERROR",
+        ),
+        "empty-dataset": (
+            [str(tmp / "empty.jsonl")],
+            "empty.jsonl: empty dataset (no documents, format jsonl)",
+        ),
+        "empty-site": ([str(tmp / "sites")], "site-2: empty site folder (no dataset files)"),
+        "not-utf8": (
+            [str(tmp / "latin1.jsonl")],
+            "latin1.jsonl: not valid UTF-8 at byte 13 (line 1, byte 0xe9)",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing-path",
+        "unreadable-path",
+        "unknown-format",
+        "unknown-label",
+        "offset-beyond-line",
+        "offset-beyond-text",
+        "con-text-mismatch",
+        "malformed-con",
+        "malformed-ann",
+        "malformed-conll",
+        "missing-columns",
+        "empty-dataset",
+        "empty-site",
+        "not-utf8",
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, case):
+    args, expected = _bad_inputs(tmp_path)[case]
+    real_read_bytes = pathlib.Path.read_bytes
+
+    def read_bytes(
+        self: pathlib.Path,
+    ) -> bytes:  # root can read a chmod-000 file; refuse like the OS would
+        if self.name == "locked.jsonl":
+            raise PermissionError(13, "Permission denied")
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    assert main(["data", "inspect", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith("fedskip: error: ")
+    assert expected in captured.err
+
+
+def test_synth_arguments_are_validated(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path / "c"), "--sites", "0"]) == 2
+    assert "config key 'synth-sites': 0 must be >= 1" in capsys.readouterr().err
+    assert main(["data", "synth", "--out", str(tmp_path / "c"), "--label-noise", "0.9"]) == 2
+    assert "config key 'label-noise': 0.9 must be <= 0.5" in capsys.readouterr().err
