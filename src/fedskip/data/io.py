@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def normalize_newlines(text: str) -> tuple[str, Callable[[int], int]]:
     """
     if "\r" not in text:
         return text, _identity
-    removed = [i for i in range(len(text) - 1) if text[i] == "\r" and text[i + 1] == "\n"]
+    removed = [m.start() for m in re.finditer("\r\n", text)]
     new_text = text.replace("\r\n", "\n").replace("\r", "\n")
 
     def mapping(offset: int) -> int:
