@@ -1,0 +1,309 @@
+"""Config → data + model, shared by every method (centralized, local-only, federated).
+
+:func:`prepare` reads the data as hospital sites, fixes the label list, splits each site into
+train/test and cuts the training data into client partitions. Every method trains on exactly
+the same documents (the union of the clients' training parts) and is scored on the same global
+test set (the union of the sites' test parts):
+
+* ``partition=natural``: one client per site; its test split is its site's test part.
+* other schemes: the sites' training parts are pooled and partitioned into ``clients``
+  parts; each part is split again into the client's train and test documents (the client test
+  documents are then used by no one for training, centralized included).
+
+:func:`build_model` loads the model with its head and applies the layer plan
+(:func:`layer_plan`); :func:`encode` tokenizes documents, cached per tokenizer in-process.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedskip.config import Config
+from fedskip.data.encode import (
+    EncodedCls,
+    EncodedNer,
+    cls_collator,
+    encode_cls,
+    encode_ner,
+    ner_collator,
+)
+from fedskip.data.partition import partition_documents, partition_report, split_train_test
+from fedskip.data.types import ClsDataset, ClsDocument, Dataset, NerDataset, NerDocument
+from fedskip.errors import ConfigError
+from fedskip.train.metrics import TaskInfo
+
+Doc = NerDocument | ClsDocument
+Encoded = EncodedNer | EncodedCls
+
+FULL_FINETUNE_METHODS = ("fedavg",)
+"""Methods that train every parameter (embeddings included) whatever ``layers`` says."""
+
+
+@dataclass
+class Prepared:
+    """The data side of a run: sites, labels, client partitions and test sets."""
+
+    task: str
+    label_list: list[str]
+    multi_label: bool
+    sites: dict[str, Dataset]
+    client_names: list[str]
+    client_train: list[list[Doc]]
+    client_test: list[list[Doc]]
+    global_test: list[Doc]
+    report: list[dict[str, Any]] = field(default_factory=list)
+    data_path: Path | None = None
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.client_names)
+
+    @property
+    def train_docs(self) -> list[Doc]:
+        """Every client's training documents, in client order (what centralized trains on)."""
+        return [d for part in self.client_train for d in part]
+
+    @property
+    def task_info(self) -> TaskInfo:
+        return TaskInfo(self.task, list(self.label_list), self.multi_label)
+
+
+# --------------------------------------------------------------------------- data
+def data_location(cfg: Config) -> tuple[Path, str]:
+    """(path, format) of the configured data; ``data=synth`` generates the corpus if needed."""
+    if cfg.data == "synth":
+        from fedskip.data.synth import ensure_synth
+
+        sub = "ner" if cfg.task == "ner" else "classification"
+        return Path(ensure_synth(cfg)) / sub, "auto"
+    return Path(cfg.data).expanduser(), cfg.data_format
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Read, label, split and partition the data of ``cfg`` (deterministic given ``seed``)."""
+    from fedskip.data.readers import read_sites
+
+    path, fmt = data_location(cfg)
+    sites = read_sites(path, fmt, label=cfg.label, icd9_top_k=cfg.icd9_top_k)
+    task = next(iter(sites.values())).task
+    if task != cfg.task:
+        raise ConfigError(
+            f"config key 'task': {cfg.task!r}, but {path} holds {task} data; set task={task}"
+        )
+    labels, multi_label = label_space(sites)
+    splits: dict[str, tuple[list[Doc], list[Doc]]] = {
+        name: split_train_test(list(ds.documents), cfg.test_fraction, cfg.seed + i)
+        for i, (name, ds) in enumerate(sites.items())
+    }
+    global_test = [d for _, test in splits.values() for d in test]
+    if cfg.partition == "natural":
+        names = list(splits)
+        train = [list(splits[n][0]) for n in names]
+        test = [list(splits[n][1]) for n in names]
+    else:
+        names, train, test = _pooled_clients(cfg, [d for tr, _ in splits.values() for d in tr])
+    return Prepared(
+        task=task,
+        label_list=labels,
+        multi_label=multi_label,
+        sites=sites,
+        client_names=names,
+        client_train=train,
+        client_test=test,
+        global_test=global_test,
+        report=_report(names, train, test),
+        data_path=path,
+    )
+
+
+def label_space(sites: dict[str, Dataset]) -> tuple[list[str], bool]:
+    """The model's labels over all sites and whether the task is multi-label.
+
+    NER: ``O`` then ``B-``/``I-`` per entity type (sorted); classification: sorted label names.
+    A site with fewer types than another still shares the one label list.
+    """
+    datasets = list(sites.values())
+    if all(isinstance(ds, NerDataset) for ds in datasets):
+        types = sorted({t for ds in datasets for t in ds.entity_types})  # type: ignore[union-attr]
+        return NerDataset([], types).bio_labels(), False
+    cls_sets = [ds for ds in datasets if isinstance(ds, ClsDataset)]
+    names = sorted({name for ds in cls_sets for name in ds.label_names})
+    return names, any(ds.multi_label for ds in cls_sets)
+
+
+def _pooled_clients(
+    cfg: Config, pooled: list[Doc]
+) -> tuple[list[str], list[list[Doc]], list[list[Doc]]]:
+    parts = partition_documents(
+        pooled, scheme=cfg.partition, num_partitions=cfg.clients, alpha=cfg.alpha, seed=cfg.seed
+    )
+    names, train, test = [], [], []
+    for i, indices in enumerate(parts):
+        tr, te = split_train_test([pooled[j] for j in indices], cfg.test_fraction, cfg.seed + i)
+        names.append(f"client-{i}")
+        train.append(tr)
+        test.append(te)
+    return names, train, test
+
+
+def _report(
+    names: list[str], train: list[list[Doc]], test: list[list[Doc]]
+) -> list[dict[str, Any]]:
+    """:func:`partition_report` rows over the clients' training documents, plus name and test size."""
+    docs = [d for part in train for d in part]
+    bounds, start = [], 0
+    for part in train:
+        bounds.append(list(range(start, start + len(part))))
+        start += len(part)
+    rows = partition_report(docs, bounds)
+    for row, name, tst in zip(rows, names, test):
+        row["client"] = name
+        row["test_documents"] = len(tst)
+    return rows
+
+
+# --------------------------------------------------------------------------- model
+def is_full_finetune(cfg: Config, stack: Any) -> bool:
+    """Full fine-tuning: a full-model method (FedAvg), or ``layers`` equal to every block."""
+    if cfg.method in FULL_FINETUNE_METHODS:
+        return True
+    return cfg.layer_strategy != "explicit" and cfg.layers == stack.num_blocks
+
+
+def layer_plan(
+    cfg: Config, stack: Any, round: int = 1, *, scores: Sequence[float] | None = None
+) -> list[int]:
+    """Block indices trained in ``round`` (1-based) by the configured strategy; all blocks for
+    full fine-tuning. ``scores`` are per-block importances for ``layer-strategy=importance``."""
+    if is_full_finetune(cfg, stack):
+        return list(range(stack.num_blocks))
+    from fedskip.selection import get_selector
+
+    return get_selector(cfg.layer_strategy).select(
+        stack.num_blocks,
+        cfg.layers,
+        round=round,
+        ids=cfg.layer_id_list(),
+        scores=scores,
+        every=cfg.layer_every,
+    )
+
+
+def apply_plan(model: Any, stack: Any, selected: Sequence[int], cfg: Config) -> list[str]:
+    """Set ``requires_grad`` for ``selected`` blocks (+ head); returns the trainable names."""
+    from fedskip.models.freeze import apply_full_finetune, apply_layer_skip
+
+    if is_full_finetune(cfg, stack):
+        return apply_full_finetune(model, stack)
+    return apply_layer_skip(model, stack, selected, train_final_norm=cfg.train_final_norm)
+
+
+def build_model(
+    cfg: Config, prepared: Prepared, *, selected: Sequence[int] | None = None
+) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, layer stack) with the task head and the layer plan of round 1 applied
+    (or ``selected`` blocks). Importance scores, when the strategy needs them, come from
+    ``importance-batches`` batches of the training documents."""
+    from fedskip.models.layers import discover_layers
+    from fedskip.models.loading import load_model
+
+    model, tokenizer = load_model(
+        cfg.model,
+        task=prepared.task,
+        labels=prepared.label_list,
+        multi_label=prepared.multi_label,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        seed=cfg.seed,
+    )
+    stack = discover_layers(model)
+    if selected is None:
+        scores = None
+        if cfg.layer_strategy == "importance" and not is_full_finetune(cfg, stack):
+            scores = importance_scores(cfg, model, stack, tokenizer, prepared, prepared.train_docs)
+        selected = layer_plan(cfg, stack, 1, scores=scores)
+    apply_plan(model, stack, selected, cfg)
+    return model, tokenizer, stack
+
+
+def trainable_blocks(model: Any, stack: Any) -> list[int]:
+    """Indices of the blocks that hold a trainable parameter."""
+    blocks = {stack.block_of(n) for n, p in model.named_parameters() if p.requires_grad}
+    return sorted(b for b in blocks if b is not None)
+
+
+def importance_scores(
+    cfg: Config, model: Any, stack: Any, tokenizer: Any, prepared: Prepared, docs: Sequence[Doc]
+) -> list[float]:
+    """Per-block gradient norms over the first ``importance-batches`` shuffled batches of ``docs``."""
+    import torch
+
+    from fedskip.selection.importance import score_layers
+
+    encoded = encode(docs, tokenizer, prepared, cfg)
+    if not encoded.features:
+        raise ConfigError("layer-strategy=importance: no training examples to score layers on")
+    order = torch.randperm(len(encoded.features), generator=torch.Generator().manual_seed(cfg.seed))
+    collate = collator(tokenizer, prepared)
+    size = cfg.batch_size
+    batches = [
+        collate([encoded.features[int(i)] for i in order[s : s + size]])
+        for s in range(0, min(len(order), size * cfg.importance_batches), size)
+    ]
+    return score_layers(model, stack, batches)
+
+
+# --------------------------------------------------------------------------- encoding
+_CACHE: OrderedDict[tuple[Any, ...], Encoded] = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def encode(docs: Sequence[Doc], tokenizer: Any, prepared: Prepared, cfg: Config) -> Encoded:
+    """Tokenize ``docs`` for the task (``max-length``/``stride`` from ``cfg``).
+
+    Results are cached in-process per (tokenizer, labels, settings, documents); callers share
+    the returned object and must not modify it.
+    """
+    key = (
+        getattr(tokenizer, "name_or_path", ""),
+        type(tokenizer).__name__,
+        len(tokenizer),
+        prepared.task,
+        tuple(prepared.label_list),
+        prepared.multi_label,
+        cfg.max_length,
+        cfg.stride,
+        tuple((id(d), d.doc_id, hash(d.text)) for d in docs),
+    )
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    result: Encoded
+    if prepared.task == "ner":
+        ner_docs = [d for d in docs if isinstance(d, NerDocument)]
+        result = encode_ner(
+            ner_docs, tokenizer, prepared.label_list, max_length=cfg.max_length, stride=cfg.stride
+        )
+    else:
+        cls_docs = [d for d in docs if isinstance(d, ClsDocument)]
+        result = encode_cls(
+            cls_docs,
+            tokenizer,
+            prepared.label_list,
+            max_length=cfg.max_length,
+            multi_label=prepared.multi_label,
+        )
+    _CACHE[key] = result
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return result
+
+
+def collator(tokenizer: Any, prepared: Prepared | TaskInfo) -> Callable[[list[Any]], Any]:
+    """The batch collator of the task (right padding with the tokenizer's pad id)."""
+    return ner_collator(tokenizer) if prepared.task == "ner" else cls_collator(tokenizer)
