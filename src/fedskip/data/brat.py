@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,38 @@ def summarize(dataset: NerDataset, assemblies: list[Assembly], what: str) -> Non
         dataset.warnings.append(f"{dataset.source}: skipped {untokenized} {what} covering no word")
 
 
+def read_paired(
+    folder: Path,
+    texts: dict[str, Path],
+    annotations: dict[str, Path],
+    read_document: Callable[[Path, Path | None], Assembly],
+    what: str,
+) -> NerDataset:
+    """A dataset from ``.txt`` files paired by stem with annotation files (brat ``.ann``, i2b2 ``.con``).
+
+    An annotation file without its ``.txt`` is an error; a ``.txt`` without annotations is a
+    document without entities (and a warning).
+    """
+    for stem, annotation in annotations.items():
+        if stem not in texts:
+            raise DataError(f"{annotation}: no matching {stem}.txt")
+    dataset = NerDataset(documents=[], entity_types=[], source=str(folder))
+    assemblies = []
+    for stem, txt in texts.items():
+        ann = annotations.get(stem)
+        if ann is None:
+            suffix = next(iter(annotations.values())).suffix
+            dataset.warnings.append(
+                f"{txt}: no {stem}{suffix}; read as a document without entities"
+            )
+        assembly = read_document(txt, ann)
+        assemblies.append(assembly)
+        dataset.documents.append(assembly.document)
+    dataset.entity_types = sorted({e.type for a in assemblies for e in a.document.entities})
+    summarize(dataset, assemblies, what)
+    return dataset
+
+
 # ---------------------------------------------------------------------------- brat itself
 
 
@@ -149,20 +182,7 @@ def read_brat(path: str | Path) -> NerDataset:
     anns = {p.stem: p for p in sorted(folder.glob("*.ann")) if p.is_file()}
     if not anns:
         raise DataError(f"{folder}: no .ann files found (brat format)")
-    for stem, ann in anns.items():
-        if stem not in texts:
-            raise DataError(f"{ann}: no matching {stem}.txt next to it")
-    dataset = NerDataset(documents=[], entity_types=[], source=str(folder))
-    assemblies = []
-    for stem, txt in texts.items():
-        if stem not in anns:
-            dataset.warnings.append(f"{txt}: no {stem}.ann; read as a document without entities")
-        assembly = read_brat_document(txt, anns.get(stem))
-        assemblies.append(assembly)
-        dataset.documents.append(assembly.document)
-    dataset.entity_types = sorted({e.type for a in assemblies for e in a.document.entities})
-    summarize(dataset, assemblies, "entities")
-    return dataset
+    return read_paired(folder, texts, anns, read_brat_document, "entities")
 
 
 def read_brat_document(txt: Path, ann: Path | None) -> Assembly:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fedskip.data.brat import Assembly, assemble_document, summarize
+from fedskip.data.brat import Assembly, assemble_document, read_paired
 from fedskip.data.io import read_utf8
 from fedskip.data.types import Entity, NerDataset, Span, Token
 from fedskip.errors import DataError
@@ -51,20 +51,7 @@ def read_i2b2(path: str | Path) -> NerDataset:
     texts, concepts = find_i2b2_pairs(folder)
     if not concepts:
         raise DataError(f"{folder}: no .con files found (i2b2 format: txt/*.txt and concept/*.con)")
-    for stem, con in concepts.items():
-        if stem not in texts:
-            raise DataError(f"{con}: no matching {stem}.txt")
-    dataset = NerDataset(documents=[], entity_types=[], source=str(folder))
-    assemblies: list[Assembly] = []
-    for stem, txt in texts.items():
-        if stem not in concepts:
-            dataset.warnings.append(f"{txt}: no {stem}.con; read as a document without entities")
-        assembly = read_i2b2_document(txt, concepts.get(stem))
-        assemblies.append(assembly)
-        dataset.documents.append(assembly.document)
-    dataset.entity_types = sorted({e.type for a in assemblies for e in a.document.entities})
-    summarize(dataset, assemblies, "concepts")
-    return dataset
+    return read_paired(folder, texts, concepts, read_i2b2_document, "concepts")
 
 
 def read_i2b2_document(txt: Path, con: Path | None) -> Assembly:

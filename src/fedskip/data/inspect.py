@@ -26,24 +26,24 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
         "documents": len(dataset.documents),
     }
     if isinstance(dataset, NerDataset):
+        sentences = sum(len(d.sentences) for d in dataset.documents)
         per_doc = [sum(len(s) for s in d.sentences) for d in dataset.documents]
-        stats["sentences"] = sum(len(d.sentences) for d in dataset.documents)
-        stats["tokens"] = sum(per_doc)
-        stats["max_tokens"] = max(per_doc, default=0)
-        counts = dataset.entity_counts()
-        stats["entities"] = {
-            t: counts.get(t, 0) for t in sorted(set(dataset.entity_types) | set(counts))
-        }
-        stats["dropped_overlaps"] = dataset.dropped_overlaps
     else:
         sentences, per_doc = 0, []
         for doc in dataset.documents:
             tokens = tokenize_words(doc.text)
             per_doc.append(len(tokens))
             sentences += len(sentence_starts(doc.text, tokens)) + 1 if tokens else 0
-        stats["sentences"] = sentences
-        stats["tokens"] = sum(per_doc)
-        stats["max_tokens"] = max(per_doc, default=0)
+    stats["sentences"] = sentences
+    stats["tokens"] = sum(per_doc)
+    stats["max_tokens"] = max(per_doc, default=0)
+    if isinstance(dataset, NerDataset):
+        counts = dataset.entity_counts()
+        stats["entities"] = {
+            t: counts.get(t, 0) for t in sorted(set(dataset.entity_types) | set(counts))
+        }
+        stats["dropped_overlaps"] = dataset.dropped_overlaps
+    else:
         counts = dataset.label_counts()
         stats["labels"] = {
             lab: counts.get(lab, 0) for lab in sorted(set(dataset.label_names) | set(counts))

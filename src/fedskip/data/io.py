@@ -25,12 +25,17 @@ def read_bytes(path: str | Path) -> bytes:
     p = Path(path)
     try:
         return p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such file or folder") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: is a folder, expected a file") from None
     except OSError as exc:
-        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        raise open_error(p, exc) from None
+
+
+def open_error(path: Path, exc: OSError) -> DataError:
+    """The one-line user error for an OS error while opening or reading ``path``."""
+    if isinstance(exc, FileNotFoundError):
+        return DataError(f"{path}: no such file or folder")
+    if isinstance(exc, IsADirectoryError):
+        return DataError(f"{path}: is a folder, expected a file")
+    return DataError(f"{path}: cannot read ({exc.strerror or exc})")
 
 
 def decode_utf8(data: bytes, path: str | Path, *, base_offset: int = 0, base_line: int = 1) -> str:
@@ -95,12 +100,8 @@ def iter_utf8_lines(path: str | Path) -> Iterator[str]:
     opener = gzip.open if p.name.lower().endswith(".gz") else open
     try:
         fh = opener(p, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such file or folder") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: is a folder, expected a file") from None
     except OSError as exc:
-        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        raise open_error(p, exc) from None
     offset = 0
     with fh:
         try:
