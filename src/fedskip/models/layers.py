@@ -6,7 +6,8 @@ Everything else is classified relative to it:
 
 - task head: top-level children outside the base model that hold parameters (``classifier``,
   ``score``, DeBERTa's ``pooler``), plus a ``pooler`` inside the base model (BERT sequence
-  classification);
+  classification); for a plain ``nn.Module`` without a base model, every top-level module
+  with weights that is not blocks, embedding or final norm;
 - final norm (decoders): a normalisation module next to the block list, when the list sits
   directly in the base model (``model.norm``) or the norm's name says ``final``/``ln_f``;
 - embeddings: every ``nn.Embedding`` outside the blocks, grouped by its ``*embed*`` parent
@@ -92,10 +93,14 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
 
 
-def _head_prefixes(model: nn.Module, base: str, blocks_prefix: str) -> list[str]:
+def _head_prefixes(
+    model: nn.Module, base: str, blocks_prefix: str, final_norm: str | None
+) -> list[str]:
     heads: list[str] = []
     for name, child in model.named_children():
         if name == base or blocks_prefix == name or blocks_prefix.startswith(name + "."):
+            continue
+        if final_norm == name + ".":
             continue
         if _param_count(child) > 0 and not isinstance(child, nn.Embedding):
             heads.append(name + ".")
@@ -150,12 +155,13 @@ def discover_layers(model: nn.Module) -> LayerStack:
         )
     blocks_prefix, blocks = found
     base = _base_model_name(model)
+    final_norm = _final_norm_prefix(model, base, blocks_prefix)
     stack = LayerStack(
         blocks_prefix=blocks_prefix,
         num_blocks=len(blocks),
         block_prefixes=[f"{blocks_prefix}.{i}." for i in range(len(blocks))],
-        head_prefixes=_head_prefixes(model, base, blocks_prefix),
-        final_norm_prefix=_final_norm_prefix(model, base, blocks_prefix),
+        head_prefixes=_head_prefixes(model, base, blocks_prefix, final_norm),
+        final_norm_prefix=final_norm,
         embedding_prefixes=_embedding_prefixes(model, blocks_prefix),
     )
     others = {_owner_prefix(n) for n, _ in model.named_parameters() if _group(stack, n) == "other"}

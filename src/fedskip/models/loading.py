@@ -160,8 +160,14 @@ def _instantiate(
         if source is None:
             return auto.from_config(config, dtype=dtype)
         try:
+            # A saved fedskip model with another label set has a head of another size: take a
+            # fresh head then; a mismatch anywhere else is caught by _check_missing.
             model, info = auto.from_pretrained(
-                source, config=config, dtype=dtype, output_loading_info=True
+                source,
+                config=config,
+                dtype=dtype,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
             )
         except (OSError, ValueError) as exc:
             raise ModelError(f"{_offline_hint(name)} ({_first_line(exc)})") from None
@@ -169,12 +175,14 @@ def _instantiate(
             raise ModelError(
                 f"model '{name}': weights do not fit the architecture ({_first_line(exc)})"
             ) from None
-    _check_missing(name, model, info.get("missing_keys", []))
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
+    _check_missing(name, model, [*info.get("missing_keys", []), *mismatched])
     return model
 
 
 def _check_missing(name: str, model: PreTrainedModel, missing: Sequence[str]) -> None:
-    """Only the new task head may be missing from a checkpoint; random blocks would be silent garbage."""
+    """Only the task head may be missing (or resized) in a checkpoint; random blocks would be
+    silent garbage."""
     from fedskip.models.layers import discover_layers
 
     stack = discover_layers(model)
@@ -182,7 +190,7 @@ def _check_missing(name: str, model: PreTrainedModel, missing: Sequence[str]) ->
     if body:
         shown = ", ".join(body[:3]) + (f" (+{len(body) - 3} more)" if len(body) > 3 else "")
         raise ModelError(
-            f"model '{name}': checkpoint lacks weights for {shown}; is it the right model?"
+            f"model '{name}': checkpoint lacks weights (or has other shapes) for {shown}; is it the right model?"
         )
 
 
