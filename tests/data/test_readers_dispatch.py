@@ -120,3 +120,12 @@ def test_iter_utf8_lines_reports_absolute_byte_offset(write_tree):
     assert [next(lines), next(lines)] == ["h\n", "ok\n"]
     with pytest.raises(DataError, match=r"n\.csv: not valid UTF-8 at byte 6 \(line 3, byte 0xc3\)"):
         next(lines)
+
+
+def test_a_folder_of_corpora_names_the_nested_sites_folder(write_tree):
+    root = write_tree(
+        {"ner/site-1/d.jsonl": JSONL_NER, "classification/site-1/d.jsonl": JSONL_CLS}, root="synth"
+    )
+    with pytest.raises(DataError, match=r"synth/classification: holds site folders itself"):
+        read_sites(root)
+    assert list(read_sites(root / "ner")) == ["site-1"]

@@ -83,26 +83,28 @@ def register(subparsers: Any) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from fedskip.data.readers import is_sites_folder
+    from fedskip.data.synth import write_corpus
+
     # Reuse the config's validation so the bounds live in one place (config.py).
     Config(
         synth_sites=args.sites, synth_docs=args.docs, seed=args.seed, label_noise=args.label_noise
     )
-    from fedskip.data.synth import write_corpus
-
     out = Path(
         write_corpus(
             args.out, sites=args.sites, docs=args.docs, seed=args.seed, label_noise=args.label_noise
         )
     )
     print(
-        f"wrote the synthetic corpus to {out} ({args.sites} sites × {args.docs} documents, seed {args.seed})"
+        f"wrote the synthetic corpus to {out} ({args.sites} sites, {args.docs} documents each, seed {args.seed})"
     )
-    for folder in sorted(p for p in out.rglob("*") if p.is_dir()) or [out]:
+    for folder in [out, *sorted(p for p in out.rglob("*") if p.is_dir())]:
         files = [p for p in folder.iterdir() if p.is_file()]
         if files:
             size = sum(p.stat().st_size for p in files)
-            print(f"  {folder.relative_to(out.parent)}/  {len(files)} files, {size:,} bytes")
-    print(f"inspect it with: fedskip data inspect {out}")
+            print(f"  {folder}/: {len(files)} files, {size:,} bytes")
+    for root in [p for p in sorted(out.iterdir()) if is_sites_folder(p)] or [out]:
+        print(f"inspect with: fedskip data inspect {root}")
     return 0
 
 

@@ -129,6 +129,10 @@ def read_sites(path: str | Path, fmt: str = "auto", **kwargs: Any) -> dict[str, 
     for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
         if not any(sub.iterdir()):
             raise DataError(f"{sub}: empty site folder (no dataset files)")
+        if is_sites_folder(sub):
+            raise DataError(
+                f"{sub}: holds site folders itself; pass {sub} (or a sibling) as the data path"
+            )
         sites[sub.name] = _tag(read_dataset(sub, fmt, **kwargs), sub.name)
     tasks = {name: ds.task for name, ds in sites.items()}
     if len(set(tasks.values())) > 1:
