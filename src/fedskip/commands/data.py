@@ -83,13 +83,13 @@ def register(subparsers: Any) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from fedskip.data.readers import is_sites_folder
-    from fedskip.data.synth import write_corpus
-
     # Reuse the config's validation so the bounds live in one place (config.py).
     Config(
         synth_sites=args.sites, synth_docs=args.docs, seed=args.seed, label_noise=args.label_noise
     )
+    from fedskip.data.readers import is_sites_folder
+    from fedskip.data.synth import write_corpus
+
     out = Path(
         write_corpus(
             args.out, sites=args.sites, docs=args.docs, seed=args.seed, label_noise=args.label_noise
