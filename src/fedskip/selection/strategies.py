@@ -46,8 +46,8 @@ class InterleavedSelector(LayerSelector):
         available = list(range(num_blocks - 1, -1, -r.every))
         if len(available) < k:
             raise ConfigError(
-                f"config key 'layer-every': every {r.every}th of {num_blocks} blocks gives only "
-                f"{len(available)} blocks, fewer than layers={k}; lower layer-every or layers"
+                f"config key 'layer-every': {r.every} picks only {len(available)} of {num_blocks} "
+                f"blocks ({', '.join(map(str, available))}), fewer than layers={k}"
             )
         return available[:k]
 
