@@ -1,0 +1,407 @@
+"""Sample-level DP-SGD (Opacus) over the trainable layers only: the engine's ``privacy`` hook.
+
+What is protected, against whom: each hospital trains with DP-SGD, so everything that leaves it
+(the selected layers' update each round, and every model built from them) is (ε, δ)-DP with
+respect to any single training example (one note window) of that hospital — against the server,
+the other hospitals and anyone who later receives the model. Frozen layers never change and need
+no per-sample gradients, so layer skipping makes DP-SGD cheaper as well.
+
+Mechanics: Poisson sampling (Opacus ``DPDataLoader``, sample rate q = batch_size / n), per-example
+gradients by Opacus hooks on the trainable modules (``grad_sample_mode`` "hooks", falling back to
+functorch for modules without a hand-written sampler such as ``LlamaRMSNorm``; or "functorch" for
+all), flat per-example clipping to ``clip_norm`` C, Gaussian noise N(0, (σ·C)²) on the summed
+clipped gradients, average over the expected batch size. The loss is replaced by the mean over
+examples of each example's *own* mean loss: Hugging Face's token-classification loss averages over
+all tokens of the batch, which would make one example's gradient depend on the others' lengths.
+
+The accountant (:class:`fedskip.privacy.accounting.PrivacyAccountant`) is cumulative: pass the
+same one (or its ``state_dict``) every round; it is never re-created per round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fedskip.errors import ConfigError, ModelError, PrivacyBudgetExceeded
+from fedskip.privacy.accounting import (
+    PrivacyAccountant,
+    noise_multiplier_for,
+    sample_rate,
+    steps_per_epoch,
+)
+from fedskip.privacy.checks import warn_loudly
+
+GRAD_SAMPLE_MODES = ("hooks", "functorch")
+"""Opacus per-sample-gradient modes that work on Hugging Face models (called with keyword
+arguments); "ew" (expanded weights) does not and "ghost" needs a loss wrapper."""
+
+
+@dataclass(frozen=True)
+class DPSGDSettings:
+    """DP-SGD knobs (config keys noise-multiplier, clip-norm, delta, target-epsilon)."""
+
+    noise_multiplier: float = 1.0  # σ; ignored when target_epsilon > 0
+    clip_norm: float = 1.0  # C: per-example L2 clip
+    delta: float = 1e-5  # δ of (ε, δ)
+    target_epsilon: float = 0.0  # > 0: derive σ so the planned training spends at most this ε
+    planned_epochs: int = 1  # epochs the budget must cover (rounds × local-epochs when federated)
+    grad_accum: int = 1  # micro-batches per optimizer step (approximate accounting when > 1)
+    mechanism: str = "rdp"  # Opacus accountant
+    grad_sample_mode: str = "hooks"
+    noise_seed: int | None = None  # tests/benchmarks only: reproducible noise; None = OS entropy
+
+    def __post_init__(self) -> None:
+        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise ConfigError(
+                f"DP-SGD grad_sample_mode {self.grad_sample_mode!r} is not one of "
+                f"{', '.join(GRAD_SAMPLE_MODES)} (Hugging Face models need keyword-argument calls)"
+            )
+        if self.clip_norm <= 0:
+            raise ConfigError(
+                f"config key 'clip-norm': {self.clip_norm!r} must be > 0 with dp=sample"
+            )
+        if not 0 < self.delta < 1:
+            raise ConfigError(
+                f"config key 'delta': {self.delta!r} must be > 0 and < 1 with dp=sample"
+            )
+        if self.planned_epochs < 1:
+            raise ValueError("planned_epochs must be >= 1")
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, federated: bool = True) -> DPSGDSettings:
+        """Settings from a :class:`fedskip.config.Config`; the budget covers ``rounds ×
+        local-epochs`` (federated) or ``epochs`` (centralized / local-only) epochs."""
+        epochs = cfg.rounds * cfg.local_epochs if federated else cfg.epochs
+        return cls(
+            noise_multiplier=cfg.noise_multiplier,
+            clip_norm=cfg.clip_norm,
+            delta=cfg.delta,
+            target_epsilon=cfg.target_epsilon,
+            planned_epochs=epochs,
+            grad_accum=cfg.grad_accum,
+        )
+
+
+def per_example_mean_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean over examples of each example's own loss (a function of that example alone).
+
+    Token classification (logits ``[B, T, C]``, labels ``[B, T]`` with -100 = ignore): an
+    example's loss is its mean cross-entropy over its labelled tokens (0 if it has none).
+    Multi-label (float labels): mean BCE over the labels. Otherwise cross-entropy per example.
+    """
+    if labels.dtype.is_floating_point:
+        per = (
+            nn.functional.binary_cross_entropy_with_logits(
+                logits.float(), labels.float(), reduction="none"
+            )
+            .flatten(1)
+            .mean(1)
+        )
+    elif logits.dim() == 3:
+        ce = nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
+        )
+        per = ce.sum(1) / (labels != -100).sum(1).clamp(min=1)
+    else:
+        per = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+    return per.mean()
+
+
+def _loss_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
+    labels = kwargs.get("labels")
+    logits = output.get("logits") if isinstance(output, Mapping) else None
+    if labels is None or logits is None:
+        return output
+    output["loss"] = per_example_mean_loss(logits, labels)
+    return output
+
+
+def check_dp_support(model: nn.Module, mode: str = "hooks") -> None:
+    """Raise :class:`ModelError` when a trainable module cannot get per-example gradients.
+
+    Supported (tested): BERT/MiniLM blocks (Linear, LayerNorm), LLaMA blocks (Linear,
+    ``LlamaRMSNorm`` via functorch; rotary embeddings hold no trainable weights), Embedding, and
+    linear task heads. Unsupported: trainable modules that own buffers (e.g. BatchNorm: running
+    statistics would leak), and EmbeddingBag under functorch.
+    """
+    from opacus.utils.module_utils import trainable_modules
+
+    bad = [
+        f"{name} ({type(module).__name__})"
+        for name, module in trainable_modules(model)
+        if list(module.buffers()) or (mode == "functorch" and isinstance(module, nn.EmbeddingBag))
+    ]
+    if bad:
+        raise ModelError(
+            "dp=sample: Opacus cannot compute per-example gradients of trainable module(s) "
+            f"{', '.join(bad[:3])}; freeze them (choose other layers) or use dp=client"
+        )
+
+
+class DPSGD:
+    """The engine's ``privacy`` hook: ``attach`` before training, ``after_step`` after each step.
+
+    One instance per client; its :class:`PrivacyAccountant` keeps composing across rounds
+    (persist :meth:`state_dict` between rounds / processes and restore with
+    :meth:`load_state_dict`). ``epsilon()`` is ε spent at ``settings.delta``.
+    """
+
+    def __init__(
+        self, settings: DPSGDSettings, *, accountant: PrivacyAccountant | None = None
+    ) -> None:
+        self.settings = settings
+        self.accountant = (
+            accountant if accountant is not None else PrivacyAccountant(settings.mechanism)
+        )
+        self.noise_multiplier: float | None = (
+            None if settings.target_epsilon > 0 else settings.noise_multiplier
+        )
+        self.sample_rate: float | None = None
+        self.planned_steps = 0
+        self._safe_steps = math.inf  # total composed steps known to stay within target-epsilon
+        self._optimizer: Any = None
+        self._noised_since_check = 0
+        self._rng_calls = 0
+        if settings.target_epsilon <= 0 and settings.noise_multiplier == 0:
+            warn_loudly(
+                "DP-SGD with noise-multiplier=0: gradients are clipped but not noised (ε = inf)"
+            )
+        if settings.grad_accum > 1:
+            warn_loudly(
+                f"DP-SGD with grad-accum={settings.grad_accum}: accounting approximates the merged "
+                "Poisson batches as one batch at the multiplied sample rate"
+            )
+
+    # ------------------------------------------------------------------ engine hook
+    def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: Any) -> Any:
+        """Make (model, optimizer, loader) private; returns the same model object (hooked), an
+        Opacus ``DPOptimizer`` and a Poisson-sampling loader over the same examples."""
+        from opacus.data_loader import DPDataLoader
+        from opacus.grad_sample.utils import prepare_module
+        from opacus.optimizers import DPOptimizer
+
+        self.detach(model)
+        model.train()  # Opacus computes per-sample gradients only in train mode
+        check_dp_support(model, self.settings.grad_sample_mode)
+        _check_optimizer(model, optimizer)
+        dataset = data_loader.dataset
+        n = len(dataset)
+        q = sample_rate(int(data_loader.batch_size or 1), n)
+        self._plan(q)
+        # Opacus' backward hook on the lowest trainable block sees no input gradient when the
+        # blocks below are frozen (layer skipping): torch warns, the per-sample gradients are right.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
+        hooks = prepare_module(
+            model,
+            grad_sample_mode=self.settings.grad_sample_mode,
+            wrap_model=False,
+            batch_first=True,
+            loss_reduction="mean",
+        )
+        if self.settings.grad_accum > 1:
+            hooks.allow_grad_accumulation()
+        model._fedskip_dp_hooks = (hooks, model.register_forward_hook(_loss_hook, with_kwargs=True))  # type: ignore[assignment]
+        dp_optimizer = DPOptimizer(
+            optimizer,
+            noise_multiplier=float(self.noise_multiplier or 0.0),
+            max_grad_norm=self.settings.clip_norm,
+            expected_batch_size=max(1, round(q * n)),
+            loss_reduction="mean",
+            generator=self._generator("noise"),
+        )
+        dp_optimizer.attach_step_hook(self._on_noised_step)
+        self._optimizer = dp_optimizer
+        loader = DPDataLoader(
+            dataset,
+            sample_rate=q,
+            collate_fn=data_loader.collate_fn,
+            generator=self._generator("sampling"),
+        )
+        return (
+            model,
+            dp_optimizer,
+            PoissonBatches(loader, self._empty_step if self.settings.grad_accum == 1 else None),
+        )
+
+    def after_step(self) -> None:
+        """Check that the optimizer step just taken was a noised DP step (one composed step)."""
+        if self._noised_since_check != 1:
+            raise RuntimeError(
+                f"DP-SGD: {self._noised_since_check} noised steps since the last optimizer step; "
+                "the engine must step the optimizer returned by attach() exactly once per step"
+            )
+        self._noised_since_check = 0
+
+    def detach(self, model: nn.Module) -> None:
+        """Remove the per-example-gradient and loss hooks from ``model`` (safe to call twice)."""
+        attached = getattr(model, "_fedskip_dp_hooks", None)
+        if attached is not None:
+            hooks, loss_handle = attached
+            hooks.cleanup()
+            loss_handle.remove()
+            del model._fedskip_dp_hooks
+
+    # ------------------------------------------------------------------ accounting
+    def epsilon(self) -> float:
+        """ε spent so far (all rounds) at ``settings.delta``."""
+        return self.accountant.epsilon(self.settings.delta)
+
+    def check_round(self, num_examples: int, batch_size: int, epochs: int) -> None:
+        """Raise :class:`PrivacyBudgetExceeded` *before* training when a round of ``epochs`` over
+        ``num_examples`` would take the total past ``target-epsilon`` (no-op without a target)."""
+        if self.settings.target_epsilon <= 0 or num_examples == 0:
+            return
+        q = sample_rate(batch_size, num_examples)
+        self._plan(q)
+        steps = epochs * self._steps_per_epoch(q)
+        if self.accountant.steps + steps <= self._safe_steps:
+            return
+        eps = self.accountant.epsilon_after(
+            noise_multiplier=float(self.noise_multiplier or 0.0),
+            sample_rate=self._step_rate(q),
+            steps=steps,
+            delta=self.settings.delta,
+        )
+        if eps > self.settings.target_epsilon:
+            raise PrivacyBudgetExceeded(self._budget_message(eps, "this round"))
+
+    def _plan(self, q: float) -> None:
+        """Fix σ (and the step allowance) for sample rate ``q``; derived from target-epsilon once
+        and kept for later rounds unless the data (and so q) changes."""
+        if self.sample_rate == q and self.noise_multiplier is not None:
+            return
+        self.sample_rate = q
+        if self.settings.target_epsilon <= 0:
+            return
+        per_epoch = self._steps_per_epoch(q)
+        total = self.settings.planned_epochs * per_epoch
+        remaining = max(total - self.accountant.steps, per_epoch)
+        self.noise_multiplier = noise_multiplier_for(
+            target_epsilon=self.settings.target_epsilon,
+            delta=self.settings.delta,
+            sample_rate=self._step_rate(q),
+            steps=remaining,
+            mechanism=self.accountant.mechanism,
+            spent=self.accountant,
+        )
+        self.planned_steps = self.accountant.steps + remaining
+        self._safe_steps = self.planned_steps
+
+    def _steps_per_epoch(self, q: float) -> int:
+        return math.ceil(steps_per_epoch(q) / self.settings.grad_accum)
+
+    def _step_rate(self, q: float) -> float:
+        return min(1.0, q * self.settings.grad_accum)
+
+    def _on_noised_step(self, optimizer: Any) -> None:
+        """DPOptimizer step hook: runs after noising, *before* the weights change, so a step that
+        would exceed the budget is refused and nothing of it is released."""
+        rate = min(1.0, float(self.sample_rate or 1.0) * optimizer.accumulated_iterations)
+        sigma = float(optimizer.noise_multiplier)
+        target = self.settings.target_epsilon
+        if target > 0 and self.accountant.steps + 1 > self._safe_steps:
+            eps = self.accountant.epsilon_after(
+                noise_multiplier=sigma, sample_rate=rate, steps=1, delta=self.settings.delta
+            )
+            if eps > target:
+                raise PrivacyBudgetExceeded(self._budget_message(eps, "the next step"))
+        self.accountant.step(noise_multiplier=sigma, sample_rate=rate)
+        self._noised_since_check += 1
+
+    def _empty_step(self) -> None:
+        """An empty Poisson draw is still one noised release: apply a noise-only step (the model
+        cannot run a zero-example batch, so the engine skips it)."""
+        optimizer = self._optimizer
+        for p in optimizer.params:
+            p.grad_sample = p.new_zeros((0, *p.shape))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self._noised_since_check = 0
+
+    def _budget_message(self, eps: float, what: str) -> str:
+        return (
+            f"privacy budget: {what} would raise ε to {eps:.4f} at δ={self.settings.delta:g}, above "
+            f"target-epsilon={self.settings.target_epsilon:g} (spent so far: ε={self.epsilon():.4f} "
+            f"over {self.accountant.steps} steps); training stops here"
+        )
+
+    def _generator(self, purpose: str) -> torch.Generator:
+        """Noise and sampling randomness must be secret: seeded from OS entropy, never from the
+        run's shared ``seed`` (the server knows it and could regenerate the noise). A
+        ``noise_seed`` (tests) still yields a fresh stream per call and per composed step count."""
+        self._rng_calls += 1
+        if self.settings.noise_seed is None:
+            seed = int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1)
+        else:
+            mix = f"{self.settings.noise_seed}:{purpose}:{self.accountant.steps}:{self._rng_calls}"
+            seed = int.from_bytes(hashlib.sha256(mix.encode()).digest()[:8], "little") >> 1
+        return torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Flat scalars/lists (JSON- and ConfigRecord-ready): accountant history plus the plan."""
+        state = self.accountant.state_dict()
+        state.update(
+            plan_noise_multiplier=float(self.noise_multiplier or 0.0),
+            plan_sample_rate=float(self.sample_rate or 0.0),
+            plan_steps=int(self.planned_steps),
+        )
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume: the accountant history and (with target-epsilon) the planned σ."""
+        self.accountant.load_state_dict(state)
+        if self.settings.target_epsilon > 0 and float(state.get("plan_sample_rate", 0.0)) > 0:
+            self.noise_multiplier = float(state["plan_noise_multiplier"])
+            self.sample_rate = float(state["plan_sample_rate"])
+            self.planned_steps = int(state.get("plan_steps", 0))
+            self._safe_steps = self.planned_steps
+
+
+class PoissonBatches:
+    """The private loader handed to the engine: Opacus' Poisson ``DPDataLoader``, where an empty
+    draw first triggers ``on_empty`` (the noise-only step) and is then yielded (the engine skips
+    zero-example batches)."""
+
+    def __init__(self, loader: Any, on_empty: Any) -> None:
+        self.loader = loader
+        self.on_empty = on_empty
+        self.dataset = loader.dataset
+        self.sample_rate = loader.sample_rate
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            if self.on_empty is not None and _batch_size(batch) == 0:
+                self.on_empty()
+            yield batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, Mapping):
+        first = next((v for v in batch.values() if isinstance(v, Tensor)), None)
+        return int(first.shape[0]) if first is not None else 0
+    if isinstance(batch, (list, tuple)):
+        return _batch_size(batch[0]) if batch else 0
+    return int(batch.shape[0]) if isinstance(batch, Tensor) else 1
+
+
+def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    params = {id(p) for p in model.parameters() if p.requires_grad}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in params:
+                raise ValueError(
+                    "DP-SGD: the optimizer holds parameters that are frozen or not the model's"
+                )
