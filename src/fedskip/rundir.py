@@ -191,11 +191,15 @@ class Exported:
         return config.get(key, default)
 
 
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+
+
 def load_export(path: str | Path, *, device: str = "cpu") -> Exported:
     """Load ``model/`` written by :meth:`RunDir.save_model` (or any saved token/sequence
     classifier with a fast tokenizer) in eval mode on ``device``."""
     folder = Path(path)
-    if (folder / "model" / "config.json").is_file() and not (folder / "config.json").is_file():
+    if (folder / "model" / "config.json").is_file() and not _has_weights(folder):
         folder = folder / "model"  # a run directory was given
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder}: not an exported model (no config.json); pass OUT/model")
@@ -209,18 +213,19 @@ def load_export(path: str | Path, *, device: str = "cpu") -> Exported:
         AutoTokenizer,
     )
 
-    try:
-        config = AutoConfig.from_pretrained(folder)
-        task = manifest.get("task") or _task_of(config)
-        auto = (
-            AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
-        )
-        model = auto.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{folder}: cannot load the exported model ({exc})") from None
-    from fedskip.models.loading import resolve_device
+    from fedskip.models.loading import _quiet_transformers, resolve_device
 
+    try:
+        with _quiet_transformers():  # no load report or progress bar on stderr
+            config = AutoConfig.from_pretrained(folder)
+            task = manifest.get("task") or _task_of(config)
+            ner = task == "ner"
+            auto = AutoModelForTokenClassification if ner else AutoModelForSequenceClassification
+            model = auto.from_pretrained(folder)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{folder}: cannot load the exported model ({first})") from None
     model.to(resolve_device(device)).eval()
     info = describe_model(model)
     return Exported(model, tokenizer, task, info["labels"], info["multi_label"], manifest)

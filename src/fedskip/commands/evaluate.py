@@ -1,0 +1,153 @@
+"""``fedskip evaluate``: score an exported model on any labeled dataset.
+
+NER: strict entity-level precision/recall/F1, overall and per type. Classification: accuracy
+and macro F1 (multi-class) or micro/macro F1 and AUROC (multi-label ICD-9 coding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from fedskip.config import DATA_FORMATS, DEVICES, LABELS
+from fedskip.errors import DataError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="metrics of an exported model on a labeled dataset",
+        description="Evaluate an exported model (OUT/model) on a labeled dataset or site folder.",
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="DIR", help="exported model folder (OUT/model)"
+    )
+    parser.add_argument(
+        "--data", required=True, metavar="PATH", help="dataset file/folder or folder of sites"
+    )
+    parser.add_argument(
+        "--data-format", default="auto", choices=DATA_FORMATS, help="reader (default: auto)"
+    )
+    parser.add_argument(
+        "--label", choices=LABELS, help="MIMIC-III label (default: the model's training setting)"
+    )
+    parser.add_argument(
+        "--icd9-top-k", type=int, metavar="K", help="ICD-9 codes kept (default: training setting)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="examples per forward pass"
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"
+    )
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = evaluate_export(
+        args.model,
+        args.data,
+        data_format=args.data_format,
+        label=args.label,
+        icd9_top_k=args.icd9_top_k,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    if args.json:
+        from fedskip.rundir import to_jsonable
+
+        print(json.dumps(to_jsonable(metrics), indent=2))
+    else:
+        print(f"{metrics['task']} model {metrics['model']} on {metrics['data']}")
+        print(format_metrics(metrics))
+    return 0
+
+
+def evaluate_export(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    data_format: str = "auto",
+    label: str | None = None,
+    icd9_top_k: int | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Metrics of the exported model on ``data`` (all sites pooled), plus ``task``/``model``/``data``."""
+    from fedskip.data.encode import cls_collator, encode_cls, encode_ner, ner_collator
+    from fedskip.data.readers import read_sites
+    from fedskip.rundir import load_export
+    from fedskip.train.engine import evaluate
+
+    if batch_size < 1:
+        raise DataError(f"--batch-size: {batch_size} must be >= 1")
+    exported = load_export(model_dir, device=device)
+    sites = read_sites(
+        data,
+        data_format,
+        label=label or exported.setting("label", "category"),
+        icd9_top_k=icd9_top_k or exported.setting("icd9-top-k", 10),
+    )
+    docs: list[Any] = [d for ds in sites.values() for d in ds.documents]
+    check_labels(exported, list(sites.values()), str(data))
+    max_length = exported.setting("max-length", 128)
+    encoded: Any
+    if exported.task == "ner":
+        encoded = encode_ner(docs, exported.tokenizer, exported.label_list,
+                             max_length=max_length, stride=exported.setting("stride", 32))  # fmt: skip
+        collate = ner_collator(exported.tokenizer)
+    else:
+        encoded = encode_cls(docs, exported.tokenizer, exported.label_list,
+                             max_length=max_length, multi_label=exported.multi_label)  # fmt: skip
+        collate = cls_collator(exported.tokenizer)
+    metrics = evaluate(
+        exported.model, encoded, collate, batch_size=batch_size, device=exported.model.device
+    )
+    return {"task": exported.task, "model": str(model_dir), "data": str(data), **metrics}
+
+
+def check_labels(exported: Any, datasets: list[Any], where: str) -> None:
+    """DataError when the data's task or labels do not fit the model's head."""
+    tasks = {ds.task for ds in datasets}
+    if tasks != {exported.task}:
+        raise DataError(
+            f"{where}: holds {'/'.join(sorted(tasks))} data but the model is a {exported.task} model"
+        )
+    if exported.task == "ner":
+        known = {lab[2:] for lab in exported.label_list if lab[:2] in ("B-", "I-")}
+        found = {t for ds in datasets for t in ds.entity_types}
+        what = "entity types"
+    else:
+        if any(ds.multi_label != exported.multi_label for ds in datasets):
+            kind = "multi-label" if exported.multi_label else "single-label"
+            raise DataError(f"{where}: label kind differs from the model's ({kind}); check --label")
+        known = set(exported.label_list)
+        found = {n for ds in datasets for n in ds.label_names}
+        what = "labels"
+    unknown = sorted(found - known)
+    if unknown:
+        raise DataError(
+            f"{where}: {what} {', '.join(unknown)} are not in the model's {what} "
+            f"({', '.join(sorted(known))})"
+        )
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """Text lines: headline scores, then a per-type table for NER."""
+    if "f1" in metrics:
+        lines = [f"strict entity F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "
+                 f"recall {metrics['recall']:.4f}"]  # fmt: skip
+        per_type = metrics.get("per_type", {})
+        if per_type:
+            width = max(8, *(len(t) for t in per_type))
+            lines.append(f"  {'type':<{width}}  precision  recall      f1  support")
+            for name, row in per_type.items():
+                lines.append(f"  {name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  "
+                             f"{row['f1']:6.4f}  {row['support']:7d}")  # fmt: skip
+        return "\n".join(lines)
+    parts = [f"{k} {v:.4f}" for k, v in metrics.items()
+             if k in ("accuracy", "micro_f1", "macro_f1", "auroc") and v is not None]  # fmt: skip
+    return "  ".join(parts) or "no test data"

@@ -1,0 +1,164 @@
+"""``fedskip predict``: run an exported model on raw text.
+
+NER: the text is split into words (``\\w+`` runs and single punctuation marks) and sentences
+(line breaks, or ``.``/``!``/``?`` before a capital), the same way the brat reader does; long
+sentences are windowed like training data. Entities come back with their type, character span
+(0-based, end exclusive) into the input text, the text itself and a confidence (mean
+probability of the predicted tag over the entity's words).
+Classification: every label with its probability (softmax, or sigmoid for multi-label) and the
+predicted label(s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+from fedskip.config import DEVICES
+from fedskip.errors import DataError
+from fedskip.train.metrics import MULTI_LABEL_THRESHOLD
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="entities or labels of a text with an exported model",
+        description="Run an exported model (OUT/model) on a text or a UTF-8 text file.",
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="DIR", help="exported model folder (OUT/model)"
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the input text")
+    source.add_argument("--file", metavar="F", help="a UTF-8 text file (one note)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, metavar="N", help="windows per forward pass"
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fedskip.rundir import load_export
+
+    if args.file is not None:
+        from fedskip.data.io import read_utf8
+
+        text = read_utf8(args.file)
+    else:
+        text = args.text
+    if not text.strip():
+        raise DataError(f"{args.file or '--text'}: the input text is empty")
+    exported = load_export(args.model, device=args.device)
+    result = predict_text(exported, text, batch_size=max(args.batch_size, 1))
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(format_prediction(result))
+    return 0
+
+
+def predict_text(exported: Any, text: str, *, batch_size: int = 16) -> dict[str, Any]:
+    """Entities (NER) or label scores (classification) of ``text``; JSON-ready."""
+    if exported.task == "ner":
+        return {"task": "ner", "entities": predict_entities(exported, text, batch_size=batch_size)}
+    return {"task": "classification", **predict_labels(exported, text)}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def predict_entities(exported: Any, text: str, *, batch_size: int = 16) -> list[dict[str, Any]]:
+    """Entities as ``{type, start, end, text, score}`` in text order."""
+    from fedskip.data.brat import sentence_starts, tokenize_words
+    from fedskip.data.encode import IGNORE_INDEX, decode_ner, encode_ner, ner_collator
+    from fedskip.data.types import NerDocument
+    from fedskip.train.engine import predict
+
+    tokens = tokenize_words(text)
+    cuts = [0, *sentence_starts(text, tokens), len(tokens)]
+    sentences = [tokens[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+    doc = NerDocument("input", text, sentences, [])
+    encoded = encode_ner([doc], exported.tokenizer, exported.label_list,
+                         max_length=exported.setting("max-length", 128),
+                         stride=exported.setting("stride", 32))  # fmt: skip
+    logits = predict(exported.model, encoded.features, ner_collator(exported.tokenizer),
+                     batch_size=batch_size, device=exported.model.device)  # fmt: skip
+    tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
+    confidence: dict[tuple[int, int], float] = {}
+    for feat, words, sid, lg in zip(
+        encoded.features, encoded.word_ids, encoded.sentence_ids, logits
+    ):
+        probs = _softmax(lg)
+        for pos, (lab, w) in enumerate(zip(feat["labels"], words)):
+            if lab != IGNORE_INDEX and w is not None:
+                confidence[(sid, w)] = float(probs[pos].max())
+    entities = []
+    for sid, (sent, sent_tags) in enumerate(zip(sentences, tags)):
+        for first, last in _spans(sent_tags):
+            start, end = sent[first].start, sent[last].end
+            scores = [confidence.get((sid, w), 0.0) for w in range(first, last + 1)]
+            entities.append({"type": sent_tags[first][2:], "start": start, "end": end,
+                             "text": text[start:end], "score": round(float(np.mean(scores)), 4)})  # fmt: skip
+    return entities
+
+
+def _spans(tags: list[str]) -> list[tuple[int, int]]:
+    """Word spans (first, last inclusive) of entities in repaired BIO tags."""
+    spans: list[tuple[int, int]] = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("B-"):
+            spans.append((i, i))
+        elif tag.startswith("I-") and spans and spans[-1][1] == i - 1:
+            spans[-1] = (spans[-1][0], i)
+    return spans
+
+
+def predict_labels(exported: Any, text: str) -> dict[str, Any]:
+    """``labels``: [{label, score}] by descending score; ``predicted``: the argmax label, or
+    every label with probability > 0.5 for multi-label models."""
+    from fedskip.data.encode import cls_collator, encode_cls
+    from fedskip.data.types import ClsDocument
+    from fedskip.train.engine import predict
+
+    names = exported.label_list
+    placeholder = [] if exported.multi_label else [names[0]]  # targets are not used
+    encoded = encode_cls([ClsDocument("input", text, placeholder)], exported.tokenizer, names,
+                         max_length=exported.setting("max-length", 128),
+                         multi_label=exported.multi_label)  # fmt: skip
+    (logits,) = predict(exported.model, encoded.features, cls_collator(exported.tokenizer),
+                        batch_size=1, device=exported.model.device)  # fmt: skip
+    if exported.multi_label:
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        predicted = [n for n, p in zip(names, probs) if p > MULTI_LABEL_THRESHOLD]
+    else:
+        probs = _softmax(logits)
+        predicted = [names[int(np.argmax(probs))]]
+    ranked = sorted(zip(names, probs.tolist()), key=lambda item: -item[1])
+    return {
+        "multi_label": exported.multi_label,
+        "predicted": predicted,
+        "labels": [{"label": n, "score": round(p, 6)} for n, p in ranked],
+        "truncated": bool(encoded.truncated),
+    }
+
+
+def format_prediction(result: dict[str, Any]) -> str:
+    if result["task"] == "ner":
+        if not result["entities"]:
+            return "no entities found"
+        return "\n".join(
+            f"{e['type']:<12} {e['start']:>6}-{e['end']:<6} {e['score']:.2f}  {e['text']}"
+            for e in result["entities"]
+        )
+    lines = [f"predicted: {', '.join(result['predicted']) or '(none above 0.5)'}"]
+    lines += [f"  {row['label']:<24} {row['score']:.4f}" for row in result["labels"]]
+    return "\n".join(lines)

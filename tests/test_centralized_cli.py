@@ -1,0 +1,238 @@
+"""`fedskip centralized`, `fedskip evaluate` and `fedskip predict` end to end on tiny data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from fedskip.cli import main
+from fedskip.config import Config
+from fedskip.rundir import RunDir
+
+# (text line, [(first token, last token, type)])
+LINES = [
+    ("patient denies chest pain", [(2, 3, "problem")]),
+    ("ordered a chest x-ray today", [(2, 3, "test")]),
+    ("started aspirin for fever", [(1, 1, "treatment"), (3, 3, "problem")]),
+    ("no acute distress", [(1, 2, "problem")]),
+    ("repeat the ct scan tomorrow", [(2, 3, "test")]),
+]
+
+
+def i2b2_files(site: str, n: int) -> dict[str, str]:
+    """``n`` two-line i2b2 notes (txt/ + concept/) for ``site``."""
+    files = {}
+    for i in range(n):
+        doc = f"{site}-{i:02d}"
+        picked = [LINES[(i + k) % len(LINES)] for k in (0, 2)]
+        files[f"{site}/txt/{doc}.txt"] = "\n".join(text for text, _ in picked) + "\n"
+        cons = []
+        for line_no, (text, ents) in enumerate(picked, start=1):
+            words = text.split()
+            for a, b, kind in ents:
+                cons.append(
+                    f'c="{" ".join(words[a : b + 1])}" {line_no}:{a} {line_no}:{b}||t="{kind}"'
+                )
+        files[f"{site}/concept/{doc}.con"] = "\n".join(cons) + "\n"
+    return files
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One centralized run of llama-tiny on two i2b2 sites (shared by the tests below)."""
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("cli")
+    files = {**i2b2_files("site-a", 6), **i2b2_files("site-b", 6)}
+    data = root / "data"
+    for rel, text in files.items():
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_text(text)
+    out = root / "run"
+    sets = [f"data={data}", "model=llama-tiny", "device=cpu", "epochs=2", "batch-size=4",
+            "lr=5e-3", "layers=2", "max-length=32", "stride=8", f"out={out}", "test-fraction=0.25"]  # fmt: skip
+    code = main(["centralized", "--set", *sets, "--quiet"])
+    return {"code": code, "data": data, "out": out, "files": files, "sets": sets}
+
+
+def test_centralized_writes_run_directory(trained: dict[str, Any], capsys: Any) -> None:
+    assert trained["code"] == 0
+    out = trained["out"]
+    run = RunDir(out)
+    config = json.loads(run.config_path.read_text())
+    assert (config["method"], config["epochs"], config["layers"]) == ("centralized", 2, 2)
+    rows = run.read_metrics()
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["train_loss"]) and "f1" in r["test"] for r in rows)
+    summary = json.loads(run.summary_path.read_text())
+    assert summary["final"] == rows[-1]["test"]
+    assert summary["selected_layers"] == [2, 3]
+    assert summary["primary_metric"] == "f1"
+    assert summary["data"]["train_documents"] == 8 and summary["data"]["test_documents"] == 4
+    assert summary["train"]["examples"] == 16  # 2 sentences (lines) per training note
+    assert summary["parameters"]["trainable"] < summary["parameters"]["total"]
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "fedskip.json"):
+        assert (out / "model" / name).is_file(), name
+
+
+def _write_subset(root: Path, files: dict[str, str], docs: set[str]) -> Path:
+    for rel, text in files.items():
+        if Path(rel).stem in docs:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+    return root
+
+
+def test_evaluate_matches_final_test_metrics(trained: dict[str, Any], tmp_path: Path,
+                                             capsys: Any) -> None:  # fmt: skip
+    from fedskip.config import load_config
+    from fedskip.pipeline import prepare
+
+    prepared = prepare(load_config(None, trained["sets"]))
+    test_ids = {d.doc_id for d in prepared.global_test}
+    test_data = _write_subset(tmp_path / "test", trained["files"], test_ids)
+    capsys.readouterr()
+    code = main(["evaluate", "--model", str(trained["out"] / "model"), "--data", str(test_data),
+                 "--json", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    got = json.loads(capsys.readouterr().out)
+    final = json.loads((trained["out"] / "summary.json").read_text())["final"]
+    for key in ("f1", "precision", "recall", "per_type", "sentences"):
+        assert got[key] == final[key], key
+    assert got["task"] == "ner"
+    assert main(["evaluate", "--model", str(trained["out"]), "--data", str(test_data)]) == 0
+    assert "strict entity F1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"x/txt/a.txt": "has fever\n", "x/concept/a.con": 'c="fever" 1:1 1:1||t="symptom"\n'},
+         "symptom are not in the model's entity types"),
+        ({"x/notes.jsonl": '{"text": "a note", "label": "Radiology"}\n'},
+         "holds classification data but the model is a ner model"),
+    ],
+)  # fmt: skip
+def test_evaluate_bad_data(trained: dict[str, Any], write_tree: Any, capsys: Any,
+                           files: dict[str, str], message: str) -> None:  # fmt: skip
+    data = write_tree(files) / "x"
+    assert main(["evaluate", "--model", str(trained["out"] / "model"), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_evaluate_missing_model(tmp_path: Path, capsys: Any) -> None:
+    assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "not an exported model" in capsys.readouterr().err
+
+
+def test_predict_on_trained_model(trained: dict[str, Any], capsys: Any) -> None:
+    text = "Patient denies chest pain.\nStarted aspirin for fever"
+    assert main(["predict", "--model", str(trained["out"] / "model"), "--text", text,
+                 "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["task"] == "ner"
+    for ent in result["entities"]:
+        assert ent["text"] == text[ent["start"] : ent["end"]]
+        assert ent["type"] in ("problem", "test", "treatment")
+        assert 0.0 < ent["score"] <= 1.0
+
+
+# --------------------------------------------------------------------------- fixed-output heads
+def _tiny_bert_export(out: Path, task: str, labels: list[str], bias: list[float], *,
+                      multi_label: bool = False, max_length: int = 128) -> Path:  # fmt: skip
+    """A tiny BERT whose head ignores the input (zero weights) and outputs ``bias``."""
+    from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
+
+    from fedskip.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        problem_type="multi_label_classification" if multi_label else None,
+    )  # fmt: skip
+    cls = BertForTokenClassification if task == "ner" else BertForSequenceClassification
+    model = cls(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor(bias))
+    cfg = Config(task=task, max_length=max_length, stride=4)
+    return RunDir(out).save_model(model, tokenizer, cfg=cfg)
+
+
+NER_LABELS = ["O", "B-problem", "I-problem"]
+
+
+@pytest.mark.parametrize(
+    ("bias", "max_length", "expected"),
+    [
+        # every word B-problem: one entity per word, punctuation included
+        (
+            [0.0, 5.0, 0.0],
+            128,
+            [
+                (0, 4),
+                (4, 5),
+                (6, 11),
+                (11, 12),
+                (13, 18),
+                (19, 23),
+                (24, 27),
+                (28, 32),
+                (33, 38),
+                (39, 44),
+                (45, 51),
+            ],
+        ),
+        # every word I-problem: repaired to one entity per sentence
+        ([0.0, 0.0, 5.0], 128, [(0, 12), (13, 51)]),
+        # same with 8-token windows: long sentences are windowed, spans unchanged
+        ([0.0, 0.0, 5.0], 8, [(0, 12), (13, 51)]),
+    ],
+)
+def test_predict_entity_spans(tmp_path: Path, capsys: Any, bias: list[float], max_length: int,
+                              expected: list[tuple[int, int]]) -> None:  # fmt: skip
+    model = _tiny_bert_export(tmp_path, "ner", NER_LABELS, bias, max_length=max_length)
+    text = "Pain, fever. Chest ache and mild cough since monday"
+    assert main(["predict", "--model", str(model), "--text", text, "--json"]) == 0
+    entities = json.loads(capsys.readouterr().out)["entities"]
+    assert [(e["start"], e["end"]) for e in entities] == expected
+    assert all(
+        e["type"] == "problem" and e["text"] == text[e["start"] : e["end"]] for e in entities
+    )
+    p = math.exp(5) / (math.exp(5) + 2)
+    assert all(e["score"] == pytest.approx(p, abs=1e-4) for e in entities)
+
+
+def test_predict_classification_scores(tmp_path: Path, capsys: Any) -> None:
+    model = _tiny_bert_export(tmp_path / "mc", "classification", ["a", "b", "c"], [0.0, 2.0, 0.0])
+    note = tmp_path / "note.txt"
+    note.write_text("discharge summary text")
+    assert main(["predict", "--model", str(model), "--file", str(note), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["predicted"] == ["b"]
+    e2 = math.exp(2)
+    assert [r["label"] for r in result["labels"]] == ["b", "a", "c"]
+    assert result["labels"][0]["score"] == pytest.approx(e2 / (e2 + 2), abs=1e-6)
+    multi = _tiny_bert_export(tmp_path / "ml", "classification", ["x", "y"], [1.0, -1.0],
+                              multi_label=True)  # fmt: skip
+    assert main(["predict", "--model", str(multi), "--text", "some note"]) == 0
+    text_out = capsys.readouterr().out
+    assert "predicted: x" in text_out
+    assert f"{1 / (1 + math.exp(-1)):.4f}" in text_out
+
+
+def test_predict_bad_input(tmp_path: Path, capsys: Any) -> None:
+    model = _tiny_bert_export(tmp_path, "ner", NER_LABELS, [1.0, 0.0, 0.0])
+    assert main(["predict", "--model", str(model), "--text", "   "]) == 2
+    assert "input text is empty" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model), "--file", str(tmp_path / "nope.txt")]) == 2
+    assert "nope.txt" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model), "--text", "no findings"]) == 0
+    assert capsys.readouterr().out.strip() == "no entities found"
