@@ -204,3 +204,11 @@ def test_meta_model_for_classification_and_bad_labels() -> None:
     assert model.classifier.out_features == 4
     with pytest.raises(ConfigError, match=r"num-labels: 0"):
         build_meta_model("minilm", num_labels=0)
+
+
+def test_architecture_without_a_task_class(tmp_path: Path) -> None:
+    from transformers import CLIPConfig
+
+    CLIPConfig().save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match=r"\(clip\) has no token-classification class"):
+        build_meta_model(str(tmp_path))

@@ -158,7 +158,7 @@ def _instantiate(
     with torch.random.fork_rng(devices=[]), _quiet_transformers():
         torch.manual_seed(seed)
         if source is None:
-            return auto.from_config(config, dtype=dtype)
+            return _from_config(name, task, auto, config, dtype=dtype)
         try:
             # A saved fedskip model with another label set has a head of another size: take a
             # fresh head then; a mismatch anywhere else is caught by _check_missing.
@@ -178,6 +178,18 @@ def _instantiate(
     mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
     _check_missing(name, model, [*info.get("missing_keys", []), *mismatched])
     return model
+
+
+def _from_config(name: str, task: str, auto: Any, config: PretrainedConfig, **kwargs: Any) -> Any:
+    """``auto.from_config`` with an unsupported architecture reported as a ModelError."""
+    try:
+        return auto.from_config(config, **kwargs)
+    except ValueError as exc:
+        kind = "token" if task == "ner" else "sequence"
+        raise ModelError(
+            f"model '{name}' ({getattr(config, 'model_type', '?')}) has no {kind}-classification "
+            f"class in transformers ({_first_line(exc)})"
+        ) from None
 
 
 def _check_missing(name: str, model: PreTrainedModel, missing: Sequence[str]) -> None:
@@ -274,4 +286,4 @@ def build_meta_model(name: str, *, task: str = "ner", num_labels: int = 3) -> Pr
             "single_label_classification" if num_labels > 1 else "multi_label_classification"
         )
     with torch.device("meta"), _quiet_transformers():
-        return auto.from_config(config)
+        return _from_config(name, task, auto, config)
