@@ -120,7 +120,7 @@ def test_table_output(capsys) -> None:
         ),
         (
             ["--layer-strategy", "explicit", "--layer-ids", "a"],
-            "--layer-ids: 'a' must be comma-separated",
+            "'layer-ids': 'a' must be comma-separated",
         ),
         (["--model", "org/uncached"], "model 'org/uncached' is not a preset"),
     ],

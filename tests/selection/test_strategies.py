@@ -12,7 +12,6 @@ from fedskip.selection import (
     SelectionRequest,
     get_selector,
     register_selector,
-    select_layers,
 )
 
 # strategy, num_blocks, k, keyword arguments, expected sorted indices
@@ -53,7 +52,6 @@ def test_selection_table(
     strategy: str, num_blocks: int, k: int, kwargs: dict, expected: list[int]
 ) -> None:
     assert get_selector(strategy).select(num_blocks, k, **kwargs) == expected
-    assert select_layers(strategy, num_blocks, k, **kwargs) == expected
 
 
 # strategy, num_blocks, k, keyword arguments, error type, message pattern

@@ -91,22 +91,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _layer_ids(text: str) -> list[int]:
-    try:
-        return [int(tok) for tok in text.replace(" ", "").split(",") if tok]
-    except ValueError:
-        raise ConfigError(
-            f"--layer-ids: {text!r} must be comma-separated integers, e.g. '0,5'"
-        ) from None
-
-
 def run(args: argparse.Namespace) -> int:
     from fedskip.models.comm import communication_report
     from fedskip.models.loading import build_meta_model
 
     if args.num_labels < 1:
         raise ConfigError(f"--num-labels: {args.num_labels} must be >= 1")
-    ids = _layer_ids(args.layer_ids)
+    ids = Config(layer_ids=args.layer_ids).layer_id_list()  # same syntax as config key layer-ids
     model = build_meta_model(args.model, task=args.task, num_labels=args.num_labels)
     report = communication_report(
         model,

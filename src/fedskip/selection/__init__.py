@@ -8,7 +8,6 @@ from fedskip.selection.base import (
     get_selector,
     register_selector,
 )
-from fedskip.selection.strategies import select_layers
 
 __all__ = [
     "SELECTORS",
@@ -17,5 +16,4 @@ __all__ = [
     "check_k",
     "get_selector",
     "register_selector",
-    "select_layers",
 ]

@@ -5,8 +5,6 @@ Block 0 is the block nearest the embeddings; block ``num_blocks - 1`` feeds the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from fedskip.errors import ConfigError
 from fedskip.selection.base import LayerSelector, SelectionRequest, check_k, register_selector
 
@@ -111,21 +109,3 @@ class RotatingSelector(LayerSelector):
         group = (r.round - 1) % groups
         low = max(0, num_blocks - (group + 1) * k)
         return list(range(low, low + k))
-
-
-def select_layers(
-    strategy: str,
-    num_blocks: int,
-    k: int,
-    *,
-    round: int = 1,
-    ids: Sequence[int] = (),
-    scores: Sequence[float] | None = None,
-    every: int = 0,
-) -> list[int]:
-    """Shortcut: ``get_selector(strategy).select(...)``."""
-    from fedskip.selection.base import get_selector
-
-    return get_selector(strategy).select(
-        num_blocks, k, round=round, ids=ids, scores=scores, every=every
-    )
