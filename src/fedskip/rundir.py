@@ -129,8 +129,11 @@ class RunDir:
         plain = export_ready(model)
         target = self.model_dir
         target.mkdir(parents=True, exist_ok=True)
-        plain.save_pretrained(target)
-        tokenizer.save_pretrained(target)
+        from fedskip.models.loading import _quiet_transformers
+
+        with _quiet_transformers():  # no "Writing model shards" progress bar
+            plain.save_pretrained(target)
+            tokenizer.save_pretrained(target)
         manifest = {
             "format": MANIFEST_VERSION,
             **describe_model(plain, cfg),

@@ -65,8 +65,10 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
         rundir.append_metrics(row)
         history.append(row)
         if not cfg.quiet:
-            print(f"epoch {epoch}/{cfg.epochs}: train loss {loss:.4f}, test {primary} "
-                  f"{scores.get(primary, 0.0):.4f}", flush=True)  # fmt: skip
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"epoch {epoch}/{cfg.epochs}: train loss {loss:.4f}, test {primary} "
+                  f"{scores.get(primary, 0.0):.4f}")  # fmt: skip
 
     result = train(
         model,
