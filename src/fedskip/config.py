@@ -162,6 +162,7 @@ class Config:
     # --- output
     out: str = _opt("runs/latest", "run directory")
     quiet: bool = _opt(False, "no progress bars")
+    resume: bool = _opt(False, "federated runs: continue the run in `out` from its last checkpoint")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -1,0 +1,148 @@
+"""Server checkpoints: everything a federated run needs to continue after round r.
+
+``OUT/checkpoint/`` holds
+
+- ``global.npz``: the global state (every tensor the server keeps, fp32), no pickles;
+- ``optimizer.npz``: server-optimizer moments per tensor (FedAdam / FedYogi), if any;
+- ``state.json``: the round, the resolved config, the strategy's and planner's state (tensors
+  changed so far, layer scores, blocks trained per round), traffic totals and the Python /
+  NumPy / PyTorch RNG states.
+
+A checkpoint is written to ``checkpoint.new/`` and swapped in with renames, so an interruption
+at any moment leaves a complete checkpoint (the new or the previous one) behind.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from fedskip.errors import ConfigError
+
+FORMAT = 1
+DIR = "checkpoint"
+_MOMENT_SEP = "::"
+
+
+@dataclass
+class Checkpoint:
+    """A saved server state after ``round``."""
+
+    round: int
+    global_state: dict[str, np.ndarray]
+    strategy: dict[str, Any] = field(default_factory=dict)
+    planner: dict[str, Any] = field(default_factory=dict)
+    totals: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy (global) and PyTorch (CPU) generator states, JSON-ready."""
+    version, state, gauss = random.getstate()
+    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state().tolist(),
+    }
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng` (missing parts are left alone)."""
+    if "python" in rng:
+        version, state, gauss = rng["python"]
+        random.setstate((version, tuple(state), gauss))
+    if "numpy" in rng:
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "torch" in rng:
+        torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+
+
+def _split_moments(strategy: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    plain = {k: v for k, v in strategy.items() if k not in ("m_t", "v_t")}
+    arrays = {
+        f"{name}{_MOMENT_SEP}{key}": value
+        for name in ("m_t", "v_t")
+        for key, value in strategy.get(name, {}).items()
+    }
+    return plain, arrays
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    cast(Any, np.savez)(path, **arrays)
+
+
+def save_checkpoint(out: str | Path, ckpt: Checkpoint) -> Path:
+    """Write ``OUT/checkpoint/`` atomically; returns its path."""
+    root = Path(out)
+    final, new, old = root / DIR, root / f"{DIR}.new", root / f"{DIR}.old"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    _savez(new / "global.npz", ckpt.global_state)
+    plain, moments = _split_moments(ckpt.strategy)
+    if moments:
+        _savez(new / "optimizer.npz", moments)
+    meta = {
+        "format": FORMAT,
+        "round": ckpt.round,
+        "strategy": plain,
+        "planner": ckpt.planner,
+        "totals": ckpt.totals,
+        "config": ckpt.config,
+        "rng": ckpt.rng,
+    }
+    (new / "state.json").write_text(json.dumps(meta, indent=1) + "\n", "utf-8")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(out: str | Path) -> Path | None:
+    """The checkpoint folder of a run directory (the previous one after an interrupted swap)."""
+    root = Path(out)
+    for name in (DIR, f"{DIR}.old"):
+        if (root / name / "state.json").is_file():
+            return root / name
+    return None
+
+
+def load_checkpoint(out: str | Path) -> Checkpoint:
+    """Read the checkpoint of the run in ``out``; a missing one is a user error."""
+    folder = find_checkpoint(out)
+    if folder is None:
+        raise ConfigError(f"{Path(out) / DIR}: no checkpoint to resume from")
+    try:
+        meta = json.loads((folder / "state.json").read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{folder / 'state.json'}: unreadable checkpoint ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"{folder}: checkpoint format {meta.get('format')} is not {FORMAT}")
+    with np.load(folder / "global.npz", allow_pickle=False) as data:
+        global_state = {k: data[k] for k in data.files}
+    strategy = dict(meta.get("strategy", {}))
+    if (folder / "optimizer.npz").is_file():
+        with np.load(folder / "optimizer.npz", allow_pickle=False) as data:
+            for name in data.files:
+                group, key = name.split(_MOMENT_SEP, 1)
+                strategy.setdefault(group, {})[key] = data[name]
+    return Checkpoint(
+        round=int(meta["round"]),
+        global_state=global_state,
+        strategy=strategy,
+        planner=meta.get("planner", {}),
+        totals=meta.get("totals", {}),
+        config=meta.get("config", {}),
+        rng=meta.get("rng", {}),
+    )

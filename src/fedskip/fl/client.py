@@ -1,0 +1,220 @@
+"""A client's work in one round, without Flower: train, evaluate or score layers on local data.
+
+Memory: a process keeps one :class:`ClientRuntime` — the prepared data and one pretrained base
+model — shared by every simulated client it serves; each call works on a fresh copy of that base
+model, loads the global tensors it was sent, and drops the copy when done. No client holds a model
+between rounds.
+
+Randomness: the seed of a client's training in a round is :func:`client_seed` of
+``(seed, round, client id)`` only (data order, dropout), so a resumed run trains exactly as an
+uninterrupted one whichever process serves which client.
+
+Nothing here returns text: the outputs are tensors of the model and numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from fedskip.config import Config
+from fedskip.errors import ConfigError, DataError
+from fedskip.fl.planning import ModelBundle, load_bundle, set_trainable
+from fedskip.fl.rounds import client_seed
+
+THREADS_ENV = "FEDSKIP_CLIENT_THREADS"
+"""Torch threads of a client process (set by ``fedskip run`` for the simulation's workers)."""
+
+
+@dataclass
+class ClientData:
+    """One client's documents: ``client_id`` is its partition index."""
+
+    client_id: int
+    name: str
+    train_docs: list[Any]
+    test_docs: list[Any]
+
+
+@dataclass
+class ClientResult:
+    """What a client call returns: tensors (training only), example count, numeric metrics."""
+
+    num_examples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class ClientRuntime:
+    """Per-process cache: the resolved config, the prepared data and one base model."""
+
+    def __init__(self, cfg: Config) -> None:
+        from fedskip.pipeline import prepare
+
+        threads = int(os.environ.get(THREADS_ENV, "0") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.cfg = cfg
+        self.prepared = prepare(cfg)
+        self.base = load_bundle(cfg, self.prepared)
+
+    def fresh(self) -> ModelBundle:
+        """A private copy of the base model (pretrained weights, seeded head)."""
+        return copy.deepcopy(self.base)
+
+
+_RUNTIMES: dict[str, ClientRuntime] = {}
+
+
+def runtime_for(cfg: Config) -> ClientRuntime:
+    """The process's runtime for ``cfg`` (built once; a different config replaces it)."""
+    key = json.dumps(cfg.to_run_config(), sort_keys=True, default=str)
+    if key not in _RUNTIMES:
+        _RUNTIMES.clear()
+        gc.collect()
+        _RUNTIMES[key] = ClientRuntime(cfg)
+    return _RUNTIMES[key]
+
+
+def client_data_from_node_config(
+    runtime: ClientRuntime, node_config: Mapping[str, Any]
+) -> ClientData:
+    """This node's data, from its Flower node config.
+
+    Simulation: ``partition-id`` / ``num-partitions`` (set by the Simulation Engine) index the
+    client partitions of :func:`fedskip.pipeline.prepare`. Deployment hook: a SuperNode started
+    with ``--node-config 'data-path=...'`` will read its own site's data here.
+    """
+    if "data-path" in node_config:
+        raise ConfigError(
+            "node-config 'data-path': reading a SuperNode's own data is not supported by this "
+            "build; run the simulation (fedskip run) or pass partition-id/num-partitions"
+        )
+    if "partition-id" not in node_config:
+        raise ConfigError("node-config: needs 'partition-id' (simulation) or 'data-path'")
+    pid = int(node_config["partition-id"])
+    parts = int(node_config.get("num-partitions", runtime.prepared.num_clients))
+    prepared = runtime.prepared
+    if parts != prepared.num_clients or not 0 <= pid < parts:
+        raise DataError(
+            f"node-config partition-id={pid} of num-partitions={parts}, but the data has "
+            f"{prepared.num_clients} client partition(s); run one SuperNode per client"
+        )
+    return ClientData(
+        pid, prepared.client_names[pid], prepared.client_train[pid], prepared.client_test[pid]
+    )
+
+
+def _load_global(bundle: ModelBundle, state: Mapping[str, torch.Tensor]) -> None:
+    from fedskip.models.freeze import load_trainable_state
+
+    load_trainable_state(bundle.model, state, strict_keys=False)
+
+
+def train_round(
+    runtime: ClientRuntime,
+    data: ClientData,
+    global_state: Mapping[str, torch.Tensor],
+    *,
+    layers: list[int],
+    server_round: int,
+    proximal_mu: float = 0.0,
+) -> ClientResult:
+    """Local training from the global tensors; returns exactly the trained tensors."""
+    from fedskip.models.loading import resolve_device
+    from fedskip.pipeline import collator, encode
+    from fedskip.train.engine import TrainSettings, train
+
+    cfg = runtime.cfg
+    bundle = runtime.fresh()
+    try:
+        trainable = set_trainable(bundle, cfg, layers)
+        missing = [n for n in trainable if n not in global_state]
+        if missing:
+            raise DataError(f"the server did not send trained tensor(s), e.g. {missing[0]}")
+        _load_global(bundle, global_state)
+        encoded = encode(data.train_docs, bundle.tokenizer, runtime.prepared, cfg)
+        if not encoded.features:
+            raise DataError(f"client {data.client_id} ({data.name}) has no training examples")
+        seed = client_seed(cfg.seed, server_round, data.client_id)
+        settings = dataclasses.replace(TrainSettings.from_config(cfg), seed=seed, quiet=True)
+        reference = {n: global_state[n] for n in trainable} if proximal_mu > 0 else None
+        result = train(
+            bundle.model,
+            encoded.features,
+            collator(bundle.tokenizer, runtime.prepared),
+            settings,
+            epochs=cfg.local_epochs,
+            device=resolve_device(cfg.device),
+            prox_reference=reference,
+            proximal_mu=proximal_mu,
+            desc=f"client {data.client_id}",
+        )
+        from fedskip.models.freeze import trainable_state
+
+        metrics = {
+            "train-loss": result.loss,
+            "train-steps": result.steps,
+            "train-seconds": result.seconds,
+        }
+        return ClientResult(result.num_examples, metrics, trainable_state(bundle.model))
+    finally:
+        del bundle
+        gc.collect()
+
+
+def evaluate_round(
+    runtime: ClientRuntime, data: ClientData, global_state: Mapping[str, torch.Tensor]
+) -> ClientResult:
+    """Metrics of the global model on this client's test documents."""
+    from fedskip.models.loading import resolve_device
+    from fedskip.pipeline import collator, encode
+    from fedskip.train.engine import evaluate
+
+    cfg = runtime.cfg
+    bundle = runtime.fresh()
+    try:
+        _load_global(bundle, global_state)
+        encoded = encode(data.test_docs, bundle.tokenizer, runtime.prepared, cfg)
+        if not encoded.features:
+            raise DataError(f"client {data.client_id} ({data.name}) has no test examples")
+        scores = evaluate(
+            bundle.model,
+            encoded,
+            collator(bundle.tokenizer, runtime.prepared),
+            batch_size=cfg.batch_size,
+            device=resolve_device(cfg.device),
+        )
+        return ClientResult(len(encoded.features), scores)
+    finally:
+        del bundle
+        gc.collect()
+
+
+def score_round(
+    runtime: ClientRuntime, data: ClientData, global_state: Mapping[str, torch.Tensor]
+) -> ClientResult:
+    """Per-block importance scores (gradient norms) of the global model on local training data."""
+    from fedskip.pipeline import encode, importance_scores
+
+    cfg, prepared = runtime.cfg, runtime.prepared
+    bundle = runtime.fresh()
+    try:
+        _load_global(bundle, global_state)
+        examples = len(encode(data.train_docs, bundle.tokenizer, prepared, cfg).features)
+        scores = importance_scores(
+            cfg, bundle.model, bundle.stack, bundle.tokenizer, prepared, data.train_docs
+        )
+        metrics = {f"score-{i}": float(s) for i, s in enumerate(scores)}
+        return ClientResult(examples, metrics)
+    finally:
+        del bundle
+        gc.collect()

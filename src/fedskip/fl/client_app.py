@@ -1,0 +1,132 @@
+"""The fedskip ClientApp: unpack a Flower message, run the client's work, pack the reply.
+
+``app`` is the ClientApp named in ``pyproject.toml`` (``flwr run .``); :func:`build_client_app`
+builds the same app with a resolved run config for ``fedskip run`` (see
+:mod:`fedskip.fl.simulation`). The work itself is Flower-free (:mod:`fedskip.fl.client`).
+
+Only tensors of the model and numbers leave a client. When the work fails, the error reply
+names the exception type and the stage only: the message of the exception — which could quote
+a malformed line of a local file — stays in the client's own log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flwr.app import Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedskip.config import Config, Scalar
+from fedskip.fl import messages as M
+from fedskip.fl.client import (
+    ClientResult,
+    client_data_from_node_config,
+    evaluate_round,
+    runtime_for,
+    score_round,
+    train_round,
+)
+from fedskip.fl.validation import NUM_EXAMPLES
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message, Context], Message]
+
+
+class ClientWorkFailed(RuntimeError):
+    """A client call failed; details are in the client's log, not in the reply."""
+
+
+def _setup(context: Context) -> tuple[Any, Any]:
+    cfg = Config.from_mapping(context.run_config)
+    runtime = runtime_for(cfg)
+    return runtime, client_data_from_node_config(runtime, context.node_config)
+
+
+def _reply(message: Message, result: ClientResult, *, with_arrays: bool) -> Message:
+    content = RecordDict(
+        {M.METRICS: M.to_metric_record({NUM_EXAMPLES: result.num_examples, **result.metrics})}
+    )
+    if with_arrays:
+        content[M.ARRAYS] = M.to_array_record(result.state)
+    return Message(content, reply_to=message)
+
+
+def _guarded(stage: str, fn: Handler) -> Handler:
+    def handler(message: Message, context: Context) -> Message:
+        try:
+            return fn(message, context)
+        except Exception as exc:
+            log.exception("fedskip client %s failed on node %s", stage, context.node_id)
+            raise ClientWorkFailed(f"{type(exc).__name__} during {stage}") from None
+
+    return handler
+
+
+def train(message: Message, context: Context) -> Message:
+    """Train the sent tensors on local data; reply with the trained tensors and metrics."""
+    runtime, data = _setup(context)
+    config = message.content.config_records[M.CONFIG]
+    result = train_round(
+        runtime,
+        data,
+        M.to_torch(message.content.array_records[M.ARRAYS]),
+        layers=[int(i) for i in config.get(M.TRAIN_LAYERS, [])],  # type: ignore[union-attr]
+        server_round=int(config[M.SERVER_ROUND]),  # type: ignore[arg-type]
+        proximal_mu=float(config.get(M.PROXIMAL_MU, 0.0)),  # type: ignore[arg-type]
+    )
+    return _reply(message, result, with_arrays=True)
+
+
+def evaluate(message: Message, context: Context) -> Message:
+    """Evaluate the global model on the local test split; reply with metrics only."""
+    runtime, data = _setup(context)
+    result = evaluate_round(runtime, data, M.to_torch(message.content.array_records[M.ARRAYS]))
+    return _reply(message, result, with_arrays=False)
+
+
+def identify(message: Message, context: Context) -> Message:
+    """Reply with this node's client id (its partition index); loads no model."""
+    runtime, data = _setup(context)
+    result = ClientResult(max(1, len(data.train_docs)), {M.CLIENT_ID: data.client_id})
+    return _reply(message, result, with_arrays=False)
+
+
+def score(message: Message, context: Context) -> Message:
+    """Per-block importance scores of the global model on local training data."""
+    runtime, data = _setup(context)
+    result = score_round(runtime, data, M.to_torch(message.content.array_records[M.ARRAYS]))
+    return _reply(message, result, with_arrays=False)
+
+
+def run_config_mod(run_config: Mapping[str, Scalar]) -> Callable[..., Message]:
+    """A mod presenting ``run_config`` as the Context's run config (Flower forbids changing
+    the node's own Context, so the handler gets a view sharing its ``state``)."""
+
+    def mod(message: Message, context: Context, call_next: Handler) -> Message:
+        view = Context(
+            run_id=context.run_id,
+            node_id=context.node_id,
+            node_config=context.node_config,
+            state=context.state,
+            run_config={**context.run_config, **run_config},
+        )
+        return call_next(message, view)
+
+    return mod
+
+
+def build_client_app(run_config: Mapping[str, Scalar] | None = None) -> ClientApp:
+    """The fedskip ClientApp; with ``run_config``, every handler sees that run config."""
+    mods = [run_config_mod(run_config)] if run_config else []
+    client_app = ClientApp(mods=mods)
+    client_app.train()(_guarded("training", train))
+    client_app.evaluate()(_guarded("evaluation", evaluate))
+    client_app.query("identify")(_guarded("identification", identify))
+    client_app.query("score")(_guarded("layer scoring", score))
+    return client_app
+
+
+app = build_client_app()

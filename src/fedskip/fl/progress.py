@@ -1,0 +1,58 @@
+"""Live progress of a federated run: one line per round (rich), silent with ``quiet``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def human_bytes(n: float) -> str:
+    """``1234567`` → ``'1.23 MB'`` (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"  # pragma: no cover
+
+
+class RoundReporter:
+    """Prints the run header, a line per round and the final summary (nothing when quiet)."""
+
+    def __init__(self, *, quiet: bool, primary: str) -> None:
+        self.quiet = quiet
+        self.primary = primary
+        self.console: Any = None
+        if not quiet:
+            from rich.console import Console
+
+            self.console = Console(highlight=False)
+
+    def start(self, header: str) -> None:
+        if self.console is not None:
+            self.console.print(f"[bold]{header}[/bold]", soft_wrap=True)
+
+    def round(self, row: Mapping[str, Any], total: int) -> None:
+        if self.console is None:
+            return
+        score = row.get(self.primary)
+        score_text = f"{self.primary} {score:.4f}" if isinstance(score, float) else "no eval"
+        loss = row.get("train_loss")
+        loss_text = f"loss {loss:.4f}" if isinstance(loss, float) else "loss –"
+        status = "[red]FAILED[/red] " if row.get("status") == "failed" else ""
+        layers = row.get("selected_layers") or []
+        layers_text = f"  blocks {layers}" if layers else ""
+        self.console.print(
+            f"round {row['round']}/{total} {status}{loss_text}  {score_text}  "
+            f"↑{human_bytes(row['bytes_up'])} ↓{human_bytes(row['bytes_down'])}  "
+            f"replies {row['replies_ok']} ok / {row['replies_rejected']} rejected{layers_text}  "
+            f"{row['seconds']:.1f} s",
+            soft_wrap=True,
+        )
+        for line in row.get("rejections", []):
+            self.console.print(f"  [yellow]{line}[/yellow]", soft_wrap=True)
+        if row.get("failure"):
+            self.console.print(f"  [red]{row['failure']}[/red]", soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text, soft_wrap=True)

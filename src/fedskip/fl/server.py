@@ -1,0 +1,213 @@
+"""The server side of a federated run, given a Flower ``Grid``: setup, rounds, records, export.
+
+Per round: the strategy trains and aggregates (:mod:`fedskip.fl.strategy`), clients evaluate the
+global model on their test splits, the server evaluates it on the held-out global test set; then
+one row goes to ``metrics.jsonl`` and a checkpoint to ``checkpoint/``. At the end the global
+model is exported to ``model/`` (loadable with plain transformers) and ``summary.json`` written
+with the final and best metric, the bytes exchanged and the reduction versus full-model FedAvg.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, MetricRecord
+from flwr.serverapp import Grid
+
+from fedskip.config import Config
+from fedskip.fl import messages as M
+from fedskip.fl.checkpoint import (
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from fedskip.fl.optimizers import build_strategy
+from fedskip.fl.planning import LayerPlanner, ModelBundle, load_bundle
+from fedskip.fl.progress import RoundReporter, human_bytes
+from fedskip.fl.records import round_row, summarize, truncate_metrics
+from fedskip.fl.rounds import RoundRecord
+from fedskip.fl.strategy import LayerSkipMixin
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_VALUE_FP32 = 4
+
+
+@dataclass
+class ServerRun:
+    """The state of one federated run on the server."""
+
+    cfg: Config
+    prepared: Any
+    bundle: ModelBundle
+    planner: LayerPlanner
+    strategy: LayerSkipMixin
+    rundir: Any
+    reporter: RoundReporter
+    primary: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    seconds_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    # ------------------------------------------------------------------ evaluation
+    def load_global(self, arrays: ArrayRecord) -> None:
+        from fedskip.models.freeze import load_trainable_state
+
+        load_trainable_state(self.bundle.model, M.to_torch(arrays), strict_keys=False)
+
+    def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        """Server-side evaluation of the global model on the global test set."""
+        from fedskip.models.loading import resolve_device
+        from fedskip.pipeline import collator, encode
+        from fedskip.train.engine import evaluate
+
+        if not self.prepared.global_test:
+            return None
+        self.load_global(arrays)
+        tokenizer = self.bundle.tokenizer
+        encoded = encode(self.prepared.global_test, tokenizer, self.prepared, self.cfg)
+        self.last_eval = evaluate(
+            self.bundle.model,
+            encoded,
+            collator(tokenizer, self.prepared),
+            batch_size=self.cfg.batch_size,
+            device=resolve_device(self.cfg.device),
+        )
+        return M.to_metric_record(self.last_eval)
+
+    # ------------------------------------------------------------------ per round
+    def on_round_end(self, server_round: int, arrays: ArrayRecord, record: RoundRecord) -> None:
+        row = round_row(record, self.last_eval, self.rows, elapsed=self.elapsed())
+        self.last_eval = {}
+        self.rows.append(row)
+        self.rundir.append_metrics(row)
+        self.save(server_round, arrays)
+        self.reporter.round(row, self.cfg.rounds)
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def save(self, server_round: int, arrays: ArrayRecord) -> None:
+        ckpt = Checkpoint(
+            round=server_round,
+            global_state=M.to_numpy(arrays),
+            strategy=self.strategy.state_dict(),
+            planner=self.planner.state_dict(),
+            totals={"seconds": self.elapsed()},
+            config=self.cfg.to_run_config(),
+            rng=capture_rng(),
+        )
+        save_checkpoint(self.rundir.path, ckpt)
+
+
+def setup(cfg: Config) -> ServerRun:
+    """Data, model, planner, strategy and run directory for ``cfg``."""
+    from fedskip.pipeline import prepare
+    from fedskip.rundir import RunDir
+    from fedskip.train.metrics import primary_metric
+
+    prepared = prepare(cfg)
+    bundle = load_bundle(cfg, prepared)
+    planner = LayerPlanner(cfg, bundle)
+    all_keys = [name for name, _ in bundle.model.named_parameters()]
+    strategy = build_strategy(
+        cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
+    )
+    rundir = RunDir(cfg.out)
+    primary = primary_metric(prepared.task_info)
+    reporter = RoundReporter(quiet=cfg.quiet, primary=primary)
+    return ServerRun(cfg, prepared, bundle, planner, strategy, rundir, reporter, primary)
+
+
+def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
+    """The global state and the last completed round: fresh, or from the checkpoint (resume)."""
+    cfg = run.cfg
+    params = dict(run.bundle.model.named_parameters())
+    fresh = {k: params[k] for k in run.planner.candidate_keys()}
+    if not cfg.resume:
+        run.rundir.write_config(cfg)
+        return M.to_array_record(fresh), 0
+    ckpt = load_checkpoint(run.rundir.path)
+    if set(ckpt.global_state) != set(fresh):
+        raise_mismatch(run, ckpt)
+    run.strategy.load_state_dict(ckpt.strategy)
+    run.planner.load_state_dict(ckpt.planner)
+    restore_rng(ckpt.rng)
+    run.seconds_before = float(ckpt.totals.get("seconds", 0.0))
+    run.rundir.write_config(cfg, resume=True)
+    run.rows = truncate_metrics(run.rundir, ckpt.round)
+    state = {k: np.asarray(v, dtype=np.float32) for k, v in ckpt.global_state.items()}
+    return M.to_array_record(state), ckpt.round
+
+
+def raise_mismatch(run: ServerRun, ckpt: Checkpoint) -> None:
+    from fedskip.errors import ConfigError
+
+    raise ConfigError(
+        f"{run.rundir.path}/checkpoint: its tensors do not match model={run.cfg.model} "
+        f"method={run.cfg.method}; resume with the run's own config.json"
+    )
+
+
+def run_server(grid: Grid, cfg: Config) -> dict[str, Any]:
+    """Run (or resume) the federated training of ``cfg`` over ``grid``; returns the summary."""
+    run = setup(cfg)
+    arrays, done = initial_state(run)
+    run.reporter.start(_header(run, done))
+    result = run.strategy.start(
+        grid=grid,
+        initial_arrays=arrays,
+        num_rounds=cfg.rounds,
+        evaluate_fn=run.evaluate,
+        start_round=done + 1,
+        on_round_end=run.on_round_end,
+    )
+    final = result.arrays if done < cfg.rounds else arrays
+    return finish(run, final)
+
+
+def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
+    """Export the global model and write ``summary.json``."""
+    run.load_global(arrays)
+    layers = sorted({b for row in run.rows for b in row.get("selected_layers") or []})
+    full_bytes = run.bundle.full_parameters * BYTES_PER_VALUE_FP32
+    summary = summarize(
+        run.rows,
+        cfg=run.cfg,
+        primary=run.primary,
+        full_model_bytes=full_bytes,
+        exchanged_parameters=sum(int(np.prod(a.shape)) for a in arrays.values()),
+        seconds=run.elapsed(),
+    )
+    summary["selected_layers"] = layers
+    summary["num_blocks"] = run.bundle.stack.num_blocks
+    summary["out"] = str(run.rundir.path)
+    run.rundir.write_summary(summary)
+    run.rundir.save_model(
+        run.bundle.model, run.bundle.tokenizer, cfg=run.cfg, selected_layers=layers or None
+    )
+    return summary
+
+
+def _header(run: ServerRun, done: int) -> str:
+    cfg, prepared = run.cfg, run.prepared
+    what = (
+        f"{cfg.method} ({cfg.layer_strategy}, k={cfg.layers})"
+        if cfg.method != "fedavg"
+        else "fedavg"
+    )
+    keys = run.planner.candidate_keys()
+    size = sum(int(np.prod(run.bundle.model.get_parameter(k).shape)) for k in keys)
+    resumed = f", resuming after round {done}" if done else ""
+    return (
+        f"fedskip: {what} on {cfg.model}, {prepared.num_clients} clients, {cfg.rounds} rounds; "
+        f"{size:,} of {run.bundle.full_parameters:,} parameters in play "
+        f"(≤ {human_bytes(size * 4)} per client and direction){resumed}"
+    )

@@ -1,0 +1,398 @@
+"""The layer-skipping strategy: Flower's FedAvg / FedProx / FedAdam / FedYogi on partial models.
+
+:class:`LayerSkipMixin` changes what Flower's message-based strategies send and accept:
+
+- ``configure_train`` samples clients deterministically (:func:`sample_clients`), asks the
+  :class:`Planner` which blocks — and so which tensors — are trained this round (for
+  ``layer-strategy=importance`` after collecting layer scores from the sampled clients), and
+  sends only what a client needs: the tensors it trains plus any tensor an earlier round moved
+  away from the pretrained weights, with the layer set in the ``config`` record;
+- ``aggregate_train`` validates every reply (:mod:`fedskip.fl.validation`). A reply with wrong,
+  missing or frozen tensors, a wrong shape or dtype, NaN/Inf or bad metrics is rejected and
+  logged, and the round goes on with the rest — unless fewer than ``min_replies`` remain: then
+  the round fails, the global model is unchanged and the failure is recorded. Accepted tensors
+  are averaged per key over the replies that carry them; tensors nobody returned keep their
+  global value. FedAdam / FedYogi then apply Flower's own server-optimizer step (see
+  :mod:`fedskip.fl.optimizers`);
+- ``start`` is Flower's round loop (train, federated evaluation, server-side evaluation) that can
+  begin at any round (resumed runs) and reports each round through ``on_round_end``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result
+
+from fedskip.fl import messages as M
+from fedskip.fl.aggregation import weighted_mean_per_key
+from fedskip.fl.rounds import ClientsUnavailable, Planner, RoundRecord, sample_clients
+from fedskip.fl.validation import NUM_EXAMPLES, check_metrics, validate_update
+
+log = logging.getLogger(__name__)
+
+RoundCallback = Callable[[int, ArrayRecord, RoundRecord], None]
+EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
+
+
+class LayerSkipMixin:
+    """Partial-model behaviour on top of a Flower ``FedAvg`` subclass (module docstring)."""
+
+    # provided by flwr's FedAvg
+    fraction_train: float
+    fraction_evaluate: float
+    min_train_nodes: int
+    min_evaluate_nodes: int
+    min_available_nodes: int
+    weighted_by_key: str
+    arrayrecord_key: str
+    configrecord_key: str
+    train_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord]
+    evaluate_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord]
+    _construct_messages: Callable[[RecordDict, list[int], str], Iterable[Message]]
+
+    def setup_layerskip(
+        self,
+        *,
+        planner: Planner,
+        all_keys: Iterable[str],
+        min_replies: int,
+        seed: int,
+        proximal_mu: float = 0.0,
+        node_wait_s: float = 300.0,
+    ) -> None:
+        """Configure the fedskip behaviour (called right after the Flower constructor).
+
+        ``all_keys``: every parameter name of the model, so a reply holding a frozen tensor is
+        recognised as such; ``proximal_mu``: FedProx weight sent to clients (0 = off);
+        ``node_wait_s``: how long to wait for SuperNodes to connect.
+        """
+        self.planner = planner
+        self.all_keys = frozenset(all_keys)
+        self.min_replies = min_replies
+        self.seed = seed
+        self.proximal_mu_clients = proximal_mu
+        self.node_wait_s = node_wait_s
+        self.timeout = 3600.0
+        self.touched: set[str] = set()
+        self.client_ids: dict[int, int] = {}
+        self.rounds: dict[int, RoundRecord] = {}
+        self._global = ArrayRecord()
+        self._expected: dict[int, list[str]] = {}
+
+    # ------------------------------------------------------------------ state for checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Strategy state a resumed run needs (JSON-ready except numpy arrays)."""
+        return {"touched": sorted(self.touched)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.touched = set(state.get("touched", []))
+
+    # ------------------------------------------------------------------ clients and sampling
+    def _wait_for_nodes(self, grid: Grid) -> list[int]:
+        deadline = time.monotonic() + self.node_wait_s
+        while len(nodes := sorted(grid.get_node_ids())) < self.min_available_nodes:
+            if time.monotonic() > deadline:
+                raise ClientsUnavailable(
+                    f"only {len(nodes)} of {self.min_available_nodes} SuperNodes connected "
+                    f"after {self.node_wait_s:.0f} s"
+                )
+            time.sleep(0.2)
+        return nodes
+
+    def identify_clients(self, grid: Grid) -> dict[int, int]:
+        """Ask every connected node for its client id (its partition index)."""
+        nodes = self._wait_for_nodes(grid)
+        content = RecordDict({self.configrecord_key: ConfigRecord({M.SERVER_ROUND: 0})})
+        messages = self._construct_messages(content, nodes, M.QUERY_IDENTIFY)
+        ids: dict[int, int] = {}
+        for reply in grid.send_and_receive(messages, timeout=self.timeout):
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                log.error("node %s could not identify: %s", node, reply.error.reason)
+            else:
+                ids[node] = int(M.metric_dict(reply.content)[M.CLIENT_ID])
+        if len(set(ids.values())) != len(ids):
+            raise ClientsUnavailable(
+                f"SuperNodes claim duplicate client ids: {sorted(ids.values())}"
+            )
+        if len(ids) < max(self.min_replies, self.min_available_nodes):
+            raise ClientsUnavailable(f"only {len(ids)} of {len(nodes)} SuperNodes identified")
+        self.client_ids = ids
+        return ids
+
+    def _client(self, node_id: int) -> int:
+        return self.client_ids.get(node_id, node_id)
+
+    def _sample(
+        self, grid: Grid, server_round: int, fraction: float, minimum: int, purpose: str
+    ) -> list[int]:
+        nodes = self._wait_for_nodes(grid)
+        if self.client_ids:
+            nodes = [n for n in nodes if n in self.client_ids]
+        by_client = {self._client(n): n for n in nodes}
+        chosen = sample_clients(
+            list(by_client),
+            fraction,
+            minimum,
+            seed=self.seed,
+            server_round=server_round,
+            purpose=purpose,
+        )
+        return [by_client[c] for c in chosen]
+
+    def _record(self, server_round: int) -> RoundRecord:
+        return self.rounds.setdefault(server_round, RoundRecord(round=server_round))
+
+    def _reject(self, record: RoundRecord, node_id: int, reason: str, *, stage: str) -> None:
+        line = f"{stage} reply from client {self._client(node_id)} rejected: {reason}"
+        log.warning("round %d: %s", record.round, line)
+        record.rejections.append(line)
+
+    def _payload(self, arrays: ArrayRecord, train_keys: Iterable[str]) -> ArrayRecord:
+        """Tensors a client needs: those it trains and those that differ from the pretrained."""
+        wanted = self.touched | set(train_keys)
+        return M.subset(arrays, [k for k in arrays if k in wanted])
+
+    # ------------------------------------------------------------------ training
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Plan the round and build one train message per sampled node."""
+        record = self._record(server_round)
+        nodes = self._sample(grid, server_round, self.fraction_train, self.min_train_nodes, "train")
+        self._global = arrays
+        scores = None
+        if self.planner.needs_scores(server_round):
+            scores = self._collect_scores(server_round, arrays, nodes, grid, record)
+        plan = self.planner.plan(server_round, scores)
+        missing = [k for k in plan.train_keys if k not in arrays]
+        if missing:
+            raise KeyError(f"planned tensors missing from the global state: {missing[:3]}")
+        config[M.SERVER_ROUND] = server_round
+        config[M.TRAIN_LAYERS] = list(plan.layers)
+        if self.proximal_mu_clients > 0:
+            config[M.PROXIMAL_MU] = float(self.proximal_mu_clients)
+        content = RecordDict(
+            {
+                self.arrayrecord_key: self._payload(arrays, plan.train_keys),
+                self.configrecord_key: config,
+            }
+        )
+        out = list(self._construct_messages(content, nodes, MessageType.TRAIN))
+        self._expected = {node: list(plan.train_keys) for node in nodes}
+        record.layers = list(plan.layers)
+        record.clients = [self._client(n) for n in nodes]
+        record.bytes_down += M.message_array_bytes(out)
+        return out
+
+    def _collect_scores(
+        self,
+        server_round: int,
+        arrays: ArrayRecord,
+        nodes: list[int],
+        grid: Grid,
+        record: RoundRecord,
+    ) -> list[float] | None:
+        """Example-weighted mean of the clients' per-block importance scores (``query.score``)."""
+        content = RecordDict(
+            {
+                self.arrayrecord_key: self._payload(arrays, ()),
+                self.configrecord_key: ConfigRecord({M.SERVER_ROUND: server_round}),
+            }
+        )
+        out = list(self._construct_messages(content, nodes, M.QUERY_SCORE))
+        record.bytes_down += M.message_array_bytes(out)
+        vectors: list[tuple[dict[str, np.ndarray], float]] = []
+        for reply in grid.send_and_receive(out, timeout=self.timeout):
+            metrics = {} if reply.has_error() else M.metric_dict(reply.content)
+            problems = (
+                [f"client error: {reply.error.reason}"]
+                if reply.has_error()
+                else check_metrics(metrics)
+            )
+            n_scores = sum(1 for k in metrics if k.startswith(M.SCORE_PREFIX))
+            keys = [f"{M.SCORE_PREFIX}{i}" for i in range(n_scores)]
+            if not problems and (n_scores == 0 or any(k not in metrics for k in keys)):
+                problems = ["no layer scores"]
+            if problems:
+                self._reject(record, reply.metadata.src_node_id, "; ".join(problems), stage="score")
+                continue
+            scores = np.asarray([metrics[k] for k in keys], dtype=np.float64)
+            vectors.append(({"scores": scores}, float(metrics[NUM_EXAMPLES])))
+        if not vectors:
+            log.error("round %d: no client returned layer scores", server_round)
+            return None
+        return [float(x) for x in weighted_mean_per_key(vectors)["scores"]]
+
+    def _check_train_reply(self, reply: Message) -> tuple[dict[str, np.ndarray], int, str]:
+        """Decoded tensors and example count, or a rejection reason (third item non-empty)."""
+        if reply.has_error():
+            return {}, 0, f"client error: {reply.error.reason}"
+        expected_keys = self._expected.get(reply.metadata.src_node_id)
+        if expected_keys is None:
+            return {}, 0, "reply from a node that was not asked to train"
+        content = reply.content
+        if self.arrayrecord_key not in content.array_records:
+            return {}, 0, f"reply has no '{self.arrayrecord_key}' record"
+        try:
+            arrays = M.to_numpy(content.array_records[self.arrayrecord_key])
+        except Exception as exc:  # a malformed payload must not stop the round
+            return {}, 0, f"undecodable tensors ({type(exc).__name__})"
+        global_specs = M.specs(self._global)
+        expected = {k: global_specs[k] for k in expected_keys}
+        metrics = M.metric_dict(content)
+        verdict = validate_update(arrays, metrics, expected, frozen=self.all_keys - set(expected))
+        if not verdict.ok:
+            return {}, 0, verdict.reason()
+        return arrays, int(metrics[self.weighted_by_key]), ""
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Validate, average per tensor, apply the server step, merge into the global state."""
+        record = self._record(server_round)
+        replies = list(replies)
+        record.bytes_up += M.message_array_bytes(replies)
+        accepted: list[tuple[RecordDict, dict[str, np.ndarray], int]] = []
+        for reply in replies:
+            arrays, weight, reason = self._check_train_reply(reply)
+            if reason:
+                self._reject(record, reply.metadata.src_node_id, reason, stage="train")
+                record.replies_rejected += 1
+            else:
+                accepted.append((reply.content, arrays, weight))
+        record.replies_ok = len(accepted)
+        if len(accepted) < self.min_replies:
+            record.failed = True
+            record.failure = (
+                f"{len(accepted)} valid train replies, fewer than min-replies={self.min_replies}; "
+                "the global model is unchanged"
+            )
+            log.error("round %d failed: %s", server_round, record.failure)
+            return None, None
+        average = weighted_mean_per_key([(arrays, float(w)) for _, arrays, w in accepted])
+        previous = {k: self._global[k].numpy() for k in average}
+        updated = self.server_step(server_round, previous, average)
+        merged = ArrayRecord()
+        for key in self._global:
+            if key in updated:
+                merged[key] = Array(np.ascontiguousarray(updated[key], dtype=np.float32))
+            else:
+                merged[key] = self._global[key]
+        self.touched |= set(updated)
+        metrics = self.train_metrics_aggr_fn([c for c, _, _ in accepted], self.weighted_by_key)
+        record.train_metrics = _scalars(metrics)
+        return merged, metrics
+
+    def server_step(
+        self, server_round: int, previous: dict[str, np.ndarray], average: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """New global values of the averaged tensors: the average itself (FedAvg / FedProx)."""
+        return average
+
+    # ------------------------------------------------------------------ evaluation
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send the global model's changed tensors to the clients sampled for evaluation."""
+        if self.fraction_evaluate == 0.0:
+            return []
+        nodes = self._sample(
+            grid, server_round, self.fraction_evaluate, self.min_evaluate_nodes, "evaluate"
+        )
+        config[M.SERVER_ROUND] = server_round
+        content = RecordDict(
+            {self.arrayrecord_key: self._payload(arrays, ()), self.configrecord_key: config}
+        )
+        out = list(self._construct_messages(content, nodes, MessageType.EVALUATE))
+        self._record(server_round).bytes_eval += M.message_array_bytes(out)
+        return out
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Example-weighted mean of the valid evaluation replies' metrics."""
+        record = self._record(server_round)
+        good: list[RecordDict] = []
+        for reply in replies:
+            if reply.has_error():
+                problems = [f"client error: {reply.error.reason}"]
+            else:
+                problems = check_metrics(M.metric_dict(reply.content))
+            if problems:
+                self._reject(
+                    record, reply.metadata.src_node_id, "; ".join(problems), stage="evaluate"
+                )
+            else:
+                good.append(reply.content)
+        if not good:
+            return None
+        metrics = self.evaluate_metrics_aggr_fn(good, self.weighted_by_key)
+        record.client_eval = _scalars(metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ the round loop
+    def start(  # type: ignore[override]
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: EvaluateFn | None = None,
+        *,
+        start_round: int = 1,
+        on_round_end: RoundCallback | None = None,
+    ) -> Result:
+        """Flower's loop (train → federated evaluation → server evaluation) for rounds
+        ``start_round..num_rounds``; ``on_round_end(round, global_arrays, record)`` after each."""
+        self.timeout = timeout
+        train_config = ConfigRecord() if train_config is None else train_config
+        evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
+        result = Result()
+        result.arrays = arrays = initial_arrays
+        if not self.client_ids:
+            self.identify_clients(grid)
+        for rnd in range(start_round, num_rounds + 1):
+            began = time.perf_counter()
+            record = self._record(rnd)
+            messages = self.configure_train(rnd, arrays, train_config, grid)
+            new_arrays, train_metrics = self.aggregate_train(
+                rnd, grid.send_and_receive(messages, timeout=timeout)
+            )
+            if new_arrays is not None:
+                result.arrays = arrays = new_arrays
+            if train_metrics is not None:
+                result.train_metrics_clientapp[rnd] = train_metrics
+            messages = self.configure_evaluate(rnd, arrays, evaluate_config, grid)
+            replies = grid.send_and_receive(messages, timeout=timeout) if messages else []
+            client_eval = self.aggregate_evaluate(rnd, replies)
+            if client_eval is not None:
+                result.evaluate_metrics_clientapp[rnd] = client_eval
+            if evaluate_fn is not None and (server_eval := evaluate_fn(rnd, arrays)) is not None:
+                result.evaluate_metrics_serverapp[rnd] = server_eval
+                record.server_eval = _scalars(server_eval)
+            record.seconds = time.perf_counter() - began
+            if on_round_end is not None:
+                on_round_end(rnd, arrays, record)
+        return result
+
+
+def _scalars(metrics: MetricRecord) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, list)}
