@@ -80,6 +80,7 @@ def predict_entities(exported: Any, text: str, *, batch_size: int = 16) -> list[
     """Entities as ``{type, start, end, text, score}`` in text order."""
     from fedskip.data.brat import sentence_starts, tokenize_words
     from fedskip.data.encode import IGNORE_INDEX, decode_ner, encode_ner, ner_collator
+    from fedskip.data.encode import _entity_spans as entity_spans
     from fedskip.data.types import NerDocument
     from fedskip.train.engine import predict
 
@@ -103,23 +104,12 @@ def predict_entities(exported: Any, text: str, *, batch_size: int = 16) -> list[
                 confidence[(sid, w)] = float(probs[pos].max())
     entities = []
     for sid, (sent, sent_tags) in enumerate(zip(sentences, tags)):
-        for first, last in _spans(sent_tags):
+        for first, last in entity_spans(sent_tags):
             start, end = sent[first].start, sent[last].end
             scores = [confidence.get((sid, w), 0.0) for w in range(first, last + 1)]
             entities.append({"type": sent_tags[first][2:], "start": start, "end": end,
                              "text": text[start:end], "score": round(float(np.mean(scores)), 4)})  # fmt: skip
     return entities
-
-
-def _spans(tags: list[str]) -> list[tuple[int, int]]:
-    """Word spans (first, last inclusive) of entities in repaired BIO tags."""
-    spans: list[tuple[int, int]] = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("B-"):
-            spans.append((i, i))
-        elif tag.startswith("I-") and spans and spans[-1][1] == i - 1:
-            spans[-1] = (spans[-1][0], i)
-    return spans
 
 
 def predict_labels(exported: Any, text: str) -> dict[str, Any]:
