@@ -1,0 +1,199 @@
+"""Reports: ``results.md``/``results.csv`` for a bench suite, ``report.md`` for any run dirs.
+
+Both are computed from the run directories on disk, so re-rendering after more configs finished
+(or after a run was repeated) always shows the current numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fedskip.bench import plots
+from fedskip.bench.claims import check_claims, claims_markdown
+from fedskip.bench.records import RunRecord, load_run, load_runs
+from fedskip.bench.runner import read_manifest, run_path, settings_line
+from fedskip.bench.suites import METHOD_ORDER
+from fedskip.bench.table import ResultRow, build_rows, markdown_table, write_csv
+from fedskip.errors import ConfigError
+
+PLOTS = "plots"
+
+
+def _order(records: Sequence[RunRecord]) -> list[RunRecord]:
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(records, key=lambda r: (r.task, rank.get(r.method, len(rank)), r.name))
+
+
+def _image(path: Path | None, base: Path, alt: str) -> list[str]:
+    return [f"![{alt}]({path.relative_to(base).as_posix()})", ""] if path is not None else []
+
+
+def _curve_section(records: Sequence[RunRecord], out: Path, tag: str) -> list[str]:
+    """Metric vs round and vs cumulative MB for each task among ``records``."""
+    lines: list[str] = []
+    for task in sorted({r.task for r in records}):
+        group = [r for r in records if r.task == task]
+        for x, what in (("round", "round"), ("mb", "cumulative MB")):
+            path = plots.plot_curves(
+                group, out / PLOTS / f"{tag}{task}-metric-vs-{x}.png", x=x,
+                title=f"{task}: {group[0].metric_name} vs {what}",
+            )  # fmt: skip
+            lines += _image(path, out, f"{task} metric vs {what}")
+    return lines
+
+
+# --------------------------------------------------------------------------- ad-hoc report
+def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
+    """Write ``OUT/report.md`` (+ ``OUT/plots/*.png``) comparing one or more run directories:
+    per-run table (final/best metric, gap to a centralized run among them, MB, reduction
+    versus a FedAvg run among them, rounds to 95% of best) and learning curves. Returns the
+    path of ``report.md``."""
+    if not run_dirs:
+        raise ConfigError("fedskip report: give at least one run directory")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = _order(load_runs(run_dirs))
+    rows = build_rows(records)
+    write_csv(rows, folder / "report.csv")
+    lines = ["# fedskip report", ""]
+    columns = ["run", "method", "task", "k", "partition", "final", "best", "gap (pts)", "MB",
+               "reduction", "rounds to 95%", "ε spent", "s"]  # fmt: skip
+    lines += [markdown_table(rows, columns), ""]
+    lines += [f"- `{r.name}`: {r.path}" + ("" if r.complete else " (no summary.json: unfinished)")
+              for r in records]  # fmt: skip
+    lines += ["", _legend(), "", "## Learning curves", ""]
+    lines += _curve_section(records, folder, "")
+    path = folder / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n", "utf-8")
+    return path
+
+
+def _legend() -> str:
+    return (
+        "Metric: strict entity F1 (NER) or macro F1 (classification) on the global test set. "
+        "Gap: points (×100) versus the centralized run of the same task; reduction: measured "
+        "bytes versus the FedAvg run of the same task; MB = 10⁶ bytes, up + down; "
+        "rounds to 95%: first round/epoch reaching 95% of the run's best."
+    )
+
+
+# --------------------------------------------------------------------------- suite results
+def load_suite(out: str | Path) -> tuple[dict[str, Any], list[RunRecord]]:
+    """The manifest and the records of every config of the suite that has a run directory."""
+    folder = Path(out)
+    manifest = read_manifest(folder)
+    records = []
+    for entry in manifest["configs"]:
+        path = run_path(folder, entry["name"])
+        if (path / "config.json").is_file():
+            records.append(load_run(path))
+    return manifest, records
+
+
+def write_results(out: str | Path) -> Path:
+    """``results.csv``, ``results.md`` and ``plots/`` of the bench folder ``out``."""
+    folder = Path(out)
+    manifest, records = load_suite(folder)
+    groups = {c["name"]: c["groups"] for c in manifest["configs"]}
+    labels = {c["name"]: c["labels"] for c in manifest["configs"]}
+    rows = build_rows(records, groups, labels)
+    write_csv(rows, folder / "results.csv")
+    lines = _suite_header(manifest, records)
+    lines += _methods_section(records, rows, folder)
+    lines += _ablation_sections(rows, folder)
+    lines += _missing_section(manifest, records)
+    lines += ["## The paper's claims on our data", "", claims_markdown(check_claims(rows)), ""]
+    path = folder / "results.md"
+    path.write_text("\n".join(lines).rstrip() + "\n", "utf-8")
+    return path
+
+
+def _suite_header(manifest: dict[str, Any], records: Sequence[RunRecord]) -> list[str]:
+    command = f"fedskip bench --suite {manifest['suite']} --out OUT"
+    if manifest.get("overrides"):
+        command += " --set " + settings_line(manifest["overrides"])
+    done = sum(r.complete for r in records)
+    return [
+        f"# fedskip bench: suite `{manifest['suite']}`",
+        "",
+        f"{manifest['description']}.",
+        "",
+        f"Reproduce: `{command}` ({done} of {len(manifest['configs'])} configs finished).",
+        "",
+        f"Shared settings: `{settings_line(manifest['settings'])}`"
+        + (f", overridden by `{settings_line(manifest['overrides'])}`." if manifest.get("overrides") else "."),
+        "",
+        _legend(),
+        "",
+    ]  # fmt: skip
+
+
+def _in(rows: Sequence[ResultRow], group: str) -> list[ResultRow]:
+    return [r for r in rows if group in r.groups.split()]
+
+
+def _methods_section(
+    records: Sequence[RunRecord], rows: Sequence[ResultRow], out: Path
+) -> list[str]:
+    lines = ["## Methods", ""]
+    chosen = _in(rows, "methods")
+    names = {r.name for r in chosen}
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    for task in sorted({r.task for r in chosen}):
+        task_rows = sorted(
+            (r for r in chosen if r.task == task), key=lambda r: rank.get(r.method, 99)
+        )
+        lines += [f"### {task} ({task_rows[0].metric})", "", markdown_table(task_rows), ""]  # fmt: skip
+    lines += _curve_section([r for r in records if r.name in names], out, "")
+    return lines
+
+
+def _ablation_sections(rows: Sequence[ResultRow], out: Path) -> list[str]:
+    lines: list[str] = []
+    layer_rows = sorted(_in(rows, "layers"), key=lambda r: r.layers or 0)
+    if layer_rows:
+        lines += ["## Layer count k", "", markdown_table(layer_rows, ["run", "k", "final", "best",
+                  "gap (pts)", "MB", "reduction", "rounds to 95%", "s"]), ""]  # fmt: skip
+        lines += _image(plots.plot_layers(layer_rows, out / PLOTS / "layers.png"), out, "k")
+    strategy_rows = _in(rows, "strategies")
+    if strategy_rows:
+        lines += ["## Layer-selection strategy", "", markdown_table(strategy_rows, ["run", "k",
+                  "final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%", "s"]), ""]  # fmt: skip
+    axes = (
+        ("noniid", "partition", ["iid", "dir1", "dir0.3", "dir0.1", "natural"], "partition (IID → skewed)",
+         "Non-IID partitions", "noniid.png", ["run", "method", "partition", "final", "best", "MB", "s"]),
+        ("privacy", "target_epsilon", [0, 8.0, 4.0, 2.0, 1.0], "target ε (DP-SGD, sample level)",
+         "Differential privacy", "privacy.png", ["run", "method", "ε target", "ε spent", "final",
+         "best", "gap (pts)", "s"]),
+    )  # fmt: skip
+    for group, key, order, xlabel, title, png, columns in axes:
+        chosen = _in(rows, group)
+        if not chosen:
+            continue
+        order = _with_extra(order, [r.extra.get(key) for r in chosen])
+        lines += [f"## {title}", "", markdown_table(chosen, columns), ""]
+        path = plots.plot_axis(chosen, out / PLOTS / png, key=key, order=order, xlabel=xlabel,
+                               title=title)  # fmt: skip
+        lines += _image(path, out, title)
+    frontier = _in(rows, "frontier")
+    if frontier:
+        lines += ["## Frontier", "", markdown_table(frontier, ["run", "k", "final", "MB",
+                  "reduction", "s"]), ""]  # fmt: skip
+    return lines
+
+
+def _with_extra(order: list[Any], values: Sequence[Any]) -> list[Any]:
+    """``order`` plus any axis value not in it (a suite with other α or ε), in first-seen order."""
+    extra = [v for v in dict.fromkeys(values) if v is not None and v not in order]
+    return [*order, *extra]
+
+
+def _missing_section(manifest: dict[str, Any], records: Sequence[RunRecord]) -> list[str]:
+    finished = {r.name for r in records if r.complete}
+    missing = [c["name"] for c in manifest["configs"] if c["name"] not in finished]
+    if not missing:
+        return []
+    return ["## Not finished", "", "Configs without a summary.json (not run yet, or failed — "
+            "see `runs/<name>/error.txt`): " + ", ".join(f"`{m}`" for m in missing) + ".", ""]  # fmt: skip

@@ -1,0 +1,217 @@
+"""Run a suite: resolve every configuration, train the ones without a finished run directory,
+then write the results table, plots and claims.
+
+```
+OUT/
+  suite.json        the suite, its settings (after --set), every config with its groups
+  bench.log         one line per config: trained / skipped / failed, with seconds
+  runs/<name>/      one run directory per config (config.json, metrics.jsonl, summary.json, model/)
+  results.csv       one row per config (see fedskip.bench.table)
+  results.md        the tables, the plots and the paper's claims checked on these numbers
+  plots/*.png
+```
+
+Each config is trained in-process by the same function its CLI command uses
+(:func:`train_one`), one after the other. A config whose run directory already holds
+``summary.json`` is skipped, so a suite can be run in pieces (``--only``) or resumed after an
+interruption; a failed config is logged (``runs/<name>/error.txt``) and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedskip.bench.suites import BenchConfig, Suite, describe, expand, get_suite, resolve
+from fedskip.config import Config, Scalar, parse_overrides
+from fedskip.errors import ConfigError
+
+SUITE_FILE = "suite.json"
+LOG_FILE = "bench.log"
+
+SUITE_KEYS = ("task", "method", "partition", "alpha", "dp", "target-epsilon", "out")
+"""Keys a suite varies itself; ``--set`` may not fix them for every config."""
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Plan:
+    """A suite resolved against the user's overrides: base config and every run."""
+
+    suite: Suite
+    overrides: dict[str, str]
+    base: Config
+    num_blocks: int
+    configs: list[BenchConfig]
+
+    def config_for(self, entry: BenchConfig, out: Path) -> Config:
+        return resolve(self.base, {**entry.settings, "out": str(run_path(out, entry.name))})
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite.name,
+            "description": self.suite.description,
+            "settings": self.suite.settings,
+            "overrides": self.overrides,
+            "num_blocks": self.num_blocks,
+            "configs": describe(self.configs),
+        }
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # "trained", "skipped", "failed"
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class SuiteRun:
+    out: Path
+    plan: Plan
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def run_path(out: Path, name: str) -> Path:
+    return out / "runs" / name
+
+
+def num_blocks_of(model: str) -> int:
+    """Transformer blocks of ``model`` (from its meta-device architecture; no weights)."""
+    from fedskip.models.layers import discover_layers
+    from fedskip.models.loading import build_meta_model
+
+    return discover_layers(build_meta_model(model)).num_blocks
+
+
+def plan_suite(name: str, overrides: Sequence[str] = ()) -> Plan:
+    """Resolve suite ``name`` with ``--set`` pairs; raises ConfigError for bad keys/values."""
+    suite = get_suite(name)
+    pairs = parse_overrides(overrides)
+    for key in pairs:
+        if key.strip() in SUITE_KEYS:
+            raise ConfigError(
+                f"--set {key}: the suite varies '{key}' itself; keys it fixes for every run "
+                f"cannot be set (not allowed: {', '.join(SUITE_KEYS)})"
+            )
+    base = Config.from_mapping(pairs, base=Config.from_mapping(suite.settings))
+    blocks = num_blocks_of(base.model)
+    configs = expand(suite, base, blocks)
+    return Plan(suite, pairs, base, blocks, configs)
+
+
+def select(configs: Sequence[BenchConfig], only: Sequence[str]) -> list[BenchConfig]:
+    """Configs whose name or one of whose groups matches a pattern of ``only`` (shell globs)."""
+    if not only:
+        return list(configs)
+    chosen = [c for c in configs if any(fnmatch.fnmatch(c.name, p) or p in c.groups for p in only)]
+    if not chosen:
+        raise ConfigError(
+            f"--only {' '.join(only)}: matches no config (names look like "
+            f"{configs[0].name if configs else 'ner-layerskip'}; groups: methods, layers, "
+            "strategies, noniid, privacy)"
+        )
+    return chosen
+
+
+# --------------------------------------------------------------------------- training
+def train_one(cfg: Config) -> dict[str, Any]:
+    """Train one config with the function its command uses; returns the run's summary.
+
+    ``centralized`` → ``fedskip centralized``; every other method → ``fedskip run``.
+    """
+    if cfg.method == "centralized":
+        from fedskip.commands.centralized import train_centralized
+
+        return train_centralized(cfg)
+    from fedskip.commands.run import run_federated  # type: ignore[attr-defined]
+
+    return dict(run_federated(cfg) or {})
+
+
+def _check_manifest(out: Path, plan: Plan) -> None:
+    """A resumed suite must use the same settings, or its runs would not be comparable."""
+    path = out / SUITE_FILE
+    if not path.is_file():
+        return
+    previous = json.loads(path.read_text("utf-8"))
+    keys = ("suite", "settings", "overrides")
+    if any(previous.get(k) != plan.manifest()[k] for k in keys):
+        raise ConfigError(
+            f"{path}: this folder holds suite {previous.get('suite')!r} with --set "
+            f"{previous.get('overrides')}; resume with the same settings or use another --out"
+        )
+
+
+def run_suite(
+    name: str,
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    only: Sequence[str] = (),
+    progress: Progress = print,
+    trainer: Callable[[Config], dict[str, Any]] = train_one,
+) -> SuiteRun:
+    """Train every config of suite ``name`` not yet finished under ``out``; see module doc."""
+    plan = plan_suite(name, overrides)
+    folder = Path(out)
+    chosen = select(plan.configs, only)
+    _check_manifest(folder, plan)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SUITE_FILE).write_text(json.dumps(plan.manifest(), indent=2) + "\n", "utf-8")
+    result = SuiteRun(folder, plan)
+    for index, entry in enumerate(chosen, start=1):
+        outcome = _run_entry(plan, folder, entry, trainer)
+        result.outcomes.append(outcome)
+        line = f"[{index}/{len(chosen)}] {entry.name}: {outcome.status} ({outcome.seconds:.1f} s)"
+        if outcome.error:
+            line += f" — {outcome.error}"
+        progress(line)
+        with (folder / LOG_FILE).open("a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+    return result
+
+
+def _run_entry(
+    plan: Plan, out: Path, entry: BenchConfig, trainer: Callable[[Config], dict[str, Any]]
+) -> Outcome:
+    run_dir = run_path(out, entry.name)
+    if (run_dir / "summary.json").is_file():
+        return Outcome(entry.name, "skipped")
+    cfg = plan.config_for(entry, out)
+    started = time.perf_counter()
+    try:
+        trainer(cfg)
+    except Exception as exc:  # one failed config must not stop a suite of dozens
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(traceback.format_exc(), "utf-8")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Outcome(entry.name, "failed", time.perf_counter() - started, first)
+    (run_dir / "error.txt").unlink(missing_ok=True)
+    return Outcome(entry.name, "trained", time.perf_counter() - started)
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """``suite.json`` of a suite folder."""
+    path = Path(out) / SUITE_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a bench folder (run `fedskip bench` first)")
+    data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return data
+
+
+def settings_line(settings: dict[str, Scalar]) -> str:
+    """``k=v k=v`` as typed after ``--set``."""
+    return " ".join(f"{k}={v}" for k, v in settings.items())

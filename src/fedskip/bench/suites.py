@@ -1,0 +1,318 @@
+"""Benchmark suites: which configurations ``fedskip bench`` trains, and with which settings.
+
+A suite is one set of shared settings (model, data size, rounds, seed, ...) plus a
+:class:`Sweep` — the axes the paper varies. :func:`expand` turns the sweep into named
+:class:`BenchConfig` entries, one run directory each. A configuration that appears on several
+axes (the default layer-skipping run is also "k = 2" of the layer ablation, "natural" of the
+non-IID axis and "no DP" of the ε sweep) is trained once and tagged with every group it serves.
+
+Groups (the ``groups`` of a config; the report plots and claims read them):
+
+``methods``     centralized, local-only, FedAvg, FedProx, LoRA and layer skipping, per task
+``layers``      layer skipping with k = 1 .. all blocks (k = all is full fine-tuning = FedAvg)
+``strategies``  top / bottom / interleaved / importance / rotating at the default k
+``noniid``      IID, Dirichlet α and natural by-site partitions, for layer skipping and FedAvg
+``privacy``     no DP and sample-level DP-SGD at target ε, for layer skipping and FedAvg
+``frontier``    (extension point) added by builders registered with :func:`register_group`
+
+Every name is a run-directory name: ``<task>-<method>[-<variant>]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedskip.config import Config, Scalar
+from fedskip.errors import ConfigError
+
+METHOD_ORDER = ("centralized", "local", "fedavg", "fedprox", "lora", "layerskip")
+GROUPS = ("methods", "layers", "strategies", "noniid", "privacy", "frontier")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One point of the non-IID axis: a label for tables/plots and the config keys it sets."""
+
+    label: str
+    settings: dict[str, Scalar]
+
+
+IID = Partition("iid", {"partition": "iid"})
+NATURAL = Partition("natural", {"partition": "natural"})
+
+
+def dirichlet(alpha: float) -> Partition:
+    return Partition(f"dir{alpha:g}", {"partition": "dirichlet", "alpha": alpha})
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The axes of a suite. Empty tuples switch an axis off; ``layer_counts=None`` means
+    every k from 1 to the model's number of blocks."""
+
+    tasks: tuple[str, ...] = ("ner", "classification")
+    methods: tuple[str, ...] = METHOD_ORDER
+    layer_counts: tuple[int, ...] | None = None
+    strategies: tuple[str, ...] = ("top", "bottom", "interleaved", "importance", "rotating")
+    partitions: tuple[Partition, ...] = (
+        IID,
+        dirichlet(1.0),
+        dirichlet(0.3),
+        dirichlet(0.1),
+        NATURAL,
+    )
+    noniid_methods: tuple[str, ...] = ("layerskip", "fedavg")
+    epsilons: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0)
+    privacy_methods: tuple[str, ...] = ("layerskip", "fedavg")
+    ablation_task: str = "ner"
+    """The task the layer, strategy, non-IID and privacy axes run on."""
+
+
+@dataclass
+class BenchConfig:
+    """One training run of a suite: its run-directory name, the config keys it sets on top of
+    the suite's settings, and the groups it belongs to."""
+
+    name: str
+    settings: dict[str, Scalar]
+    groups: list[str] = field(default_factory=list)
+    labels: dict[str, Scalar] = field(default_factory=dict)
+    """Axis values for tables and plots (e.g. ``{"partition": "dir0.3"}``, ``{"target_epsilon": 8}``)."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named suite: shared settings (kebab-case config keys), the sweep, and what it is for."""
+
+    name: str
+    description: str
+    settings: dict[str, Scalar]
+    sweep: Sweep
+
+
+# --------------------------------------------------------------------------- the suites
+_SHARED: dict[str, Scalar] = {
+    "model": "minilm",
+    "data": "synth",
+    "synth-sites": 4,
+    "clients": 4,
+    "partition": "natural",
+    "layers": 2,
+    "layer-strategy": "top",
+    "seed": 42,
+    "quiet": True,
+    "eval-clients": False,
+}
+
+SMOKE = Suite(
+    name="smoke",
+    description="every method on both tasks plus one point of each ablation axis, tiny settings "
+    "(a few documents, 2 rounds, 32-token windows): checks the harness end to end in minutes",
+    settings={
+        **_SHARED,
+        "synth-docs": 8,
+        "max-length": 32,
+        "stride": 8,
+        "rounds": 2,
+        "epochs": 2,
+        "local-epochs": 1,
+        "batch-size": 8,
+        "lr": 5e-4,
+        "lora-rank": 4,
+        "importance-batches": 1,
+    },
+    sweep=Sweep(
+        layer_counts=(1,),
+        strategies=("bottom",),
+        partitions=(dirichlet(0.3), NATURAL),
+        noniid_methods=("layerskip",),
+        epsilons=(8.0,),
+        privacy_methods=("layerskip",),
+    ),
+)
+
+PAPER = Suite(
+    name="paper",
+    description="the paper's comparison at CPU scale: 6 methods on NER and note classification, "
+    "k = 1..6, five layer strategies, IID / Dirichlet 1.0, 0.3, 0.1 / natural, DP at ε 8, 4, 2, 1",
+    settings={
+        **_SHARED,
+        "synth-docs": 40,
+        "max-length": 64,
+        "stride": 16,
+        "rounds": 5,
+        "epochs": 5,
+        "local-epochs": 1,
+        "batch-size": 16,
+        "lr": 5e-4,
+        "lora-rank": 8,
+        "importance-batches": 2,
+    },
+    sweep=Sweep(),
+)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (SMOKE, PAPER)}
+
+
+def get_suite(name: str) -> Suite:
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise ConfigError(f"--suite: {name!r} is not one of {', '.join(SUITES)}") from None
+
+
+# --------------------------------------------------------------------------- extension point
+GroupBuilder = Callable[[Suite, Config, int], list[BenchConfig]]
+"""``builder(suite, base_config, num_blocks) -> configs`` for an extra group (e.g. the
+k x LoRA-rank x compression frontier). Names must follow ``<task>-<method>-<variant>``."""
+
+_EXTRA_GROUPS: dict[str, GroupBuilder] = {}
+
+
+def register_group(name: str, builder: GroupBuilder) -> None:
+    """Add a group to every suite's expansion (the ``frontier`` group plugs in here)."""
+    _EXTRA_GROUPS[name] = builder
+
+
+def registered_groups() -> dict[str, GroupBuilder]:
+    return dict(_EXTRA_GROUPS)
+
+
+# --------------------------------------------------------------------------- expansion
+def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
+    """Every configuration of ``suite`` (de-duplicated by name, groups merged), in run order:
+    methods first, so that a suite run in pieces has its references early."""
+    sweep = suite.sweep
+    entries: list[BenchConfig] = []
+    for task in sweep.tasks:
+        for method in sweep.methods:
+            entries.append(_method_entry(task, method, base))
+    if sweep.ablation_task in sweep.tasks:
+        entries += _layer_entries(sweep, base, num_blocks)
+        entries += _strategy_entries(sweep, base)
+        entries += _noniid_entries(sweep)
+        entries += _privacy_entries(sweep)
+    for group, builder in _EXTRA_GROUPS.items():
+        for entry in builder(suite, base, num_blocks):
+            entry.groups = entry.groups or [group]
+            entries.append(entry)
+    return _merge(entries, base)
+
+
+def _method_entry(task: str, method: str, base: Config) -> BenchConfig:
+    settings: dict[str, Scalar] = {"task": task, "method": method}
+    if method in ("centralized", "local"):
+        settings["epochs"] = base.rounds * base.local_epochs  # same passes as a federated client
+    if method == "lora":
+        settings.setdefault("lora-rank", base.lora_rank or 8)
+    elif method in ("layerskip", "fedavg", "fedprox", "centralized", "local"):
+        settings["lora-rank"] = 0
+    labels: dict[str, Scalar] = {"partition": NATURAL.label}
+    return BenchConfig(f"{task}-{method}", settings, ["methods"], labels)
+
+
+def _layer_entries(sweep: Sweep, base: Config, num_blocks: int) -> list[BenchConfig]:
+    task = sweep.ablation_task
+    counts = sweep.layer_counts or tuple(range(1, num_blocks + 1))
+    out = []
+    settings: dict[str, Scalar]
+    for k in counts:
+        if not 1 <= k <= num_blocks:
+            raise ConfigError(f"layer ablation: k={k} outside 1..{num_blocks} blocks")
+        if k == base.layers:
+            name, settings = f"{task}-layerskip", {"task": task, "method": "layerskip"}
+        elif k == num_blocks:  # every block trained = full fine-tuning, i.e. the FedAvg run
+            name, settings = f"{task}-fedavg", {"task": task, "method": "fedavg"}
+        else:
+            name = f"{task}-layerskip-k{k}"
+            settings = {"task": task, "method": "layerskip", "layers": k}
+        out.append(BenchConfig(name, {**settings, "lora-rank": 0}, ["layers"], {"k": k}))
+    return out
+
+
+def _strategy_entries(sweep: Sweep, base: Config) -> list[BenchConfig]:
+    task = sweep.ablation_task
+    out = []
+    for strategy in sweep.strategies:
+        same = strategy == base.layer_strategy
+        name = f"{task}-layerskip" if same else f"{task}-layerskip-{strategy}"
+        settings: dict[str, Scalar] = {"task": task, "method": "layerskip", "lora-rank": 0}
+        if not same:
+            settings["layer-strategy"] = strategy
+        out.append(BenchConfig(name, settings, ["strategies"], {"strategy": strategy}))
+    return out
+
+
+def _noniid_entries(sweep: Sweep) -> list[BenchConfig]:
+    task = sweep.ablation_task
+    out = []
+    for method in sweep.noniid_methods:
+        for part in sweep.partitions:
+            name = f"{task}-{method}" + ("" if part == NATURAL else f"-{part.label}")
+            settings: dict[str, Scalar] = {"task": task, "method": method, **part.settings}
+            if method != "lora":
+                settings["lora-rank"] = 0
+            out.append(BenchConfig(name, settings, ["noniid"], {"partition": part.label}))
+    return out
+
+
+def _privacy_entries(sweep: Sweep) -> list[BenchConfig]:
+    """No DP (the plain run) and DP-SGD at each target ε (noise derived by the privacy code)."""
+    task = sweep.ablation_task
+    out = []
+    for method in sweep.privacy_methods:
+        base: dict[str, Scalar] = {"task": task, "method": method, "lora-rank": 0}
+        out.append(BenchConfig(f"{task}-{method}", dict(base), ["privacy"], {"target_epsilon": 0}))
+        for eps in sweep.epsilons:
+            settings = {**base, **privacy_settings(eps)}
+            labels: dict[str, Scalar] = {"target_epsilon": eps}
+            out.append(BenchConfig(f"{task}-{method}-eps{eps:g}", settings, ["privacy"], labels))
+    return out
+
+
+def privacy_settings(epsilon: float) -> dict[str, Scalar]:
+    """Config keys of one point of the ε sweep: the privacy package's own sweep settings when
+    it provides them (``fedskip.privacy.sweep.sweep_settings``), else sample-level DP-SGD with
+    the noise multiplier derived from ``target-epsilon``."""
+    try:
+        from fedskip.privacy.sweep import sweep_settings  # type: ignore[import-not-found]
+    except ImportError:
+        return {"dp": "sample", "target-epsilon": epsilon}
+    return dict(sweep_settings(epsilon))
+
+
+def _merge(entries: Sequence[BenchConfig], base: Config) -> list[BenchConfig]:
+    """One entry per name, groups and labels merged. Two entries under one name must resolve to
+    the same config (over ``base``); anything else is a bug in a builder."""
+    merged: dict[str, BenchConfig] = {}
+    resolved: dict[str, dict[str, Scalar]] = {}
+    for entry in entries:
+        run_config = resolve(base, entry.settings).to_run_config()
+        seen = merged.get(entry.name)
+        if seen is None:
+            merged[entry.name] = BenchConfig(
+                entry.name, dict(entry.settings), list(entry.groups), dict(entry.labels)
+            )
+            resolved[entry.name] = run_config
+            continue
+        if resolved[entry.name] != run_config:
+            diff = sorted(k for k in run_config if run_config[k] != resolved[entry.name].get(k))
+            raise ValueError(f"bench config {entry.name!r} defined twice, differing in {diff}")
+        seen.groups += [g for g in entry.groups if g not in seen.groups]
+        seen.labels.update(entry.labels)
+    return list(merged.values())
+
+
+def resolve(base: Config, settings: dict[str, Scalar]) -> Config:
+    """``base`` with a config's own settings applied (validated)."""
+    return Config.from_mapping(settings, base=base)
+
+
+def describe(configs: Sequence[BenchConfig]) -> list[dict[str, Any]]:
+    """JSON-ready list of configs (for ``suite.json`` and ``--list``)."""
+    return [
+        {"name": c.name, "groups": c.groups, "settings": c.settings, "labels": c.labels}
+        for c in configs
+    ]

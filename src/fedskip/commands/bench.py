@@ -1,0 +1,78 @@
+"""``fedskip bench --suite {smoke,paper}``: train a suite of configurations with one harness and
+one seed, then write ``results.csv``, ``results.md`` (tables, plots, the paper's claims) and
+``plots/`` under ``--out``. Finished configs are skipped, so a suite can run in pieces."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fedskip.bench.suites import SUITES
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="run a benchmark suite (methods, layer ablation, non-IID, DP) and report",
+        description=(
+            "Train every configuration of a suite (each in OUT/runs/<name>), skipping those "
+            "that already have summary.json, then write OUT/results.csv, OUT/results.md and "
+            "OUT/plots/. Suites: "
+            + "; ".join(f"{s.name}: {s.description}" for s in SUITES.values())
+        ),
+    )
+    parser.add_argument("--suite", required=True, choices=sorted(SUITES), help="which suite")
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="output folder (default bench/<suite>)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="append",
+        default=[],
+        help="override a shared setting for every config, e.g. --set rounds=3 synth-docs=20",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="run only configs whose name matches a glob or that belong to a group "
+        "(methods, layers, strategies, noniid, privacy), e.g. --only methods 'ner-*'",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the configs (name, groups, settings) and exit"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing; re-render results from the run directories already in --out",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fedskip.bench.report import write_results
+    from fedskip.bench.runner import plan_suite, run_suite, select, settings_line
+
+    out = Path(args.out or f"bench/{args.suite}")
+    pairs = [p for group in args.overrides for p in group]
+    if args.list:
+        plan = plan_suite(args.suite, pairs)
+        for entry in select(plan.configs, args.only):
+            print(f"{entry.name:32s} {','.join(entry.groups):28s} {settings_line(entry.settings)}")
+        return 0
+    failed = 0
+    if not args.report_only:
+        result = run_suite(args.suite, out, pairs, only=args.only)
+        failed = len(result.failed)
+    path = write_results(out)
+    print(f"results: {path} and {out / 'results.csv'}")
+    if failed:
+        print(f"{failed} config(s) failed; see {out}/runs/<name>/error.txt and {out}/bench.log")
+        return 1
+    return 0
