@@ -1,0 +1,130 @@
+"""Site-level generation: i2b2-style NER notes with annotation noise.
+
+Every site draws from its own ``random.Random`` seeded by a string of (seed, task, site), so a
+site's notes do not change when other sites are added, and noise has its own RNG so that the
+text is identical with and without label noise (only the annotations differ).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+
+from fedskip.data.synth.notes import clinical_note
+from fedskip.data.synth.sites import SiteProfile
+from fedskip.data.synth.text import ENTITY_TYPES, Line, NoteContext
+
+GENERATOR_VERSION = "1"
+"""Bump when the generator's output changes: it is part of the ``ensure_synth`` cache key."""
+
+
+@dataclass
+class Mention:
+    """An i2b2 concept: 1-based line, 0-based first and last (inclusive) whitespace token."""
+
+    line: int
+    start: int
+    end: int
+    type: str
+
+
+@dataclass
+class NerNote:
+    """A whitespace-tokenised note (one sentence per line; blank lines kept) and its concepts."""
+
+    doc_id: str
+    lines: list[list[str]]
+    mentions: list[Mention] = field(default_factory=list)
+
+    def mention_text(self, m: Mention) -> str:
+        """The concept's words as the .con file quotes them (lower case)."""
+        return " ".join(self.lines[m.line - 1][m.start : m.end + 1]).lower()
+
+
+def site_rng(seed: int, task: str, site: int, purpose: str = "text") -> random.Random:
+    """A deterministic RNG for one (seed, task, site, purpose); string seeds hash with SHA-512."""
+    return random.Random(f"fedskip-synth:{seed}:{task}:{site}:{purpose}")
+
+
+def new_context(rng: random.Random, profile: SiteProfile) -> NoteContext:
+    """A context for one patient: sex, age and an admission date (i2b2-era dates)."""
+    admit = dt.date(2006, 1, 1) + dt.timedelta(days=rng.randrange(0, 8 * 365))
+    return NoteContext(
+        rng=rng, profile=profile, sex=rng.choice("MF"), age=rng.randint(19, 96), admit=admit
+    )
+
+
+def tokenize(doc_id: str, lines: list[Line]) -> NerNote:
+    """Whitespace-split each line; a typed segment becomes a mention over its tokens."""
+    note = NerNote(doc_id=doc_id, lines=[])
+    for number, line in enumerate(lines, start=1):
+        tokens: list[str] = []
+        for seg in line:
+            words = seg.text.split()
+            if seg.type and words:
+                note.mentions.append(
+                    Mention(number, len(tokens), len(tokens) + len(words) - 1, seg.type)
+                )
+            tokens.extend(words)
+        note.lines.append(tokens)
+    return note
+
+
+def generate_ner_site(site: int, profile: SiteProfile, n_docs: int, seed: int) -> list[NerNote]:
+    """``n_docs`` clean (noise-free) annotated notes of one site."""
+    rng = site_rng(seed, "ner", site)
+    notes = []
+    for i in range(n_docs):
+        ctx = new_context(rng, profile)
+        notes.append(tokenize(f"site{site}-{i + 1:04d}", clinical_note(ctx)))
+    return notes
+
+
+def _occupied(note: NerNote, line: int, skip: Mention) -> set[int]:
+    taken: set[int] = set()
+    for m in note.mentions:
+        if m.line == line and m is not skip:
+            taken.update(range(m.start, m.end + 1))
+    return taken
+
+
+def _shift(rng: random.Random, note: NerNote, m: Mention) -> bool:
+    """Move one boundary of ``m`` by one token (a typical annotator slip); False if impossible."""
+    n_tokens = len(note.lines[m.line - 1])
+    taken = _occupied(note, m.line, m)
+    options = []
+    if m.end + 1 < n_tokens and m.end + 1 not in taken:
+        options.append((m.start, m.end + 1))
+    if m.start - 1 >= 0 and m.start - 1 not in taken:
+        options.append((m.start - 1, m.end))
+    if m.end > m.start:
+        options += [(m.start + 1, m.end), (m.start, m.end - 1)]
+    if not options:
+        return False
+    m.start, m.end = rng.choice(options)
+    return True
+
+
+def apply_ner_noise(notes: list[NerNote], rate: float, rng: random.Random) -> dict[str, int]:
+    """Corrupt exactly ``round(rate × mentions)`` mentions: drop, shift a boundary, or retype.
+
+    Returns the count of each operation (``dropped``, ``shifted``, ``retyped``).
+    """
+    refs = [(d, j) for d, note in enumerate(notes) for j in range(len(note.mentions))]
+    k = round(rate * len(refs))
+    counts = {"dropped": 0, "shifted": 0, "retyped": 0}
+    dropped: set[tuple[int, int]] = set()
+    for d, j in sorted(rng.sample(refs, k)):
+        note, m = notes[d], notes[d].mentions[j]
+        op = rng.choice(("dropped", "shifted", "retyped"))
+        if op == "shifted" and not _shift(rng, note, m):
+            op = "retyped"
+        if op == "retyped":
+            m.type = rng.choice([t for t in ENTITY_TYPES if t != m.type])
+        elif op == "dropped":
+            dropped.add((d, j))
+        counts[op] += 1
+    for d, note in enumerate(notes):
+        note.mentions = [m for j, m in enumerate(note.mentions) if (d, j) not in dropped]
+    return counts

@@ -1,0 +1,139 @@
+"""Clinical notes as lines of segments: i2b2-style discharge summaries and progress notes.
+
+The same builders feed the NER corpus (written one sentence per line, whitespace-tokenised) and
+the discharge summaries of the MIMIC-style classification corpus (rendered as natural text).
+"""
+
+from __future__ import annotations
+
+from fedskip.data.synth.slots import render
+from fedskip.data.synth.templates import AMBIGUOUS, HEADERS, SECTIONS
+from fedskip.data.synth.text import Line, NoteContext, Seg, apply_casing, date_text
+
+SERVICES_BY_SPECIALTY: dict[str, tuple[str, ...]] = {
+    "cardiology": ("cardiology", "medicine", "ccu", "cardiac surgery"),
+    "oncology": ("oncology", "hematology / oncology", "medicine", "bone marrow transplant"),
+    "icu": ("micu", "medicine", "sicu", "trauma sicu"),
+    "general medicine": ("medicine", "general medicine", "family medicine"),
+    "nephrology": ("nephrology", "medicine", "transplant"),
+    "neurology": ("neurology", "neurosurgery", "medicine"),
+    "gastroenterology": ("hepatology", "gastroenterology", "medicine", "general surgery"),
+}
+
+SUMMARY_SECTIONS: tuple[tuple[str, float, int, int], ...] = (
+    # (section, probability it is present, min lines, max lines)
+    ("cc", 0.8, 1, 1),
+    ("hpi", 1.0, 3, 7),
+    ("pmh", 0.9, 2, 6),
+    ("meds", 0.7, 2, 7),
+    ("allergies", 0.8, 1, 1),
+    ("social", 0.6, 1, 2),
+    ("family", 0.45, 1, 2),
+    ("exam", 0.8, 3, 7),
+    ("labs", 0.8, 2, 6),
+    ("course", 1.0, 5, 13),
+    ("dc_meds", 0.75, 2, 8),
+    ("dc_dx", 0.9, 1, 4),
+    ("condition", 0.6, 1, 2),
+    ("instructions", 0.6, 2, 4),
+    ("followup", 0.6, 1, 3),
+)
+PROGRESS_SECTIONS: tuple[tuple[str, float, int, int], ...] = (
+    ("subjective", 1.0, 1, 3),
+    ("objective", 1.0, 2, 4),
+    ("labs", 0.5, 1, 3),
+    ("assessment", 1.0, 4, 10),
+)
+LIST_SECTIONS = ("pmh", "meds", "dc_meds", "dc_dx")
+INLINE_SECTIONS = ("cc", "allergies", "condition")
+AMBIGUOUS_SHARE = {"course": 0.4, "assessment": 0.3, "hpi": 0.12, "labs": 0.1}
+"""Chance that a line of the section comes from the context-dependent ``AMBIGUOUS`` templates."""
+
+
+def _template(ctx: NoteContext, section: str) -> str:
+    """A template for one line of ``section`` in the site's style."""
+    share = AMBIGUOUS_SHARE.get(section, 0.0)
+    if share and ctx.chance(share):
+        return ctx.rng.choice(AMBIGUOUS)
+    if section in ("course", "hpi") and ctx.chance(ctx.profile.terse * 0.5):
+        return ctx.rng.choice(SECTIONS["assessment"])
+    return ctx.rng.choice(SECTIONS[section])
+
+
+def _header(ctx: NoteContext, section: str) -> Line:
+    return apply_casing(ctx.profile, [Seg(ctx.rng.choice(HEADERS[section]))], header=True)
+
+
+def section_lines(ctx: NoteContext, section: str, n_lines: int) -> list[Line]:
+    """The header line and ``n_lines`` body lines of one section."""
+    header = _header(ctx, section)
+    marker = ctx.rng.choice(("number", "dash", "none")) if section in LIST_SECTIONS else "none"
+    body: list[Line] = []
+    for i in range(n_lines):
+        line = apply_casing(ctx.profile, render(ctx, _template(ctx, section)))
+        if marker == "number":
+            line.insert(0, Seg(f"{i + 1} ."))
+        elif marker == "dash":
+            line.insert(0, Seg("-"))
+        body.append(line)
+    if section in INLINE_SECTIONS and n_lines == 1 and ctx.chance(0.6):
+        return [header + body[0]]
+    return [header, *body]
+
+
+def _note(
+    ctx: NoteContext, plan: tuple[tuple[str, float, int, int], ...], head: list[Line]
+) -> list[Line]:
+    lines = list(head)
+    for section, p_present, lo, hi in plan:
+        if not ctx.chance(p_present):
+            continue
+        if lines and ctx.profile.blank_between_sections:
+            lines.append([])
+        lines.extend(section_lines(ctx, section, ctx.rng.randint(lo, hi)))
+    return lines
+
+
+def _admin_lines(ctx: NoteContext, stay_days: int) -> list[Line]:
+    service = ctx.rng.choice(SERVICES_BY_SPECIALTY.get(ctx.profile.specialty, ("medicine",)))
+    pairs = [
+        ("admission date :", date_text(ctx)),
+        ("discharge date :", date_text(ctx, stay_days)),
+        ("service :", service),
+    ]
+    if ctx.chance(0.5):
+        pairs.insert(2, ("sex :", ctx.sex.lower()))
+    lines: list[Line] = []
+    for key, value in pairs:
+        header = apply_casing(ctx.profile, [Seg(key)], header=True)
+        value_line = apply_casing(ctx.profile, [Seg(value)], header=key == "service :")
+        lines.extend([header, value_line])
+    return lines
+
+
+def discharge_summary(ctx: NoteContext) -> list[Line]:
+    """A discharge summary: admission data, then the sections of ``SUMMARY_SECTIONS``."""
+    return _note(ctx, SUMMARY_SECTIONS, _admin_lines(ctx, ctx.rng.randint(2, 14)))
+
+
+def progress_note(ctx: NoteContext) -> list[Line]:
+    """A shorter S/O/A/P progress note."""
+    title = ctx.rng.choice(
+        (
+            "progress note",
+            "medicine progress note",
+            "icu progress note",
+            "interval note",
+            "daily progress note",
+        )
+    )
+    head = [
+        apply_casing(ctx.profile, [Seg(title)], header=True),
+        apply_casing(ctx.profile, [Seg(date_text(ctx, ctx.rng.randint(1, 6)))]),
+    ]
+    return _note(ctx, PROGRESS_SECTIONS, head)
+
+
+def clinical_note(ctx: NoteContext) -> list[Line]:
+    """What the NER corpus holds: mostly discharge summaries, some progress notes (as i2b2 2010)."""
+    return discharge_summary(ctx) if ctx.chance(0.7) else progress_note(ctx)

@@ -1,0 +1,257 @@
+"""Building blocks of synthetic notes: typed segments, the per-note context and term styling.
+
+A note is a list of lines; a line is a list of :class:`Seg` (a piece of text, typed when it is
+an entity mention). Writers turn lines into i2b2 token lines or into natural MIMIC-style text.
+All randomness comes from the note context's ``random.Random`` — never the global RNG.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from fedskip.data.synth.lexicon import DRUGS, PROBLEMS, PROCEDURES, TESTS, TREATMENTS
+from fedskip.data.synth.sites import SiteProfile
+from fedskip.data.synth.vocab import (
+    ABBREVIATIONS,
+    DETERMINERS,
+    MISSPELLINGS,
+    NON_PREFIXABLE,
+    PROBLEM_PREFIXES,
+    TEST_PREFIXES,
+    TREATMENT_PREFIXES,
+)
+
+ENTITY_TYPES = ("problem", "test", "treatment")
+POOLS: dict[str, dict[str, tuple[str, ...]]] = {
+    "problem": PROBLEMS,
+    "test": TESTS,
+    "treatment": TREATMENTS,
+    "drug": DRUGS,
+    "procedure": PROCEDURES,
+}
+"""Term pools by kind; drugs and procedures are the two halves of the treatment pools."""
+_ABBREVIATION_FORMS = frozenset(a for forms in ABBREVIATIONS.values() for a in forms)
+_MORE_ACRONYMS = (
+    "cbc ekg ecg ct mri mra bun inr pt ptt ldl hdl tsh ast alt crp esr bnp ck psa cea afp ua icu ed "
+    "egd ercp eeg emg kub ng og iv po sc sq im sl pr prn bid tid qid qhs nad rrr ctab hiv vre mrsa "
+    "mssa copd gerd cabg pci ffp tpn peg icd aicd picc bipap cpap xrt ra nc dnr dni osh"
+)
+ACRONYMS = frozenset(
+    a
+    for a in _ABBREVIATION_FORMS
+    if " " not in a and len(a) <= 5 and a not in ("temp", "lactic", "sats")
+) | frozenset(_MORE_ACRONYMS.split())
+"""Tokens written in capitals by sites that do not write everything in lower case."""
+
+
+@dataclass
+class Seg:
+    """A piece of a line; ``type`` is an entity type when the whole piece is one mention."""
+
+    text: str
+    type: str | None = None
+
+
+Line = list[Seg]
+
+
+@dataclass
+class NoteContext:
+    """Per-note state: the RNG, the site's style, the patient and the running problem list."""
+
+    rng: random.Random
+    profile: SiteProfile
+    sex: str
+    age: int
+    admit: dt.date
+    problems: list[str] = field(default_factory=list)
+    forced: list[str] = field(default_factory=list)
+    """Problem phrases the note must mention (ICD-9-coded diagnoses of an admission)."""
+    deid_dates: bool = False
+    """Write dates as MIMIC de-identification placeholders (``[**2151-8-4**]``)."""
+
+    @property
+    def pron(self) -> str:
+        return "he" if self.sex == "M" else "she"
+
+    @property
+    def poss(self) -> str:
+        return "his" if self.sex == "M" else "her"
+
+    def chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+
+@lru_cache(maxsize=64)
+def _zipf_cum_weights(n: int, exponent: float = 0.9) -> list[float]:
+    total = 0.0
+    out = []
+    for rank in range(n):
+        total += 1.0 / (rank + 1.5) ** exponent
+        out.append(total)
+    return out
+
+
+def pick_domain(ctx: NoteContext, kind: str) -> str:
+    """A domain of ``kind``'s pools, weighted by the site's specialty mix."""
+    pools = POOLS[kind]
+    names = [d for d in ctx.profile.domains if d in pools]
+    weights = [ctx.profile.domains[d] for d in names]
+    return ctx.rng.choices(names, weights=weights)[0]
+
+
+def raw_term(ctx: NoteContext, kind: str, domain: str | None = None) -> str:
+    """A lexicon term of entity ``kind`` from ``domain`` (or a site-weighted one), Zipf-sampled."""
+    pools = POOLS[kind]
+    if domain is None or domain not in pools:
+        domain = pick_domain(ctx, kind)
+    pool = pools[domain]
+    return ctx.rng.choices(pool, cum_weights=_zipf_cum_weights(len(pool)))[0]
+
+
+def typo(rng: random.Random, word: str) -> str:
+    """A plausible misspelling of ``word`` (known misspelling, or a dropped/swapped/doubled letter)."""
+    known = MISSPELLINGS.get(word)
+    if known:
+        return rng.choice(known)
+    if len(word) < 5 or not word.isalpha():
+        return word
+    i = rng.randrange(1, len(word) - 2)
+    op = rng.randrange(4)
+    if op == 0:
+        return word[:i] + word[i + 1 :]
+    if op == 1:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if op == 2:
+        return word[:i] + word[i] + word[i:]
+    vowels = "aeiou"
+    swap = rng.choice(vowels.replace(word[i], "")) if word[i] in vowels else word[i]
+    return word[:i] + swap + word[i + 1 :]
+
+
+def style(ctx: NoteContext, term: str) -> str:
+    """Apply the site's abbreviation and misspelling habits to a lexicon term."""
+    forms = ABBREVIATIONS.get(term)
+    if forms and ctx.chance(ctx.profile.abbrev_rate):
+        term = ctx.rng.choice(forms)
+    if ctx.chance(ctx.profile.typo_rate * 3):
+        words = term.split()
+        long_words = [i for i, w in enumerate(words) if len(w) >= 5]
+        if long_words and ctx.chance(0.34):
+            i = ctx.rng.choice(long_words)
+            words[i] = typo(ctx.rng, words[i])
+            term = " ".join(words)
+    return term
+
+
+def problem_phrase(ctx: NoteContext, domain: str | None = None) -> str:
+    """A problem mention: often one already in this note, else a fresh (maybe modified) term.
+
+    Only mentions without a requested domain reuse the note's problems (or its forced ICD-9
+    diagnoses): a ``{P:exam}`` slot must stay an exam finding.
+    """
+    if domain is None and ctx.forced and ctx.chance(0.4):
+        return style(ctx, ctx.rng.choice(ctx.forced))
+    if domain is None and ctx.problems and ctx.chance(0.3):
+        return ctx.rng.choice(ctx.problems)
+    term = raw_term(ctx, "problem", domain)
+    prefix = ctx.rng.choice(PROBLEM_PREFIXES)
+    prefixed = (
+        term not in NON_PREFIXABLE
+        and domain not in ("exam", "allergy")
+        and ctx.chance(0.22)
+        and not set(prefix.split()) & set(term.split())
+    )
+    text = style(ctx, term)
+    if prefixed:
+        text = f"{prefix} {text}"
+    if domain not in ("exam", "allergy"):
+        ctx.problems.append(text)
+    return text
+
+
+def test_phrase(ctx: NoteContext, domain: str | None = None) -> str:
+    """A test mention, sometimes with an i2b2-kept prefix (``repeat``, ``serial``, ...)."""
+    text = style(ctx, raw_term(ctx, "test", domain))
+    if ctx.chance(0.08):
+        text = f"{ctx.rng.choice(TEST_PREFIXES)} {text}"
+    return text
+
+
+def drug_phrase(ctx: NoteContext, domain: str | None = None) -> str:
+    """A medication mention, sometimes with a route or intent prefix kept in the span."""
+    text = style(ctx, raw_term(ctx, "drug", domain))
+    if ctx.chance(0.1):
+        text = f"{ctx.rng.choice(TREATMENT_PREFIXES)} {text}"
+    return text
+
+
+def procedure_phrase(ctx: NoteContext, domain: str | None = None) -> str:
+    """A procedure, device, therapy or drug-class mention (a treatment that is not a drug)."""
+    return style(ctx, raw_term(ctx, "procedure", domain))
+
+
+def treatment_phrase(ctx: NoteContext, domain: str | None = None) -> str:
+    """Any treatment: a drug (two thirds of the time) or a procedure."""
+    return drug_phrase(ctx, domain) if ctx.chance(0.67) else procedure_phrase(ctx, domain)
+
+
+Phraser = Callable[[NoteContext, "str | None"], str]
+PHRASERS: dict[str, tuple[Phraser, str]] = {
+    "P": (problem_phrase, "problem"),
+    "T": (test_phrase, "test"),
+    "R": (treatment_phrase, "treatment"),
+    "D": (drug_phrase, "treatment"),
+    "X": (procedure_phrase, "treatment"),
+}
+"""Slot code → (phrase maker, entity type)."""
+
+
+def with_determiner(ctx: NoteContext, text: str) -> str:
+    """Prefix a determiner or possessive that i2b2 keeps inside the span (``a``/``an`` agreed)."""
+    det = ctx.rng.choice(DETERMINERS)
+    if det in ("his", "her"):
+        det = ctx.poss
+    if det == "a" and text[:1] in "aeiou":
+        det = "an"
+    return f"{det} {text}"
+
+
+def date_text(ctx: NoteContext, offset_days: int = 0) -> str:
+    """A date in the site's format, ``offset_days`` after admission."""
+    day = ctx.admit + dt.timedelta(days=offset_days)
+    casing = ctx.profile.casing
+    if ctx.deid_dates or casing == "lower":
+        return f"[**{day.year}-{day.month}-{day.day}**]"
+    if casing == "title":
+        return f"{day.month}/{day.day}/{day.year}"
+    return day.isoformat()
+
+
+def number(ctx: NoteContext, low: float, high: float, decimals: int = 1) -> str:
+    """A value uniform in [low, high] with ``decimals`` digits."""
+    value = ctx.rng.uniform(low, high)
+    return f"{value:.{decimals}f}" if decimals else str(round(value))
+
+
+def apply_casing(profile: SiteProfile, line: Line, *, header: bool = False) -> Line:
+    """Write a line in the site's casing: acronyms in capitals, headers styled, first word capitalised."""
+    out: Line = []
+    for i, seg in enumerate(line):
+        words = seg.text.split(" ")
+        if profile.casing == "lower":
+            words = [w.lower() for w in words]
+        elif header and profile.casing == "upper_headers":
+            words = [w.upper() for w in words]
+        else:
+            words = [w.upper() if w in ACRONYMS else w for w in words]
+            if header:
+                words = [w[:1].upper() + w[1:] for w in words]
+            elif i == 0 and words and words[0][:1].isalpha() and words[0] not in ACRONYMS:
+                words[0] = words[0][:1].upper() + words[0][1:]
+        out.append(Seg(" ".join(words), seg.type))
+    return out
