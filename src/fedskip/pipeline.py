@@ -136,16 +136,15 @@ def keep_top_codes(sites: dict[str, Dataset], k: int) -> list[str]:
     from collections import Counter
 
     admissions: dict[tuple[str, str], set[str]] = {}
-    for name, ds in sites.items():
+    cls_sites = {name: ds for name, ds in sites.items() if isinstance(ds, ClsDataset)}
+    for name, ds in cls_sites.items():
         for doc in ds.documents:
             key = (name, doc.meta.get("hadm_id", doc.doc_id))
             admissions.setdefault(key, set()).update(doc.labels)
     counts = Counter(code for codes in admissions.values() for code in codes)
     top = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
     rank = {code: i for i, code in enumerate(top)}
-    for ds in sites.values():
-        if not isinstance(ds, ClsDataset):
-            continue
+    for ds in cls_sites.values():
         kept = []
         for doc in ds.documents:
             doc.labels = sorted((c for c in doc.labels if c in rank), key=rank.__getitem__)
