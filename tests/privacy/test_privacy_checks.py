@@ -37,7 +37,6 @@ def test_refused(settings: dict[str, object], match: str) -> None:
         ({"dp": "sample", "grad_accum": 4}, "grad-accum=4 with dp=sample"),
         ({"dp": "sample", "noise_multiplier": 0.0}, "NOT noised"),
         ({"dp": "client", "fraction_train": 0.5}, "fraction-train=0.5"),
-        ({"dp": "client", "dp_clipping": "adaptive"}, "adaptive"),
         ({"target_epsilon": 4.0}, "dp=none"),
     ],
 )
@@ -55,6 +54,7 @@ def test_warned(settings: dict[str, object], match: str, caplog: pytest.LogCaptu
         {"dp": "sample", "secagg": True},
         {"dp": "client", "secagg": True, "layer_strategy": "rotating"},
         {"dp": "sample", "target_epsilon": 1.0, "noise_multiplier": 0.0},
+        {"dp": "client", "dp_clipping": "adaptive"},
     ],
 )
 def test_accepted_silently(settings: dict[str, object], recwarn: pytest.WarningsRecorder) -> None:

@@ -111,12 +111,8 @@ def _client_dp_warnings(cfg: Any) -> list[str]:
     if cfg.fraction_train < 1.0:
         out.append(
             f"dp=client with fraction-train={cfg.fraction_train}: ε is accounted with Poisson "
-            "client sampling at that rate (amplification), but Flower samples a fixed number of "
-            "clients per round; the reported ε is an approximation"
-        )
-    if cfg.dp_clipping == "adaptive":
-        out.append(
-            "dp=client with dp-clipping=adaptive: ε reported covers the noised model updates only, "
-            "not the noised clipped-count releases that adapt the clip norm"
+            "client sampling at that rate (amplification by sampling), but fedskip samples a fixed "
+            "number of clients per round from the run's seed, which is no secret to whoever holds "
+            "the config; the reported ε is an approximation that assumes secret, random sampling"
         )
     return out
