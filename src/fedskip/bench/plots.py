@@ -65,7 +65,7 @@ def plot_curves(
         ys = [p.metric for p in record.curve]
         ax.plot(xs, ys, marker="o", markersize=3, label=label, **style)
     if x == "mb":
-        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xscale("log")  # FedAvg moves orders of magnitude more than layer skipping
     ax.set_xlabel("round / epoch" if x == "round" else "cumulative MB exchanged (up + down)")
     ax.set_ylabel(curves[0].metric_name)
     ax.set_title(title or f"{curves[0].metric_name} vs {'round' if x == 'round' else 'MB'}")

@@ -25,13 +25,18 @@ from fedskip.errors import ConfigError
 MB = 1_000_000
 """Bytes per megabyte (SI) in every table and plot."""
 
-EVAL_SECTIONS = ("server_eval", "test", "eval", "global", "evaluate", "client_eval")
-"""Where a metrics row may nest its scores, in order of preference (global test set first)."""
+EVAL_SECTIONS = ("server_eval", "test", "eval", "global", "evaluate")
+"""Where a metrics row may nest its global-test scores, in order of preference; the metric at
+the top level of the row comes next and the clients' federated evaluation (``client_eval``)
+last."""
+CLIENT_SECTION = "client_eval"
 
 STEP_KEYS = ("round", "epoch", "server_round", "step")
 UP_KEYS = ("bytes_up",)
 DOWN_KEYS = ("bytes_down",)
 CUMULATIVE_KEYS = ("cumulative_bytes", "bytes_cumulative", "cum_bytes", "total_bytes_so_far")
+FINAL_KEYS = ("final_metric", "final")
+BEST_KEYS = ("best_metric", "best")
 SECONDS_KEYS = ("elapsed_s", "elapsed", "wall_s", "seconds_total", "seconds")
 
 
@@ -82,7 +87,7 @@ class RunRecord:
     @property
     def final(self) -> float | None:
         """Primary metric at the end of training (summary first, else the last point)."""
-        value = summary_metric(self.summary, self.metric_name, ("final", "final_metrics"))
+        value = summary_metric(self.summary, self.metric_name, FINAL_KEYS)
         if value is None and self.curve:
             value = self.curve[-1].metric
         return value
@@ -91,8 +96,8 @@ class RunRecord:
     def best(self) -> float | None:
         """Highest primary metric of the run (over the curve and the summary's best/final)."""
         values = [p.metric for p in self.curve if p.metric is not None]
-        for section in (("best", "best_metrics"), ("final", "final_metrics")):
-            found = summary_metric(self.summary, self.metric_name, section)
+        for keys in (BEST_KEYS, FINAL_KEYS):
+            found = summary_metric(self.summary, self.metric_name, keys)
             if found is not None:
                 values.append(found)
         return max(values) if values else None
@@ -254,7 +259,8 @@ def row_metric(row: Mapping[str, Any], metric: str) -> float | None:
         value = _as_number(row.get(key))
         if value is not None:
             return value
-    return None
+    clients = row.get(CLIENT_SECTION)
+    return _as_number(clients.get(metric)) if isinstance(clients, Mapping) else None
 
 
 def summary_metric(summary: Mapping[str, Any], metric: str, keys: Sequence[str]) -> float | None:

@@ -52,9 +52,9 @@ def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     path of ``report.md``."""
     if not run_dirs:
         raise ConfigError("fedskip report: give at least one run directory")
+    records = _order(load_runs(run_dirs))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    records = _order(load_runs(run_dirs))
     rows = build_rows(records)
     write_csv(rows, folder / "report.csv")
     lines = ["# fedskip report", ""]

@@ -9,6 +9,8 @@ non-IID axis and "no DP" of the ε sweep) is trained once and tagged with every 
 Groups (the ``groups`` of a config; the report plots and claims read them):
 
 ``methods``     centralized, local-only, FedAvg, FedProx, LoRA and layer skipping, per task
+                (centralized, local-only and FedProx fine-tune every block, like FedAvg; LoRA puts
+                adapters of rank ``lora-rank`` on every block)
 ``layers``      layer skipping with k = 1 .. all blocks (k = all is full fine-tuning = FedAvg)
 ``strategies``  top / bottom / interleaved / importance / rotating at the default k
 ``noniid``      IID, Dirichlet α and natural by-site partitions, for layer skipping and FedAvg
@@ -188,7 +190,7 @@ def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
     entries: list[BenchConfig] = []
     for task in sweep.tasks:
         for method in sweep.methods:
-            entries.append(_method_entry(task, method, base))
+            entries.append(_method_entry(task, method, base, num_blocks))
     if sweep.ablation_task in sweep.tasks:
         entries += _layer_entries(sweep, base, num_blocks)
         entries += _strategy_entries(sweep, base)
@@ -201,14 +203,18 @@ def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
     return _merge(entries, base)
 
 
-def _method_entry(task: str, method: str, base: Config) -> BenchConfig:
+FULL_MODEL_BASELINES = ("centralized", "local", "fedprox")
+"""Baselines that fine-tune every block (``layers`` = all): centralized is the upper bound
+layer skipping is compared with, local-only and FedProx are full-model baselines like FedAvg."""
+
+
+def _method_entry(task: str, method: str, base: Config, num_blocks: int) -> BenchConfig:
     settings: dict[str, Scalar] = {"task": task, "method": method}
+    if method in FULL_MODEL_BASELINES:
+        settings["layers"] = num_blocks
     if method in ("centralized", "local"):
         settings["epochs"] = base.rounds * base.local_epochs  # same passes as a federated client
-    if method == "lora":
-        settings.setdefault("lora-rank", base.lora_rank or 8)
-    elif method in ("layerskip", "fedavg", "fedprox", "centralized", "local"):
-        settings["lora-rank"] = 0
+    settings["lora-rank"] = (base.lora_rank or 8) if method == "lora" else 0
     labels: dict[str, Scalar] = {"partition": NATURAL.label}
     return BenchConfig(f"{task}-{method}", settings, ["methods"], labels)
 

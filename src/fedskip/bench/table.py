@@ -52,16 +52,19 @@ class ResultRow:
 CSV_COLUMNS = [f for f in ResultRow.__dataclass_fields__ if f != "extra"]
 
 
-def trained_layers(record: RunRecord, num_blocks: int | None = None) -> int | None:
-    """Number of blocks trained and exchanged (all of them for full fine-tuning)."""
+def trained_layers(record: RunRecord) -> int | None:
+    """Blocks trained and exchanged per round: the first round's selection when the run logged
+    one, else the summary's, else the ``layers`` setting."""
+    for row in record.rows:
+        selected = row.get("selected_layers")
+        if isinstance(selected, list) and selected:
+            return len(selected)
     selected = record.summary.get("selected_layers")
-    if isinstance(selected, list) and selected and isinstance(selected[0], list):
-        return len(selected[-1])  # per-round lists (dynamic strategies): same size each round
-    if isinstance(selected, list) and selected:
+    if isinstance(selected, list) and selected and not isinstance(selected[0], list):
         return len(selected)
-    blocks = record.summary.get("num_blocks") or num_blocks
-    if record.method in ("fedavg",) and blocks:
-        return int(blocks)
+    blocks = record.summary.get("num_blocks")
+    if record.method == "fedavg" and isinstance(blocks, int):
+        return blocks
     layers = record.setting("layers")
     return int(layers) if isinstance(layers, int) else None
 
@@ -155,6 +158,13 @@ def fmt(value: float | None, spec: str = ".3f", *, pct: bool = False, signed: bo
     return f"{value:{'+' if signed else ''}{spec}}"
 
 
+def fmt_mb(value: float | None) -> str:
+    """Megabytes with precision that suits the size (0.004, 3.6, 1234)."""
+    if value is None:
+        return "–"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.3f}"
+
+
 def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = None) -> str:
     """A Markdown table of ``rows`` (metric 0..1 as 3 decimals, gap in points, MB, reduction)."""
     cells = {
@@ -168,7 +178,7 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
         "final": lambda r: fmt(r.final),
         "best": lambda r: fmt(r.best),
         "gap (pts)": lambda r: fmt(r.gap_points, ".1f", signed=True),
-        "MB": lambda r: fmt(r.mb, ".1f"),
+        "MB": lambda r: fmt_mb(r.mb),
         "reduction": lambda r: fmt(r.reduction, pct=True),
         "rounds to 95%": lambda r: "–" if r.rounds_to_95 is None else str(r.rounds_to_95),
         "s": lambda r: fmt(r.seconds, ".0f"),

@@ -1,0 +1,69 @@
+"""The paper's claims: one table of results rows per verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fedskip.bench.claims import check_claims
+from fedskip.bench.table import ResultRow
+
+
+def row(name: str, method: str, final: float, groups: str = "methods", **kw: Any) -> ResultRow:
+    extra = kw.pop("extra", {})
+    return ResultRow(name, groups, "ner", method, "f1", "done", final=final, extra=extra, **kw)
+
+
+def methods(skip: float = 0.88, central: float = 0.90, reduction: float = 0.8) -> list[ResultRow]:
+    return [
+        row("c", "centralized", central, mb=0.0),
+        row("l", "local", 0.60, mb=0.0),
+        row("f", "fedavg", 0.86, mb=100.0, reduction=0.0, gap_points=100 * (0.86 - central)),
+        row("p", "fedprox", 0.85, mb=100.0, reduction=0.0),
+        row("r", "lora", 0.80, mb=5.0, reduction=0.95),
+        row("s", "layerskip", skip, mb=100 * (1 - reduction), reduction=reduction,
+            gap_points=100 * (skip - central), layers=2),  # fmt: skip
+    ]
+
+
+def axes(iid: float, worst: float, plain: float, eps8: float) -> list[ResultRow]:
+    return [
+        row("s-iid", "layerskip", iid, "noniid", extra={"partition": "iid"}),
+        row("s-d1", "layerskip", worst + 0.01, "noniid", extra={"partition": "dir1"}),
+        row("s-d01", "layerskip", worst, "noniid", extra={"partition": "dir0.1"}),
+        row("s-p", "layerskip", plain, "privacy", extra={"target_epsilon": 0}),
+        row("s-e8", "layerskip", eps8, "privacy", target_epsilon=8.0, epsilon=7.9),
+        row("s-e1", "layerskip", 0.1, "privacy", target_epsilon=1.0, epsilon=0.99),
+    ]
+
+
+def verdicts(rows: list[ResultRow]) -> list[bool | None]:
+    return [c.held for c in check_claims(rows)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (methods() + axes(0.88, 0.86, 0.88, 0.85), [True, True, True, True, True]),
+        # 64% less: below 70% - 5 points
+        (methods(reduction=0.64), [False, True, True, None, None]),
+        # 2.1 points below centralized, and below FedAvg's 0.86
+        (methods(skip=0.849), [True, False, False, None, None]),
+        # non-IID costs 6 points; DP at ε=8 costs 5.5 points
+        (methods() + axes(0.88, 0.82, 0.88, 0.825), [True, True, True, False, False]),
+        ([], [None, None, None, None, None]),
+    ],
+)
+def test_verdicts(rows: list[ResultRow], expected: list[bool | None]) -> None:
+    assert verdicts(rows) == expected
+
+
+def test_evidence_quotes_the_numbers() -> None:
+    claims = check_claims(methods() + axes(0.88, 0.86, 0.88, 0.85))
+    assert claims[0].evidence.startswith("ner: 20.0 MB vs FedAvg 100.0 MB → 80.0% less")
+    assert "0.880 vs centralized 0.900 (-2.0 points)" in claims[1].evidence
+    assert "fedavg 0.860 (≤)" in claims[2].evidence and "local 0.600 (≤)" in claims[2].evidence
+    assert "worst dir0.1 0.860 (2.0 points lower)" in claims[3].evidence
+    assert "ε=8: 0.850 (spent 7.90), ε=1: 0.100 (spent 0.99)" in claims[4].evidence
+    assert [c.verdict for c in claims] == ["held"] * 5

@@ -1,0 +1,82 @@
+"""``fedskip report`` and the suite results page on hand-made run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rundirs import centralized_run, federated_run
+
+from fedskip.bench.report import render_report, write_results
+from fedskip.bench.runner import SUITE_FILE, plan_suite, run_path
+from fedskip.bench.suites import describe
+from fedskip.cli import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path) -> None:
+    """A real PNG that matplotlib reads back as an image with pixels."""
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+
+
+def test_render_report(tmp_path: Path) -> None:
+    central = centralized_run(tmp_path / "central", scores=[0.5, 0.9])
+    skip = federated_run(tmp_path / "skip", method="layerskip", scores=[0.3, 0.87],
+                         bytes_per_round=2000)  # fmt: skip
+    path = render_report([central, skip], tmp_path / "rep")
+    text = path.read_text()
+    assert "| `skip` | layerskip | ner | 2 | natural | 0.870 | 0.870 | -3.0 |" in text
+    pngs = sorted((tmp_path / "rep" / "plots").glob("*.png"))
+    assert [p.name for p in pngs] == ["ner-metric-vs-mb.png", "ner-metric-vs-round.png"]
+    for png in pngs:
+        assert_png(png)
+        assert f"(plots/{png.name})" in text
+
+
+def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    skip = federated_run(tmp_path / "skip", method="layerskip", scores=[0.3], bytes_per_round=8)
+    assert main(["report", str(skip)]) == 0
+    assert (skip / "report.md").is_file()
+    assert "report:" in capsys.readouterr().out
+
+
+def test_report_cli_bad_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fedskip: error: {tmp_path / 'nope'}: run directory not found"]
+
+
+def test_suite_results_page(tmp_path: Path) -> None:
+    """results.md/csv of a smoke-suite folder in which only some configs finished."""
+    plan = plan_suite("smoke")
+    (tmp_path / SUITE_FILE).write_text(json.dumps(plan.manifest()))
+    centralized_run(run_path(tmp_path, "ner-centralized"), scores=[0.6, 0.8])
+    federated_run(run_path(tmp_path, "ner-fedavg"), method="fedavg", scores=[0.5, 0.79],
+                  bytes_per_round=4000, clients=4)  # fmt: skip
+    federated_run(run_path(tmp_path, "ner-layerskip"), method="layerskip", scores=[0.5, 0.785],
+                  bytes_per_round=1000, clients=4)  # fmt: skip
+    federated_run(run_path(tmp_path, "ner-layerskip-dir0.3"), method="layerskip",
+                  scores=[0.5, 0.7], bytes_per_round=1000, clients=4,
+                  partition="dirichlet", alpha=0.3)  # fmt: skip
+    text = write_results(tmp_path).read_text()
+    assert text.startswith("# fedskip bench: suite `smoke`")
+    assert "Reproduce: `fedskip bench --suite smoke --out OUT` (4 of 16 configs finished)" in text
+    assert "| `ner-layerskip` | layerskip | 0.785 | 0.785 | -1.5 | 0.004 | 75.0% | 2 | 4 |" in text
+    assert "| ≈70% less communication than full FedAvg | **held** |" in text
+    assert "| within 2% of centralized training | **held** |" in text
+    assert "| beats the baselines | **not held** |" in text  # 0.785 < FedAvg 0.79
+    assert "| robust to non-IID data | **not tested** |" in text  # no IID run in smoke
+    assert "`classification-lora`" in text.split("## Not finished")[1]
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("name,groups,task,method,metric,status,layers")
+    assert len(rows) == 1 + 4
+    for png in (tmp_path / "plots").glob("*.png"):
+        assert_png(png)
+    assert (tmp_path / "plots" / "noniid.png").is_file()
+    assert describe(plan.configs)[0]["name"] == "ner-centralized"
