@@ -64,7 +64,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         terse=0.25,
         blank_between_sections=True,
         categories={
-            "Discharge summary": 3,
+            "Discharge summary": 5.4,
             "Radiology": 1.5,
             "Nursing": 1,
             "Nursing/other": 1,
@@ -93,7 +93,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         terse=0.1,
         blank_between_sections=True,
         categories={
-            "Discharge summary": 3,
+            "Discharge summary": 5.4,
             "Radiology": 4,
             "Nursing": 1.5,
             "Nursing/other": 0.5,
@@ -122,7 +122,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         terse=0.55,
         blank_between_sections=False,
         categories={
-            "Discharge summary": 1.5,
+            "Discharge summary": 2.7,
             "Radiology": 2,
             "Nursing": 2.5,
             "Nursing/other": 3,
@@ -151,7 +151,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         terse=0.35,
         blank_between_sections=True,
         categories={
-            "Discharge summary": 3,
+            "Discharge summary": 5.4,
             "Radiology": 2,
             "Nursing": 2,
             "Nursing/other": 1,
@@ -180,7 +180,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         terse=0.3,
         blank_between_sections=False,
         categories={
-            "Discharge summary": 3,
+            "Discharge summary": 5.4,
             "Radiology": 1.5,
             "Nursing": 1.5,
             "Nursing/other": 1,
@@ -209,7 +209,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         terse=0.2,
         blank_between_sections=True,
         categories={
-            "Discharge summary": 2.5,
+            "Discharge summary": 4.5,
             "Radiology": 3,
             "Nursing": 2,
             "Nursing/other": 1,
@@ -238,7 +238,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         terse=0.45,
         blank_between_sections=False,
         categories={
-            "Discharge summary": 3,
+            "Discharge summary": 5.4,
             "Radiology": 2.5,
             "Nursing": 1.5,
             "Nursing/other": 1.5,
