@@ -72,7 +72,8 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """``loss``: mean task loss per training example over all epochs (without the proximal term);
+    """``loss``: example-weighted mean of the batch task losses over all epochs (without the
+    proximal term);
     ``num_examples``: examples in the training set (what FedAvg weights by, not batches and not
     multiplied by epochs); ``steps``: optimizer steps; ``seconds``: wall-clock time."""
 
@@ -109,8 +110,6 @@ def train(
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("the model has no trainable parameters")
-    multi_label = _is_multi_label(model)
-    prox = _prox_pairs(named, prox_reference, device) if prox_reference and proximal_mu else []
     loader: Any = torch.utils.data.DataLoader(
         features,  # type: ignore[arg-type]
         batch_size=settings.batch_size,
@@ -119,52 +118,80 @@ def train(
         generator=torch.Generator().manual_seed(settings.seed),
     )
     optimizer: Any = torch.optim.AdamW(_param_groups(model, named, settings), lr=settings.lr)
+    prox = _prox_pairs(named, prox_reference, device) if prox_reference and proximal_mu else []
+    multi_label = _is_multi_label(model)
     model.train()
     if privacy is not None:
         model, optimizer, loader = privacy.attach(model, optimizer, loader)
     updates = math.ceil(len(loader) / settings.grad_accum) * epochs
-    scheduler = _schedule(optimizer, settings.warmup_ratio, updates)
-    trainable = [p for _, p in named]
-    loss_scale = 1.0 if privacy is not None else 1.0 / settings.grad_accum
+    loop = _Loop(model, optimizer, _schedule(optimizer, settings.warmup_ratio, updates), settings,
+                 device, multi_label, [p for _, p in named], prox, proximal_mu, privacy)  # fmt: skip
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(loader) * epochs, desc=desc, disable=settings.quiet, leave=False)
-    steps, loss_sum, seen = 0, 0.0, 0
-    for epoch in range(1, epochs + 1):
-        epoch_loss, epoch_seen, pending = 0.0, 0, 0
-        for i, raw in enumerate(loader):
-            batch = _to_device(raw, device, multi_label)
-            n = int(batch["input_ids"].shape[0])
-            if n > 0:  # Poisson sampling (DP-SGD) may draw an empty batch
-                loss = _task_loss(model, batch, multi_label)
-                total = loss + _prox_term(prox, proximal_mu) if prox else loss
-                (total * loss_scale).backward()
-                epoch_loss += float(loss.detach()) * n
-                epoch_seen += n
-                pending += 1
-            if pending and (pending == settings.grad_accum or i + 1 == len(loader)):
-                if settings.grad_clip > 0 and privacy is None:
-                    torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                if privacy is not None:
-                    privacy.after_step()
-                steps, pending = steps + 1, 0
-            bar.update(1)
-            if epoch_seen:
-                bar.set_postfix(loss=f"{epoch_loss / epoch_seen:.4f}", refresh=False)
-        loss_sum, seen = loss_sum + epoch_loss, seen + epoch_seen
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, epoch_loss / epoch_seen if epoch_seen else 0.0)
-    bar.close()
+    loss_sum, seen = 0.0, 0
+    with tqdm(total=len(loader) * epochs, desc=desc, disable=settings.quiet, leave=False) as bar:
+        for epoch in range(1, epochs + 1):
+            epoch_loss, epoch_seen = loop.run_epoch(loader, bar)
+            loss_sum, seen = loss_sum + epoch_loss * epoch_seen, seen + epoch_seen
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, epoch_loss)
     return TrainResult(
         loss=loss_sum / seen if seen else 0.0,
         num_examples=len(features),
-        steps=steps,
+        steps=loop.steps,
         seconds=time.perf_counter() - start,
     )
+
+
+@dataclass
+class _Loop:
+    """The state of one :func:`train` call; :meth:`run_epoch` is the inner loop."""
+
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    settings: TrainSettings
+    device: torch.device | str
+    multi_label: bool
+    trainable: list[nn.Parameter]
+    prox: list[tuple[nn.Parameter, Tensor]]
+    proximal_mu: float
+    privacy: PrivacyHook | None
+    steps: int = 0
+
+    def run_epoch(self, loader: Any, bar: Any) -> tuple[float, int]:
+        """One pass; returns (example-weighted mean of the batch losses, examples seen)."""
+        # The DP optimizer averages over accumulated micro-batches itself.
+        scale = 1.0 if self.privacy is not None else 1.0 / self.settings.grad_accum
+        loss_sum, seen, pending = 0.0, 0, 0
+        for i, raw in enumerate(loader):
+            batch = _to_device(raw, self.device, self.multi_label)
+            n = int(batch["input_ids"].shape[0])
+            if n > 0:  # Poisson sampling (DP-SGD) may draw an empty batch
+                loss = _task_loss(self.model, batch, self.multi_label)
+                total = loss + _prox_term(self.prox, self.proximal_mu) if self.prox else loss
+                (total * scale).backward()
+                loss_sum += float(loss.detach()) * n
+                seen += n
+                pending += 1
+            if pending and (pending == self.settings.grad_accum or i + 1 == len(loader)):
+                self._step()
+                pending = 0
+            bar.update(1)
+            if seen:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+        return (loss_sum / seen if seen else 0.0), seen
+
+    def _step(self) -> None:
+        if self.settings.grad_clip > 0 and self.privacy is None:  # DP-SGD clips per example
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.settings.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.privacy is not None:
+            self.privacy.after_step()
+        self.steps += 1
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
