@@ -75,12 +75,23 @@ def centralized_run(out: Path, *, scores: Sequence[float], task: str = "ner") ->
     rundir.write_config(cfg)
     for epoch, score in enumerate(scores, start=1):
         rundir.append_metrics(
-            {"epoch": epoch, "train_loss": 1.0 / epoch, "elapsed_s": 3.0 * epoch,
-             "test": {metric: score, "precision": score}}  # fmt: skip
+            {
+                "epoch": epoch,
+                "train_loss": 1.0 / epoch,
+                "elapsed_s": 3.0 * epoch,
+                "test": {metric: score, "precision": score},
+            }  # fmt: skip
         )
     rundir.write_summary(
-        {"method": "centralized", "task": task, "model": "minilm", "primary_metric": metric,
-         "final": {metric: scores[-1]}, "selected_layers": [0, 1, 2, 3, 4, 5], "num_blocks": 6,
-         "seconds": 3.0 * len(scores)}  # fmt: skip
+        {
+            "method": "centralized",
+            "task": task,
+            "model": "minilm",
+            "primary_metric": metric,
+            "final": {metric: scores[-1]},
+            "selected_layers": [0, 1, 2, 3, 4, 5],
+            "num_blocks": 6,
+            "seconds": 3.0 * len(scores),
+        }  # fmt: skip
     )
     return out

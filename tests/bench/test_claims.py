@@ -22,8 +22,15 @@ def methods(skip: float = 0.88, central: float = 0.90, reduction: float = 0.8) -
         row("f", "fedavg", 0.86, mb=100.0, reduction=0.0, gap_points=100 * (0.86 - central)),
         row("p", "fedprox", 0.85, mb=100.0, reduction=0.0),
         row("r", "lora", 0.80, mb=5.0, reduction=0.95),
-        row("s", "layerskip", skip, mb=100 * (1 - reduction), reduction=reduction,
-            gap_points=100 * (skip - central), layers=2),  # fmt: skip
+        row(
+            "s",
+            "layerskip",
+            skip,
+            mb=100 * (1 - reduction),
+            reduction=reduction,
+            gap_points=100 * (skip - central),
+            layers=2,
+        ),  # fmt: skip
     ]
 
 

@@ -1,0 +1,139 @@
+"""Suite expansion, --set/--only handling and the bench command's bad-input cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fedskip.bench.runner import SUITE_FILE, plan_suite, run_suite, select
+from fedskip.bench.suites import METHOD_ORDER, register_group, registered_groups
+from fedskip.cli import main
+from fedskip.config import Config
+from fedskip.errors import ConfigError
+
+
+def test_paper_suite_configs() -> None:
+    plan = plan_suite("paper")
+    names = [c.name for c in plan.configs]
+    assert len(names) == len(set(names)) == 36
+    assert names[:6] == [f"ner-{m}" for m in METHOD_ORDER]
+    groups = {c.name: c.groups for c in plan.configs}
+    # the default layer-skipping run serves every axis; k = all blocks is the FedAvg run
+    assert groups["ner-layerskip"] == ["methods", "layers", "strategies", "noniid", "privacy"]
+    assert groups["ner-fedavg"] == ["methods", "layers", "noniid", "privacy"]
+    layer_runs = [c for c in plan.configs if "layers" in c.groups]
+    assert sorted(int(c.labels["k"]) for c in layer_runs) == [1, 2, 3, 4, 5, 6]
+    by_name = {c.name: c for c in plan.configs}
+    assert by_name["ner-layerskip-dir0.1"].settings["alpha"] == 0.1
+    assert by_name["ner-fedavg-eps2"].settings["target-epsilon"] == 2.0
+    assert by_name["ner-fedprox"].settings["layers"] == 6  # a full-model baseline
+    assert by_name["classification-centralized"].settings["epochs"] == 5  # = rounds x local epochs
+
+
+def test_overrides_reach_every_config(tmp_path: Path) -> None:
+    plan = plan_suite("smoke", ["rounds=3", "synth-docs=6"])
+    cfg = plan.config_for(plan.configs[0], tmp_path)
+    assert isinstance(cfg, Config)
+    assert (cfg.rounds, cfg.synth_docs, cfg.method) == (3, 6, "centralized")
+    assert cfg.epochs == 3  # centralized: same passes as a federated client
+    assert cfg.out == str(tmp_path / "runs" / "ner-centralized")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["method=fedavg"], "--set method: the suite varies 'method' itself"),
+        (["partition=iid"], "--set partition: the suite varies 'partition' itself"),
+        (["roundz=2"], "unknown config key 'roundz'; did you mean rounds"),
+        (["rounds=0"], "config key 'rounds': 0 must be >= 1"),
+        (["rounds"], "--set expects key=value, got 'rounds'"),
+    ],
+)
+def test_bad_overrides(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_suite("smoke", overrides)
+
+
+def test_only_selects_by_group_or_glob() -> None:
+    configs = plan_suite("smoke").configs
+    assert [c.name for c in select(configs, ["layers"])] == ["ner-layerskip-k1"]
+    assert len(select(configs, ["classification-*"])) == 6
+    with pytest.raises(ConfigError, match="--only nothing: matches no config"):
+        select(configs, ["nothing"])
+
+
+def test_extension_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedskip.bench import suites
+    from fedskip.bench.suites import BenchConfig
+
+    def frontier(suite: Any, base: Config, blocks: int) -> list[BenchConfig]:
+        return [BenchConfig("ner-layerskip-k1-r4", {"task": "ner", "layers": 1, "lora-rank": 4})]
+
+    monkeypatch.setattr(suites, "_EXTRA_GROUPS", {})
+    register_group("frontier", frontier)
+    assert list(registered_groups()) == ["frontier"]
+    entry = plan_suite("smoke").configs[-1]
+    assert (entry.name, entry.groups) == ("ner-layerskip-k1-r4", ["frontier"])
+
+
+def test_failed_config_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def trainer(cfg: Config) -> dict[str, Any]:
+        seen.append(cfg.method)
+        if cfg.method == "centralized":
+            raise RuntimeError("out of memory\nsecond line")
+        Path(cfg.out).mkdir(parents=True)
+        Path(cfg.out, "summary.json").write_text("{}")  # what a finished run leaves
+        return {}
+
+    lines: list[str] = []
+    result = run_suite("smoke", tmp_path, only=["ner-centralized", "ner-local"],
+                       progress=lines.append, trainer=trainer)  # fmt: skip
+    assert [o.status for o in result.outcomes] == ["failed", "trained"]
+    assert (
+        "RuntimeError: out of memory" in (tmp_path / "runs/ner-centralized/error.txt").read_text()
+    )
+    assert lines[0].startswith("[1/2] ner-centralized: failed (") and lines[0].endswith(
+        "out of memory"
+    )
+    # resumed: the finished config is skipped, the failed one is tried again
+    again = run_suite(
+        "smoke",
+        tmp_path,
+        only=["ner-local", "ner-centralized"],
+        progress=lines.append,
+        trainer=trainer,
+    )
+    assert [(o.name, o.status) for o in again.outcomes] == [
+        ("ner-centralized", "failed"), ("ner-local", "skipped")]  # fmt: skip
+    assert seen == ["centralized", "local", "centralized"]
+    assert json.loads((tmp_path / SUITE_FILE).read_text())["suite"] == "smoke"
+    with pytest.raises(ConfigError, match="resume with the same settings or use another --out"):
+        run_suite("smoke", tmp_path, ["rounds=3"], trainer=trainer)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "--suite", "smoke", "--set", "method=lora"], "--set method: the suite varies"),
+        (["bench", "--suite", "smoke", "--list", "--only", "x*"], "--only x*: matches no config"),
+        (["bench", "--suite", "smoke", "--report-only", "--out", "{tmp}"], "not a bench folder"),
+    ],
+)
+def test_bench_cli_errors(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_bench_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--suite", "smoke", "--list", "--only", "privacy"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["ner-layerskip", "ner-layerskip-eps8"]
