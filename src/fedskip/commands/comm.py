@@ -71,6 +71,11 @@ def register(subparsers: Any) -> None:
         help="count LoRA adapters of rank R in the selected blocks instead (0 = off)",
     )
     parser.add_argument(
+        "--lora-freeze-a",
+        action="store_true",
+        help="with --lora-rank: A matrices frozen, only B (out x R per layer) travels",
+    )
+    parser.add_argument(
         "--task", default="ner", choices=TASKS, help="task head (default %(default)s)"
     )
     parser.add_argument(
@@ -105,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         strategy=args.layer_strategy,
         dtype=args.dtype,
         lora_rank=args.lora_rank,
+        lora_freeze_a=args.lora_freeze_a,
         layer_ids=ids,
         every=args.layer_every,
         train_final_norm=not args.no_final_norm,

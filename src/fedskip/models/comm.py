@@ -4,7 +4,8 @@ Per client and round the server sends the trainable parameters down and the clie
 update up, so each direction carries ``trainable parameters x bytes per value`` (fp32 = 4,
 bf16 = 2). Full fine-tuning (FedAvg) exchanges every parameter; the reduction is
 ``1 - ours / full``. With a LoRA rank r only adapters on the selected blocks' linear layers
-travel (A: r x in, B: out x r per layer) plus the task head. Counts use the same code that
+travel (A: r x in, B: out x r per layer; B only with frozen A) plus the task head (and
+the final norm with the top block). Counts use the same code that
 freezes the real model (:func:`fedskip.models.freeze.apply_layer_skip`), so the report matches
 what training exchanges. Protocol overhead (Flower's ArrayRecord framing) is not included.
 """
@@ -23,16 +24,19 @@ from fedskip.models.layers import LayerStack, discover_layers, parameter_groups
 BYTES_PER_VALUE = {"fp32": 4, "bf16": 2}
 
 
-def lora_parameters(model: nn.Module, stack: LayerStack, selected: Sequence[int], rank: int) -> int:
+def lora_parameters(
+    model: nn.Module,
+    stack: LayerStack,
+    selected: Sequence[int],
+    rank: int,
+    *,
+    freeze_a: bool = False,
+) -> int:
     """LoRA adapter parameters for every ``nn.Linear`` (attention + MLP) in the selected blocks:
-    ``rank * (in + out)`` each."""
-    total = 0
-    for index in selected:
-        block = model.get_submodule(stack.block_prefixes[index].rstrip("."))
-        for module in block.modules():
-            if isinstance(module, nn.Linear):
-                total += rank * (module.in_features + module.out_features)
-    return total
+    ``rank * (in + out)`` each (``rank * out`` with frozen A); same code as the real wrapping."""
+    from fedskip.models.lora import lora_parameter_count
+
+    return lora_parameter_count(model, stack, selected, rank, freeze_a=freeze_a)
 
 
 def _selected_blocks(
@@ -58,6 +62,7 @@ def communication_report(
     strategy: str = "top",
     dtype: str = "fp32",
     lora_rank: int = 0,
+    lora_freeze_a: bool = False,
     layer_ids: Sequence[int] = (),
     every: int = 0,
     train_final_norm: bool = True,
@@ -78,8 +83,11 @@ def communication_report(
     groups = parameter_groups(model, stack)
     per_block = [groups[f"block_{i}"] for i in range(stack.num_blocks)]
     if lora_rank > 0:
-        # LoRA trains adapters instead of the blocks (and not the final norm): head + adapters.
-        trainable = groups["head"] + lora_parameters(model, stack, selected, lora_rank)
+        # LoRA trains adapters instead of the blocks: head + adapters (+ final norm with the
+        # top block, as layer skipping and fedskip.models.lora.apply_lora_to_selected do).
+        with_norm = train_final_norm and (stack.num_blocks - 1) in selected
+        trainable = groups["head"] + (groups["final_norm"] if with_norm else 0)
+        trainable += lora_parameters(model, stack, selected, lora_rank, freeze_a=lora_freeze_a)
     else:
         apply_layer_skip(model, stack, selected, train_final_norm=train_final_norm)
         trainable = count_parameters(model)[1]
@@ -93,6 +101,7 @@ def communication_report(
         "dtype": dtype,
         "bytes_per_value": width,
         "lora_rank": lora_rank,
+        "lora_freeze_a": lora_freeze_a,
         "total_params": total,
         "trainable_params": trainable,
         "full_params": total,
