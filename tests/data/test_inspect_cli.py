@@ -192,3 +192,20 @@ def test_synth_arguments_are_validated(tmp_path, capsys):
     assert "config key 'synth-sites': 0 must be >= 1" in capsys.readouterr().err
     assert main(["data", "synth", "--out", str(tmp_path / "c"), "--label-noise", "0.9"]) == 2
     assert "config key 'label-noise': 0.9 must be <= 0.5" in capsys.readouterr().err
+
+
+def test_synth_writes_a_corpus_that_inspect_reads(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    assert (
+        main(["data", "synth", "--out", str(out), "--sites", "2", "--docs", "2", "--seed", "3"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert f"inspect with: fedskip data inspect {out / 'ner'}" in printed
+    ner = _inspect_json(capsys, str(out / "ner"))
+    assert list(ner["sites"]) == ["site-1", "site-2"]
+    assert ner["documents"] == sum(s["documents"] for s in ner["sites"].values()) > 0
+    assert set(ner["entities"]) == {"problem", "test", "treatment"}
+    cls = _inspect_json(capsys, str(out / "classification"))
+    assert list(cls["sites"]) == ["site-1", "site-2"] and cls["multi_label"] is False
+    assert sum(cls["labels"].values()) == cls["documents"] > 0

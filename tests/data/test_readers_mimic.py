@@ -7,6 +7,7 @@ import gzip
 import pytest
 
 from fedskip.data.mimic import read_mimic
+from fedskip.data.readers import read_sites
 from fedskip.errors import DataError
 
 HEADER = '"ROW_ID","SUBJECT_ID","HADM_ID","CHARTDATE","CHARTTIME","STORETIME","CATEGORY","DESCRIPTION","CGID","ISERROR","TEXT"\n'
@@ -118,3 +119,32 @@ def test_folder_without_noteevents(write_tree):
     root = write_tree({"other.csv": "a\n"})
     with pytest.raises(DataError, match=r"no NOTEEVENTS\.csv"):
         read_mimic(root)
+
+
+def test_icd9_top_k_is_counted_over_all_sites(write_tree):
+    def site(rows: str, codes: str) -> dict[str, str]:
+        diag = '"ROW_ID","SUBJECT_ID","HADM_ID","SEQ_NUM","ICD9_CODE"\n' + codes
+        return {"NOTEEVENTS.csv": HEADER + rows, "DIAGNOSES_ICD.csv": diag}
+
+    one = site('1,1,1,,,,"Discharge summary",,,,"a"\n', "1,1,1,1,0389\n2,1,1,2,4019\n")
+    two = site(
+        '2,2,2,,,,"Discharge summary",,,,"b"\n3,3,3,,,,"Discharge summary",,,,"c"\n',
+        "3,2,2,1,4019\n4,3,3,1,486\n",
+    )
+    root = write_tree(
+        {f"site-1/{k}": v for k, v in one.items()} | {f"site-2/{k}": v for k, v in two.items()}
+    )
+    # alone, site-1's top-1 is 0389 (tie with 4019 → smaller string); pooled, 4019 is on 2 admissions
+    assert read_mimic(root / "site-1", label="icd9", top_k=1).label_names == ["0389"]
+    sites = read_sites(root, label="icd9", icd9_top_k=1)
+    assert {name: ds.label_names for name, ds in sites.items()} == {
+        "site-1": ["4019"],
+        "site-2": ["4019"],
+    }
+    assert {name: [d.labels for d in ds.documents] for name, ds in sites.items()} == {
+        "site-1": [["4019"]],
+        "site-2": [["4019"]],
+    }
+    assert sites["site-2"].warnings == [
+        f"{root / 'site-2' / 'NOTEEVENTS.csv'}: dropped 1 discharge summar(ies) with none of the top-1 ICD-9 codes"
+    ]

@@ -10,7 +10,9 @@ Labels:
 * ``icd9`` — discharge summaries only, multi-label over the ``top_k`` ICD-9 codes that are most
   frequent among the admissions of the kept summaries (ties → smaller code string), joined on
   ``HADM_ID``. Codes stay strings (``0389`` is not ``389``). Summaries with none of the top-k
-  codes are dropped and counted in ``warnings``.
+  codes are dropped and counted in ``warnings``. For a folder of sites,
+  :func:`fedskip.data.readers.read_sites` counts over all sites so that every site shares
+  the same k codes.
 """
 
 from __future__ import annotations
@@ -127,16 +129,23 @@ def _norm_id(value: str) -> str:
     return value[:-2] if value.endswith(".0") else value
 
 
-def read_mimic(path: str | Path, label: str = "category", top_k: int = 10) -> ClsDataset:
-    """Read MIMIC-III notes (a folder with NOTEEVENTS.csv, or the CSV itself) for classification."""
+def read_mimic(path: str | Path, label: str = "category", top_k: int | None = 10) -> ClsDataset:
+    """Read MIMIC-III notes (a folder with NOTEEVENTS.csv, or the CSV itself) for classification.
+
+    For ``label="icd9"``, ``top_k=None`` keeps every code of each admission (then
+    :func:`select_top_codes` can pick the top-k over several sites at once).
+    """
     if label not in LABEL_KINDS:
         raise DataError(f"unknown MIMIC label {label!r}; allowed: {', '.join(LABEL_KINDS)}")
-    if top_k < 1:
+    if top_k is not None and top_k < 1:
         raise DataError(f"icd9 top-k must be at least 1, got {top_k}")
     notes = notes_path(Path(path))
     if label == "category":
         return _read_categories(notes)
-    return _read_icd9(notes, top_k)
+    dataset = _read_icd9(notes)
+    if top_k is not None:
+        select_top_codes([dataset], top_k)
+    return dataset
 
 
 def _iter_notes(notes: Path, stats: Counter[str], *, discharge_only: bool) -> Iterator[_Note]:
@@ -147,7 +156,8 @@ def _iter_notes(notes: Path, stats: Counter[str], *, discharge_only: bool) -> It
         if discharge_only and row["CATEGORY"].strip().lower() != DISCHARGE:
             continue
         meta = {c.lower(): row[c].strip() for c in META_COLUMNS if c in row}
-        yield _Note(row["ROW_ID"].strip(), row["TEXT"], _norm_id(row["HADM_ID"]), meta)
+        meta["hadm_id"] = _norm_id(row["HADM_ID"])
+        yield _Note(row["ROW_ID"].strip(), row["TEXT"], meta["hadm_id"], meta)
 
 
 def _read_categories(notes: Path) -> ClsDataset:
@@ -181,49 +191,66 @@ def read_diagnoses(path: Path) -> dict[str, list[str]]:
     return codes
 
 
-def top_codes(codes_by_admission: dict[str, list[str]], admissions: set[str], k: int) -> list[str]:
-    """The ``k`` codes on most of ``admissions`` (ties → smaller code string)."""
-    counts = Counter(code for hadm in admissions for code in codes_by_admission.get(hadm, ()))
-    return [code for code, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
-
-
-def _read_icd9(notes: Path, top_k: int) -> ClsDataset:
+def _read_icd9(notes: Path) -> ClsDataset:
+    """Discharge summaries labelled with every ICD-9 code of their admission (file order)."""
     diagnoses = find_table(notes.parent, "DIAGNOSES_ICD")
     if diagnoses is None:
         raise DataError(f"{notes.parent}: label=icd9 needs DIAGNOSES_ICD.csv next to {notes.name}")
     codes = read_diagnoses(diagnoses)
     stats: Counter[str] = Counter()
-    kept: list[_Note] = []
+    documents = []
     for note in _iter_notes(notes, stats, discharge_only=True):
         if note.hadm_id in codes:
-            kept.append(note)
-        else:
-            stats["no_codes"] += 1
-    top = top_codes(codes, {n.hadm_id for n in kept}, top_k)
-    rank = {code: i for i, code in enumerate(top)}
-    documents = []
-    for note in kept:
-        labels = sorted((c for c in codes[note.hadm_id] if c in rank), key=rank.__getitem__)
-        if labels:
+            labels = list(codes[note.hadm_id])
             documents.append(
                 ClsDocument(doc_id=note.doc_id, text=note.text, labels=labels, meta=note.meta)
             )
         else:
-            stats["no_top_k"] += 1
+            stats["no_codes"] += 1
+    names = sorted({c for d in documents for c in d.labels})
     dataset = ClsDataset(
-        documents=documents, label_names=sorted(top), multi_label=True, source=str(notes)
+        documents=documents, label_names=names, multi_label=True, source=str(notes)
     )
-    _warn(dataset, stats, notes, top_k)
+    _warn(dataset, stats, notes)
     return dataset
 
 
-def _warn(dataset: ClsDataset, stats: Counter[str], notes: Path, top_k: int = 0) -> None:
+def select_top_codes(datasets: list[ClsDataset], top_k: int) -> list[str]:
+    """Keep only the ``top_k`` codes found on most admissions across ``datasets`` (in place).
+
+    An admission (a dataset's ``HADM_ID``) counts once per code however many summaries it has;
+    ties go to the smaller code string. Labels keep rank order; summaries left without a label
+    are dropped and counted in their dataset's warnings. Returns the codes in rank order.
+    """
+    admissions: dict[tuple[int, str], list[str]] = {}
+    for i, ds in enumerate(datasets):
+        for doc in ds.documents:
+            admissions.setdefault((i, doc.meta.get("hadm_id", doc.doc_id)), doc.labels)
+    counts = Counter(code for labels in admissions.values() for code in set(labels))
+    top = [code for code, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]]
+    rank = {code: i for i, code in enumerate(top)}
+    for ds in datasets:
+        kept = []
+        for doc in ds.documents:
+            doc.labels = sorted((c for c in doc.labels if c in rank), key=rank.__getitem__)
+            if doc.labels:
+                kept.append(doc)
+        if len(kept) < len(ds.documents):
+            dropped = len(ds.documents) - len(kept)
+            ds.warnings.append(
+                f"{ds.source}: dropped {dropped} discharge summar(ies) with none of the top-{top_k} ICD-9 codes"
+            )
+        ds.documents = kept
+        ds.label_names = sorted(top)
+    return top
+
+
+def _warn(dataset: ClsDataset, stats: Counter[str], notes: Path) -> None:
     messages = {
         "iserror": "dropped {n} note(s) marked ISERROR=1",
         "no_category": "dropped {n} note(s) with an empty CATEGORY",
         "no_codes": "dropped {n} discharge summar(ies) without a HADM_ID in DIAGNOSES_ICD",
-        "no_top_k": "dropped {n} discharge summar(ies) with none of the top-{k} ICD-9 codes",
     }
     for key, template in messages.items():
         if stats[key]:
-            dataset.warnings.append(f"{notes}: " + template.format(n=stats[key], k=top_k))
+            dataset.warnings.append(f"{notes}: " + template.format(n=stats[key]))

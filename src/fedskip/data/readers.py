@@ -8,10 +8,9 @@ writes) as one dataset per site, or ``path`` as a single site.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fedskip.config import DATA_FORMATS, LABELS
-from fedskip.data.types import Dataset
+from fedskip.data.types import ClsDataset, Dataset
 from fedskip.errors import DataError
 
 DATA_SUFFIXES = (".txt", ".ann", ".con", ".conll", ".bio", ".jsonl", ".csv", ".gz")
@@ -54,11 +53,11 @@ def detect_format(path: Path) -> str:
 
 
 def read_dataset(
-    path: str | Path, fmt: str = "auto", *, label: str = "category", icd9_top_k: int = 10
+    path: str | Path, fmt: str = "auto", *, label: str = "category", icd9_top_k: int | None = 10
 ) -> Dataset:
     """Read one dataset. ``fmt``: auto, i2b2, brat, mimic, conll or jsonl; ``label`` and
-    ``icd9_top_k`` apply to MIMIC-III. An unknown format, a missing path or a dataset without
-    documents raises :class:`fedskip.errors.DataError`.
+    ``icd9_top_k`` apply to MIMIC-III (``icd9_top_k=None`` keeps every ICD-9 code). An unknown
+    format, a missing path or a dataset without documents raises :class:`fedskip.errors.DataError`.
     """
     if fmt not in DATA_FORMATS:
         raise DataError(f"unknown data format {fmt!r}; allowed: {', '.join(DATA_FORMATS)}")
@@ -75,7 +74,7 @@ def read_dataset(
     return dataset
 
 
-def _read(path: Path, fmt: str, label: str, top_k: int) -> Dataset:
+def _read(path: Path, fmt: str, label: str, top_k: int | None) -> Dataset:
     if fmt == "i2b2":
         from fedskip.data.i2b2 import read_i2b2
 
@@ -115,25 +114,46 @@ def site_name(path: Path) -> str:
     return Path(name).stem
 
 
-def read_sites(path: str | Path, fmt: str = "auto", **kwargs: Any) -> dict[str, Dataset]:
+def read_sites(
+    path: str | Path, fmt: str = "auto", *, label: str = "category", icd9_top_k: int = 10
+) -> dict[str, Dataset]:
     """One dataset per site subfolder (sorted by name), or ``{name: dataset}`` for one dataset.
 
-    Every document's ``site`` is set to its site name. Keyword arguments go to
-    :func:`read_dataset`. An empty site, or sites of different tasks, raise DataError.
+    Every document's ``site`` is set to its site name. For MIMIC-III ``label="icd9"`` the
+    top-k codes are counted over all sites together, so every site has the same k labels.
+    An empty site, or sites of different tasks, raise DataError.
     """
     p = Path(path)
     if not is_sites_folder(p):
-        dataset = read_dataset(p, fmt, **kwargs)
+        dataset = read_dataset(p, fmt, label=label, icd9_top_k=icd9_top_k)
         return {site_name(p): _tag(dataset, site_name(p))}
-    sites: dict[str, Dataset] = {}
-    for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    folders = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    formats = {}
+    for sub in folders:
         if not any(sub.iterdir()):
             raise DataError(f"{sub}: empty site folder (no dataset files)")
         if is_sites_folder(sub):
             raise DataError(
                 f"{sub}: holds site folders itself; pass {sub} (or a sibling) as the data path"
             )
-        sites[sub.name] = _tag(read_dataset(sub, fmt, **kwargs), sub.name)
+        formats[sub.name] = detect_format(sub) if fmt == "auto" else fmt
+    pooled_icd9 = label == "icd9" and set(formats.values()) == {"mimic"}
+    top_k = None if pooled_icd9 else icd9_top_k
+    sites = {
+        sub.name: _tag(
+            read_dataset(sub, formats[sub.name], label=label, icd9_top_k=top_k), sub.name
+        )
+        for sub in folders
+    }
+    if pooled_icd9:
+        from fedskip.data.mimic import select_top_codes
+
+        select_top_codes([ds for ds in sites.values() if isinstance(ds, ClsDataset)], icd9_top_k)
+        for name, ds in sites.items():
+            if not ds.documents:
+                raise DataError(
+                    f"{p / name}: empty site (no discharge summary has a top-{icd9_top_k} code)"
+                )
     tasks = {name: ds.task for name, ds in sites.items()}
     if len(set(tasks.values())) > 1:
         listing = ", ".join(f"{n}={t}" for n, t in tasks.items())
