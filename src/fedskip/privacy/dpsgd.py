@@ -54,6 +54,7 @@ class DPSGDSettings:
     delta: float = 1e-5  # δ of (ε, δ)
     target_epsilon: float = 0.0  # > 0: derive σ so the planned training spends at most this ε
     planned_epochs: int = 1  # epochs the budget must cover (rounds × local-epochs when federated)
+    round_epochs: int = 0  # epochs per train() call, checked against the budget first; 0 = off
     grad_accum: int = 1  # micro-batches per optimizer step (approximate accounting when > 1)
     mechanism: str = "rdp"  # Opacus accountant
     grad_sample_mode: str = "hooks"
@@ -87,6 +88,7 @@ class DPSGDSettings:
             delta=cfg.delta,
             target_epsilon=cfg.target_epsilon,
             planned_epochs=epochs,
+            round_epochs=cfg.local_epochs if federated else cfg.epochs,
             grad_accum=cfg.grad_accum,
         )
 
@@ -195,8 +197,11 @@ class DPSGD:
         _check_optimizer(model, optimizer)
         dataset = data_loader.dataset
         n = len(dataset)
-        q = sample_rate(int(data_loader.batch_size or 1), n)
+        batch_size = int(data_loader.batch_size or 1)
+        q = sample_rate(batch_size, n)
         self._plan(q)
+        if self.settings.round_epochs:  # refuse the whole call before any weight changes
+            self.check_round(n, batch_size, self.settings.round_epochs)
         # Opacus' backward hook on the lowest trainable block sees no input gradient when the
         # blocks below are frozen (layer skipping): torch warns, the per-sample gradients are right.
         warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")

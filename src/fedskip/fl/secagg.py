@@ -1,0 +1,163 @@
+"""Secure aggregation (SecAgg+, ``secagg=true``): the server only ever sees the sum of masked
+updates, never one hospital's update.
+
+What is protected, against whom: an honest-but-curious server (and anyone reading the traffic)
+learns only the (weighted) mean of the selected layers' updates of the clients that finished the
+round — not any single client's update — as long as fewer than ``secagg-threshold`` clients
+collude with it. ``num-examples`` and the train metrics still travel in clear (Flower's protocol).
+Up to ``secagg-shares − secagg-threshold`` neighbours of a client may drop out: their masks are
+reconstructed from the shares the others hold.
+
+Flower 1.42 offers SecAgg+ only on its legacy path, so this module runs one: a ``LegacyContext``
+with ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))`` and a ``flwr.server.strategy``
+FedAvg subclass on the server; a ``NumPyClient`` behind ``secaggplus_mod`` on the client. The
+work is fedskip's core (:mod:`fedskip.fl.client`: the same training engine, DP-SGD hook and
+layer plan). What travels is fixed per round and identical for all clients, as SecAgg+ needs:
+
+- instruction: the payload tensors (trained + changed-before) in the order named by the config
+  key ``fedskip.payload-keys``; ``fedskip.train-keys`` names the tensors trained this round;
+- reply (masked): Δ = trained − received for exactly ``fedskip.train-keys``, in that order.
+
+So layer selection must be the same for every client in a round (top, bottom, interleaved,
+explicit, rotating); ``importance`` (client-scored) is refused by
+:func:`fedskip.privacy.checks.check_privacy_config`. Updates, not weights, are masked because
+SecAgg+ quantizes within ±``clipping_range``: Δ is small, so it stays precise. With
+``dp=client`` clients clip Δ to C before masking (so the range is C, nothing is cut) and weigh
+1; the server adds the Gaussian noise to the unmasked mean.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import Context, Message, MessageType
+from flwr.client import NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+from fedskip.fl import messages as M
+from fedskip.fl.validation import NUM_EXAMPLES
+from fedskip.privacy.client_dp import (
+    clip_update,
+)
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_KEYS = "fedskip.payload-keys"
+TRAIN_KEYS = "fedskip.train-keys"
+
+
+def _keys(text: Any) -> list[str]:
+    return [k for k in str(text).split("\n") if k]
+
+
+# ---------------------------------------------------------------------- client
+class SecAggClient(NumPyClient):
+    """Trains with fedskip's core and returns the masked-ready update of the train keys."""
+
+    def __init__(self, context: Context) -> None:
+        from fedskip.config import Config
+        from fedskip.fl.client import client_data_from_node_config, runtime_for
+
+        self.context = context
+        self.cfg = Config.from_mapping(context.run_config)
+        self.runtime = runtime_for(self.cfg)
+        self.data = client_data_from_node_config(self.runtime, context.node_config)
+
+    def fit(
+        self, parameters: list[np.ndarray], config: dict[str, Any]
+    ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
+        from fedskip.fl.client import train_round
+        from fedskip.fl.privacy import dpsgd_for, dpsgd_metrics, save_dpsgd
+
+        payload, train_keys = _keys(config[PAYLOAD_KEYS]), _keys(config[TRAIN_KEYS])
+        received = {
+            k: torch.from_numpy(np.array(p, np.float32))
+            for k, p in zip(payload, parameters, strict=True)
+        }
+        dp = dpsgd_for(self.context, self.cfg)
+        result = train_round(
+            self.runtime,
+            self.data,
+            received,
+            layers=[int(i) for i in json.loads(str(config[M.TRAIN_LAYERS]))],
+            server_round=int(config[M.SERVER_ROUND]),
+            proximal_mu=float(config.get(M.PROXIMAL_MU, 0.0)),
+            privacy=dp,
+        )
+        metrics = {NUM_EXAMPLES: result.num_examples, **result.metrics}
+        if dp is not None:
+            save_dpsgd(self.context, dp)
+            metrics.update(dpsgd_metrics(dp))
+        update = {k: result.state[k].float().numpy() - received[k].numpy() for k in train_keys}
+        return (
+            secagg_update(update, train_keys, self.cfg),
+            _weight(self.cfg, result.num_examples),
+            M.numeric_metrics(metrics),
+        )
+
+    def evaluate(
+        self, parameters: list[np.ndarray], config: dict[str, Any]
+    ) -> tuple[float, int, dict[str, Any]]:
+        from fedskip.fl.client import evaluate_round
+
+        received = {
+            k: torch.from_numpy(np.array(p, np.float32))
+            for k, p in zip(_keys(config[PAYLOAD_KEYS]), parameters, strict=True)
+        }
+        result = evaluate_round(self.runtime, self.data, received)
+        return (
+            float(result.metrics.get("loss", 0.0)),
+            result.num_examples,
+            M.numeric_metrics(result.metrics),
+        )
+
+
+def secagg_update(update: dict[str, np.ndarray], keys: list[str], cfg: Any) -> list[np.ndarray]:
+    """The vector a client masks: Δ of ``keys`` in order, clipped to norm C under ``dp=client``."""
+    if cfg.dp == "client":
+        update, _ = clip_update(update, cfg.clip_norm)
+    return [np.asarray(update[k], np.float32) for k in keys]
+
+
+def _weight(cfg: Any, num_examples: int) -> int:
+    """SecAgg+ weight: examples (FedAvg), or 1 under client-level DP (unweighted DP-FedAvg)."""
+    return 1 if cfg.dp == "client" else int(num_examples)
+
+
+def secagg_client_app(client_fn: Callable[[Context], Any] | None = None) -> ClientApp:
+    """The legacy ClientApp behind ``secaggplus_mod`` (``client_fn`` defaults to fedskip's)."""
+    make = client_fn or (lambda context: SecAggClient(context).to_client())
+    return ClientApp(client_fn=make, mods=[secaggplus_mod])
+
+
+def is_legacy_message(message: Message) -> bool:
+    """A SecAgg+ stage or a legacy fit/evaluate instruction (what the SecAgg path sends)."""
+    names = set(message.content.config_records) if message.has_content() else set()
+    return RECORD_KEY_CONFIGS in names or bool(names & {"fitins.config", "evaluateins.config"})
+
+
+def secagg_dispatch_mod(
+    client_fn: Callable[[Context], Any] | None = None,
+) -> Callable[..., Message]:
+    """A mod for fedskip's ClientApp: legacy (SecAgg path) messages go to
+    :func:`secagg_client_app`, everything else to the message-API handlers."""
+    legacy = secagg_client_app(client_fn)
+
+    def mod(
+        message: Message, context: Context, call_next: Callable[[Message, Context], Message]
+    ) -> Message:
+        if message.metadata.message_type in (
+            MessageType.TRAIN,
+            MessageType.EVALUATE,
+        ) and is_legacy_message(message):
+            return legacy(message, context)
+        return call_next(message, context)
+
+    return mod
