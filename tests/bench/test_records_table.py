@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from rundirs import centralized_run, federated_run
+from rundirs import centralized_run, federated_run, local_run
 
 from fedskip.bench.records import load_run
 from fedskip.bench.table import build_rows, markdown_table, write_csv
@@ -48,6 +48,15 @@ def test_federated_record(runs: dict[str, Path]) -> None:
     assert record.rounds_to_fraction(0.95) == 2
     # summarize(): 2 clients x 3 rounds x 2 directions x 4,000 bytes of full FedAvg
     assert record.reported_reduction == pytest.approx(1 - 12000 / 48000)
+
+
+def test_local_record_averages_clients(tmp_path: Path) -> None:
+    record = load_run(local_run(tmp_path / "l", scores=[[0.2, 0.6], [0.4, 0.5]]))
+    assert record.per_client
+    assert [(p.step, p.metric) for p in record.points] == [(1, pytest.approx(0.3)), (2, 0.55)]
+    assert record.final == pytest.approx(0.55)  # mean of the clients' final models
+    assert record.best == pytest.approx(0.55)  # best epoch of the mean, not the best client
+    assert record.total_bytes == 0 and record.seconds == 7.0
 
 
 def test_rows_gap_and_reduction(runs: dict[str, Path], tmp_path: Path) -> None:

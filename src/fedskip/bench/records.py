@@ -35,7 +35,8 @@ STEP_KEYS = ("round", "epoch", "server_round", "step")
 UP_KEYS = ("bytes_up",)
 DOWN_KEYS = ("bytes_down",)
 CUMULATIVE_KEYS = ("cumulative_bytes", "bytes_cumulative", "cum_bytes", "total_bytes_so_far")
-FINAL_KEYS = ("final_metric", "final")
+FINAL_KEYS = ("final_metric", "final", "mean_metric")
+"""``mean_metric``: a local-only run's final score, the mean over its clients' models."""
 BEST_KEYS = ("best_metric", "best")
 SECONDS_KEYS = ("elapsed_s", "elapsed", "wall_s", "seconds_total", "seconds")
 
@@ -80,6 +81,11 @@ class RunRecord:
         return bool(self.summary)
 
     @property
+    def per_client(self) -> bool:
+        """True for a local-only run (metrics rows per client and epoch)."""
+        return bool(self.rows) and all("client" in row for row in self.rows)
+
+    @property
     def curve(self) -> list[Point]:
         """The points that carry a metric."""
         return [p for p in self.points if p.metric is not None]
@@ -96,6 +102,8 @@ class RunRecord:
     def best(self) -> float | None:
         """Highest primary metric of the run (over the curve and the summary's best/final)."""
         values = [p.metric for p in self.curve if p.metric is not None]
+        if self.per_client:  # its best_metric is the best single client, not the best epoch
+            return max(values) if values else self.final
         for keys in (BEST_KEYS, FINAL_KEYS):
             found = summary_metric(self.summary, self.metric_name, keys)
             if found is not None:
@@ -227,7 +235,10 @@ def metric_name_for(config: Mapping[str, Any], summary: Mapping[str, Any]) -> st
 
 
 def points_of(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Point]:
-    """One :class:`Point` per metrics row, cumulating up + down bytes."""
+    """One :class:`Point` per metrics row, cumulating up + down bytes; rows of a local-only run
+    (one per client and epoch) become one point per epoch: the mean over clients."""
+    if rows and all("client" in row for row in rows):
+        return _mean_over_clients(rows, metric)
     points: list[Point] = []
     total = 0
     for index, row in enumerate(rows, start=1):
@@ -244,6 +255,20 @@ def points_of(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Point]:
             )
         )
     return points
+
+
+def _mean_over_clients(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Point]:
+    by_step: dict[int, list[float]] = {}
+    for row in rows:
+        step = int(_first(row, STEP_KEYS) or 0)
+        value = row_metric(row, metric)
+        by_step.setdefault(step, [])
+        if value is not None:
+            by_step[step].append(value)
+    return [
+        Point(step, sum(values) / len(values) if values else None, 0)
+        for step, values in sorted(by_step.items())
+    ]
 
 
 def row_metric(row: Mapping[str, Any], metric: str) -> float | None:

@@ -128,17 +128,21 @@ def select(configs: Sequence[BenchConfig], only: Sequence[str]) -> list[BenchCon
 
 # --------------------------------------------------------------------------- training
 def train_one(cfg: Config) -> dict[str, Any]:
-    """Train one config with the function its command uses; returns the run's summary.
-
-    ``centralized`` → ``fedskip centralized``; every other method → ``fedskip run``.
-    """
+    """Train one config with the function ``fedskip run`` uses for its method; returns the run's
+    summary: ``centralized`` → :func:`fedskip.commands.centralized.train_centralized`, ``local``
+    → :func:`fedskip.commands.run.train_local`, federated methods → the Flower app on the
+    Simulation Engine (:func:`fedskip.fl.simulation.simulate`)."""
     if cfg.method == "centralized":
         from fedskip.commands.centralized import train_centralized
 
         return train_centralized(cfg)
-    from fedskip.commands.run import run_federated  # type: ignore[attr-defined]
+    if cfg.method == "local":
+        from fedskip.commands.run import train_local
 
-    return dict(run_federated(cfg) or {})
+        return train_local(cfg)
+    from fedskip.fl.simulation import simulate
+
+    return simulate(cfg)
 
 
 def _check_manifest(out: Path, plan: Plan) -> None:
