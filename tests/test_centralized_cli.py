@@ -236,3 +236,21 @@ def test_predict_bad_input(tmp_path: Path, capsys: Any) -> None:
     assert "nope.txt" in capsys.readouterr().err
     assert main(["predict", "--model", str(model), "--text", "no findings"]) == 0
     assert capsys.readouterr().out.strip() == "no entities found"
+
+
+def test_evaluate_classification_export(tmp_path: Path, write_tree: Any, capsys: Any) -> None:
+    model = _tiny_bert_export(tmp_path / "m", "classification", ["a", "b", "c"], [0.0, 3.0, 0.0])
+    rows = [{"text": f"note {i}", "label": lab} for i, lab in enumerate("bbac")]
+    data = write_tree({"notes.jsonl": "\n".join(json.dumps(r) for r in rows)})
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    # always "b": accuracy 2/4; F1 b = 2/3 (P 1/2, R 1), a and c 0 -> macro 2/9
+    assert got["accuracy"] == pytest.approx(0.5)
+    assert got["macro_f1"] == pytest.approx(2 / 9)
+    assert got["documents"] == 4
+    bad = write_tree({"x.jsonl": json.dumps({"text": "t", "label": "d"})}, root="bad")
+    assert main(["evaluate", "--model", str(model), "--data", str(bad)]) == 2
+    assert "labels d are not in the model's labels (a, b, c)" in capsys.readouterr().err
+    multi = write_tree({"x.jsonl": json.dumps({"text": "t", "labels": ["a"]})}, root="multi")
+    assert main(["evaluate", "--model", str(model), "--data", str(multi)]) == 2
+    assert "label kind differs from the model's (single-label)" in capsys.readouterr().err
