@@ -221,7 +221,7 @@ class DPSGD:
             max_grad_norm=self.settings.clip_norm,
             expected_batch_size=max(1, round(q * n)),
             loss_reduction="mean",
-            generator=self._generator("noise"),
+            generator=self._generator("noise", _device_of(optimizer)),  # noise is drawn there
         )
         dp_optimizer.attach_step_hook(self._on_noised_step)
         self._optimizer = dp_optimizer
@@ -339,7 +339,7 @@ class DPSGD:
             f"over {self.accountant.steps} steps); training stops here"
         )
 
-    def _generator(self, purpose: str) -> torch.Generator:
+    def _generator(self, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:
         """Noise and sampling randomness must be secret: seeded from OS entropy, never from the
         run's shared ``seed`` (the server knows it and could regenerate the noise). A
         ``noise_seed`` (tests) still yields a fresh stream per call and per composed step count."""
@@ -349,7 +349,7 @@ class DPSGD:
         else:
             mix = f"{self.settings.noise_seed}:{purpose}:{self.accountant.steps}:{self._rng_calls}"
             seed = int.from_bytes(hashlib.sha256(mix.encode()).digest()[:8], "little") >> 1
-        return torch.Generator().manual_seed(seed)
+        return torch.Generator(device=device).manual_seed(seed)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -400,6 +400,10 @@ def _batch_size(batch: Any) -> int:
     if isinstance(batch, (list, tuple)):
         return _batch_size(batch[0]) if batch else 0
     return int(batch.shape[0]) if isinstance(batch, Tensor) else 1
+
+
+def _device_of(optimizer: torch.optim.Optimizer) -> torch.device:
+    return next(p.device for group in optimizer.param_groups for p in group["params"])
 
 
 def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
