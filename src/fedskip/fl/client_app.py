@@ -19,6 +19,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedskip.config import Config, Scalar
+from fedskip.fl import compressed as C
 from fedskip.fl import messages as M
 from fedskip.fl.client import (
     ClientResult,
@@ -26,6 +27,7 @@ from fedskip.fl.client import (
     evaluate_round,
     runtime_for,
     score_round,
+    site_config,
     train_round,
 )
 from fedskip.fl.validation import NUM_EXAMPLES
@@ -40,7 +42,7 @@ class ClientWorkFailed(RuntimeError):
 
 
 def _setup(context: Context) -> tuple[Any, Any]:
-    cfg = Config.from_mapping(context.run_config)
+    cfg = site_config(Config.from_mapping(context.run_config), context.node_config)
     runtime = runtime_for(cfg)
     return runtime, client_data_from_node_config(runtime, context.node_config)
 
@@ -69,21 +71,33 @@ def train(message: Message, context: Context) -> Message:
     """Train the sent tensors on local data; reply with the trained tensors and metrics."""
     runtime, data = _setup(context)
     config = message.content.config_records[M.CONFIG]
+    received = _received(message, runtime)
     result = train_round(
         runtime,
         data,
-        M.to_torch(message.content.array_records[M.ARRAYS]),
+        received,
         layers=[int(i) for i in config.get(M.TRAIN_LAYERS, [])],  # type: ignore[union-attr]
         server_round=int(config[M.SERVER_ROUND]),  # type: ignore[arg-type]
         proximal_mu=float(config.get(M.PROXIMAL_MU, 0.0)),  # type: ignore[arg-type]
     )
-    return _reply(message, result, with_arrays=True)
+    reply = _reply(message, result, with_arrays=True)
+    if C.enabled(runtime.cfg.compression):  # [compression] delta with error feedback instead
+        sent = {k: received[k] for k in result.state}
+        arrays = C.encode_reply(result.state, sent, runtime.cfg.compression, context.state)
+        reply.content[M.ARRAYS] = arrays
+    return reply
+
+
+def _received(message: Message, runtime: Any) -> dict[str, Any]:
+    """The global tensors sent (decoded against the local base model when compressed)."""
+    record = message.content.array_records[M.ARRAYS]
+    return C.received_tensors(record, runtime.base.model, runtime.cfg.compression)
 
 
 def evaluate(message: Message, context: Context) -> Message:
     """Evaluate the global model on the local test split; reply with metrics only."""
     runtime, data = _setup(context)
-    result = evaluate_round(runtime, data, M.to_torch(message.content.array_records[M.ARRAYS]))
+    result = evaluate_round(runtime, data, _received(message, runtime))
     return _reply(message, result, with_arrays=False)
 
 
@@ -97,7 +111,7 @@ def identify(message: Message, context: Context) -> Message:
 def score(message: Message, context: Context) -> Message:
     """Per-block importance scores of the global model on local training data."""
     runtime, data = _setup(context)
-    result = score_round(runtime, data, M.to_torch(message.content.array_records[M.ARRAYS]))
+    result = score_round(runtime, data, _received(message, runtime))
     return _reply(message, result, with_arrays=False)
 
 

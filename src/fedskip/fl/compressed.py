@@ -239,3 +239,26 @@ def decode_reply(
     reference = {k: global_state[k] for k in expected}
     decoded = decode_update(payload, reference, scheme, expected=expected)
     return {k: v.numpy() for k, v in decoded.items()}
+
+
+def base_values(
+    model: torch.nn.Module, names: Collection[str] | None = None
+) -> dict[str, np.ndarray]:
+    """fp32 copies of the base model's tensors (``names`` or all): the downlink reference."""
+    wanted = None if names is None else set(names)
+    return {
+        name: param.detach().to("cpu", torch.float32).numpy().copy()
+        for name, param in model.named_parameters()
+        if wanted is None or name in wanted
+    }
+
+
+def received_tensors(
+    record: ArrayRecord, base_model: torch.nn.Module, scheme: str
+) -> dict[str, torch.Tensor]:
+    """What a client was sent, as fp32 tensors: decoded against its own ``base_model`` when
+    compressed, the plain values otherwise."""
+    if not enabled(scheme):
+        return decode_instruction(record, {}, scheme)
+    names = [k for k in record if not k.endswith(SCALE_SUFFIX)]
+    return decode_instruction(record, base_values(base_model, names), scheme)

@@ -16,11 +16,9 @@ of the model, so both sides derive the tensor names with the same code.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from fedskip.config import Config
@@ -98,51 +96,39 @@ def load_bundle(cfg: Config, prepared: Any) -> ModelBundle:
 
 
 def wrap_lora(cfg: Config, model: nn.Module, stack: Any, blocks: list[int]) -> nn.Module:
-    """peft LoRA on every ``nn.Linear`` of ``blocks`` (or ``lora-targets``), head trainable."""
-    from peft import LoraConfig, get_peft_model
+    """peft LoRA inside ``blocks`` with the config's rank, alpha, targets, frozen A, final norm
+    and seed (see :func:`fedskip.models.lora.apply_lora_to_selected`)."""
+    # [lora helper] one implementation shared with `fedskip comm` and the LoRA tests
+    from fedskip.models.lora import apply_lora_to_selected
 
-    names = lora_target_names(cfg, model, stack, blocks)
-    index = "|".join(str(b) for b in blocks)
-    pattern = rf"{re.escape(stack.blocks_prefix)}\.(?:{index})\.(?:.*\.)?(?:{'|'.join(names)})"
-    heads = sorted({p.rstrip(".").rsplit(".", 1)[-1] for p in stack.head_prefixes})
-    config = LoraConfig(
-        r=cfg.lora_rank or DEFAULT_LORA_RANK,
-        lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]  # peft accepts floats
-        target_modules=pattern,
-        modules_to_save=heads,
-        lora_dropout=0.0,
+    wrapped, _ = apply_lora_to_selected(
+        model,
+        stack,
+        blocks,
+        rank=cfg.lora_rank or DEFAULT_LORA_RANK,
+        alpha=cfg.lora_alpha,
+        targets=cfg.lora_targets,
+        freeze_a=cfg.lora_freeze_a,
+        train_final_norm=cfg.train_final_norm,
+        seed=cfg.seed,
     )
-    torch.manual_seed(cfg.seed)  # identical adapter init on every client and the server
-    return get_peft_model(model, config)  # type: ignore[arg-type]
-
-
-def lora_target_names(cfg: Config, model: nn.Module, stack: Any, blocks: list[int]) -> list[str]:
-    """Leaf names of the linear layers LoRA adapts (``lora-targets`` or every linear layer)."""
-    if cfg.lora_targets.strip() and cfg.lora_targets.strip() != "auto":
-        return [re.escape(t.strip()) for t in cfg.lora_targets.split(",") if t.strip()]
-    names: set[str] = set()
-    for index in blocks:
-        block = model.get_submodule(stack.block_prefixes[index].rstrip("."))
-        names |= {
-            n.rsplit(".", 1)[-1] for n, m in block.named_modules() if isinstance(m, nn.Linear)
-        }
-    if not names:
-        raise ConfigError("config key 'lora-targets': the selected blocks hold no linear layers")
-    return sorted(re.escape(n) for n in names)
+    return wrapped  # type: ignore[no-any-return]
 
 
 def set_trainable(bundle: ModelBundle, cfg: Config, layers: list[int]) -> list[str]:
     """Apply this round's plan to ``bundle.model``; returns the sorted trainable tensor names."""
     if bundle.lora:
-        names = []
-        for name, param in bundle.model.named_parameters():
-            train = ("lora_" in name or "modules_to_save" in name) and not (
-                cfg.lora_freeze_a and "lora_A" in name
-            )
-            param.requires_grad_(train)
-            if train:
-                names.append(name)
-        return sorted(names)
+        # [lora helper] adapters (B only with lora-freeze-a), head copy, final norm with the top block
+        from fedskip.models.lora import set_lora_trainable
+
+        blocks = static_layers(cfg, bundle.stack) or layers
+        return set_lora_trainable(
+            bundle.model,
+            bundle.stack,
+            blocks,
+            freeze_a=cfg.lora_freeze_a,
+            train_final_norm=cfg.train_final_norm,
+        )
     from fedskip.pipeline import apply_plan
 
     return sorted(apply_plan(bundle.model, bundle.stack, layers, cfg))

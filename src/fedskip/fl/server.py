@@ -120,6 +120,12 @@ def setup(cfg: Config) -> ServerRun:
     strategy = build_strategy(
         cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
     )
+    if cfg.compression != "none":  # [compression] instructions travel as global - base
+        from fedskip.fl.compressed import base_values, check_supported
+
+        check_supported(cfg)
+        strategy.compression = cfg.compression
+        strategy.base = base_values(bundle.model, planner.candidate_keys())
     rundir = RunDir(cfg.out)
     primary = primary_metric(prepared.task_info)
     reporter = RoundReporter(quiet=cfg.quiet, primary=primary)

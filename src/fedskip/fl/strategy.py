@@ -38,6 +38,7 @@ from flwr.app import (
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result
 
+from fedskip.fl import compressed as C
 from fedskip.fl import messages as M
 from fedskip.fl.aggregation import weighted_mean_per_key
 from fedskip.fl.rounds import ClientsUnavailable, Planner, RoundRecord, sample_clients
@@ -93,6 +94,9 @@ class LayerSkipMixin:
         self.rounds: dict[int, RoundRecord] = {}
         self._global = ArrayRecord()
         self._expected: dict[int, list[str]] = {}
+        # [compression] scheme on the wire and the base values instructions are taken against
+        self.compression = "none"
+        self.base: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ state for checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -166,7 +170,8 @@ class LayerSkipMixin:
     def _payload(self, arrays: ArrayRecord, train_keys: Iterable[str]) -> ArrayRecord:
         """Tensors a client needs: those it trains and those that differ from the pretrained."""
         wanted = self.touched | set(train_keys)
-        return M.subset(arrays, [k for k in arrays if k in wanted])
+        record = M.subset(arrays, [k for k in arrays if k in wanted])
+        return C.encode_instruction(record, self.base, self.compression)  # [compression]
 
     # ------------------------------------------------------------------ training
     def configure_train(
@@ -250,7 +255,14 @@ class LayerSkipMixin:
         if self.arrayrecord_key not in content.array_records:
             return {}, 0, f"reply has no '{self.arrayrecord_key}' record"
         try:
-            arrays = M.to_numpy(content.array_records[self.arrayrecord_key])
+            record = content.array_records[self.arrayrecord_key]
+            if C.enabled(self.compression):  # [compression] exact global + decoded delta
+                reference = {k: self._global[k].numpy() for k in expected_keys}
+                arrays = C.decode_reply(record, reference, expected_keys, self.compression)
+            else:
+                arrays = M.to_numpy(record)
+        except C.PayloadError as exc:
+            return {}, 0, str(exc)
         except Exception as exc:  # a malformed payload must not stop the round
             return {}, 0, f"undecodable tensors ({type(exc).__name__})"
         global_specs = M.specs(self._global)

@@ -1,0 +1,139 @@
+"""Compressed updates through the real fedskip ServerApp/ClientApp over an in-process grid:
+the bytes counted are the compressed payloads, the server dequantizes before averaging, error
+feedback lives in each node's Context.state, LoRA-in-selected-blocks exchanges adapters only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, Message
+from local_grid import LocalGrid
+
+from fedskip.compression import SCALE_SUFFIX
+from fedskip.config import Config
+from fedskip.fl import messages as M
+from fedskip.fl.checkpoint import load_checkpoint
+from fedskip.fl.client_app import build_client_app
+from fedskip.fl.compressed import BLOCK_SIZE, EF_STATE
+from fedskip.fl.server import run_server
+
+pytestmark = pytest.mark.slow
+NODES = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _small_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEDSKIP_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def _run(out: Path, tamper: Any = None, **changes: Any) -> tuple[dict[str, Any], LocalGrid]:
+    settings: dict[str, Any] = dict(
+        model="llama-tiny",
+        synth_sites=NODES,
+        synth_docs=6,
+        rounds=1,
+        layers=1,
+        max_length=32,
+        stride=8,
+        batch_size=8,
+        lr=1e-3,
+        eval_clients=False,
+        quiet=True,
+        out=str(out),
+    )
+    cfg = Config(**{**settings, **changes})
+    grid = LocalGrid(
+        build_client_app(cfg.to_run_config()), NODES, cfg.to_run_config(), tamper=tamper
+    )
+    return run_server(grid, cfg), grid
+
+
+def _rows(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _int8_bytes(shapes: dict[str, tuple[int, ...]]) -> int:
+    """``count_bytes`` of an int8 payload: per entry a 128-byte .npy header + values + key."""
+    total = 0
+    for name, shape in shapes.items():
+        n = int(np.prod(shape))
+        blocks = -(-n // BLOCK_SIZE)
+        total += 128 + n + len(name) + 128 + 4 * blocks + len(name + SCALE_SUFFIX)
+    return total
+
+
+def test_int8_round_is_the_plain_round_up_to_half_a_step(tmp_path: Path) -> None:
+    plain, _ = _run(tmp_path / "plain")
+    packed, grid = _run(tmp_path / "int8", compression="int8")
+    exact = load_checkpoint(tmp_path / "plain").global_state
+    got = load_checkpoint(tmp_path / "int8").global_state
+    shapes = {k: tuple(np.shape(v)) for k, v in exact.items()}
+    # round 1 starts from the base: both runs train identically, only the uplink is quantized,
+    # so the (example-weighted) average differs by at most the largest client half step
+    deltas = [
+        M.to_numpy(m.content.array_records[M.ARRAYS])
+        for m in grid.received
+        if m.has_content() and M.ARRAYS in m.content.array_records
+    ]
+    assert len(deltas) == NODES
+    for name in exact:
+        diff = np.abs(np.asarray(got[name]) - np.asarray(exact[name]))
+        steps = [np.repeat(d[name + SCALE_SUFFIX], BLOCK_SIZE)[: diff.size] for d in deltas]
+        bound = np.maximum(*steps).reshape(diff.shape) / 2
+        assert np.all(diff <= bound + 1e-6) and diff.max() > 0, name
+    # bytes are the compressed payloads: exactly the int8 framing per client and direction
+    row = _rows(tmp_path / "int8")[0]
+    assert row["bytes_up"] == row["bytes_down"] == NODES * _int8_bytes(shapes)
+    assert packed["bytes"]["total"] < 0.3 * plain["bytes"]["total"]
+    for context in grid.contexts.values():  # each node kept its error-feedback residuals
+        residuals = context.state.array_records[EF_STATE]
+        assert set(residuals) == set(exact) and any(
+            np.abs(a.numpy()).sum() > 0 for a in residuals.values()
+        )
+
+
+def test_lora_with_fp16_exchanges_only_adapters_head_and_norm(tmp_path: Path) -> None:
+    summary, grid = _run(tmp_path, compression="fp16", lora_rank=4, rounds=2)
+    assert summary["rounds_completed"] == 2 and summary["failed_rounds"] == []
+    replies = [m for m in grid.received if m.has_content() and M.ARRAYS in m.content.array_records]
+    assert len(replies) == 2 * NODES
+    for reply in replies:
+        arrays = M.to_numpy(reply.content.array_records[M.ARRAYS])
+        assert {str(a.dtype) for a in arrays.values()} == {"float16"}
+        for name in arrays:
+            assert (
+                ".layers.3." in name
+                and ".lora_" in name
+                or (".modules_to_save." in name or name.endswith("model.norm.weight"))
+            ), name
+    # 4 * (2*128 + 2*96 + 3*192) adapter values + 7-label head + final norm, 2 bytes each
+    assert summary["parameters"]["exchanged"] == 4096 + 7 * 64 + 7 + 64
+    from transformers import AutoModelForTokenClassification
+
+    exported = AutoModelForTokenClassification.from_pretrained(tmp_path / "model")
+    assert not any("lora" in n for n, _ in exported.named_parameters())
+
+
+def test_a_malformed_compressed_reply_is_rejected(tmp_path: Path) -> None:
+    def tamper(message: Message, reply: Message) -> Message:
+        if reply.has_content() and M.ARRAYS in reply.content.array_records:
+            record = reply.content.array_records[M.ARRAYS]
+            if message.metadata.dst_node_id == 1000:  # first node: scales as fp16
+                key = next(k for k in record if k.endswith(SCALE_SUFFIX))
+                record[key] = Array(record[key].numpy().astype(np.float16))
+        return reply
+
+    summary, _ = _run(tmp_path, tamper=tamper, compression="int8")
+    row = _rows(tmp_path)[0]
+    assert row["replies_ok"] == 1 and row["replies_rejected"] == 1
+    assert "float32 scale(s)" in row["rejections"][0]
+    assert summary["failed_rounds"] == []
