@@ -126,13 +126,29 @@ def test_dpsgd_on_the_llama_tiny_preset() -> None:
     assert dp.accountant.history == [(1.0, 0.5, 2)]
 
 
+def _lora_bert() -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_bert()
+    train_only(model, ())
+    config = LoraConfig(
+        r=2,
+        target_modules=["query", "value"],
+        layers_to_transform=[2],
+        modules_to_save=["classifier"],
+    )
+    return get_peft_model(model, config)
+
+
 @pytest.mark.filterwarnings("ignore::fedskip.privacy.checks.PrivacyWarning")
-def test_per_example_gradients_match_single_example_backward() -> None:
-    """Per-example gradients under Opacus equal each example's own gradient (LLaMA, frozen
-    lower blocks): the loss of one example does not depend on the others in its batch."""
+@pytest.mark.parametrize("make", [tiny_llama, _lora_bert], ids=["llama", "lora"])
+def test_per_example_gradients_match_single_example_backward(make: Any) -> None:
+    """Per-example gradients under Opacus equal each example's own gradient (LLaMA with frozen
+    lower blocks; LoRA adapters in a selected BERT block): the loss of one example does not
+    depend on the others in its batch."""
     feats = token_features(4)
     feats[1]["labels"][3:] = [-100] * 3  # a shorter example
-    model, reference = tiny_llama(), tiny_llama()
+    model, reference = make(), make()
     dp = _dp(noise_multiplier=0.0, clip_norm=1e6)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
     loader = torch.utils.data.DataLoader(feats, batch_size=4, collate_fn=collate)  # type: ignore[arg-type]

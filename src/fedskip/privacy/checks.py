@@ -101,8 +101,6 @@ def _sample_dp_warnings(cfg: Any) -> list[str]:
             f"{cfg.grad_accum}× the sample rate (Opacus' approximation; an example drawn twice "
             "is clipped twice) — use grad-accum=1 for an exact guarantee"
         )
-    if cfg.method in ("lora",):
-        out.append("dp=sample with method=lora: per-sample gradients of LoRA adapters are untested")
     return out
 
 
