@@ -254,3 +254,14 @@ def test_evaluate_classification_export(tmp_path: Path, write_tree: Any, capsys:
     multi = write_tree({"x.jsonl": json.dumps({"text": "t", "labels": ["a"]})}, root="multi")
     assert main(["evaluate", "--model", str(model), "--data", str(multi)]) == 2
     assert "label kind differs from the model's (single-label)" in capsys.readouterr().err
+
+
+def test_centralized_without_test_set(write_tree: Any, tmp_path: Path, capsys: Any) -> None:
+    data = write_tree(i2b2_files("only", 2))
+    sets = [f"data={data}", "model=llama-tiny", "device=cpu", "epochs=1", "max-length=32",
+            "stride=8", "test-fraction=0", f"out={tmp_path / 'run'}"]  # fmt: skip
+    assert main(["centralized", "--set", *sets]) == 0
+    out = capsys.readouterr().out
+    assert "test f1 n/a (no test set)" in out and "no test data" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final"] == {} and summary["data"]["test_documents"] == 0

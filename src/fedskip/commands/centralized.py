@@ -59,7 +59,9 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
 
     def after_epoch(epoch: int, loss: float) -> None:
-        scores = evaluate(model, test_set, collate, batch_size=cfg.batch_size, device=device)
+        scores: dict[str, Any] = {}
+        if test_set.features:  # test-fraction=0 leaves no test set
+            scores = evaluate(model, test_set, collate, batch_size=cfg.batch_size, device=device)
         row = {"epoch": epoch, "train_loss": loss, "elapsed_s": time.perf_counter() - started,
                "test": scores}  # fmt: skip
         rundir.append_metrics(row)
@@ -67,8 +69,8 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
         if not cfg.quiet:
             from tqdm.auto import tqdm
 
-            tqdm.write(f"epoch {epoch}/{cfg.epochs}: train loss {loss:.4f}, test {primary} "
-                  f"{scores.get(primary, 0.0):.4f}")  # fmt: skip
+            score = f"{scores[primary]:.4f}" if primary in scores else "n/a (no test set)"
+            tqdm.write(f"epoch {epoch}/{cfg.epochs}: train loss {loss:.4f}, test {primary} {score}")
 
     result = train(
         model,
