@@ -66,10 +66,16 @@ class Config:
     # --- data
     data: str = _opt(
         "synth",
-        "'synth' (generated default corpus), a dataset path, or a folder of site subfolders",
+        "'synth' (generated default corpus), a dataset path, a folder of site subfolders, or "
+        "'sites' (Deployment Engine: each SuperNode reads its own data-path; see `labels`)",
     )
     data_format: str = _opt("auto", "reader for `data`", DATA_FORMATS)
     label: str = _opt("category", "classification label for MIMIC-III data", LABELS)
+    labels: str = _opt(
+        "",
+        "data=sites: the federation's label schema, comma-separated NER entity types or class "
+        "names (the coordinator holds no data to derive it from)",
+    )
     icd9_top_k: int = _opt(10, "multi-label ICD-9 coding over the k most frequent codes", minimum=1)
     synth_sites: int = _opt(4, "sites generated for data=synth", minimum=1)
     synth_docs: int = _opt(60, "documents per site generated for data=synth", minimum=2)

@@ -87,6 +87,8 @@ def prepare(cfg: Config) -> Prepared:
     """Read, label, split and partition the data of ``cfg`` (deterministic given ``seed``)."""
     from fedskip.data.readers import read_sites
 
+    if cfg.data == SITES_DATA:
+        return prepare_without_data(cfg)
     path, fmt = data_location(cfg)
     if cfg.task == "classification" and cfg.label == "icd9":
         # every code first, then the top-k over all sites: one label space for the federation
@@ -155,6 +157,44 @@ def keep_top_codes(sites: dict[str, Dataset], k: int) -> list[str]:
                                f"summar(ies) with none of the top-{k} ICD-9 codes of all sites")  # fmt: skip
         ds.documents, ds.label_names = kept, sorted(top)
     return top
+
+
+SITES_DATA = "sites"
+"""``data=sites``: the data stays at the sites (Flower Deployment Engine); each SuperNode reads its
+own ``data-path`` (node config) and the coordinator reads none."""
+
+
+def schema_labels(cfg: Config) -> tuple[list[str], bool]:
+    """The model's labels from the ``labels`` key (NER entity types or class names) and whether
+    the task is multi-label (ICD-9 coding)."""
+    names = [name.strip() for name in cfg.labels.split(",") if name.strip()]
+    if not names:
+        raise ConfigError(
+            "config key 'labels' is required with data=sites: the federation's NER entity types "
+            "or class names, comma-separated, e.g. 'problem,test,treatment'"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config key 'labels': {cfg.labels!r} names a label twice")
+    if cfg.task == "ner":
+        return NerDataset([], sorted(names)).bio_labels(), False
+    return sorted(names), cfg.label == "icd9"
+
+
+def prepare_without_data(cfg: Config) -> Prepared:
+    """The coordinator's side of ``data=sites``: labels from the schema, ``clients`` empty client
+    slots, no documents and so no global test set (evaluation is federated only)."""
+    labels, multi_label = schema_labels(cfg)
+    count = cfg.clients
+    return Prepared(
+        task=cfg.task,
+        label_list=labels,
+        multi_label=multi_label,
+        sites={},
+        client_names=[f"client-{i}" for i in range(count)],
+        client_train=[[] for _ in range(count)],
+        client_test=[[] for _ in range(count)],
+        global_test=[],
+    )
 
 
 def label_space(sites: dict[str, Dataset]) -> tuple[list[str], bool]:

@@ -12,7 +12,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fedskip.deploy.flower import write_run_config
-from fedskip.deploy.monitor import LogTail, completed_rounds, flower_log_line, running_clientapps
+from fedskip.deploy.monitor import (
+    LogTail,
+    completed_rounds,
+    flower_log_line,
+    round_rows,
+    running_clientapps,
+)
 from fedskip.deploy.processes import DeploymentError, ManagedProcess
 
 if TYPE_CHECKING:
@@ -116,7 +122,21 @@ class RunDriver:
                 f"run {self.run_id} ended as {status} ({info.get('status-details', '')}); "
                 f"see {self.dep.logs}/run-{self.run_id}.log and site logs"
             )
+        self.check_rounds()
         return info
+
+    def check_rounds(self) -> None:
+        """Record rounds the ServerApp marked failed; fail if no round succeeded."""
+        rows = round_rows(self.dep.out)
+        failed = [row["round"] for row in rows if row.get("status") == "failed"]
+        if failed:
+            self.dep.event("rounds-failed", rounds=failed)
+        if rows and len(failed) == len(rows):
+            self.dep.status = "failed"
+            raise DeploymentError(
+                f"run {self.run_id} finished but every round failed (no valid client replies); "
+                f"see {self.dep.out}/metrics.jsonl and {self.dep.logs}/<site>.log"
+            )
 
     def watch_sites(self) -> None:
         """Record (once) any SuperNode that exited without being asked to."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -40,22 +41,27 @@ def flower_log_line(line: str) -> str:
     return _LEVEL.sub("", _ANSI.sub("", line)).rstrip()
 
 
-def completed_rounds(out: Path) -> int:
-    """The last round recorded in ``out/metrics.jsonl`` (0 before the first round ends)."""
+def round_rows(out: Path) -> list[dict[str, Any]]:
+    """The complete rows of ``out/metrics.jsonl`` that carry a ``round`` number."""
     path = out / "metrics.jsonl"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return 0
-    last = 0
+        return []
+    rows = []
     for line in text.splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line being written right now
         if isinstance(row, dict) and isinstance(row.get("round"), int):
-            last = max(last, row["round"])
-    return last
+            rows.append(row)
+    return rows
+
+
+def completed_rounds(out: Path) -> int:
+    """The last round recorded in ``out/metrics.jsonl`` (0 before the first round ends)."""
+    return max((row["round"] for row in round_rows(out)), default=0)
 
 
 def running_clientapps(managed: ManagedProcess) -> int:

@@ -21,6 +21,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,11 +94,8 @@ def client_data_from_node_config(
     client partitions of :func:`fedskip.pipeline.prepare`. Deployment hook: a SuperNode started
     with ``--node-config 'data-path=...'`` will read its own site's data here.
     """
-    if "data-path" in node_config:
-        raise ConfigError(
-            "node-config 'data-path': reading a SuperNode's own data is not supported by this "
-            "build; run the simulation (fedskip run) or pass partition-id/num-partitions"
-        )
+    if "data-path" in node_config or runtime.cfg.data == SITES_DATA:
+        return site_data_from_node_config(runtime, node_config)
     if "partition-id" not in node_config:
         raise ConfigError("node-config: needs 'partition-id' (simulation) or 'data-path'")
     pid = int(node_config["partition-id"])
@@ -111,6 +109,85 @@ def client_data_from_node_config(
     return ClientData(
         pid, prepared.client_names[pid], prepared.client_train[pid], prepared.client_test[pid]
     )
+
+
+# --------------------------------------------------------------------------- deployment hook
+SITES_DATA = "sites"  # fedskip.pipeline.SITES_DATA (imported lazily there: heavy imports)
+_SITE_DATA: dict[tuple[Any, ...], ClientData] = {}
+
+
+def site_config(cfg: Config, node_config: Mapping[str, Any]) -> Config:
+    """The run config as this SuperNode uses it: node-config ``model-path`` (a local copy of
+    the base model) replaces ``model``."""
+    path = node_config.get("model-path")
+    return cfg.replace(model=str(path)) if path else cfg
+
+
+def site_data_from_node_config(
+    runtime: ClientRuntime, node_config: Mapping[str, Any]
+) -> ClientData:
+    """Deployment Engine (``data=sites``): this SuperNode's own documents.
+
+    Node config: ``data-path`` (the site's file or folder), ``data-format`` (default auto),
+    ``label`` (MIMIC-III: category or icd9), ``client-id`` (the site's unique number, given by
+    the coordinator). The documents are split into train/test with the run's test-fraction and
+    seed; their labels must be in the run's ``labels`` schema (ICD-9 codes outside it are
+    dropped, as top-k coding drops rarer codes). Read once per process.
+    """
+    from fedskip.config import DATA_FORMATS, LABELS
+    from fedskip.data.partition import split_train_test
+    from fedskip.data.readers import read_sites
+    from fedskip.pipeline import ALL_CODES
+
+    cfg, prepared = runtime.cfg, runtime.prepared
+    if cfg.data != SITES_DATA:
+        raise ConfigError(
+            f"node-config 'data-path' needs the run's data={SITES_DATA} (got {cfg.data!r})"
+        )
+    if "data-path" not in node_config:
+        raise ConfigError("data=sites: start the SuperNode with --node-config \"data-path='...'\"")
+    fmt = str(node_config.get("data-format", "auto"))
+    label = str(node_config.get("label", cfg.label))
+    for name, value, allowed in (("data-format", fmt, DATA_FORMATS), ("label", label, LABELS)):
+        if value not in allowed:
+            raise ConfigError(
+                f"node-config '{name}': {value!r} is not one of {', '.join(allowed)}"
+            )
+    raw_id = node_config.get("client-id", 0)
+    try:
+        client_id = int(raw_id)
+    except (TypeError, ValueError):
+        raise ConfigError(f"node-config 'client-id': {raw_id!r} is not an integer") from None
+    path = Path(str(node_config["data-path"])).expanduser()
+    key = (str(path), fmt, label, client_id, cfg.seed, cfg.test_fraction, *prepared.label_list)
+    if key not in _SITE_DATA:
+        sites = read_sites(path, fmt, label=label, icd9_top_k=ALL_CODES)
+        docs = [doc for ds in sites.values() for doc in ds.documents]
+        docs = _within_schema(docs, prepared, path)
+        train, test = split_train_test(docs, cfg.test_fraction, cfg.seed + client_id)
+        _SITE_DATA.clear()
+        name = str(node_config.get("site-name", path.name))
+        _SITE_DATA[key] = ClientData(client_id, name, train, test)
+    return _SITE_DATA[key]
+
+
+def _within_schema(docs: list[Any], prepared: Any, path: Path) -> list[Any]:
+    """Check (NER, single-label) or restrict (multi-label) the documents' labels to the schema."""
+    allowed = set(prepared.label_list)
+    if prepared.task == "ner":
+        unknown = {e.type for d in docs for e in d.entities if f"B-{e.type}" not in allowed}
+    elif prepared.multi_label:
+        for doc in docs:
+            doc.labels = [c for c in doc.labels if c in allowed]
+        return [d for d in docs if d.labels]
+    else:
+        unknown = {lab for d in docs for lab in d.labels if lab not in allowed}
+    if unknown:
+        raise DataError(
+            f"{path}: label(s) {', '.join(sorted(unknown))} are not in the run's config key "
+            f"'labels' ({', '.join(sorted(allowed))})"
+        )
+    return docs
 
 
 def _load_global(bundle: ModelBundle, state: Mapping[str, torch.Tensor]) -> None:
