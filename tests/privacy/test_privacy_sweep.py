@@ -7,7 +7,7 @@ import pytest
 from fedskip.config import Config
 from fedskip.privacy.accounting import epsilon_for
 from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
-from fedskip.privacy.sweep import epsilon_sweep, sample_dp_plan
+from fedskip.privacy.sweep import epsilon_sweep, sample_dp_plan, sweep_settings
 
 
 def test_epsilon_sweep_names_and_settings() -> None:
@@ -59,3 +59,10 @@ def test_plan_with_a_fixed_noise_multiplier() -> None:
     plan = sample_dp_plan(cfg, 100)
     assert plan.noise_multiplier == 1.5
     assert plan.epsilon == epsilon_for(noise_multiplier=1.5, sample_rate=0.04, steps=25, delta=1e-5)
+
+
+def test_sweep_settings_are_config_keys() -> None:
+    assert sweep_settings(None) == {"dp": "none", "target-epsilon": 0.0}
+    assert sweep_settings(4) == {"dp": "sample", "target-epsilon": 4.0}
+    cfg = Config.from_mapping(sweep_settings(2.0, dp="client"))
+    assert (cfg.dp, cfg.target_epsilon) == ("client", 2.0)

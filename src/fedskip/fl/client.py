@@ -204,8 +204,10 @@ def train_round(
     layers: list[int],
     server_round: int,
     proximal_mu: float = 0.0,
+    privacy: Any = None,
 ) -> ClientResult:
-    """Local training from the global tensors; returns exactly the trained tensors."""
+    """Local training from the global tensors; returns exactly the trained tensors.
+    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.privacy.dpsgd_for`) or None."""
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import collator, encode
     from fedskip.train.engine import TrainSettings, train
@@ -233,6 +235,7 @@ def train_round(
             device=resolve_device(cfg.device),
             prox_reference=reference,
             proximal_mu=proximal_mu,
+            privacy=privacy,
             desc=f"client {data.client_id}",
         )
         from fedskip.models.freeze import trainable_state

@@ -21,6 +21,7 @@ from flwr.clientapp import ClientApp
 from fedskip.config import Config, Scalar
 from fedskip.fl import compressed as C
 from fedskip.fl import messages as M
+from fedskip.fl import privacy as P
 from fedskip.fl.client import (
     ClientResult,
     client_data_from_node_config,
@@ -30,6 +31,7 @@ from fedskip.fl.client import (
     site_config,
     train_round,
 )
+from fedskip.fl.secagg import secagg_dispatch_mod
 from fedskip.fl.validation import NUM_EXAMPLES
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ def train(message: Message, context: Context) -> Message:
     runtime, data = _setup(context)
     config = message.content.config_records[M.CONFIG]
     received = _received(message, runtime)
+    dp = P.dpsgd_for(context, runtime.cfg)  # [privacy] DP-SGD, accountant from Context.state
     result = train_round(
         runtime,
         data,
@@ -79,7 +82,11 @@ def train(message: Message, context: Context) -> Message:
         layers=[int(i) for i in config.get(M.TRAIN_LAYERS, [])],  # type: ignore[union-attr]
         server_round=int(config[M.SERVER_ROUND]),  # type: ignore[arg-type]
         proximal_mu=float(config.get(M.PROXIMAL_MU, 0.0)),  # type: ignore[arg-type]
+        privacy=dp,
     )
+    if dp is not None:  # [privacy] keep composing next round; report ε
+        P.save_dpsgd(context, dp)
+        result.metrics.update(P.dpsgd_metrics(dp))
     reply = _reply(message, result, with_arrays=True)
     if C.enabled(runtime.cfg.compression):  # [compression] delta with error feedback instead
         sent = {k: received[k] for k in result.state}
@@ -135,6 +142,7 @@ def run_config_mod(run_config: Mapping[str, Scalar]) -> Callable[..., Message]:
 def build_client_app(run_config: Mapping[str, Scalar] | None = None) -> ClientApp:
     """The fedskip ClientApp; with ``run_config``, every handler sees that run config."""
     mods = [run_config_mod(run_config)] if run_config else []
+    mods.append(secagg_dispatch_mod())  # [privacy] secagg=true: legacy SecAgg+ messages
     client_app = ClientApp(mods=mods)
     client_app.train()(_guarded("training", train))
     client_app.evaluate()(_guarded("evaluation", evaluate))

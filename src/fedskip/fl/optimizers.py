@@ -19,6 +19,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedYogi
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
+from fedskip.fl.privacy import add_privacy
 from fedskip.fl.rounds import Planner
 from fedskip.fl.strategy import LayerSkipMixin
 from fedskip.fl.validation import NUM_EXAMPLES
@@ -125,4 +126,4 @@ def build_strategy(
         seed=cfg.seed,
         proximal_mu=cfg.proximal_mu if cfg.method == "fedprox" else 0.0,
     )
-    return strategy
+    return add_privacy(strategy, cfg)  # [privacy] max-ε metrics (dp=sample) / DP-FedAvg (dp=client)

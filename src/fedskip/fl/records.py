@@ -53,6 +53,7 @@ def round_row(
         "replies_rejected": record.replies_rejected,
         "rejections": list(record.rejections),
         "failure": record.failure,
+        "epsilon": record.train_metrics.get("epsilon"),  # [privacy] ε spent so far (DP runs)
     }
 
 

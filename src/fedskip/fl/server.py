@@ -29,6 +29,7 @@ from fedskip.fl.checkpoint import (
 )
 from fedskip.fl.optimizers import build_strategy
 from fedskip.fl.planning import LayerPlanner, ModelBundle, load_bundle
+from fedskip.fl.privacy import privacy_summary
 from fedskip.fl.progress import RoundReporter, human_bytes
 from fedskip.fl.records import round_row, summarize, truncate_metrics
 from fedskip.fl.rounds import RoundRecord
@@ -195,6 +196,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
     summary["selected_layers"] = layers
     summary["num_blocks"] = run.bundle.stack.num_blocks
     summary["out"] = str(run.rundir.path)
+    summary.update(privacy_summary(run.cfg, run.rows))  # [privacy] dp, epsilon, delta, accountant
     run.rundir.write_summary(summary)
     run.rundir.save_model(
         run.bundle.model, run.bundle.tokenizer, cfg=run.cfg, selected_layers=layers or None

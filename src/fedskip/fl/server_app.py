@@ -13,7 +13,9 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedskip.config import Config, Scalar
+from fedskip.fl.secagg_server import run_secagg
 from fedskip.fl.server import run_server
+from fedskip.privacy.checks import check_privacy_config
 
 
 def build_server_app(run_config: Mapping[str, Scalar] | None = None) -> ServerApp:
@@ -23,7 +25,12 @@ def build_server_app(run_config: Mapping[str, Scalar] | None = None) -> ServerAp
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         values = {**context.run_config, **(run_config or {})}
-        run_server(grid, Config.from_mapping(values))
+        cfg = Config.from_mapping(values)
+        check_privacy_config(cfg)  # [privacy] refuse impossible settings, warn loudly
+        if cfg.secagg:  # [privacy] SecAgg+ exists only on Flower's legacy path
+            run_secagg(grid, context, cfg)
+        else:
+            run_server(grid, cfg)
 
     return server_app
 

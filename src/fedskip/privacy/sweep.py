@@ -24,6 +24,17 @@ PAPER_EPSILONS: tuple[float | None, ...] = (None, 8.0, 4.0, 2.0, 1.0)
 """The benchmark's sweep: no DP, then target ε = 8, 4, 2, 1 (at the config's δ)."""
 
 
+def sweep_settings(epsilon: float | None, *, dp: str = "sample") -> dict[str, str | float]:
+    """Config keys (kebab-case) of one point of an ε sweep: ``dp=none`` for ``None``, else
+    ``dp`` (sample- or client-level) with ``target-epsilon`` = ε, so σ is planned from the
+    run's rounds, local epochs and data size."""
+    if epsilon is None:
+        return {"dp": "none", "target-epsilon": 0.0}
+    if epsilon <= 0:
+        raise ValueError(f"sweep ε must be > 0 or None, got {epsilon}")
+    return {"dp": dp, "target-epsilon": float(epsilon)}
+
+
 def epsilon_sweep(
     base: Any,
     *,
@@ -42,14 +53,12 @@ def epsilon_sweep(
     for method in methods:
         for eps in epsilons:
             name = f"{method}-nodp" if eps is None else f"{method}-eps{eps:g}"
-            changes: dict[str, Any] = {"method": method, "out": f"{base.out.rstrip('/')}/{name}"}
-            if eps is None:
-                changes.update(dp="none", target_epsilon=0.0)
-            else:
-                if eps <= 0:
-                    raise ValueError(f"sweep ε must be > 0 or None, got {eps}")
-                changes.update(dp=dp, target_epsilon=float(eps))
-            runs.append((name, base.replace(**changes)))
+            keys: dict[str, str | float] = {
+                "method": method,
+                "out": f"{base.out.rstrip('/')}/{name}",
+            }
+            keys.update(sweep_settings(eps, dp=dp))
+            runs.append((name, type(base).from_mapping(keys, base=base)))
     return runs
 
 
