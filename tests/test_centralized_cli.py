@@ -265,3 +265,24 @@ def test_centralized_without_test_set(write_tree: Any, tmp_path: Path, capsys: A
     assert "test f1 n/a (no test set)" in out and "no test data" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["final"] == {} and summary["data"]["test_documents"] == 0
+
+
+def test_evaluate_icd9_on_the_models_codes(tmp_path: Path, write_tree: Any, capsys: Any) -> None:
+    model = _tiny_bert_export(tmp_path / "m", "classification", ["4019", "4280"], [2.0, -2.0],
+                              multi_label=True)  # fmt: skip
+    manifest = model / "fedskip.json"
+    manifest.write_text(
+        json.dumps({**json.loads(manifest.read_text()), "config": {"label": "icd9"}})
+    )
+    notes = "ROW_ID,HADM_ID,CATEGORY,ISERROR,TEXT\n" + "".join(
+        f'{i},{100 + i},Discharge summary,,"summary {i}"\n' for i in (1, 2, 3)
+    )
+    codes = "HADM_ID,ICD9_CODE\n101,4019\n101,9999\n102,4280\n103,9999\n"
+    data = write_tree({"NOTEEVENTS.csv": notes, "DIAGNOSES_ICD.csv": codes})
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    # gold [4019], [4280] (admission 103 has no model code: dropped); always predicts 4019
+    assert got["dropped_documents"] == 1 and got["documents"] == 2
+    assert got["micro_f1"] == pytest.approx(0.5)
+    assert got["macro_f1"] == pytest.approx(1 / 3)
+    assert got["auroc"] == pytest.approx(0.5)

@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         data_format=args.data_format,
         label=args.label,
-        icd9_top_k=args.icd9_top_k,
         batch_size=args.batch_size,
         device=args.device,
     )
@@ -72,25 +71,30 @@ def evaluate_export(
     *,
     data_format: str = "auto",
     label: str | None = None,
-    icd9_top_k: int | None = None,
     batch_size: int = 32,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Metrics of the exported model on ``data`` (all sites pooled), plus ``task``/``model``/``data``."""
+    """Metrics of the exported model on ``data`` (all sites pooled), plus ``task``/``model``/``data``.
+
+    ICD-9 data is scored on the model's codes: other codes are ignored and notes with none of
+    the model's codes are left out (counted in ``dropped_documents``)."""
     from fedskip.data.encode import cls_collator, encode_cls, encode_ner, ner_collator
     from fedskip.data.readers import read_sites
+    from fedskip.pipeline import ALL_CODES
     from fedskip.rundir import load_export
     from fedskip.train.engine import evaluate
 
     if batch_size < 1:
         raise DataError(f"--batch-size: {batch_size} must be >= 1")
     exported = load_export(model_dir, device=device)
-    sites = read_sites(
-        data,
-        data_format,
-        label=label or exported.setting("label", "category"),
-        icd9_top_k=icd9_top_k or exported.setting("icd9-top-k", 10),
-    )
+    label = label or exported.setting("label", "category")
+    extra: dict[str, Any] = {}
+    if label == "icd9" and exported.multi_label:
+        # the model's codes are the label space: read every code, keep the model's
+        sites = read_sites(data, data_format, label="icd9", icd9_top_k=ALL_CODES)
+        extra["dropped_documents"] = _keep_codes(sites, exported.label_list, str(data))
+    else:
+        sites = read_sites(data, data_format, label=label)
     docs: list[Any] = [d for ds in sites.values() for d in ds.documents]
     check_labels(exported, list(sites.values()), str(data))
     max_length = exported.setting("max-length", 128)
@@ -106,7 +110,21 @@ def evaluate_export(
     metrics = evaluate(
         exported.model, encoded, collate, batch_size=batch_size, device=exported.model.device
     )
-    return {"task": exported.task, "model": str(model_dir), "data": str(data), **metrics}
+    return {"task": exported.task, "model": str(model_dir), "data": str(data), **metrics, **extra}
+
+
+def _keep_codes(sites: dict[str, Any], codes: list[str], where: str) -> int:
+    """Restrict multi-label documents to ``codes``; drop (and count) those left without one."""
+    allowed, dropped = set(codes), 0
+    for ds in sites.values():
+        for doc in ds.documents:
+            doc.labels = [c for c in doc.labels if c in allowed]
+        kept = [d for d in ds.documents if d.labels]
+        dropped += len(ds.documents) - len(kept)
+        ds.documents, ds.label_names = kept, sorted(codes)
+    if not any(ds.documents for ds in sites.values()):
+        raise DataError(f"{where}: no discharge summary carries any of the model's ICD-9 codes")
+    return dropped
 
 
 def check_labels(exported: Any, datasets: list[Any], where: str) -> None:
