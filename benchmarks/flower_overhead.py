@@ -1,0 +1,144 @@
+"""Flower round overhead: ``fedskip run`` on the Simulation Engine versus the same client work
+called in-process, side by side in one invocation.
+
+Both sides do the same rounds: every client runs :func:`fedskip.fl.client.train_round` (the
+function the ClientApp calls) from the same global tensors, the updates are averaged with
+:func:`fedskip.fl.aggregation.weighted_mean_per_key`, and the global model is scored on the
+global test set. The in-process side does only that, sequentially with all cores' threads; the
+Flower side adds what a real run has: Ray start-up, messages and their (de)serialization, reply
+validation, two clients in parallel with one thread each, per-round checkpoints, the final model
+export. Each side runs in a fresh process.
+
+    python benchmarks/flower_overhead.py --rounds 3 --synth-docs 20 --max-length 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import command_line, markdown, run_worker, write_json
+
+
+def make_config(args: argparse.Namespace, out: str) -> Any:
+    from fedskip.config import Config
+
+    return Config.from_mapping({
+        "model": args.model, "method": "layerskip", "layers": args.layers,
+        "rounds": args.rounds, "synth-docs": args.synth_docs, "max-length": args.max_length,
+        "stride": args.max_length // 4, "batch-size": args.batch_size, "eval-clients": False,
+        "quiet": True, "out": out,
+    })  # fmt: skip
+
+
+def in_process(cfg: Any, threads: int) -> dict[str, Any]:
+    """The rounds without Flower; returns total and per-round seconds and the final metric."""
+    import numpy as np
+    import torch
+
+    from fedskip.fl.aggregation import merge_state, weighted_mean_per_key
+    from fedskip.fl.client import ClientData, ClientRuntime, train_round
+    from fedskip.fl.planning import LayerPlanner
+    from fedskip.models.freeze import load_trainable_state
+    from fedskip.pipeline import collator, encode
+    from fedskip.train.engine import evaluate
+    from fedskip.train.metrics import primary_metric
+
+    started = time.perf_counter()
+    torch.set_num_threads(threads)
+    runtime = ClientRuntime(cfg)
+    prepared = runtime.prepared
+    clients = [
+        ClientData(i, prepared.client_names[i], prepared.client_train[i], prepared.client_test[i])
+        for i in range(prepared.num_clients)
+    ]
+    planner = LayerPlanner(cfg, runtime.base)
+    params = dict(runtime.base.model.named_parameters())
+    state = {k: params[k].detach().numpy().copy() for k in planner.candidate_keys()}
+    server = runtime.fresh()
+    test_set = encode(prepared.global_test, server.tokenizer, prepared, cfg)
+    rounds, metric = [], None
+    for server_round in range(1, cfg.rounds + 1):
+        begin = time.perf_counter()
+        plan = planner.plan(server_round, None)
+        tensors = {k: torch.from_numpy(state[k]) for k in plan.train_keys}
+        updates = []
+        for data in clients:
+            result = train_round(runtime, data, tensors, layers=plan.layers,
+                                 server_round=server_round)  # fmt: skip
+            updates.append(({k: v.numpy() for k, v in result.state.items()}, result.num_examples))
+        state = merge_state(state, weighted_mean_per_key(updates))
+        load_trainable_state(server.model, {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()},
+                             strict_keys=False)  # fmt: skip
+        scores = evaluate(server.model, test_set, collator(server.tokenizer, prepared),
+                          batch_size=cfg.batch_size, device="cpu")  # fmt: skip
+        metric = scores.get(primary_metric(prepared.task_info))
+        rounds.append(time.perf_counter() - begin)
+    return {"total_s": time.perf_counter() - started, "round_s": rounds, "metric": metric}
+
+
+def with_flower(cfg: Any) -> dict[str, Any]:
+    from fedskip.fl.simulation import simulate
+
+    started = time.perf_counter()
+    summary = simulate(cfg)
+    total = time.perf_counter() - started
+    rows = [json.loads(line) for line in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
+    return {"total_s": total, "round_s": [r["seconds"] for r in rows],
+            "metric": summary.get("final_metric")}  # fmt: skip
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = make_config(args, tmp)
+        if args.side == "flower":
+            return with_flower(cfg)
+        return in_process(cfg, args.threads)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--synth-docs", type=int, default=20)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--side", default="inprocess", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    shared = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+              if k not in ("json", "worker", "side")]  # fmt: skip
+    local = run_worker(Path(__file__), [*shared, "--side", "inprocess"])
+    flower = run_worker(Path(__file__), [*shared, "--side", "flower"])
+    rows = []
+    for name, r in (("in-process", local), ("Flower simulation", flower)):
+        mean_round = sum(r["round_s"]) / len(r["round_s"])
+        rows.append({
+            "harness": name, "total (s)": f"{r['total_s']:.1f}",
+            "mean round (s)": f"{mean_round:.1f}",
+            "outside rounds (s)": f"{r['total_s'] - sum(r['round_s']):.1f}",
+            "final F1": f"{r['metric']:.3f}" if isinstance(r["metric"], float) else "–",
+        })  # fmt: skip
+    per_round = (sum(flower["round_s"]) - sum(local["round_s"])) / len(local["round_s"])
+    print(f"`{command_line()}`\n")
+    print(markdown(rows, list(rows[0])))
+    print(f"\nFlower / in-process: total {flower['total_s'] / local['total_s']:.2f}x, "
+          f"per round {sum(flower['round_s']) / sum(local['round_s']):.2f}x "
+          f"({per_round:+.1f} s per round)")  # fmt: skip
+    write_json(args.json, {"command": command_line(), "inprocess": local, "flower": flower})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
