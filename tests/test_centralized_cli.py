@@ -286,3 +286,8 @@ def test_evaluate_icd9_on_the_models_codes(tmp_path: Path, write_tree: Any, caps
     assert got["micro_f1"] == pytest.approx(0.5)
     assert got["macro_f1"] == pytest.approx(1 / 3)
     assert got["auroc"] == pytest.approx(0.5)
+
+
+def test_centralized_rejects_data_kept_at_sites(capsys: Any) -> None:
+    assert main(["centralized", "--set", "data=sites", "labels=problem"]) == 2
+    assert "centralized training needs the data here" in capsys.readouterr().err

@@ -38,13 +38,26 @@ def run(args: argparse.Namespace) -> int:
 
 def train_centralized(cfg: Config) -> dict[str, Any]:
     """Train, evaluate per epoch, export; returns the summary written to ``summary.json``."""
+    from fedskip.errors import ConfigError
     from fedskip.models.freeze import count_parameters
     from fedskip.models.loading import resolve_device
-    from fedskip.pipeline import build_model, collator, encode, prepare, trainable_blocks
+    from fedskip.pipeline import (
+        SITES_DATA,
+        build_model,
+        collator,
+        encode,
+        prepare,
+        trainable_blocks,
+    )
     from fedskip.rundir import RunDir
     from fedskip.train.engine import TrainSettings, evaluate, train
     from fedskip.train.metrics import primary_metric
 
+    if cfg.data == SITES_DATA:
+        raise ConfigError(
+            "config key 'data': centralized training needs the data here; data=sites keeps it "
+            "at the sites (give a dataset path or synth)"
+        )
     started = time.perf_counter()
     prepared = prepare(cfg)
     model, tokenizer, stack = build_model(cfg, prepared)
