@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from fedskip.commands.common import add_config_args, config_from_args
@@ -39,18 +40,10 @@ def run(args: argparse.Namespace) -> int:
 def train_centralized(cfg: Config) -> dict[str, Any]:
     """Train, evaluate per epoch, export; returns the summary written to ``summary.json``."""
     from fedskip.errors import ConfigError
-    from fedskip.models.freeze import count_parameters
     from fedskip.models.loading import resolve_device
-    from fedskip.pipeline import (
-        SITES_DATA,
-        build_model,
-        collator,
-        encode,
-        prepare,
-        trainable_blocks,
-    )
+    from fedskip.pipeline import SITES_DATA, build_model, collator, encode, prepare
     from fedskip.rundir import RunDir
-    from fedskip.train.engine import TrainSettings, evaluate, train
+    from fedskip.train.engine import TrainSettings, train
     from fedskip.train.metrics import primary_metric
 
     if cfg.data == SITES_DATA:
@@ -61,47 +54,65 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     started = time.perf_counter()
     prepared = prepare(cfg)
     model, tokenizer, stack = build_model(cfg, prepared)
-    selected = trainable_blocks(model, stack)
-    device = resolve_device(cfg.device)
     train_set = encode(prepared.train_docs, tokenizer, prepared, cfg)
-    test_set = encode(prepared.global_test, tokenizer, prepared, cfg)
-    collate = collator(tokenizer, prepared)
-    primary = primary_metric(prepared.task_info)
     rundir = RunDir(cfg.out)
     rundir.write_config(cfg)
-    history: list[dict[str, Any]] = []
+    log = EpochLog(cfg, model, encode(prepared.global_test, tokenizer, prepared, cfg),
+                   collator(tokenizer, prepared), resolve_device(cfg.device), rundir,
+                   primary_metric(prepared.task_info), started)  # fmt: skip
+    result = train(model, train_set.features, log.collate, TrainSettings.from_config(cfg),
+                   epochs=cfg.epochs, device=log.device, desc="centralized", on_epoch_end=log)  # fmt: skip
+    summary = _summary(cfg, prepared, model, stack, result, log, train_set)
+    rundir.write_summary(summary)
+    rundir.save_model(model, tokenizer, cfg=cfg, selected_layers=summary["selected_layers"])
+    return summary
 
-    def after_epoch(epoch: int, loss: float) -> None:
+
+@dataclass
+class EpochLog:
+    """``on_epoch_end`` of centralized training: score the test set, append the metrics row."""
+
+    cfg: Config
+    model: Any
+    test_set: Any
+    collate: Any
+    device: Any
+    rundir: Any
+    primary: str
+    started: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, epoch: int, loss: float) -> None:
+        from fedskip.train.engine import evaluate
+
         scores: dict[str, Any] = {}
-        if test_set.features:  # test-fraction=0 leaves no test set
-            scores = evaluate(model, test_set, collate, batch_size=cfg.batch_size, device=device)
-        row = {"epoch": epoch, "train_loss": loss, "elapsed_s": time.perf_counter() - started,
+        if self.test_set.features:  # test-fraction=0 leaves no test set
+            scores = evaluate(self.model, self.test_set, self.collate,
+                              batch_size=self.cfg.batch_size, device=self.device)  # fmt: skip
+        row = {"epoch": epoch, "train_loss": loss, "elapsed_s": time.perf_counter() - self.started,
                "test": scores}  # fmt: skip
-        rundir.append_metrics(row)
-        history.append(row)
-        if not cfg.quiet:
+        self.rundir.append_metrics(row)
+        self.rows.append(row)
+        if not self.cfg.quiet:
             from tqdm.auto import tqdm
 
-            score = f"{scores[primary]:.4f}" if primary in scores else "n/a (no test set)"
-            tqdm.write(f"epoch {epoch}/{cfg.epochs}: train loss {loss:.4f}, test {primary} {score}")
+            p = self.primary
+            score = f"{scores[p]:.4f}" if p in scores else "n/a (no test set)"
+            tqdm.write(f"epoch {epoch}/{self.cfg.epochs}: train loss {loss:.4f}, test {p} {score}")
 
-    result = train(
-        model,
-        train_set.features,
-        collate,
-        TrainSettings.from_config(cfg),
-        epochs=cfg.epochs,
-        device=device,
-        desc="centralized",
-        on_epoch_end=after_epoch,
-    )
+
+def _summary(cfg: Config, prepared: Any, model: Any, stack: Any, result: Any, log: EpochLog,
+             train_set: Any) -> dict[str, Any]:  # fmt: skip
+    from fedskip.models.freeze import count_parameters
+    from fedskip.pipeline import trainable_blocks
+
     total, trainable = count_parameters(model)
-    summary = {
+    return {
         "method": "centralized",
         "task": prepared.task,
         "model": cfg.model,
-        "primary_metric": primary,
-        "final": history[-1]["test"] if history else {},
+        "primary_metric": log.primary,
+        "final": log.rows[-1]["test"] if log.rows else {},
         "train": {
             "loss": result.loss,
             "examples": result.num_examples,
@@ -110,14 +121,11 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
         },  # fmt: skip
         "parameters": {"total": total, "trainable": trainable},
         "num_blocks": stack.num_blocks,
-        "selected_layers": selected,
-        "data": _data_summary(prepared, train_set, test_set),
-        "seconds": time.perf_counter() - started,
-        "out": str(rundir.path),
+        "selected_layers": trainable_blocks(model, stack),
+        "data": _data_summary(prepared, train_set, log.test_set),
+        "seconds": time.perf_counter() - log.started,
+        "out": str(log.rundir.path),
     }
-    rundir.write_summary(summary)
-    rundir.save_model(model, tokenizer, cfg=cfg, selected_layers=selected)
-    return summary
 
 
 def _data_summary(prepared: Any, train_set: Any, test_set: Any) -> dict[str, Any]:
