@@ -322,3 +322,7 @@ def describe(configs: Sequence[BenchConfig]) -> list[dict[str, Any]]:
         {"name": c.name, "groups": c.groups, "settings": c.settings, "labels": c.labels}
         for c in configs
     ]
+
+
+# [frontier helper] the k x LoRA-rank x compression frontier registers its suite and group
+from fedskip.bench import frontier as _frontier  # noqa: E402, F401
