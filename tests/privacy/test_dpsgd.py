@@ -246,3 +246,17 @@ def test_unsupported_grad_sample_mode() -> None:
 def test_bad_settings(field: str, value: float, key: str) -> None:
     with pytest.raises(ConfigError, match=f"'{key}'"):
         DPSGDSettings(**{field: value})
+
+
+def test_steps_lost_with_the_node_state_are_restored() -> None:
+    """A client the server knows to have composed 10 steps, whose own accountant is empty
+    (fresh node), composes them before training, with the σ it planned then."""
+    feats = token_features(40)
+    settings = DPSGDSettings(target_epsilon=2.0, planned_epochs=3, round_epochs=1, noise_seed=4)
+    dp = DPSGD(settings, known_steps=10)
+    with pytest.warns(PrivacyWarning, match="composing the missing 10 steps"):
+        train(tiny_bert(), feats, collate, _settings(), epochs=1, device="cpu", privacy=dp)
+    sigma = noise_multiplier_for(target_epsilon=2.0, delta=DELTA, sample_rate=0.2, steps=15)
+    assert dp.accountant.history == [(sigma, 0.2, 15)]
+    with pytest.raises(PrivacyBudgetExceeded, match="this round"), pytest.warns(PrivacyWarning):
+        DPSGD(settings, known_steps=15).check_round(40, 8, epochs=1)

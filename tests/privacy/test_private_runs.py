@@ -21,6 +21,7 @@ from fedskip.fl.privacy import DPSGD_STATE
 from fedskip.fl.secagg_server import run_secagg
 from fedskip.fl.server import run_server
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
+from fedskip.privacy.checks import PrivacyWarning
 
 pytestmark = pytest.mark.slow
 NODES = 3
@@ -69,18 +70,31 @@ def _rows(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_dpsgd_run_reports_the_largest_client_epsilon(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, dp="sample", noise_multiplier=1.2)
-    grid = _grid(cfg)
-    summary = run_server(grid, cfg)
-    rows = _rows(tmp_path)
-    per_node = [
+def _accountants(grid: LocalGrid) -> list[PrivacyAccountant]:
+    return [
         PrivacyAccountant.from_state_dict(dict(ctx.state.config_records[DPSGD_STATE]))
         for ctx in grid.contexts.values()
     ]
-    assert all(acc.steps > 0 for acc in per_node)
-    final = max(acc.epsilon(1e-5) for acc in per_node)
-    assert rows[1]["epsilon"] == pytest.approx(final) and rows[0]["epsilon"] < final
+
+
+def test_dpsgd_run_reports_the_largest_client_epsilon_and_survives_resume(tmp_path: Path) -> None:
+    """Round 1, then a resumed run on fresh nodes (their Context.state is gone): the server's
+    ledger of reported DP-SGD steps lets each client restore its accountant exactly."""
+    cfg = _cfg(tmp_path, dp="sample", noise_multiplier=1.2, rounds=1)
+    first = _grid(cfg)
+    run_server(first, cfg)
+    once = _accountants(first)
+    resumed_cfg = cfg.replace(rounds=2, resume=True)
+    second = _grid(resumed_cfg)
+    with pytest.warns(PrivacyWarning, match="node state lost"):
+        summary = run_server(second, resumed_cfg)
+    twice = _accountants(second)
+    for a, b in zip(once, twice):
+        ((sigma, q, steps),) = a.history
+        assert b.history == [(sigma, q, 2 * steps)]  # as if never interrupted
+    rows = _rows(tmp_path)
+    assert rows[0]["epsilon"] == pytest.approx(max(a.epsilon(1e-5) for a in once))
+    assert rows[1]["epsilon"] == pytest.approx(max(b.epsilon(1e-5) for b in twice))
     assert (summary["dp"], summary["epsilon"], summary["delta"], summary["accountant"]) == (
         "sample",
         rows[1]["epsilon"],

@@ -18,6 +18,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from local_grid import LocalGrid
 
 from fedskip.config import Config
+from fedskip.fl.privacy import DP_STEPS_DONE
 from fedskip.fl.rounds import RoundPlan
 from fedskip.fl.secagg import TRAIN_KEYS, _keys, _weight, secagg_client_app, secagg_update
 from fedskip.fl.secagg_server import (
@@ -61,7 +62,9 @@ class DeltaClient(NumPyClient):
         update = client_update(self.pid, int(config["server-round"]))
         n = EXAMPLES[self.pid]
         vector = secagg_update(update, _keys(config[TRAIN_KEYS]), self.cfg)
-        return vector, _weight(self.cfg, n), {"num-examples": n, "train-loss": float(self.pid)}
+        steps = 5 * int(config["server-round"])  # as a DP-SGD client would report
+        metrics = {"num-examples": n, "train-loss": float(self.pid), "client-id": self.pid}
+        return vector, _weight(self.cfg, n), {**metrics, "dp-steps": steps}
 
 
 class WireGrid(LocalGrid):
@@ -145,6 +148,9 @@ def test_secagg_mean_equals_plain_mean_and_server_sees_no_single_update() -> Non
         strategy.global_state["w"], plain.global_state["w"], atol=2 * _bound(4, 1e4, [82], 1.0)
     )
     _assert_nothing_unmasked(grid)
+    assert strategy.dp_ledger.as_list() == [10, 10, 10, 10]
+    round2 = [m for m in grid.sent if "fitins.config" in m.content.config_records]
+    assert round2[-1].content.config_records["fitins.config"][DP_STEPS_DONE] == "[5, 5, 5, 5]"
 
 
 def _assert_nothing_unmasked(grid: LocalGrid) -> None:

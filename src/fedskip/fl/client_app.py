@@ -74,7 +74,8 @@ def train(message: Message, context: Context) -> Message:
     runtime, data = _setup(context)
     config = message.content.config_records[M.CONFIG]
     received = _received(message, runtime)
-    dp = P.dpsgd_for(context, runtime.cfg)  # [privacy] DP-SGD, accountant from Context.state
+    steps = P.known_dp_steps(config, data.client_id)  # type: ignore[arg-type]  # [privacy]
+    dp = P.dpsgd_for(context, runtime.cfg, known_steps=steps)  # accountant from Context.state
     result = train_round(
         runtime,
         data,

@@ -20,9 +20,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from fedskip.errors import PrivacyBudgetExceeded
+from fedskip.fl import messages as M
 from fedskip.privacy.accounting import PrivacyAccountant
 from fedskip.privacy.client_dp import (
     ClientDPSettings,
@@ -61,6 +63,10 @@ log = logging.getLogger(__name__)
 
 DPSGD_STATE = "fedskip.dpsgd"
 """``Context.state`` ConfigRecord holding a node's DP-SGD accountant and plan."""
+DP_STEPS_DONE = "dp-steps-done"
+"""Train-config key: DP-SGD steps each client (by client id) reported so far — lets a client
+whose node state was lost (resumed run) restore its accountant instead of restarting at 0."""
+DP_STEPS = "dp-steps"
 EPSILON = "epsilon"
 CLIP_NORM = "dp-clip-norm"
 CLIP_TOLERANCE = 1e-4
@@ -70,12 +76,13 @@ MetricsAggregator = Callable[[list[RecordDict], str], MetricRecord]
 
 
 # ---------------------------------------------------------------------- sample-level DP (client)
-def dpsgd_for(context: Context, cfg: Any) -> DPSGD | None:
+def dpsgd_for(context: Context, cfg: Any, *, known_steps: int = 0) -> DPSGD | None:
     """This node's DP-SGD hook for ``cfg`` (None unless ``dp=sample``), resumed from
-    ``context.state`` so ε composes over all rounds the node trained in."""
+    ``context.state`` so ε composes over all rounds the node trained in; ``known_steps`` (see
+    :func:`known_dp_steps`) restores steps the node state lost."""
     if cfg.dp != "sample":
         return None
-    dp = DPSGD(DPSGDSettings.from_config(cfg, federated=True))
+    dp = DPSGD(DPSGDSettings.from_config(cfg, federated=True), known_steps=known_steps)
     saved = context.state.config_records.get(DPSGD_STATE)
     if saved is not None:
         dp.load_state_dict(dict(saved))
@@ -94,8 +101,74 @@ def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
         EPSILON: dp.epsilon(),
         "dp-delta": dp.settings.delta,
         "dp-noise-multiplier": float(dp.noise_multiplier or 0.0),
-        "dp-steps": float(dp.accountant.steps),
+        DP_STEPS: float(dp.accountant.steps),
     }
+
+
+def known_dp_steps(config: Mapping[str, Any], client_id: int) -> int:
+    """This client's entry of the train config's :data:`DP_STEPS_DONE` (0 when absent); the
+    value is a list of ints, or its JSON text on the legacy (SecAgg+) path."""
+    values: Any = config.get(DP_STEPS_DONE, [])
+    if isinstance(values, str):
+        values = json.loads(values) if values else []
+    return int(values[client_id]) if 0 <= client_id < len(values) else 0
+
+
+class DPStepsLedger:
+    """Server-side record of each client's DP-SGD steps, as the clients reported them."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, int] = {}
+
+    def record(self, client_id: int, metrics: Mapping[str, Any]) -> None:
+        if DP_STEPS in metrics:
+            steps = int(metrics[DP_STEPS])
+            self.steps[client_id] = max(self.steps.get(client_id, 0), steps)
+
+    def as_list(self) -> list[int]:
+        """Steps by client id 0..max (0 for clients not heard from)."""
+        return [self.steps.get(i, 0) for i in range(max(self.steps, default=-1) + 1)]
+
+    def state_dict(self) -> dict[str, int]:
+        return {str(k): v for k, v in self.steps.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = {int(k): int(v) for k, v in state.items()}
+
+
+class SampleDPMixin:
+    """``dp=sample`` on the server: ε of a round is the max over clients (train metrics), and the
+    clients' reported DP-SGD steps travel back in the train config (:data:`DP_STEPS_DONE`)."""
+
+    def setup_sample_dp(self) -> None:
+        self.dp_ledger = DPStepsLedger()
+        self.train_metrics_aggr_fn = with_max_epsilon(self.train_metrics_aggr_fn)  # type: ignore[has-type]
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        if self.dp_ledger.steps:
+            config[DP_STEPS_DONE] = self.dp_ledger.as_list()
+        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        for reply in replies:  # rejected replies too: their steps were spent all the same
+            if reply.has_content():
+                client = self._client(reply.metadata.src_node_id)  # type: ignore[attr-defined]
+                self.dp_ledger.record(client, M.metric_dict(reply.content))
+        return super().aggregate_train(server_round, replies)  # type: ignore[misc]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # type: ignore[misc]
+        state["sample_dp_steps"] = self.dp_ledger.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)  # type: ignore[misc]
+        self.dp_ledger.load_state_dict(state.get("sample_dp_steps", {}))
 
 
 def with_max_epsilon(aggregate: MetricsAggregator | None = None) -> MetricsAggregator:
@@ -297,23 +370,30 @@ class ClientDPMixin:
             self.dp_clip = float(saved["clip_norm"])
 
 
-_DP_CLASSES: dict[type, type] = {}
+_DP_CLASSES: dict[tuple[type, type], type] = {}
+
+
+def _extend(strategy: Any, mixin: type) -> None:
+    """Give ``strategy`` the behaviour of ``mixin`` on top of its own class (cached subclass)."""
+    base = type(strategy)
+    if (mixin, base) not in _DP_CLASSES:
+        name = f"{mixin.__name__.removesuffix('Mixin')}{base.__name__}"
+        _DP_CLASSES[(mixin, base)] = type(name, (mixin, base), {})
+    strategy.__class__ = _DP_CLASSES[(mixin, base)]
 
 
 def add_privacy(strategy: Any, cfg: Any, *, rng: np.random.Generator | None = None) -> Any:
     """Make a fedskip strategy private as ``cfg`` asks; returns the same object.
 
-    ``dp=sample``: ε in the round's train metrics is the max over clients. ``dp=client``: the
-    strategy becomes a :class:`ClientDPMixin` subclass of its own class (clipping on the server,
+    ``dp=sample``: the strategy becomes a :class:`SampleDPMixin` subclass of its own class
+    (max-ε metrics, DP-SGD step ledger). ``dp=client``: a :class:`ClientDPMixin` subclass (clipping on the server,
     or on the clients when ``secagg=true``) with a planned σ for ``target-epsilon``.
     """
     if cfg.dp == "sample":
-        strategy.train_metrics_aggr_fn = with_max_epsilon(strategy.train_metrics_aggr_fn)
+        _extend(strategy, SampleDPMixin)
+        strategy.setup_sample_dp()
     elif cfg.dp == "client":
-        base = type(strategy)
-        if base not in _DP_CLASSES:
-            _DP_CLASSES[base] = type(f"ClientDP{base.__name__}", (ClientDPMixin, base), {})
-        strategy.__class__ = _DP_CLASSES[base]
+        _extend(strategy, ClientDPMixin)
         strategy.setup_client_dp(
             ClientDPSettings.from_config(cfg),
             side="client" if cfg.secagg else "server",

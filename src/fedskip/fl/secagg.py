@@ -74,14 +74,16 @@ class SecAggClient(NumPyClient):
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         from fedskip.fl.client import train_round
-        from fedskip.fl.privacy import dpsgd_for, dpsgd_metrics, save_dpsgd
+        from fedskip.fl.privacy import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
 
         payload, train_keys = _keys(config[PAYLOAD_KEYS]), _keys(config[TRAIN_KEYS])
         received = {
             k: torch.from_numpy(np.array(p, np.float32))
             for k, p in zip(payload, parameters, strict=True)
         }
-        dp = dpsgd_for(self.context, self.cfg)
+        dp = dpsgd_for(
+            self.context, self.cfg, known_steps=known_dp_steps(config, self.data.client_id)
+        )
         result = train_round(
             self.runtime,
             self.data,
@@ -91,7 +93,11 @@ class SecAggClient(NumPyClient):
             proximal_mu=float(config.get(M.PROXIMAL_MU, 0.0)),
             privacy=dp,
         )
-        metrics = {NUM_EXAMPLES: result.num_examples, **result.metrics}
+        metrics = {
+            NUM_EXAMPLES: result.num_examples,
+            M.CLIENT_ID: self.data.client_id,
+            **result.metrics,
+        }
         if dp is not None:
             save_dpsgd(self.context, dp)
             metrics.update(dpsgd_metrics(dp))

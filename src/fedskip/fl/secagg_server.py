@@ -34,6 +34,7 @@ from flwr.server.workflow.default_workflows import default_evaluate_workflow
 from flwr.serverapp import Grid
 
 from fedskip.fl import messages as M
+from fedskip.fl.privacy import DP_STEPS_DONE, DPStepsLedger
 from fedskip.fl.rounds import Planner, RoundRecord, sample_clients
 from fedskip.fl.secagg import PAYLOAD_KEYS, TRAIN_KEYS
 from fedskip.fl.validation import NUM_EXAMPLES
@@ -93,6 +94,7 @@ class SecAggLayerSkip(FedAvg):
         self.server_eval_fn, self.on_round_end = evaluate_fn, on_round_end
         self.max_weight = 1.0 if client_dp is not None else FIRST_MAX_WEIGHT
         self.records: dict[int, RoundRecord] = {}
+        self.dp_ledger = DPStepsLedger()  # dp=sample: clients' DP-SGD steps, by client id
         self._train_keys: list[str] = []
         self.fit_inputs: list[list[list[np.ndarray]]] = []  # per round: what aggregate_fit got
 
@@ -136,6 +138,8 @@ class SecAggLayerSkip(FedAvg):
         }
         if self.cfg.method == "fedprox":
             config[M.PROXIMAL_MU] = float(self.cfg.proximal_mu)
+        if self.dp_ledger.steps:
+            config[DP_STEPS_DONE] = json.dumps(self.dp_ledger.as_list())
         fit_ins = FitIns(ndarrays_to_parameters([self.global_state[k] for k in payload]), config)
         clients = self._sample(client_manager, self.fraction_fit, rnd, "train")
         record = self.records.setdefault(rnd, RoundRecord(round=rnd))
@@ -158,6 +162,9 @@ class SecAggLayerSkip(FedAvg):
                 f"{len(results)} SecAgg+ replies, fewer than needed; the global model is unchanged"
             )
             return None, {}
+        for _, res in results:
+            if M.CLIENT_ID in res.metrics:
+                self.dp_ledger.record(int(res.metrics[M.CLIENT_ID]), res.metrics)  # type: ignore[arg-type]
         given = [(parameters_to_ndarrays(res.parameters), res.num_examples) for _, res in results]
         self.fit_inputs.append([arrays for arrays, _ in given])
         # Under SecAgg+ every result holds the same unmasked mean, so this returns it; without
@@ -248,6 +255,7 @@ class SecAggLayerSkip(FedAvg):
     def state_dict(self) -> dict[str, Any]:
         """Checkpoint state (the keys of :meth:`LayerSkipMixin.state_dict` plus client-level DP)."""
         return {
+            "sample_dp_steps": self.dp_ledger.state_dict(),
             "touched": sorted(self.touched),
             "client_dp": {
                 "accountant": self.dp_accountant.state_dict(),
@@ -257,6 +265,7 @@ class SecAggLayerSkip(FedAvg):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.touched = set(state.get("touched", []))
+        self.dp_ledger.load_state_dict(state.get("sample_dp_steps", {}))
         if state.get("client_dp"):
             self.dp_accountant.load_state_dict(state["client_dp"]["accountant"])
 

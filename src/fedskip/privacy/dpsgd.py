@@ -24,14 +24,14 @@ import hashlib
 import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from fedskip.errors import ConfigError, ModelError, PrivacyBudgetExceeded
+from fedskip.errors import ConfigError, PrivacyBudgetExceeded
 from fedskip.privacy.accounting import (
     PrivacyAccountant,
     noise_multiplier_for,
@@ -39,6 +39,22 @@ from fedskip.privacy.accounting import (
     steps_per_epoch,
 )
 from fedskip.privacy.checks import warn_loudly
+from fedskip.privacy.dpsgd_support import (
+    PoissonBatches,
+    check_dp_support,
+    check_optimizer,
+    device_of,
+    loss_hook,
+    per_example_mean_loss,
+)
+
+__all__ = [
+    "DPSGD",
+    "DPSGDSettings",
+    "GRAD_SAMPLE_MODES",
+    "check_dp_support",
+    "per_example_mean_loss",
+]
 
 GRAD_SAMPLE_MODES = ("hooks", "functorch")
 """Opacus per-sample-gradient modes that work on Hugging Face models (called with keyword
@@ -93,62 +109,6 @@ class DPSGDSettings:
         )
 
 
-def per_example_mean_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean over examples of each example's own loss (a function of that example alone).
-
-    Token classification (logits ``[B, T, C]``, labels ``[B, T]`` with -100 = ignore): an
-    example's loss is its mean cross-entropy over its labelled tokens (0 if it has none).
-    Multi-label (float labels): mean BCE over the labels. Otherwise cross-entropy per example.
-    """
-    if labels.dtype.is_floating_point:
-        per = (
-            nn.functional.binary_cross_entropy_with_logits(
-                logits.float(), labels.float(), reduction="none"
-            )
-            .flatten(1)
-            .mean(1)
-        )
-    elif logits.dim() == 3:
-        ce = nn.functional.cross_entropy(
-            logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
-        )
-        per = ce.sum(1) / (labels != -100).sum(1).clamp(min=1)
-    else:
-        per = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
-    return per.mean()
-
-
-def _loss_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
-    labels = kwargs.get("labels")
-    logits = output.get("logits") if isinstance(output, Mapping) else None
-    if labels is None or logits is None:
-        return output
-    output["loss"] = per_example_mean_loss(logits, labels)
-    return output
-
-
-def check_dp_support(model: nn.Module, mode: str = "hooks") -> None:
-    """Raise :class:`ModelError` when a trainable module cannot get per-example gradients.
-
-    Supported (tested): BERT/MiniLM blocks (Linear, LayerNorm), LLaMA blocks (Linear,
-    ``LlamaRMSNorm`` via functorch; rotary embeddings hold no trainable weights), Embedding, and
-    linear task heads. Unsupported: trainable modules that own buffers (e.g. BatchNorm: running
-    statistics would leak), and EmbeddingBag under functorch.
-    """
-    from opacus.utils.module_utils import trainable_modules
-
-    bad = [
-        f"{name} ({type(module).__name__})"
-        for name, module in trainable_modules(model)
-        if list(module.buffers()) or (mode == "functorch" and isinstance(module, nn.EmbeddingBag))
-    ]
-    if bad:
-        raise ModelError(
-            "dp=sample: Opacus cannot compute per-example gradients of trainable module(s) "
-            f"{', '.join(bad[:3])}; freeze them (choose other layers) or use dp=client"
-        )
-
-
 class DPSGD:
     """The engine's ``privacy`` hook: ``attach`` before training, ``after_step`` after each step.
 
@@ -158,12 +118,21 @@ class DPSGD:
     """
 
     def __init__(
-        self, settings: DPSGDSettings, *, accountant: PrivacyAccountant | None = None
+        self,
+        settings: DPSGDSettings,
+        *,
+        accountant: PrivacyAccountant | None = None,
+        known_steps: int = 0,
     ) -> None:
+        """``known_steps``: DP-SGD steps this client is on record (at the server) as having
+        composed already; if its own accountant holds fewer — its node state was lost, e.g. a
+        resumed run on fresh nodes — the missing steps are composed before training (each round
+        of a client composes the same (σ, q) segment, so they are reconstructed exactly)."""
         self.settings = settings
         self.accountant = (
             accountant if accountant is not None else PrivacyAccountant(settings.mechanism)
         )
+        self.known_steps = known_steps
         self.noise_multiplier: float | None = (
             None if settings.target_epsilon > 0 else settings.noise_multiplier
         )
@@ -194,7 +163,7 @@ class DPSGD:
         self.detach(model)
         model.train()  # Opacus computes per-sample gradients only in train mode
         check_dp_support(model, self.settings.grad_sample_mode)
-        _check_optimizer(model, optimizer)
+        check_optimizer(model, optimizer)
         dataset = data_loader.dataset
         n = len(dataset)
         batch_size = int(data_loader.batch_size or 1)
@@ -214,14 +183,14 @@ class DPSGD:
         )
         if self.settings.grad_accum > 1:
             hooks.allow_grad_accumulation()
-        model._fedskip_dp_hooks = (hooks, model.register_forward_hook(_loss_hook, with_kwargs=True))  # type: ignore[assignment]
+        model._fedskip_dp_hooks = (hooks, model.register_forward_hook(loss_hook, with_kwargs=True))  # type: ignore[assignment]
         dp_optimizer = DPOptimizer(
             optimizer,
             noise_multiplier=float(self.noise_multiplier or 0.0),
             max_grad_norm=self.settings.clip_norm,
             expected_batch_size=max(1, round(q * n)),
             loss_reduction="mean",
-            generator=self._generator("noise", _device_of(optimizer)),  # noise is drawn there
+            generator=self._generator("noise", device_of(optimizer)),  # noise is drawn there
         )
         dp_optimizer.attach_step_hook(self._on_noised_step)
         self._optimizer = dp_optimizer
@@ -280,13 +249,15 @@ class DPSGD:
             raise PrivacyBudgetExceeded(self._budget_message(eps, "this round"))
 
     def _plan(self, q: float) -> None:
-        """Fix σ (and the step allowance) for sample rate ``q``; derived from target-epsilon once
-        and kept for later rounds unless the data (and so q) changes."""
-        if self.sample_rate == q and self.noise_multiplier is not None:
-            return
-        self.sample_rate = q
-        if self.settings.target_epsilon <= 0:
-            return
+        """Fix σ (and the step allowance) for sample rate ``q`` — derived from target-epsilon once
+        and kept for later rounds unless the data (and so q) changes — then restore lost steps."""
+        if not (self.sample_rate == q and self.noise_multiplier is not None):
+            self.sample_rate = q
+            if self.settings.target_epsilon > 0:
+                self._plan_noise(q)
+        self._restore_lost_steps(q)
+
+    def _plan_noise(self, q: float) -> None:
         per_epoch = self._steps_per_epoch(q)
         total = self.settings.planned_epochs * per_epoch
         remaining = max(total - self.accountant.steps, per_epoch)
@@ -300,6 +271,18 @@ class DPSGD:
         )
         self.planned_steps = self.accountant.steps + remaining
         self._safe_steps = self.planned_steps
+
+    def _restore_lost_steps(self, q: float) -> None:
+        missing = self.known_steps - self.accountant.steps
+        if missing <= 0:
+            return
+        sigma, rate = float(self.noise_multiplier or 0.0), self._step_rate(q)
+        warn_loudly(
+            f"DP-SGD: this node's accountant holds {self.accountant.steps} steps but the server "
+            f"recorded {self.known_steps} (node state lost, e.g. a resumed run); composing the "
+            f"missing {missing} steps at σ={sigma:.4g}, q={rate:.4g} before training"
+        )
+        self.accountant.step(noise_multiplier=sigma, sample_rate=rate, steps=missing)
 
     def _steps_per_epoch(self, q: float) -> int:
         return math.ceil(steps_per_epoch(q) / self.settings.grad_accum)
@@ -370,47 +353,3 @@ class DPSGD:
             self.sample_rate = float(state["plan_sample_rate"])
             self.planned_steps = int(state.get("plan_steps", 0))
             self._safe_steps = self.planned_steps
-
-
-class PoissonBatches:
-    """The private loader handed to the engine: Opacus' Poisson ``DPDataLoader``, where an empty
-    draw first triggers ``on_empty`` (the noise-only step) and is then yielded (the engine skips
-    zero-example batches)."""
-
-    def __init__(self, loader: Any, on_empty: Any) -> None:
-        self.loader = loader
-        self.on_empty = on_empty
-        self.dataset = loader.dataset
-        self.sample_rate = loader.sample_rate
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[Any]:
-        for batch in self.loader:
-            if self.on_empty is not None and _batch_size(batch) == 0:
-                self.on_empty()
-            yield batch
-
-
-def _batch_size(batch: Any) -> int:
-    if isinstance(batch, Mapping):
-        first = next((v for v in batch.values() if isinstance(v, Tensor)), None)
-        return int(first.shape[0]) if first is not None else 0
-    if isinstance(batch, (list, tuple)):
-        return _batch_size(batch[0]) if batch else 0
-    return int(batch.shape[0]) if isinstance(batch, Tensor) else 1
-
-
-def _device_of(optimizer: torch.optim.Optimizer) -> torch.device:
-    return next(p.device for group in optimizer.param_groups for p in group["params"])
-
-
-def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    params = {id(p) for p in model.parameters() if p.requires_grad}
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if id(p) not in params:
-                raise ValueError(
-                    "DP-SGD: the optimizer holds parameters that are frozen or not the model's"
-                )
