@@ -38,6 +38,7 @@ def test_refused(settings: dict[str, object], match: str) -> None:
         ({"dp": "sample", "noise_multiplier": 0.0}, "NOT noised"),
         ({"dp": "client", "fraction_train": 0.5}, "fraction-train=0.5"),
         ({"target_epsilon": 4.0}, "dp=none"),
+        ({"dp": "client", "layer_strategy": "importance"}, "ε does not cover them"),
     ],
 )
 def test_warned(settings: dict[str, object], match: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -54,6 +54,11 @@ def check_privacy_config(cfg: Any) -> list[str]:
                 f"dp={cfg.dp} with noise-multiplier=0: updates are clipped but NOT noised; ε is "
                 "infinite (no privacy)"
             )
+    if cfg.dp != "none" and cfg.layer_strategy == "importance":
+        messages.append(
+            f"dp={cfg.dp} with layer-strategy=importance: clients send layer scores (gradient "
+            "norms on their training data) without noise; ε does not cover them"
+        )
     if cfg.dp == "sample":
         messages += _sample_dp_warnings(cfg)
     if cfg.dp == "client":
