@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from fedskip.deploy.flower import write_run_config
 from fedskip.deploy.monitor import (
     LogTail,
+    TrainTasks,
+    checkpoint_round,
     completed_rounds,
     flower_log_line,
     round_rows,
-    running_clientapps,
 )
 from fedskip.deploy.processes import DeploymentError, ManagedProcess
 
@@ -37,6 +38,7 @@ class RunDriver:
         self.stream: ManagedProcess | None = None
         self.tail: LogTail | None = None
         self.site_killed = False
+        self.site_tasks: TrainTasks | None = None
         self.superlink_restarted = False
         self.reported_exits: set[str] = set()
 
@@ -169,16 +171,19 @@ class RunDriver:
         if drills.kill_site is not None and not self.site_killed:
             index, round_ = drills.kill_site
             site = self.dep.sites[index]
-            proc = self.dep.sup.get(site.name)
-            if done >= round_ - 1 and running_clientapps(proc) > 0:
+            if self.site_tasks is None:
+                self.site_tasks = TrainTasks(self.dep.sup.get(site.name).log_path)
+            if self.site_tasks.in_progress() and done >= round_ - 1:
                 self.site_killed = True
                 self.reported_exits.add(site.name)
                 code = self.dep.sup.kill(site.name)
                 self.dep.event("drill-site-killed", site=site.name, round=done + 1, exit_code=code)
         after = drills.restart_superlink_after
-        if after is not None and not self.superlink_restarted and done >= after:
-            self.superlink_restarted = True
-            self.restart_superlink(done)
+        if after is not None and not self.superlink_restarted:
+            saved = checkpoint_round(self.dep.out)  # the round a restart resumes after
+            if saved >= after:
+                self.superlink_restarted = True
+                self.restart_superlink(saved)
 
     def restart_superlink(self, done: int) -> None:
         """Crash the SuperLink (and its ServerApp), start it again, resume the run."""

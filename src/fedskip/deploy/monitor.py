@@ -1,4 +1,4 @@
-"""Watching a running deployment: new log lines, completed rounds, ClientApp activity."""
+"""Watching a running deployment: new log lines, completed rounds, training in progress."""
 
 from __future__ import annotations
 
@@ -6,10 +6,6 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-
-import psutil
-
-from fedskip.deploy.processes import ManagedProcess
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LEVEL = re.compile(r"^(INFO|WARNING|ERROR|DEBUG)\s*:\s{2,}")
@@ -64,13 +60,34 @@ def completed_rounds(out: Path) -> int:
     return max((row["round"] for row in round_rows(out)), default=0)
 
 
-def running_clientapps(managed: ManagedProcess) -> int:
-    """How many ``flwr-clientapp`` processes (a task being worked on) a SuperNode runs now."""
-    count = 0
-    for proc in managed.refresh():
-        try:
-            if any("flwr-clientapp" in part for part in proc.cmdline()[:3]):
-                count += proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            continue
-    return count
+def checkpoint_round(out: Path) -> int:
+    """The round of the ServerApp's last complete checkpoint (``out/checkpoint/state.json``)."""
+    try:
+        state = json.loads((out / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    value = state.get("round") if isinstance(state, dict) else None
+    return value if isinstance(value, int) else 0
+
+
+class TrainTasks:
+    """Counts the train instructions a SuperNode received and answered, from its log.
+
+    A site is in the middle of a training round exactly when it has received more train
+    messages than it has sent replies to (Flower 1.42 logs ``Receiving: train message`` and
+    ``Sending: train message`` on the SuperNode).
+    """
+
+    RECEIVED = "Receiving: train message"
+    SENT = "Sending: train message"
+
+    def __init__(self, log_path: Path) -> None:
+        self.tail = LogTail(log_path)
+        self.received = 0
+        self.sent = 0
+
+    def in_progress(self) -> bool:
+        for line in self.tail.read_lines():
+            self.received += self.RECEIVED in line
+            self.sent += self.SENT in line
+        return self.received > self.sent
