@@ -260,3 +260,14 @@ def test_steps_lost_with_the_node_state_are_restored() -> None:
     assert dp.accountant.history == [(sigma, 0.2, 15)]
     with pytest.raises(PrivacyBudgetExceeded, match="this round"), pytest.warns(PrivacyWarning):
         DPSGD(settings, known_steps=15).check_round(40, 8, epochs=1)
+
+
+def test_local_runs_get_dpsgd_or_a_clear_error() -> None:
+    from fedskip.config import Config
+    from fedskip.privacy.dpsgd import local_dpsgd
+
+    assert local_dpsgd(Config()) is None
+    dp = local_dpsgd(Config.from_mapping({"dp": "sample", "epochs": 4}))
+    assert dp is not None and dp.settings.planned_epochs == 4 and dp.settings.round_epochs == 4
+    with pytest.raises(ConfigError, match="'dp': client-level DP"):
+        local_dpsgd(Config.from_mapping({"dp": "client"}))

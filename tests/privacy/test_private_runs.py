@@ -132,3 +132,15 @@ def test_secagg_run_with_dpsgd(tmp_path: Path) -> None:
     assert (summary["dp"], summary["secagg"]) == ("sample", True)
     assert summary["epsilon"] == rows[-1]["epsilon"] > 0
     assert (tmp_path / "model" / "config.json").exists()
+
+
+def test_centralized_training_with_dpsgd(tmp_path: Path) -> None:
+    from fedskip.commands.centralized import train_centralized
+    from fedskip.privacy.accounting import sample_rate, steps_per_epoch
+
+    cfg = _cfg(tmp_path, dp="sample", noise_multiplier=1.0, epochs=1, method="centralized")
+    summary = train_centralized(cfg)
+    q = sample_rate(cfg.batch_size, summary["train"]["examples"])
+    assert summary["epsilon"] == epsilon_for(
+        noise_multiplier=1.0, sample_rate=q, steps=steps_per_epoch(q), delta=1e-5
+    )

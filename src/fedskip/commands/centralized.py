@@ -42,6 +42,7 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     from fedskip.errors import ConfigError
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import SITES_DATA, build_model, collator, encode, prepare
+    from fedskip.privacy.dpsgd import local_dpsgd
     from fedskip.rundir import RunDir
     from fedskip.train.engine import TrainSettings, train
     from fedskip.train.metrics import primary_metric
@@ -51,6 +52,7 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
             "config key 'data': centralized training needs the data here; data=sites keeps it "
             "at the sites (give a dataset path or synth)"
         )
+    privacy = local_dpsgd(cfg)  # [privacy] dp=sample: DP-SGD over the trainable layers
     started = time.perf_counter()
     prepared = prepare(cfg)
     model, tokenizer, stack = build_model(cfg, prepared)
@@ -61,8 +63,11 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
                    collator(tokenizer, prepared), resolve_device(cfg.device), rundir,
                    primary_metric(prepared.task_info), started)  # fmt: skip
     result = train(model, train_set.features, log.collate, TrainSettings.from_config(cfg),
-                   epochs=cfg.epochs, device=log.device, desc="centralized", on_epoch_end=log)  # fmt: skip
+                   epochs=cfg.epochs, device=log.device, desc="centralized", on_epoch_end=log,
+                   privacy=privacy)  # fmt: skip
     summary = _summary(cfg, prepared, model, stack, result, log, train_set)
+    if privacy is not None:  # [privacy] ε spent at δ over all epochs
+        summary.update(dp="sample", epsilon=privacy.epsilon(), delta=cfg.delta, accountant="rdp")
     rundir.write_summary(summary)
     rundir.save_model(model, tokenizer, cfg=cfg, selected_layers=summary["selected_layers"])
     return summary

@@ -353,3 +353,14 @@ class DPSGD:
             self.sample_rate = float(state["plan_sample_rate"])
             self.planned_steps = int(state.get("plan_steps", 0))
             self._safe_steps = self.planned_steps
+
+
+def local_dpsgd(cfg: Any) -> DPSGD | None:
+    """The DP-SGD hook of a non-federated run (centralized / local-only) for ``cfg``: None for
+    ``dp=none``; ``dp=client`` needs a federation (ConfigError). The budget covers ``epochs``."""
+    if cfg.dp == "client":
+        raise ConfigError(
+            "config key 'dp': client-level DP protects a hospital's contribution to a federation; "
+            "use dp=sample (DP-SGD) for centralized or local training"
+        )
+    return DPSGD(DPSGDSettings.from_config(cfg, federated=False)) if cfg.dp == "sample" else None
