@@ -14,9 +14,9 @@ from fedskip.bench.frontier import (
     FrontierPoint,
     frontier_configs,
     frontier_markdown,
+    main,
     meets_target,
     plot_frontier,
-    write_frontier,
 )
 from fedskip.bench.runner import SUITE_FILE, plan_suite
 from fedskip.bench.suites import SUITES
@@ -99,8 +99,8 @@ def test_write_frontier_from_run_directories(tmp_path: Path) -> None:
         bytes_per_round=4_000,
         **{"lora-rank": 8, "compression": "int8"},
     )
-    path = write_frontier(tmp_path, tmp_path / "docs")
-    text = path.read_text("utf-8")
+    assert main([str(tmp_path), str(tmp_path / "docs")]) == 0
+    text = (tmp_path / "docs" / "frontier.md").read_text("utf-8")
     # 2 rounds x (down + up): FedAvg 4 MB, layer skipping 0.6 MB, LoRA + int8 0.016 MB
     assert (
         "| `ner-layerskip-k2-r8-int8` | k=2, LoRA r=8, int8 | 0.795 | 0.016 | 99.6% | -0.5 | yes |"
@@ -122,4 +122,13 @@ def test_plot_needs_a_run_that_moved_bytes(tmp_path: Path) -> None:
     assert (
         plot_frontier([_row("ner-centralized", "centralized", 0.8, 0.0)], tmp_path / "x.png")
         is None
+    )
+
+
+def test_main_on_a_folder_without_a_suite(tmp_path: Path, capsys) -> None:
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"fedskip: error: {tmp_path / SUITE_FILE}: not a bench folder (run `fedskip bench` first)\n"
     )

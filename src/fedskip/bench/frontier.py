@@ -303,3 +303,31 @@ def write_frontier(bench_out: str | Path, folder: str | Path, *, stem: str = "fr
     path = out / f"{stem}.md"
     path.write_text("\n".join(text), "utf-8")
     return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fedskip.bench.frontier BENCH_OUT [FOLDER]``: write the frontier of a suite
+    folder (default FOLDER: BENCH_OUT)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fedskip.bench.frontier", description=main.__doc__
+    )
+    parser.add_argument("bench_out", help="folder of `fedskip bench --suite frontier --out ...`")
+    parser.add_argument("folder", nargs="?", help="where to write frontier.md/.csv/.png")
+    args = parser.parse_args(argv)
+    from fedskip.errors import FedskipError
+
+    try:
+        path = write_frontier(args.bench_out, args.folder or args.bench_out)
+    except FedskipError as exc:
+        import sys
+
+        print(f"fedskip: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"frontier: {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
