@@ -1,0 +1,70 @@
+"""``fedskip deploy``: each bad argument is one line on stderr and exit 2 (before any process
+starts); ``fedskip deploy certs`` writes a pilot PKI for the given hosts and sites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fedskip.cli import main
+from fedskip.commands.deploy import parse_site_at_round
+from fedskip.deploy.certs import certificate_hosts
+from fedskip.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sites", "0"], "--sites 0: at least 1"),
+        (["--client-threads", "0"], "--client-threads 0: at least 1"),
+        (["--kill-site", "1"], "--kill-site '1': expected SITE@ROUND"),
+        (["--kill-site", "2@1"], "--kill-site '2@1': site must be 0..1"),
+        (["--kill-site", "0@4"], "--kill-site '0@4': round must be 1..3"),
+        (["--restart-superlink-after", "3"], "--restart-superlink-after 3: must be 1..2"),
+        (["--insecure", "--probe-unregistered"], "--probe-unregistered needs authentication"),
+        (["--no-auth", "--probe-unregistered"], "--probe-unregistered needs authentication"),
+        (["--set", "layerz=2"], "unknown config key 'layerz'"),
+        (["--set", "data=sites"], "data=sites means the data is already at the sites"),
+        (["--set", "data=/nonexistent/corpus"], "/nonexistent/corpus: deploy local needs"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["deploy", "local", "--rounds", "3", "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()  # nothing started, nothing written
+
+
+def test_parse_site_at_round() -> None:
+    assert parse_site_at_round(" 1@2 ", sites=2, rounds=2) == (1, 2)
+    with pytest.raises(ConfigError, match="expected SITE@ROUND"):
+        parse_site_at_round("a@b", sites=2, rounds=2)
+
+
+def test_certs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pki"
+    code = main(["deploy", "certs", "--out", str(out), "--host", "fl.example.org",
+                 "--host", "10.0.0.5", "--site", "st-mary", "--site", "general"])  # fmt: skip
+    assert code == 0
+    assert certificate_hosts(out / "server.pem") == ["fl.example.org", "10.0.0.5"]
+    assert sorted(p.name for p in (out / "nodes").iterdir()) == [
+        "general",
+        "general.pub",
+        "st-mary",
+        "st-mary.pub",
+    ]
+    printed = capsys.readouterr().out
+    assert "site st-mary: private key" in printed and "(stays at the site)" in printed
+
+
+def test_certs_default_hosts_and_bad_days(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["deploy", "certs", "--out", str(tmp_path / "a")]) == 0
+    assert certificate_hosts(tmp_path / "a" / "server.pem") == ["localhost", "127.0.0.1", "::1"]
+    assert main(["deploy", "certs", "--out", str(tmp_path / "b"), "--days", "0"]) == 2
+    assert "--days 0: at least 1" in capsys.readouterr().err
