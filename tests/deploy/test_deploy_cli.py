@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tomllib
+from flwr.common.config import validate_config
 
 from fedskip.cli import main
 from fedskip.commands.deploy import parse_site_at_round
+from fedskip.config import Config
 from fedskip.deploy.certs import certificate_hosts
 from fedskip.errors import ConfigError
 
@@ -68,3 +71,33 @@ def test_certs_default_hosts_and_bad_days(
     assert certificate_hosts(tmp_path / "a" / "server.pem") == ["localhost", "127.0.0.1", "::1"]
     assert main(["deploy", "certs", "--out", str(tmp_path / "b"), "--days", "0"]) == 2
     assert "--days 0: at least 1" in capsys.readouterr().err
+
+
+def test_app_command_writes_a_submittable_app(tmp_path: Path) -> None:
+    folder = tmp_path / "app"
+    code = main(["deploy", "app", "--out", str(folder), "--sites", "3", "--run-dir", "/srv/run1",
+                 "--set", "labels=problem,test,treatment", "rounds=7"])  # fmt: skip
+    assert code == 0
+    project = tomllib.loads((folder / "pyproject.toml").read_text())
+    valid, errors, _ = validate_config(project, check_module=True, project_dir=folder)
+    assert valid, errors
+    run_config = tomllib.loads((folder / "run-config.toml").read_text())
+    expected = Config(data="sites", labels="problem,test,treatment", rounds=7, clients=3,
+                      partition="natural", out="/srv/run1")  # fmt: skip
+    assert run_config == expected.to_run_config()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sites", "0", "--run-dir", "/r"], "--sites 0: at least 1"),
+        (["--sites", "2", "--run-dir", "rel/dir", "--set", "labels=a"], "use an absolute path"),
+        (["--sites", "2", "--run-dir", "/r"], "'labels' is required with data=sites"),
+    ],
+)
+def test_app_command_errors(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["deploy", "app", "--out", str(tmp_path / "app"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "app").exists()

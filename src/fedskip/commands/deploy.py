@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.commands.common import add_config_args, config_from_args
+from fedskip.config import Config
 from fedskip.errors import ConfigError
 
 _SITE_AT_ROUND = re.compile(r"^(\d+)@(\d+)$")
@@ -30,6 +31,7 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="deploy_command", metavar="ACTION")
     actions.required = True
     _register_local(actions)
+    _register_app(actions)
     _register_certs(actions)
 
 
@@ -107,6 +109,29 @@ def _register_local(actions: Any) -> None:
     )
     add_config_args(local)
     local.set_defaults(func=run_local)
+
+
+def _register_app(actions: Any) -> None:
+    app = actions.add_parser(
+        "app",
+        help="write the Flower app and run config a coordinator submits with `flwr run`",
+        description=(
+            "Write DIR/pyproject.toml (the Flower app: fedskip's ServerApp and ClientApp, no "
+            "code) and DIR/run-config.toml (the resolved config with data=sites, the label "
+            "schema and one client per site). Submit with: flwr run DIR CONNECTION "
+            "--run-config DIR/run-config.toml --stream"
+        ),
+    )
+    app.add_argument("--out", required=True, metavar="DIR", help="app folder to write")
+    app.add_argument("--sites", type=int, required=True, help="number of hospital sites")
+    app.add_argument(
+        "--run-dir",
+        required=True,
+        metavar="DIR",
+        help="run directory on the coordinator host (where the ServerApp writes)",
+    )
+    add_config_args(app)
+    app.set_defaults(func=run_app)
 
 
 def _register_certs(actions: Any) -> None:
@@ -208,6 +233,35 @@ def run_local(args: argparse.Namespace) -> int:
     options.run_config = coordinator_run_config(cfg, sites=len(sites), labels=labels)
     info = deploy_local(cfg, sites, out, options, version=__version__)
     print(f"fedskip deploy: run {info.get('run-id')} {info.get('status')}; records in {out}")
+    return 0
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from fedskip import __version__
+    from fedskip.deploy.flower import write_app, write_run_config
+    from fedskip.deploy.sites import coordinator_run_config
+    from fedskip.pipeline import schema_labels
+
+    if args.sites < 1:
+        raise ConfigError(f"--sites {args.sites}: at least 1")
+    cfg = config_from_args(args)
+    run_dir = Path(args.run_dir).expanduser()
+    if not run_dir.is_absolute():
+        raise ConfigError(
+            f"--run-dir {args.run_dir}: use an absolute path (the ServerApp's cwd varies)"
+        )
+    cfg = Config.from_mapping(
+        {**coordinator_run_config(cfg, sites=args.sites, labels=cfg.labels), "out": str(run_dir)},
+        base=cfg,
+    )
+    schema_labels(cfg)  # the coordinator must state the label schema
+    folder = Path(args.out)
+    write_app(folder, version=__version__)
+    config = write_run_config(folder / "run-config.toml", cfg)
+    print(
+        f"app: {folder / 'pyproject.toml'}\nrun config: {config}\n"
+        f"submit: flwr run {folder} <connection> --run-config {config} --stream"
+    )
     return 0
 
 
