@@ -7,7 +7,15 @@ the discharge summaries of the MIMIC-style classification corpus (rendered as na
 from __future__ import annotations
 
 from fedskip.data.synth.slots import render
-from fedskip.data.synth.templates import AMBIGUOUS, HEADERS, SECTIONS
+from fedskip.data.synth.templates import (
+    AMBIGUOUS,
+    HEADERS,
+    INTROS,
+    MORE_AMBIGUOUS,
+    NEUTRAL,
+    SECTIONS,
+    TAILS,
+)
 from fedskip.data.synth.text import Line, NoteContext, Seg, apply_casing, date_text
 
 SERVICES_BY_SPECIALTY: dict[str, tuple[str, ...]] = {
@@ -47,17 +55,35 @@ PROGRESS_SECTIONS: tuple[tuple[str, float, int, int], ...] = (
 LIST_SECTIONS = ("pmh", "meds", "dc_meds", "dc_dx")
 INLINE_SECTIONS = ("cc", "allergies", "condition")
 AMBIGUOUS_SHARE = {"course": 0.4, "assessment": 0.3, "hpi": 0.12, "labs": 0.1}
-"""Chance that a line of the section comes from the context-dependent ``AMBIGUOUS`` templates."""
+"""Chance that a line of the section comes from the context-dependent templates."""
+NEUTRAL_SHARE = {"course": 0.2, "assessment": 0.35, "pmh": 0.15, "dc_dx": 0.15, "labs": 0.08}
+"""Chance (scaled by the site's terseness) of a line whose context does not tell the type."""
+SENTENCE_SECTIONS = ("hpi", "course", "subjective", "assessment", "instructions")
+CONTEXT_DEPENDENT = AMBIGUOUS + MORE_AMBIGUOUS
 
 
 def _template(ctx: NoteContext, section: str) -> str:
     """A template for one line of ``section`` in the site's style."""
     share = AMBIGUOUS_SHARE.get(section, 0.0)
     if share and ctx.chance(share):
-        return ctx.rng.choice(AMBIGUOUS)
-    if section in ("course", "hpi") and ctx.chance(ctx.profile.terse * 0.5):
-        return ctx.rng.choice(SECTIONS["assessment"])
-    return ctx.rng.choice(SECTIONS[section])
+        template = ctx.rng.choice(CONTEXT_DEPENDENT)
+    elif ctx.chance(NEUTRAL_SHARE.get(section, 0.0) * (0.5 + ctx.profile.terse)):
+        return ctx.rng.choice(NEUTRAL)
+    elif section in ("course", "hpi") and ctx.chance(ctx.profile.terse * 0.5):
+        template = ctx.rng.choice(SECTIONS["assessment"])
+    else:
+        template = ctx.rng.choice(SECTIONS[section])
+    return _frame(ctx, template) if section in SENTENCE_SECTIONS else template
+
+
+def _frame(ctx: NoteContext, template: str) -> str:
+    """Add an opening (``of note ,``) and/or a trailing clause to a sentence template."""
+    if not template.startswith(("#", "-")) and ctx.chance(0.25):
+        template = f"{ctx.rng.choice(INTROS)} {template}"
+    if ctx.chance(0.25):
+        tail = ctx.rng.choice(TAILS)
+        template = f"{template[:-2]} {tail} ." if template.endswith(" .") else f"{template} {tail}"
+    return template
 
 
 def _header(ctx: NoteContext, section: str) -> Line:

@@ -30,6 +30,10 @@ class SiteProfile:
     """Probability of a telegraphic line (no verbs, lists) instead of a full sentence."""
     blank_between_sections: bool
     categories: dict[str, float]
+    det_in_span: bool = True
+    """Annotation convention: determiners/possessives inside spans (``c="her chest pain"``)."""
+    modifier_in_span: bool = True
+    """Annotation convention: severity/route/test modifiers inside spans (``c="severe chest pain"``)."""
 
 
 CATEGORIES = (
@@ -92,6 +96,8 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="title",
         terse=0.1,
         blank_between_sections=True,
+        det_in_span=False,
+        modifier_in_span=True,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 4,
@@ -121,6 +127,8 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="lower",
         terse=0.55,
         blank_between_sections=False,
+        det_in_span=True,
+        modifier_in_span=False,
         categories={
             "Discharge summary": 2.7,
             "Radiology": 2,
@@ -150,6 +158,8 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="upper_headers",
         terse=0.35,
         blank_between_sections=True,
+        det_in_span=False,
+        modifier_in_span=False,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 2,
@@ -179,6 +189,8 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="title",
         terse=0.3,
         blank_between_sections=False,
+        det_in_span=True,
+        modifier_in_span=False,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 1.5,
@@ -208,6 +220,8 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="upper_headers",
         terse=0.2,
         blank_between_sections=True,
+        det_in_span=False,
+        modifier_in_span=True,
         categories={
             "Discharge summary": 4.5,
             "Radiology": 3,

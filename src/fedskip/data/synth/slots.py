@@ -25,6 +25,7 @@ from fedskip.data.synth.text import (
     Seg,
     date_text,
     drug_phrase,
+    entity_segs,
     number,
     style,
     with_determiner,
@@ -107,7 +108,7 @@ VITALS: tuple[tuple[tuple[str, ...], str], ...] = (
 
 def _entity(code: str) -> Slot:
     phrase, kind = PHRASERS[code]
-    return lambda ctx, arg: [Seg(phrase(ctx, arg or None), kind)]
+    return lambda ctx, arg: entity_segs(ctx.profile, phrase(ctx, arg or None), kind)
 
 
 def _entity_det(code: str) -> Slot:
@@ -115,7 +116,9 @@ def _entity_det(code: str) -> Slot:
 
     def fill(ctx: NoteContext, arg: str) -> list[Seg]:
         text = phrase(ctx, arg or None)
-        return [Seg(with_determiner(ctx, text) if ctx.chance(0.45) else text, kind)]
+        if ctx.chance(0.45):
+            text = with_determiner(ctx, text)
+        return entity_segs(ctx.profile, text, kind)
 
     return fill
 
@@ -123,7 +126,7 @@ def _entity_det(code: str) -> Slot:
 def _any_entity(ctx: NoteContext, arg: str) -> list[Seg]:
     code = ctx.rng.choices(("P", "T", "R"), weights=(0.45, 0.25, 0.3))[0]
     phrase, kind = PHRASERS[code]
-    return [Seg(phrase(ctx, None), kind)]
+    return entity_segs(ctx.profile, phrase(ctx, None), kind)
 
 
 def _entity_list(code: str) -> Slot:
@@ -136,7 +139,7 @@ def _entity_list(code: str) -> Slot:
             if i:
                 last = i == n - 1
                 segs.append(Seg(ctx.rng.choice((", and", "and", ", or")) if last else ","))
-            segs.append(Seg(phrase(ctx, arg or None), kind))
+            segs.extend(entity_segs(ctx.profile, phrase(ctx, arg or None), kind))
         return segs
 
     return fill
@@ -196,7 +199,7 @@ def _med_line(ctx: NoteContext, arg: str) -> list[Seg]:
         text = f"{dose} {unit} {form} sig : one ( 1 ) {form.split(' , ')[0]} {route} {freq} ."
     else:
         text = f"{dose} {unit} {route} {freq}"
-    return [Seg(drug, "treatment"), Seg(text)]
+    return [*entity_segs(ctx.profile, drug, "treatment"), Seg(text)]
 
 
 def _words(options: tuple[str, ...]) -> Slot:
@@ -286,7 +289,7 @@ def render(ctx: NoteContext, template: str) -> Line:
         elif kind == "slot":
             line.extend(SLOTS[a](ctx, b))
         elif kind == "ent":
-            line.append(Seg(style(ctx, ctx.rng.choice(b.split("~"))), a))
+            line.extend(entity_segs(ctx.profile, style(ctx, ctx.rng.choice(b.split("~"))), a))
         else:
             words = ctx.rng.choice(a.split("~"))
             if words:

@@ -17,10 +17,18 @@ from fedskip.data.synth.lexicon import DRUGS, PROBLEMS, PROCEDURES, TESTS, TREAT
 from fedskip.data.synth.sites import SiteProfile
 from fedskip.data.synth.vocab import (
     ABBREVIATIONS,
+    ANATOMY,
     DETERMINERS,
+    DRUG_FORMS,
+    LOCATABLE,
+    LOCATIONS,
+    LOCATIONS_START,
     MISSPELLINGS,
+    MODALITIES,
     NON_PREFIXABLE,
     PROBLEM_PREFIXES,
+    SIZEABLE,
+    STAGEABLE,
     TEST_PREFIXES,
     TREATMENT_PREFIXES,
 )
@@ -87,7 +95,7 @@ class NoteContext:
 
 
 @lru_cache(maxsize=64)
-def _zipf_cum_weights(n: int, exponent: float = 0.9) -> list[float]:
+def _zipf_cum_weights(n: int, exponent: float = 0.5) -> list[float]:
     total = 0.0
     out = []
     for rank in range(n):
@@ -134,17 +142,39 @@ def typo(rng: random.Random, word: str) -> str:
 
 
 def style(ctx: NoteContext, term: str) -> str:
-    """Apply the site's abbreviation and misspelling habits to a lexicon term."""
+    """Apply the site's abbreviation, hyphenation and misspelling habits to a lexicon term."""
     forms = ABBREVIATIONS.get(term)
     if forms and ctx.chance(ctx.profile.abbrev_rate):
         term = ctx.rng.choice(forms)
-    if ctx.chance(ctx.profile.typo_rate * 3):
+    if "-" in term and ctx.chance(0.25):
+        term = term.replace("-", ctx.rng.choice((" ", "")))
+    if ctx.chance(ctx.profile.typo_rate * 2.5):
         words = term.split()
         long_words = [i for i, w in enumerate(words) if len(w) >= 5]
-        if long_words and ctx.chance(0.34):
+        if long_words:
             i = ctx.rng.choice(long_words)
             words[i] = typo(ctx.rng, words[i])
             term = " ".join(words)
+    return term
+
+
+SEP = "|"
+"""Marks a prefix (determiner or modifier) whose place, inside or outside the span, is a site
+annotation convention: ``"her|severe|chest pain"``. Resolved by :func:`entity_segs`."""
+_DETERMINER_SET = frozenset(DETERMINERS) | {"an"}
+
+
+def _qualified(ctx: NoteContext, term: str) -> str:
+    """Add what i2b2 keeps inside a problem span: a body location, a size or a stage."""
+    head = term.split()[-1]
+    if head in LOCATABLE and not term.startswith(LOCATIONS_START) and ctx.chance(0.4):
+        if ctx.chance(0.3):
+            return f"{term} of the {ctx.rng.choice(ANATOMY)}"
+        return f"{ctx.rng.choice(LOCATIONS)} {term}"
+    if head in SIZEABLE and ctx.chance(0.35):
+        return f"{ctx.rng.randint(1, 9)}{ctx.rng.choice(('', '.5', '.2'))} {ctx.rng.choice(('cm', 'mm'))} {term}"
+    if head in STAGEABLE and ctx.chance(0.35):
+        return f"stage {ctx.rng.choice(('i', 'ii', 'iia', 'iib', 'iii', 'iiia', 'iv'))} {term}"
     return term
 
 
@@ -156,37 +186,39 @@ def problem_phrase(ctx: NoteContext, domain: str | None = None) -> str:
     """
     if domain is None and ctx.forced and ctx.chance(0.4):
         return style(ctx, ctx.rng.choice(ctx.forced))
-    if domain is None and ctx.problems and ctx.chance(0.3):
+    if domain is None and ctx.problems and ctx.chance(0.2):
         return ctx.rng.choice(ctx.problems)
     term = raw_term(ctx, "problem", domain)
+    plain = domain in ("exam", "allergy") or term in NON_PREFIXABLE
+    text = style(ctx, term if plain else _qualified(ctx, term))
     prefix = ctx.rng.choice(PROBLEM_PREFIXES)
-    prefixed = (
-        term not in NON_PREFIXABLE
-        and domain not in ("exam", "allergy")
-        and ctx.chance(0.22)
-        and not set(prefix.split()) & set(term.split())
-    )
-    text = style(ctx, term)
-    if prefixed:
-        text = f"{prefix} {text}"
+    if not plain and ctx.chance(0.25) and not set(prefix.split()) & set(term.split()):
+        text = f"{prefix}{SEP}{text}"
     if domain not in ("exam", "allergy"):
         ctx.problems.append(text)
     return text
 
 
 def test_phrase(ctx: NoteContext, domain: str | None = None) -> str:
-    """A test mention, sometimes with an i2b2-kept prefix (``repeat``, ``serial``, ...)."""
-    text = style(ctx, raw_term(ctx, "test", domain))
-    if ctx.chance(0.08):
-        text = f"{ctx.rng.choice(TEST_PREFIXES)} {text}"
+    """A test mention, sometimes with a prefix (``repeat``, ``serial``, ...)."""
+    term = raw_term(ctx, "test", domain)
+    if term in MODALITIES and ctx.chance(0.45):
+        term = f"{term} of the {ctx.rng.choice(ANATOMY)}"
+    elif domain in (None, "lab") and ctx.chance(0.04):
+        term = f"{raw_term(ctx, 'drug')} level"
+    text = style(ctx, term)
+    if ctx.chance(0.1):
+        text = f"{ctx.rng.choice(TEST_PREFIXES)}{SEP}{text}"
     return text
 
 
 def drug_phrase(ctx: NoteContext, domain: str | None = None) -> str:
-    """A medication mention, sometimes with a route or intent prefix kept in the span."""
+    """A medication mention, sometimes with a route or intent prefix."""
     text = style(ctx, raw_term(ctx, "drug", domain))
     if ctx.chance(0.1):
-        text = f"{ctx.rng.choice(TREATMENT_PREFIXES)} {text}"
+        text = f"{text} {ctx.rng.choice(DRUG_FORMS)}"
+    if ctx.chance(0.15):
+        text = f"{ctx.rng.choice(TREATMENT_PREFIXES)}{SEP}{text}"
     return text
 
 
@@ -212,13 +244,32 @@ PHRASERS: dict[str, tuple[Phraser, str]] = {
 
 
 def with_determiner(ctx: NoteContext, text: str) -> str:
-    """Prefix a determiner or possessive that i2b2 keeps inside the span (``a``/``an`` agreed)."""
+    """Prefix a determiner or possessive (``a``/``an`` agreed), marked for the site's convention."""
     det = ctx.rng.choice(DETERMINERS)
     if det in ("his", "her"):
         det = ctx.poss
     if det == "a" and text[:1] in "aeiou":
         det = "an"
-    return f"{det} {text}"
+    return f"{det}{SEP}{text}"
+
+
+def entity_segs(profile: SiteProfile, text: str, kind: str) -> list[Seg]:
+    """Split a marked phrase into the words before the span and the typed span itself.
+
+    Determiners and possessives are inside the span where ``profile.det_in_span`` (the i2b2
+    guideline), modifiers (``severe``, ``iv``, ``repeat``) where ``profile.modifier_in_span``;
+    the span stays contiguous, so a prefix left outside also leaves out everything before it.
+    """
+    *prefixes, core = text.split(SEP)
+    cut = len(prefixes)
+    while cut > 0:
+        word = prefixes[cut - 1]
+        keep = profile.det_in_span if word in _DETERMINER_SET else profile.modifier_in_span
+        if not keep:
+            break
+        cut -= 1
+    span = " ".join([*prefixes[cut:], core])
+    return ([Seg(" ".join(prefixes[:cut]))] if cut else []) + [Seg(span, kind)]
 
 
 def date_text(ctx: NoteContext, offset_days: int = 0) -> str:

@@ -212,6 +212,151 @@ PROBLEM_PREFIXES = (
 )
 """Words i2b2 keeps inside a problem span (``c="severe chest pain"``)."""
 
+LOCATIONS = (
+    "left",
+    "right",
+    "bilateral",
+    "left lower extremity",
+    "right lower extremity",
+    "left upper extremity",
+    "right upper lobe",
+    "left lower lobe",
+    "right lower lobe",
+    "lumbar",
+    "sacral",
+    "left hip",
+    "right knee",
+    "substernal",
+    "epigastric",
+    "right upper quadrant",
+    "left sided",
+    "right sided",
+    "perirectal",
+    "occipital",
+    "frontal",
+    "lower extremity",
+    "chest wall",
+    "left breast",
+    "abdominal",
+)
+"""Body locations that i2b2 keeps inside a problem span (``c="left lower extremity edema"``)."""
+LOCATIONS_START = ("left", "right", "bilateral", "lower", "upper", "chest", "abdominal", "back")
+LOCATABLE = frozenset(
+    [
+        "pain",
+        "fracture",
+        "edema",
+        "cellulitis",
+        "ulcer",
+        "mass",
+        "nodule",
+        "effusion",
+        "infiltrate",
+        "weakness",
+        "thrombosis",
+        "hematoma",
+        "abscess",
+        "wound",
+        "pneumonia",
+        "opacity",
+        "lesion",
+        "lesions",
+        "stenosis",
+        "tenderness",
+        "swelling",
+        "numbness",
+        "dvt",
+        "hemorrhage",
+        "infarct",
+        "erythema",
+        "rash",
+    ]
+)
+
+ANATOMY = (
+    "chest",
+    "abdomen",
+    "abdomen and pelvis",
+    "head",
+    "brain",
+    "neck",
+    "c-spine",
+    "lumbar spine",
+    "thoracic spine",
+    "left knee",
+    "right hip",
+    "pelvis",
+    "left lower extremity",
+    "right upper extremity",
+    "kidneys",
+    "liver",
+    "gallbladder",
+    "carotids",
+    "heart",
+    "sinuses",
+    "left shoulder",
+    "right ankle",
+    "orbits",
+    "soft tissue neck",
+    "bilateral lower extremities",
+    "left foot",
+    "right wrist",
+    "l-spine",
+)
+"""Body parts written after a test modality or a problem (``ct of the abdomen and pelvis``)."""
+MODALITIES = frozenset(
+    (
+        "ct",
+        "ct scan",
+        "mri",
+        "ultrasound",
+        "x-ray",
+        "plain films",
+        "doppler ultrasound",
+        "mra",
+        "cta",
+        "imaging",
+        "pet scan",
+        "bone scan",
+        "dopplers",
+        "cxr",
+        "radiograph",
+        "films",
+        "ct angiogram",
+    )
+)
+SIZEABLE = frozenset(
+    [
+        "mass",
+        "nodule",
+        "lesion",
+        "lesions",
+        "ulcer",
+        "hematoma",
+        "abscess",
+        "aneurysm",
+        "stone",
+        "effusion",
+        "polyp",
+    ]
+)
+STAGEABLE = frozenset(
+    ["cancer", "carcinoma", "lymphoma", "melanoma", "myeloma", "adenocarcinoma", "leukemia"]
+)
+DRUG_FORMS = (
+    "drip",
+    "gtt",
+    "taper",
+    "infusion",
+    "nebs",
+    "patch",
+    "tablets",
+    "challenge",
+    "load",
+    "bolus",
+)
+"""Words i2b2 keeps inside a treatment span after the drug (``c="heparin drip"``)."""
+
 NON_PREFIXABLE = ("e. coli", "mrsa", "vre", "hiv", "aids", "yeast", "murmurs", "rubs", "gallops")
 
 DETERMINERS = ("a", "the", "his", "her", "any", "some", "this", "their")
@@ -310,6 +455,26 @@ SERVICES = (
     "ortho",
     "id",
     "pulmonary",
+    "the heart failure service",
+    "the stroke team",
+    "the diabetes clinic",
+    "the chf clinic",
+    "the sepsis team",
+    "the transplant team",
+    "the pain clinic",
+    "the liver service",
+    "the copd clinic",
+    "the anemia clinic",
+    "the hypertension clinic",
+    "cardiac surgery",
+    "the oncology floor",
+    "the breast cancer clinic",
+    "the asthma clinic",
+    "the wound care nurse",
+    "the seizure service",
+    "the tb clinic",
+    "the hiv clinic",
+    "the coumadin clinic",
 )
 """Consult services and places: medical words that are not entities (``ct surgery``)."""
 
