@@ -20,6 +20,7 @@ Layout of ``out`` (besides the run records the ServerApp writes: ``config.json``
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ class LocalDeployment:
         self.keys: dict[str, NodeKeys] = {}
         self.superlink_port = 0
         self.site_ports: list[int] = []
+        self.probe_port = 0
         self.cli: FlowerCli | None = None
 
     # ------------------------------------------------------------------ records
@@ -158,6 +160,8 @@ class LocalDeployment:
     def prepare(self) -> None:
         """Certificates and keys (TLS), the app bundle, the private Flower home, free ports."""
         self.out.mkdir(parents=True, exist_ok=True)
+        # registrations and runs of an earlier invocation are stale (its keys are replaced)
+        (self.out / "superlink" / "state.db").unlink(missing_ok=True)
         names = [s.name for s in self.sites]
         if self.opt.tls:
             pki = generate_local_pki(self.out / "pki", names)
@@ -280,7 +284,7 @@ class LocalDeployment:
         )
         try:
             code = proc.popen.wait(timeout=self.opt.startup_timeout)
-        except Exception:
+        except subprocess.TimeoutExpired:
             self.sup.stop("intruder")
             raise DeploymentError(
                 f"a SuperNode with an unregistered key was not refused; see {proc.log_path}"
