@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from fedskip.config import Config
-from fedskip.deploy.local import Site
+from fedskip.deploy.drive import RunDriver
+from fedskip.deploy.local import LocalDeployment, Options, Site
+from fedskip.deploy.processes import DeploymentError
 from fedskip.deploy.sites import (
     coordinator_run_config,
     label_schema,
@@ -179,3 +182,47 @@ def test_site_folder_errors(tmp_path: Path, data: str, count: int, error: type,
         (tmp_path / "corpus" / name).mkdir(parents=True)
     with pytest.raises(error, match=message):
         site_folders(Config(data=data.format(tmp=tmp_path)), count)
+
+
+# ---------------------------------------------------------------------------- deployment object
+def _deployment(
+    tmp_path: Path, lines: list[str] | None = None, **options: object
+) -> LocalDeployment:
+    echo = (lines if lines is not None else []).append
+    opts = Options(echo=echo, **options)  # type: ignore[arg-type]
+    return LocalDeployment(Config(), [Site("a", {})], tmp_path / "out", opts, version="0")
+
+
+def test_deployment_needs_sites_and_tls_for_auth(tmp_path: Path) -> None:
+    with pytest.raises(DeploymentError, match="at least one site"):
+        LocalDeployment(Config(), [], tmp_path, Options(), version="0")
+    with pytest.raises(DeploymentError, match="authentication needs TLS"):
+        _deployment(tmp_path, tls=False, auth=True)
+
+
+def test_events_are_logged_and_echoed(tmp_path: Path) -> None:
+    lines: list[str] = []
+    dep = _deployment(tmp_path, lines)
+    dep.event("site-exited", site="a", exit_code=-9)
+    row = json.loads((dep.logs / "events.jsonl").read_text())
+    assert {k: v for k, v in row.items() if k != "time"} == {
+        "event": "site-exited",
+        "site": "a",
+        "exit_code": -9,
+    }
+    assert lines == ["[deploy] site-exited site=a exit_code=-9"]
+    assert dep.coordinator_overrides() == {"out": str((tmp_path / "out").resolve())}
+
+
+def test_a_run_whose_every_round_failed_is_a_failure(tmp_path: Path) -> None:
+    dep = _deployment(tmp_path)
+    dep.out.mkdir(parents=True)
+    rows = [{"round": 1, "status": "failed"}, {"round": 2, "status": "failed"}]
+    (dep.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DeploymentError, match="every round failed"):
+        RunDriver(dep).check_rounds()
+    assert dep.status == "failed"
+    assert dep.events[-1]["event"] == "rounds-failed" and dep.events[-1]["rounds"] == [1, 2]
+    rows[1]["status"] = "ok"
+    (dep.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    RunDriver(dep).check_rounds()  # one good round: the run counts
