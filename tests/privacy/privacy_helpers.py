@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
+from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedskip.fl import messages as M
+from fedskip.fl.rounds import RoundPlan
 
 VOCAB = 32
 LABELS = 3
@@ -83,3 +90,54 @@ def trainable_state(model: Any) -> dict[str, torch.Tensor]:
 
 def frozen_state(model: Any) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+
+
+# ---------------------------------------------------------------------- Flower stubs
+SIZE = 20_000  # coordinates of the trained tensor: enough for a 3 % variance estimate
+
+
+class TwoTensorPlanner:
+    """Trains tensor ``w`` every round; ``u`` is in the global state but never trained."""
+
+    def needs_scores(self, server_round: int) -> bool:
+        return False
+
+    def plan(self, server_round: int, scores: list[float] | None) -> RoundPlan:
+        return RoundPlan(layers=[0], train_keys=["w"])
+
+
+def delta_client_app(
+    deltas: dict[int, float],
+    mods: list[Any] | None = None,
+    metrics: Callable[[int, int], dict[str, float]] | None = None,
+) -> ClientApp:
+    """Client ``i`` returns ``w + deltas[i]`` (a known update) with 10 examples, plus
+    ``metrics(client, round)`` in its reply."""
+    app = ClientApp(mods=mods or [])
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        pid = int(context.node_config["partition-id"])
+        w = message.content.array_records[M.ARRAYS]["w"].numpy()
+        content = RecordDict(
+            {
+                M.ARRAYS: ArrayRecord({"w": Array((w + deltas[pid]).astype(np.float32))}),
+                M.METRICS: M.to_metric_record(
+                    {"num-examples": 10, "train-loss": 1.0, **extra(pid, message)}
+                ),
+            }
+        )
+        return Message(content, reply_to=message)
+
+    def extra(pid: int, message: Message) -> dict[str, float]:
+        if metrics is None:
+            return {}
+        return metrics(pid, int(message.content.config_records[M.CONFIG][M.SERVER_ROUND]))  # type: ignore[arg-type]
+
+    @app.query("identify")
+    def identify(message: Message, context: Context) -> Message:
+        pid = int(context.node_config["partition-id"])
+        record = M.to_metric_record({"num-examples": 10, M.CLIENT_ID: pid})
+        return Message(RecordDict({M.METRICS: record}), reply_to=message)
+
+    return app

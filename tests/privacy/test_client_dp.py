@@ -16,14 +16,14 @@ from flwr.supercore.differential_privacy import (
     compute_stdv,
 )
 from local_grid import LocalGrid
+from privacy_helpers import SIZE, TwoTensorPlanner, delta_client_app
 
 from fedskip.config import Config
-from fedskip.errors import PrivacyBudgetExceeded
 from fedskip.fl import messages as M
 from fedskip.fl.optimizers import LayerSkipFedAvg
 from fedskip.fl.privacy import EPSILON, add_privacy, clip_update_mod
-from fedskip.fl.rounds import RoundPlan
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
+from fedskip.privacy.checks import PrivacyWarning
 from fedskip.privacy.client_dp import (
     ClientDPSettings,
     add_noise,
@@ -33,7 +33,6 @@ from fedskip.privacy.client_dp import (
 )
 
 DELTA = 1e-5
-SIZE = 20_000  # coordinates of the trained tensor: enough for a 3 % variance estimate
 
 
 # ---------------------------------------------------------------------- the mechanism, by name
@@ -71,41 +70,6 @@ def test_adaptive_clip_norm_moves_toward_the_target_quantile() -> None:
 
 
 # ---------------------------------------------------------------------- inside the strategy
-class TwoTensorPlanner:
-    """Trains tensor ``w`` every round; ``u`` is in the global state but never trained."""
-
-    def needs_scores(self, server_round: int) -> bool:
-        return False
-
-    def plan(self, server_round: int, scores: list[float] | None) -> RoundPlan:
-        return RoundPlan(layers=[0], train_keys=["w"])
-
-
-def delta_client_app(deltas: dict[int, float], mods: list[Any] | None = None) -> ClientApp:
-    """Client ``i`` returns ``w + deltas[i]`` (a known update) with 10 examples."""
-    app = ClientApp(mods=mods or [])
-
-    @app.train()
-    def train(message: Message, context: Context) -> Message:
-        pid = int(context.node_config["partition-id"])
-        w = message.content.array_records[M.ARRAYS]["w"].numpy()
-        content = RecordDict(
-            {
-                M.ARRAYS: ArrayRecord({"w": Array((w + deltas[pid]).astype(np.float32))}),
-                M.METRICS: M.to_metric_record({"num-examples": 10, "train-loss": 1.0}),
-            }
-        )
-        return Message(content, reply_to=message)
-
-    @app.query("identify")
-    def identify(message: Message, context: Context) -> Message:
-        pid = int(context.node_config["partition-id"])
-        metrics = M.to_metric_record({"num-examples": 10, M.CLIENT_ID: pid})
-        return Message(RecordDict({M.METRICS: metrics}), reply_to=message)
-
-    return app
-
-
 def run_rounds(cfg: Config, deltas: dict[int, float], rounds: int, **kw: Any) -> Any:
     strategy = LayerSkipFedAvg(
         fraction_train=1.0,
@@ -178,11 +142,16 @@ def test_epsilon_per_round_and_resumed_accountant() -> None:
 
 
 def test_target_epsilon_plans_sigma_and_refuses_an_extra_round() -> None:
+    """A resumed run asking for a third round ends cleanly before it: nothing is sent, the
+    global state is the one after round 2, and the strategy says why."""
     cfg = _cfg(target_epsilon=3.0, rounds=2)
     strategy, grid, result = run_rounds(cfg, {0: 0.0, 1: 0.0}, 2)
     assert 3.0 - 0.01 <= strategy.dp_accountant.epsilon(DELTA) <= 3.0
-    with pytest.raises(PrivacyBudgetExceeded, match="the next round would raise ε"):
-        strategy.start(grid=grid, initial_arrays=result.arrays, num_rounds=3, start_round=3)
+    sent = len(grid.sent)
+    with pytest.warns(PrivacyWarning, match="run stopped: privacy budget"):
+        again = strategy.start(grid=grid, initial_arrays=result.arrays, num_rounds=3, start_round=3)
+    assert len(grid.sent) == sent and again.arrays is result.arrays
+    assert "the next round would raise ε" in strategy.privacy_stop
 
 
 def test_client_side_clipping_with_the_partial_state_mod() -> None:

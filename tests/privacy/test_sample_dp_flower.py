@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, MetricRecord, RecordDict
-from privacy_helpers import collate, tiny_bert, token_features
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
+from local_grid import LocalGrid
+from privacy_helpers import (
+    SIZE,
+    TwoTensorPlanner,
+    collate,
+    delta_client_app,
+    tiny_bert,
+    token_features,
+)
 
 from fedskip.config import Config
-from fedskip.fl.privacy import DPSGD_STATE, dpsgd_for, dpsgd_metrics, save_dpsgd, with_max_epsilon
+from fedskip.fl import messages as M
+from fedskip.fl.optimizers import LayerSkipFedAvg
+from fedskip.fl.privacy import (
+    DP_STEPS_DONE,
+    DPSGD_STATE,
+    add_privacy,
+    dpsgd_for,
+    dpsgd_metrics,
+    privacy_summary,
+    save_dpsgd,
+    with_max_epsilon,
+)
 from fedskip.privacy.accounting import epsilon_for, noise_multiplier_for
+from fedskip.privacy.checks import PrivacyWarning
 from fedskip.train.engine import TrainSettings, train
 
 
@@ -50,6 +72,8 @@ def test_accountant_composes_over_rounds_through_context_state() -> None:
         "epsilon": expected,
         "dp-delta": 1e-5,
         "dp-noise-multiplier": 1.0,
+        "dp-sample-rate": 0.2,
+        "dp-round-steps": 5.0,
         "dp-steps": 15.0,
     }
 
@@ -80,3 +104,64 @@ def test_round_epsilon_is_the_max_over_clients() -> None:
     metrics = with_max_epsilon()([reply(10, 1.0, 2.0), reply(30, 3.0, 1.0)], "num-examples")
     assert metrics["epsilon"] == 3.0
     assert metrics["train-loss"] == pytest.approx(1.25)
+
+
+class DeliveryLog(LocalGrid):
+    """Keeps a copy of each message as delivered (the strategy reuses its config record)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delivered: list[Any] = []
+
+    def _handle(self, message: Any) -> Any:
+        self.delivered.append(copy.deepcopy(message))
+        return super()._handle(message)
+
+
+def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
+    """Clients report what one more round costs (σ, q, steps per round); planned for 2 rounds,
+    a 3-round run ends cleanly after round 2 without sending round 3."""
+    sigma = noise_multiplier_for(target_epsilon=2.0, delta=1e-5, sample_rate=0.2, steps=10)
+
+    def reported(client: int, server_round: int) -> dict[str, float]:
+        steps = 5 * server_round  # what a DP-SGD client with q = 0.2 and 1 local epoch composes
+        eps = epsilon_for(noise_multiplier=sigma, sample_rate=0.2, steps=steps, delta=1e-5)
+        return {"epsilon": eps, "dp-steps": steps, "dp-noise-multiplier": sigma} | {
+            "dp-sample-rate": 0.2,
+            "dp-round-steps": 5,
+        }
+
+    cfg = Config.from_mapping({"dp": "sample", "target-epsilon": 2.0, "rounds": 3})
+    strategy = LayerSkipFedAvg(
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=2,
+        min_evaluate_nodes=0,
+        min_available_nodes=2,
+    )
+    strategy.setup_layerskip(planner=TwoTensorPlanner(), all_keys=["w", "u"], min_replies=1, seed=0)
+    strategy = add_privacy(strategy, cfg)
+    grid = DeliveryLog(delta_client_app({0: 0.5, 1: 0.25}, metrics=reported), 2, {})
+    initial = ArrayRecord(
+        {"w": Array(np.zeros(SIZE, np.float32)), "u": Array(np.ones(7, np.float32))}
+    )
+    ended: list[int] = []
+    with pytest.warns(PrivacyWarning, match="run stopped: privacy budget: one more round"):
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=initial,
+            num_rounds=3,
+            on_round_end=lambda r, a, rec: ended.append(r),
+        )
+    assert ended == [1, 2]
+    np.testing.assert_allclose(result.arrays["w"].numpy(), 0.75, rtol=1e-6)  # two rounds of 0.375
+    train_configs = [
+        m.content.config_records[M.CONFIG]
+        for m in grid.delivered
+        if m.metadata.message_type == "train"
+    ]
+    assert [list(c.get(DP_STEPS_DONE, [])) for c in train_configs] == [[], [], [5, 5], [5, 5]]
+    assert strategy.rounds[2].train_metrics["epsilon"] <= 2.0
+    assert privacy_summary(cfg, [{"epsilon": 1.9}], strategy)["stopped"].startswith(
+        "privacy budget"
+    )

@@ -18,6 +18,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from local_grid import LocalGrid
 
 from fedskip.config import Config
+from fedskip.errors import PrivacyBudgetExceeded
 from fedskip.fl.privacy import DP_STEPS_DONE
 from fedskip.fl.rounds import RoundPlan
 from fedskip.fl.secagg import TRAIN_KEYS, _keys, _weight, secagg_client_app, secagg_update
@@ -213,3 +214,10 @@ def test_secagg_with_client_level_dp() -> None:
     assert noisy.records[1].train_metrics["epsilon"] == epsilon_for(
         noise_multiplier=2.0, sample_rate=1.0, steps=1, delta=1e-5
     )
+
+
+def test_secagg_round_beyond_the_budget_is_refused_before_it_starts() -> None:
+    np.random.seed(3)
+    cfg = _cfg(dp="client", clip_norm=0.05, target_epsilon=3.0, rounds=1)
+    with pytest.raises(PrivacyBudgetExceeded, match="the next round would raise ε"):
+        run(cfg, rounds=2, client_dp=ClientDPSettings.from_config(cfg))

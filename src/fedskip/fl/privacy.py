@@ -1,373 +1,89 @@
-"""Flower side of fedskip's differential privacy: state in ``Context``, strategy, client mod.
+"""Differential privacy in the Flower app — the entry points.
 
-- Sample-level DP (``dp=sample``): each ClientApp trains with :class:`fedskip.privacy.dpsgd.DPSGD`
-  whose accountant lives in the node's ``Context.state`` (a ``ConfigRecord`` under
-  :data:`DPSGD_STATE`), so it keeps composing over every round the node serves; the reply's
-  metrics carry ``epsilon`` and the server reports the *largest* ε over clients (the guarantee that
-  holds for every hospital), never an average.
-- Client-level DP (``dp=client``): :class:`ClientDPMixin` puts Flower's DP-FedAvg mechanism
-  (``DifferentialPrivacyServerSideFixedClipping`` / ``...ClientSideFixedClipping`` /
-  ``...ServerSideAdaptiveClipping``) inside fedskip's layer-skipping strategy, over *partial*
-  states: updates are taken against the global tensors of the same name (a reply holds only the
-  selected layers), clipped as one vector, averaged without example weights, and the noise lands
-  only on the tensors trained this round. Flower's wrapper classes cannot wrap fedskip's strategy
-  as objects (they replace its round loop, which identifies clients and resumes); the mechanism
-  and its parameters are the same. ε per round comes from an RDP accountant at q = fraction-train,
-  kept in the strategy checkpoint. :func:`clip_update_mod` is the client-side clipping mod for
-  partial states (Flower's ``fixedclipping_mod`` requires the reply to carry exactly the tensors
-  it was sent, which layer skipping does not).
+- :func:`add_privacy` makes a fedskip strategy private as the config asks: ``dp=sample`` →
+  :class:`fedskip.fl.dp_sample.SampleDPMixin` (max-ε metrics, DP-SGD steps ledger, budget stop);
+  ``dp=client`` → :class:`fedskip.fl.dp_client.ClientDPMixin` (DP-FedAvg on partial states).
+  Either way a round that would exceed ``target-epsilon`` is refused before anything is sent and
+  the run ends cleanly after the last completed round (model exported, ``summary.json`` says why).
+- ClientApp side: :func:`dpsgd_for` / :func:`save_dpsgd` / :func:`dpsgd_metrics` /
+  :func:`known_dp_steps` (DP-SGD state in ``Context.state``), :func:`clip_update_mod`.
+- :func:`privacy_summary`: the ``summary.json`` fields (``dp``, ``epsilon``, ``delta``,
+  ``accountant``, ``secagg``, ``stopped``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Context,
-    Error,
-    Message,
-    MessageType,
-    MetricRecord,
-    RecordDict,
-)
-from flwr.common.constant import ErrorCode
-from flwr.serverapp import Grid
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
-from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+from flwr.app import ArrayRecord
+from flwr.serverapp.strategy import Result
 
 from fedskip.errors import PrivacyBudgetExceeded
-from fedskip.fl import messages as M
-from fedskip.privacy.accounting import PrivacyAccountant
-from fedskip.privacy.client_dp import (
-    ClientDPSettings,
-    adaptive_noise,
-    add_noise,
-    clip_to_global,
-    next_clip_norm,
-    noise_std,
-    secret_rng,
-    update_norm,
-    update_of,
+from fedskip.fl.dp_client import CLIP_NORM, ClientDPMixin, clip_update_mod
+from fedskip.fl.dp_sample import (
+    DP_STEPS,
+    DP_STEPS_DONE,
+    DPSGD_STATE,
+    EPSILON,
+    DPStepsLedger,
+    SampleDPMixin,
+    dpsgd_for,
+    dpsgd_metrics,
+    known_dp_steps,
+    save_dpsgd,
+    with_max_epsilon,
 )
-from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
+from fedskip.privacy.checks import warn_loudly
+from fedskip.privacy.client_dp import ClientDPSettings
 
-log = logging.getLogger(__name__)
-
-DPSGD_STATE = "fedskip.dpsgd"
-"""``Context.state`` ConfigRecord holding a node's DP-SGD accountant and plan."""
-DP_STEPS_DONE = "dp-steps-done"
-"""Train-config key: DP-SGD steps each client (by client id) reported so far — lets a client
-whose node state was lost (resumed run) restore its accountant instead of restarting at 0."""
-DP_STEPS = "dp-steps"
-EPSILON = "epsilon"
-CLIP_NORM = "dp-clip-norm"
-CLIP_TOLERANCE = 1e-4
-"""Relative slack when checking that a client-clipped update respects the clip norm (fp32)."""
-
-MetricsAggregator = Callable[[list[RecordDict], str], MetricRecord]
-
-
-# ---------------------------------------------------------------------- sample-level DP (client)
-def dpsgd_for(context: Context, cfg: Any, *, known_steps: int = 0) -> DPSGD | None:
-    """This node's DP-SGD hook for ``cfg`` (None unless ``dp=sample``), resumed from
-    ``context.state`` so ε composes over all rounds the node trained in; ``known_steps`` (see
-    :func:`known_dp_steps`) restores steps the node state lost."""
-    if cfg.dp != "sample":
-        return None
-    dp = DPSGD(DPSGDSettings.from_config(cfg, federated=True), known_steps=known_steps)
-    saved = context.state.config_records.get(DPSGD_STATE)
-    if saved is not None:
-        dp.load_state_dict(dict(saved))
-    return dp
+__all__ = [
+    "CLIP_NORM",
+    "DP_STEPS",
+    "DP_STEPS_DONE",
+    "DPSGD_STATE",
+    "EPSILON",
+    "BudgetStopMixin",
+    "ClientDPMixin",
+    "DPStepsLedger",
+    "SampleDPMixin",
+    "add_privacy",
+    "clip_update_mod",
+    "dpsgd_for",
+    "dpsgd_metrics",
+    "known_dp_steps",
+    "privacy_summary",
+    "save_dpsgd",
+    "with_max_epsilon",
+]
 
 
-def save_dpsgd(context: Context, dp: DPSGD) -> None:
-    """Store the accountant (and σ plan) in ``context.state`` for the node's next round."""
-    context.state.config_records[DPSGD_STATE] = ConfigRecord(dp.state_dict())  # type: ignore[arg-type]
+class BudgetStopMixin:
+    """Ends the round loop cleanly when a round is refused for the privacy budget: the result
+    holds the global state after the last completed round; ``privacy_stop`` says why."""
 
+    privacy_stop = ""
 
-def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
-    """Numbers for the train reply: ``epsilon`` spent so far at ``dp-delta``, the noise
-    multiplier and the composed DP-SGD steps of this node."""
-    return {
-        EPSILON: dp.epsilon(),
-        "dp-delta": dp.settings.delta,
-        "dp-noise-multiplier": float(dp.noise_multiplier or 0.0),
-        DP_STEPS: float(dp.accountant.steps),
-    }
-
-
-def known_dp_steps(config: Mapping[str, Any], client_id: int) -> int:
-    """This client's entry of the train config's :data:`DP_STEPS_DONE` (0 when absent); the
-    value is a list of ints, or its JSON text on the legacy (SecAgg+) path."""
-    values: Any = config.get(DP_STEPS_DONE, [])
-    if isinstance(values, str):
-        values = json.loads(values) if values else []
-    return int(values[client_id]) if 0 <= client_id < len(values) else 0
-
-
-class DPStepsLedger:
-    """Server-side record of each client's DP-SGD steps, as the clients reported them."""
-
-    def __init__(self) -> None:
-        self.steps: dict[int, int] = {}
-
-    def record(self, client_id: int, metrics: Mapping[str, Any]) -> None:
-        if DP_STEPS in metrics:
-            steps = int(metrics[DP_STEPS])
-            self.steps[client_id] = max(self.steps.get(client_id, 0), steps)
-
-    def as_list(self) -> list[int]:
-        """Steps by client id 0..max (0 for clients not heard from)."""
-        return [self.steps.get(i, 0) for i in range(max(self.steps, default=-1) + 1)]
-
-    def state_dict(self) -> dict[str, int]:
-        return {str(k): v for k, v in self.steps.items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.steps = {int(k): int(v) for k, v in state.items()}
-
-
-class SampleDPMixin:
-    """``dp=sample`` on the server: ε of a round is the max over clients (train metrics), and the
-    clients' reported DP-SGD steps travel back in the train config (:data:`DP_STEPS_DONE`)."""
-
-    def setup_sample_dp(self) -> None:
-        self.dp_ledger = DPStepsLedger()
-        self.train_metrics_aggr_fn = with_max_epsilon(self.train_metrics_aggr_fn)  # type: ignore[has-type]
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        if self.dp_ledger.steps:
-            config[DP_STEPS_DONE] = self.dp_ledger.as_list()
-        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
-        for reply in replies:  # rejected replies too: their steps were spent all the same
-            if reply.has_content():
-                client = self._client(reply.metadata.src_node_id)  # type: ignore[attr-defined]
-                self.dp_ledger.record(client, M.metric_dict(reply.content))
-        return super().aggregate_train(server_round, replies)  # type: ignore[misc]
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()  # type: ignore[misc]
-        state["sample_dp_steps"] = self.dp_ledger.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)  # type: ignore[misc]
-        self.dp_ledger.load_state_dict(state.get("sample_dp_steps", {}))
-
-
-def with_max_epsilon(aggregate: MetricsAggregator | None = None) -> MetricsAggregator:
-    """A train-metrics aggregator: Flower's weighted mean (or ``aggregate``) for everything but
-    ``epsilon``, which is the maximum over the replies (each client has its own ε)."""
-    inner = aggregate or aggregate_metricrecords
-
-    def aggregate_with_max(records: list[RecordDict], weighting_key: str) -> MetricRecord:
-        metrics = inner(records, weighting_key)
-        values = [
-            float(record[EPSILON])  # type: ignore[arg-type]
-            for content in records
-            for record in content.metric_records.values()
-            if EPSILON in record
-        ]
-        if values:
-            metrics[EPSILON] = max(values)
-        return metrics
-
-    return aggregate_with_max
-
-
-# ---------------------------------------------------------------------- client-level DP (client)
-def clip_update_mod(
-    msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]
-) -> Message:
-    """Client-side clipping for partial states: when the train instruction carries Flower's
-    ``clipping_norm`` key, each returned tensor set is replaced by ``sent + clip(returned − sent)``
-    (one L2 norm over all returned tensors, matched by name). Otherwise a no-op."""
-    if msg.metadata.message_type != MessageType.TRAIN:
-        return call_next(msg, ctxt)
-    clip = _find_clip_norm(msg.content)
-    if clip is None:
-        return call_next(msg, ctxt)
-    sent = {name: record for name, record in msg.content.array_records.items()}
-    out = call_next(msg, ctxt)
-    if out.has_error():
-        return out
-    for name, record in list(out.content.array_records.items()):
-        reference = sent.get(name)
-        local = {k: a.numpy() for k, a in record.items()}
-        if reference is None or any(k not in reference for k in local):
-            reason = f"clip_update_mod: reply record '{name}' holds tensors the client was not sent"
-            log.error(reason)
-            return Message(
-                Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=reason), reply_to=msg
-            )
-        clipped, _ = clip_to_global(local, {k: reference[k].numpy() for k in local}, clip)
-        out.content.array_records[name] = ArrayRecord({k: Array(v) for k, v in clipped.items()})
-    return out
-
-
-def _find_clip_norm(content: RecordDict) -> float | None:
-    for record in content.config_records.values():
-        if KEY_CLIPPING_NORM in record:
-            return float(record[KEY_CLIPPING_NORM])  # type: ignore[arg-type]
-    return None
-
-
-# ---------------------------------------------------------------------- client-level DP (server)
-class ClientDPMixin:
-    """DP-FedAvg inside a :class:`fedskip.fl.strategy.LayerSkipMixin` strategy (module doc).
-
-    ``side="server"``: the server clips each reply's update (Flower's server-side wrappers);
-    ``side="client"``: clients clip (:func:`clip_update_mod`, or before SecAgg+ masking) and the
-    server rejects a reply whose update exceeds the clip norm.
-    """
-
-    _global: ArrayRecord
-    rounds: dict[int, Any]
-
-    def setup_client_dp(
-        self,
-        settings: ClientDPSettings,
-        *,
-        side: str = "server",
-        rng: np.random.Generator | None = None,
-        target_epsilon: float = 0.0,
-    ) -> None:
-        """``target_epsilon`` > 0: refuse a round that would take ε past it."""
-        if side not in ("server", "client"):
-            raise ValueError(f"clipping side {side!r} is not server or client")
-        if settings.adaptive and side == "client":
-            raise ValueError("adaptive clipping is server-side only in fedskip")
-        self.dp = settings
-        self.dp_side = side
-        self.dp_clip = settings.clip_norm
-        self.dp_accountant = PrivacyAccountant()
-        self.dp_rng = rng if rng is not None else secret_rng()
-        self.dp_target_epsilon = target_epsilon
-        self._dp_unclipped = 0
-        self._dp_accepted = 0
-
-    # -- round hooks (each calls the layer-skipping strategy underneath)
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        self._check_budget()
-        if self.dp_side == "client":
-            config[KEY_CLIPPING_NORM] = float(self.dp_clip)
-        self._dp_unclipped = self._dp_accepted = 0
-        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
-
-    def _check_train_reply(self, reply: Message) -> tuple[dict[str, np.ndarray], int, str]:
-        arrays, weight, reason = super()._check_train_reply(reply)  # type: ignore[misc]
-        if reason:
-            return arrays, weight, reason
-        reference = {k: self._global[k].numpy() for k in arrays}
-        norm = update_norm(update_of(arrays, reference))
-        if self.dp_side == "client":
-            if norm > self.dp_clip * (1 + CLIP_TOLERANCE):
-                return (
-                    {},
-                    0,
-                    f"update norm {norm:.6g} exceeds clip-norm {self.dp_clip:.6g} (dp=client)",
-                )
-            clipped = arrays
-        else:
-            clipped, _ = clip_to_global(arrays, reference, self.dp_clip)
-        self._dp_unclipped += int(norm <= self.dp_clip)
-        self._dp_accepted += 1
-        return clipped, 1, ""  # DP-FedAvg: unweighted mean, so one client moves it by ≤ C/m
-
-    def server_step(
-        self, server_round: int, previous: dict[str, np.ndarray], average: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        sigma = self._update_sigma(self._dp_accepted)
-        std = noise_std(sigma, self.dp_clip, self._dp_accepted)
-        log.info(
-            "round %d: client-level DP noise std %.6g on %d tensors",
-            server_round,
-            std,
-            len(average),
-        )
-        noised = add_noise(average, std, self.dp_rng)
-        return super().server_step(server_round, previous, noised)  # type: ignore[misc]
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
-        if arrays is None:  # nothing released this round: nothing to account
-            return arrays, metrics
-        self.dp_accountant.step(
-            noise_multiplier=self.dp.noise_multiplier, sample_rate=self.dp.sample_rate
-        )
-        used_clip = self.dp_clip
-        if self.dp.adaptive:
-            self.dp_clip = next_clip_norm(
-                self.dp_clip, self._dp_unclipped, self._dp_accepted, self.dp, self.dp_rng
-            )
-        eps = self.dp_accountant.epsilon(self.dp.delta)
-        metrics = metrics if metrics is not None else MetricRecord()
-        released = {CLIP_NORM: used_clip, **({EPSILON: eps} if math.isfinite(eps) else {})}
-        metrics.update(released)
-        record = self.rounds.get(server_round)
-        if record is not None:
-            record.train_metrics.update(released)
-        return arrays, metrics
-
-    # -- helpers
-    def _update_sigma(self, num_clients: int) -> float:
-        if self.dp.adaptive:
-            return adaptive_noise(self.dp.noise_multiplier, num_clients)[1]
-        return self.dp.noise_multiplier
-
-    def _check_budget(self) -> None:
-        """Refuse a round that would push ε past ``target`` (resumed runs with more rounds)."""
-        target = self.dp_target_epsilon
-        if target <= 0:
-            return
-        eps = self.dp_accountant.epsilon_after(
-            noise_multiplier=self.dp.noise_multiplier,
-            sample_rate=self.dp.sample_rate,
-            steps=1,
-            delta=self.dp.delta,
-        )
-        if eps > target:
-            raise PrivacyBudgetExceeded(
-                f"privacy budget: the next round would raise ε to {eps:.4f} at δ={self.dp.delta:g}, "
-                f"above target-epsilon={target:g} (spent: {self.dp_accountant.epsilon(self.dp.delta):.4f} "
-                f"over {self.dp_accountant.steps} rounds); training stops here"
-            )
-
-    # -- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()  # type: ignore[misc]
-        state["client_dp"] = {
-            "accountant": self.dp_accountant.state_dict(),
-            "clip_norm": self.dp_clip,
+    def start(self, *args: Any, **kwargs: Any) -> Result:
+        last: dict[str, Any] = {
+            "arrays": kwargs.get("initial_arrays", args[1] if len(args) > 1 else None)
         }
-        return state
+        inner = kwargs.get("on_round_end")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)  # type: ignore[misc]
-        saved = state.get("client_dp")
-        if saved:
-            self.dp_accountant.load_state_dict(saved["accountant"])
-            self.dp_clip = float(saved["clip_norm"])
+        def remember(server_round: int, arrays: ArrayRecord, record: Any) -> None:
+            last["arrays"] = arrays
+            if inner is not None:
+                inner(server_round, arrays, record)
+
+        kwargs["on_round_end"] = remember
+        try:
+            return super().start(*args, **kwargs)  # type: ignore[misc]
+        except PrivacyBudgetExceeded as exc:
+            self.privacy_stop = str(exc)
+            warn_loudly(f"run stopped: {exc}")
+            result = Result()
+            result.arrays = last["arrays"]
+            return result
 
 
 _DP_CLASSES: dict[tuple[type, type], type] = {}
@@ -391,7 +107,7 @@ def add_privacy(strategy: Any, cfg: Any, *, rng: np.random.Generator | None = No
     """
     if cfg.dp == "sample":
         _extend(strategy, SampleDPMixin)
-        strategy.setup_sample_dp()
+        strategy.setup_sample_dp(target_epsilon=cfg.target_epsilon, delta=cfg.delta)
     elif cfg.dp == "client":
         _extend(strategy, ClientDPMixin)
         strategy.setup_client_dp(
@@ -400,25 +116,21 @@ def add_privacy(strategy: Any, cfg: Any, *, rng: np.random.Generator | None = No
             rng=rng,
             target_epsilon=cfg.target_epsilon,
         )
+    if cfg.dp != "none":
+        _extend(strategy, BudgetStopMixin)
     return strategy
 
 
-def privacy_summary(cfg: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def privacy_summary(cfg: Any, rows: list[dict[str, Any]], strategy: Any = None) -> dict[str, Any]:
     """``summary.json`` fields: ``dp``, ``epsilon`` (last reported; None without DP), ``delta``,
-    ``accountant`` and ``secagg``."""
+    ``accountant``, ``secagg`` and, when the budget ended the run early, ``stopped``."""
+    out: dict[str, Any] = {"dp": cfg.dp, "secagg": cfg.secagg}
     if cfg.dp == "none":
-        return {
-            "dp": "none",
-            "epsilon": None,
-            "delta": None,
-            "accountant": None,
-            "secagg": cfg.secagg,
-        }
-    eps = next((r[EPSILON] for r in reversed(rows) if r.get(EPSILON) is not None), None)
-    return {
-        "dp": cfg.dp,
-        "epsilon": eps,
-        "delta": cfg.delta,
-        "accountant": "rdp",
-        "secagg": cfg.secagg,
-    }
+        out.update(epsilon=None, delta=None, accountant=None)
+    else:
+        eps = next((r[EPSILON] for r in reversed(rows) if r.get(EPSILON) is not None), None)
+        out.update(epsilon=eps, delta=cfg.delta, accountant="rdp")
+    stop = getattr(strategy, "privacy_stop", "")
+    if stop:
+        out["stopped"] = stop
+    return out

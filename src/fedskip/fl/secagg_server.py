@@ -33,12 +33,14 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
 from flwr.server.workflow.default_workflows import default_evaluate_workflow
 from flwr.serverapp import Grid
 
+from fedskip.errors import PrivacyBudgetExceeded
 from fedskip.fl import messages as M
 from fedskip.fl.privacy import DP_STEPS_DONE, DPStepsLedger
 from fedskip.fl.rounds import Planner, RoundRecord, sample_clients
 from fedskip.fl.secagg import PAYLOAD_KEYS, TRAIN_KEYS
 from fedskip.fl.validation import NUM_EXAMPLES
 from fedskip.privacy.accounting import PrivacyAccountant
+from fedskip.privacy.checks import warn_loudly
 from fedskip.privacy.client_dp import ClientDPSettings, add_noise, noise_std, secret_rng
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class SecAggLayerSkip(FedAvg):
         self.max_weight = 1.0 if client_dp is not None else FIRST_MAX_WEIGHT
         self.records: dict[int, RoundRecord] = {}
         self.dp_ledger = DPStepsLedger()  # dp=sample: clients' DP-SGD steps, by client id
+        self.privacy_stop = ""  # why the budget ended the run early (summary.json "stopped")
         self._train_keys: list[str] = []
         self.fit_inputs: list[list[list[np.ndarray]]] = []  # per round: what aggregate_fit got
 
@@ -127,6 +130,7 @@ class SecAggLayerSkip(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         rnd = self.round_of(server_round)
+        self._check_budget()
         plan = self.planner.plan(rnd, None)
         self._train_keys = list(plan.train_keys)
         payload = self._payload(self._train_keys)
@@ -192,6 +196,24 @@ class SecAggLayerSkip(FedAvg):
         record.train_metrics = {k: float(v) for k, v in metrics.items()}
         return ndarrays_to_parameters([self.global_state[k] for k in self._train_keys]), metrics
 
+    def _check_budget(self) -> None:
+        """Refuse (PrivacyBudgetExceeded) a round that would take ε past target-epsilon."""
+        target, delta = self.cfg.target_epsilon, self.cfg.delta
+        if target <= 0:
+            return
+        if self.cfg.dp == "sample":
+            self.dp_ledger.check_next_round(target, delta)
+        elif self.client_dp is not None:
+            sigma, q = self.client_dp.noise_multiplier, self.client_dp.sample_rate
+            eps = self.dp_accountant.epsilon_after(
+                noise_multiplier=sigma, sample_rate=q, steps=1, delta=delta
+            )
+            if eps > target:
+                raise PrivacyBudgetExceeded(
+                    f"privacy budget: the next round would raise ε to {eps:.4f} at δ={delta:g}, "
+                    f"above target-epsilon={target:g}; training stops here"
+                )
+
     def _metrics(self, results: list[tuple[ClientProxy, FitRes]]) -> dict[str, float]:
         """Example-weighted mean of the clients' (clear-text) train metrics; ε is the max."""
         weights = [float(res.metrics.get(NUM_EXAMPLES, res.num_examples)) for _, res in results]
@@ -255,7 +277,7 @@ class SecAggLayerSkip(FedAvg):
     def state_dict(self) -> dict[str, Any]:
         """Checkpoint state (the keys of :meth:`LayerSkipMixin.state_dict` plus client-level DP)."""
         return {
-            "sample_dp_steps": self.dp_ledger.state_dict(),
+            "sample_dp": self.dp_ledger.state_dict(),
             "touched": sorted(self.touched),
             "client_dp": {
                 "accountant": self.dp_accountant.state_dict(),
@@ -265,7 +287,7 @@ class SecAggLayerSkip(FedAvg):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.touched = set(state.get("touched", []))
-        self.dp_ledger.load_state_dict(state.get("sample_dp_steps", {}))
+        self.dp_ledger.load_state_dict(state.get("sample_dp", {}))
         if state.get("client_dp"):
             self.dp_accountant.load_state_dict(state["client_dp"]["accountant"])
 
@@ -327,5 +349,9 @@ def run_secagg(grid: Grid, context: Context, cfg: Any) -> dict[str, Any]:
     )
     run.strategy = strategy  # type: ignore[assignment]  # checkpoints take its state_dict()
     if done < cfg.rounds:
-        run_secagg_rounds(grid, context, strategy, cfg.rounds - done)
+        try:
+            run_secagg_rounds(grid, context, strategy, cfg.rounds - done)
+        except PrivacyBudgetExceeded as exc:  # refused before the round: end cleanly
+            strategy.privacy_stop = str(exc)
+            warn_loudly(f"run stopped: {exc}")
     return finish(run, strategy.arrays())

@@ -196,7 +196,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
     summary["selected_layers"] = layers
     summary["num_blocks"] = run.bundle.stack.num_blocks
     summary["out"] = str(run.rundir.path)
-    summary.update(privacy_summary(run.cfg, run.rows))  # [privacy] dp, epsilon, delta, accountant
+    summary.update(privacy_summary(run.cfg, run.rows, run.strategy))  # [privacy] ε, δ, stop
     run.rundir.write_summary(summary)
     run.rundir.save_model(
         run.bundle.model, run.bundle.tokenizer, cfg=run.cfg, selected_layers=layers or None

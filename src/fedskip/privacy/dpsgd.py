@@ -284,6 +284,16 @@ class DPSGD:
         )
         self.accountant.step(noise_multiplier=sigma, sample_rate=rate, steps=missing)
 
+    def step_rate(self) -> float:
+        """Accounted sample rate of one optimizer step (0 before the first attach)."""
+        return self._step_rate(self.sample_rate) if self.sample_rate else 0.0
+
+    def steps_per_round(self) -> int:
+        """Noised steps one ``train()`` call of ``round_epochs`` composes (0 before attach)."""
+        if not self.sample_rate:
+            return 0
+        return self.settings.round_epochs * self._steps_per_epoch(self.sample_rate)
+
     def _steps_per_epoch(self, q: float) -> int:
         return math.ceil(steps_per_epoch(q) / self.settings.grad_accum)
 

@@ -1,0 +1,199 @@
+"""Sample-level DP (DP-SGD) in the Flower app: the node's accountant in ``Context.state``, the
+reply metrics, the server's ledger of clients' DP-SGD steps and the max-ε round metric.
+
+Each ClientApp trains with :class:`fedskip.privacy.dpsgd.DPSGD`; its accountant lives in the
+node's ``Context.state`` (a ``ConfigRecord`` under :data:`DPSGD_STATE`), so it keeps composing
+over every round the node serves. The reply carries ``epsilon``, ``dp-steps`` and the client's
+(σ, q, steps per round); the server reports the *largest* ε over clients — the guarantee that
+holds for every hospital — keeps the reported steps in its checkpoint (so a client whose node
+state was lost restores its accountant) and stops before a round that would take any client past
+``target-epsilon``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+from fedskip.errors import PrivacyBudgetExceeded
+from fedskip.fl import messages as M
+from fedskip.privacy.accounting import epsilon_for
+from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
+
+log = logging.getLogger(__name__)
+
+DPSGD_STATE = "fedskip.dpsgd"
+"""``Context.state`` ConfigRecord holding a node's DP-SGD accountant and plan."""
+DP_STEPS_DONE = "dp-steps-done"
+"""Train-config key: DP-SGD steps each client (by client id) reported so far — lets a client
+whose node state was lost (resumed run) restore its accountant instead of restarting at 0."""
+DP_STEPS = "dp-steps"
+DP_SIGMA = "dp-noise-multiplier"
+DP_RATE = "dp-sample-rate"
+DP_ROUND_STEPS = "dp-round-steps"
+EPSILON = "epsilon"
+
+MetricsAggregator = Callable[[list[RecordDict], str], MetricRecord]
+
+
+def dpsgd_for(context: Context, cfg: Any, *, known_steps: int = 0) -> DPSGD | None:
+    """This node's DP-SGD hook for ``cfg`` (None unless ``dp=sample``), resumed from
+    ``context.state`` so ε composes over all rounds the node trained in; ``known_steps`` (see
+    :func:`known_dp_steps`) restores steps the node state lost."""
+    if cfg.dp != "sample":
+        return None
+    dp = DPSGD(DPSGDSettings.from_config(cfg, federated=True), known_steps=known_steps)
+    saved = context.state.config_records.get(DPSGD_STATE)
+    if saved is not None:
+        dp.load_state_dict(dict(saved))
+    return dp
+
+
+def save_dpsgd(context: Context, dp: DPSGD) -> None:
+    """Store the accountant (and σ plan) in ``context.state`` for the node's next round."""
+    context.state.config_records[DPSGD_STATE] = ConfigRecord(dp.state_dict())  # type: ignore[arg-type]
+
+
+def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
+    """Numbers for the train reply: ``epsilon`` spent so far at ``dp-delta``, the composed
+    DP-SGD steps of this node, and what one round composes — noise multiplier, sample rate and
+    steps per round (what the server needs to stop before a round exceeds the budget)."""
+    return {
+        EPSILON: dp.epsilon(),
+        "dp-delta": dp.settings.delta,
+        DP_SIGMA: float(dp.noise_multiplier or 0.0),
+        DP_RATE: float(dp.step_rate()),
+        DP_ROUND_STEPS: float(dp.steps_per_round()),
+        DP_STEPS: float(dp.accountant.steps),
+    }
+
+
+def known_dp_steps(config: Mapping[str, Any], client_id: int) -> int:
+    """This client's entry of the train config's :data:`DP_STEPS_DONE` (0 when absent); the
+    value is a list of ints, or its JSON text on the legacy (SecAgg+) path."""
+    values: Any = config.get(DP_STEPS_DONE, [])
+    if isinstance(values, str):
+        values = json.loads(values) if values else []
+    return int(values[client_id]) if 0 <= client_id < len(values) else 0
+
+
+class DPStepsLedger:
+    """Server-side record of each client's DP-SGD spending, as the clients reported it:
+    composed steps, and the (σ, q, steps) one more round of that client would compose."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, int] = {}
+        self.next_round: dict[int, tuple[float, float, int]] = {}
+
+    def record(self, client_id: int, metrics: Mapping[str, Any]) -> None:
+        if DP_STEPS in metrics:
+            steps = int(metrics[DP_STEPS])
+            self.steps[client_id] = max(self.steps.get(client_id, 0), steps)
+        if all(k in metrics for k in (DP_SIGMA, DP_RATE, DP_ROUND_STEPS)):
+            self.next_round[client_id] = (
+                float(metrics[DP_SIGMA]),
+                float(metrics[DP_RATE]),
+                int(metrics[DP_ROUND_STEPS]),
+            )
+
+    def as_list(self) -> list[int]:
+        """Steps by client id 0..max (0 for clients not heard from)."""
+        return [self.steps.get(i, 0) for i in range(max(self.steps, default=-1) + 1)]
+
+    def check_next_round(self, target_epsilon: float, delta: float) -> None:
+        """Raise :class:`PrivacyBudgetExceeded` if one more round of any client whose spending is
+        known would take it past ``target_epsilon`` (each round composes the same segment)."""
+        for client, (sigma, rate, per_round) in sorted(self.next_round.items()):
+            steps = self.steps.get(client, 0) + per_round
+            eps = epsilon_for(noise_multiplier=sigma, sample_rate=rate, steps=steps, delta=delta)
+            if eps > target_epsilon:
+                raise PrivacyBudgetExceeded(
+                    f"privacy budget: one more round would raise client {client}'s ε to "
+                    f"{eps:.4f} at δ={delta:g}, above target-epsilon={target_epsilon:g}; "
+                    "training stops here"
+                )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": {str(k): v for k, v in self.steps.items()},
+            "next_round": {str(k): list(v) for k, v in self.next_round.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = {int(k): int(v) for k, v in state.get("steps", {}).items()}
+        self.next_round = {
+            int(k): (float(v[0]), float(v[1]), int(v[2]))
+            for k, v in state.get("next_round", {}).items()
+        }
+
+
+class SampleDPMixin:
+    """``dp=sample`` on the server: ε of a round is the max over clients (train metrics), the
+    clients' reported DP-SGD steps travel back in the train config (:data:`DP_STEPS_DONE`), and
+    a round that would take a known client past ``target-epsilon`` is refused before it starts."""
+
+    def setup_sample_dp(self, *, target_epsilon: float = 0.0, delta: float = 1e-5) -> None:
+        self.dp_ledger = DPStepsLedger()
+        self.dp_target_epsilon, self.dp_delta = target_epsilon, delta
+        self.train_metrics_aggr_fn = with_max_epsilon(self.train_metrics_aggr_fn)  # type: ignore[has-type]
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        if self.dp_target_epsilon > 0:
+            self.dp_ledger.check_next_round(self.dp_target_epsilon, self.dp_delta)
+        if self.dp_ledger.steps:
+            config[DP_STEPS_DONE] = self.dp_ledger.as_list()
+        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        for reply in replies:  # rejected replies too: their steps were spent all the same
+            if reply.has_content():
+                client = self._client(reply.metadata.src_node_id)  # type: ignore[attr-defined]
+                self.dp_ledger.record(client, M.metric_dict(reply.content))
+        return super().aggregate_train(server_round, replies)  # type: ignore[misc]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # type: ignore[misc]
+        state["sample_dp"] = self.dp_ledger.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)  # type: ignore[misc]
+        self.dp_ledger.load_state_dict(state.get("sample_dp", {}))
+
+
+def with_max_epsilon(aggregate: MetricsAggregator | None = None) -> MetricsAggregator:
+    """A train-metrics aggregator: Flower's weighted mean (or ``aggregate``) for everything but
+    ``epsilon``, which is the maximum over the replies (each client has its own ε)."""
+    inner = aggregate or aggregate_metricrecords
+
+    def aggregate_with_max(records: list[RecordDict], weighting_key: str) -> MetricRecord:
+        metrics = inner(records, weighting_key)
+        values = [
+            float(record[EPSILON])  # type: ignore[arg-type]
+            for content in records
+            for record in content.metric_records.values()
+            if EPSILON in record
+        ]
+        if values:
+            metrics[EPSILON] = max(values)
+        return metrics
+
+    return aggregate_with_max
