@@ -150,9 +150,7 @@ def site_data_from_node_config(
     label = str(node_config.get("label", cfg.label))
     for name, value, allowed in (("data-format", fmt, DATA_FORMATS), ("label", label, LABELS)):
         if value not in allowed:
-            raise ConfigError(
-                f"node-config '{name}': {value!r} is not one of {', '.join(allowed)}"
-            )
+            raise ConfigError(f"node-config '{name}': {value!r} is not one of {', '.join(allowed)}")
     raw_id = node_config.get("client-id", 0)
     try:
         client_id = int(raw_id)

@@ -105,9 +105,9 @@ def build_strategy(
     ``server-optimizer=adam|yogi``, FedAvg otherwise; ``num_clients``: SuperNodes to wait for."""
     common: dict[str, Any] = {
         "fraction_train": cfg.fraction_train,
-        "fraction_evaluate": 1.0 if cfg.eval_clients else 0.0,
+        "fraction_evaluate": 1.0,
         "min_train_nodes": cfg.min_replies,
-        "min_evaluate_nodes": 1 if cfg.eval_clients else 0,
+        "min_evaluate_nodes": 1,
         "min_available_nodes": num_clients,
     }
     strategy: LayerSkipMixin
@@ -119,6 +119,8 @@ def build_strategy(
         strategy = LayerSkipFedProx(proximal_mu=cfg.proximal_mu, **common)
     else:
         strategy = LayerSkipFedAvg(**common)
+    if not cfg.eval_clients:  # set after construction: Flower warns when it is passed as 0
+        strategy.fraction_evaluate, strategy.min_evaluate_nodes = 0.0, 0
     strategy.setup_layerskip(
         planner=planner,
         all_keys=all_keys,

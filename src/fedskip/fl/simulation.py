@@ -1,0 +1,104 @@
+"""Run the fedskip Flower app on Flower's Simulation Engine with a resolved config.
+
+``fedskip run`` lands here: one SuperNode per client partition, the resolved :class:`Config`
+as the run config of the ServerApp and every ClientApp (the same apps ``flwr run .`` starts,
+built by :func:`build_server_app` / :func:`build_client_app`), and a backend sized to the
+machine: one CPU (and one torch thread) per concurrently running client, so on 2 cores two
+clients train in parallel while the server waits.
+
+Flower's and fedskip's logs go to ``OUT/run.log``; the console shows the round lines only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fedskip.config import Config
+from fedskip.fl.client import THREADS_ENV
+
+LOG_FILE = "run.log"
+
+
+def backend_config(cfg: Config, num_clients: int) -> dict[str, Any]:
+    """Ray backend: ``num_cpus`` = the machine's cores, one core per running client; clients
+    share a GPU (up to 4 per device) when CUDA is used."""
+    import torch
+
+    cpus = max(1, os.cpu_count() or 1)
+    gpus = 0.0
+    if cfg.device != "cpu" and torch.cuda.is_available():
+        gpus = 1.0 / max(1, min(cpus, num_clients, 4))
+    return {
+        "client_resources": {"num_cpus": 1, "num_gpus": gpus},
+        "init_args": {"num_cpus": cpus, "logging_level": "ERROR", "log_to_driver": True},
+    }
+
+
+class _DropDeprecation(logging.Filter):
+    """Hide Flower's notice that the Python ``run_simulation`` API is deprecated in favour of
+    ``flwr run`` (fedskip offers both; the notice only confuses ``fedskip run`` users)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "DEPRECATED FEATURE" not in record.getMessage() and (
+            "deprecated feature" not in record.getMessage()
+        )
+
+
+@contextmanager
+def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
+    """Send Flower's and fedskip's logs to ``OUT/run.log``; keep only errors (warnings unless
+    ``quiet``) from Flower on the console."""
+    from flwr.supercore.logger import console_handler
+
+    path = Path(out) / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger("flwr"), logging.getLogger("fedskip")]
+    fedskip_level = loggers[1].level
+    loggers[1].setLevel(logging.INFO)
+    for logger in loggers:
+        logger.addHandler(handler)
+    level, dropper = console_handler.level, _DropDeprecation()
+    console_handler.setLevel(logging.ERROR if quiet else logging.WARNING)
+    console_handler.addFilter(dropper)
+    try:
+        yield path
+    finally:
+        console_handler.setLevel(level)
+        console_handler.removeFilter(dropper)
+        for logger in loggers:
+            logger.removeHandler(handler)
+        loggers[1].setLevel(fedskip_level)
+        handler.close()
+
+
+def simulate(cfg: Config) -> dict[str, Any]:
+    """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``."""
+    import json
+
+    from flwr.simulation import run_simulation
+
+    from fedskip.fl.client_app import build_client_app
+    from fedskip.fl.server_app import build_server_app
+    from fedskip.pipeline import prepare
+
+    # Reading the data here also generates the synthetic corpus once, before any worker starts.
+    num_clients = prepare(cfg).num_clients
+    run_config = cfg.to_run_config()
+    os.environ.setdefault(THREADS_ENV, "1")
+    with run_logging(cfg.out, quiet=cfg.quiet):
+        run_simulation(
+            server_app=build_server_app(run_config),
+            client_app=build_client_app(run_config),
+            num_supernodes=num_clients,
+            backend_config=backend_config(cfg, num_clients),  # type: ignore[arg-type]
+        )
+    summary_path = Path(cfg.out) / "summary.json"
+    return dict(json.loads(summary_path.read_text("utf-8")))

@@ -1,0 +1,80 @@
+"""Tiny federations for the Flower-layer tests: 3 JSONL sites, llama-tiny, in-process grid."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from local_grid import LocalGrid, set_task_identity  # noqa: E402
+
+from fedskip.config import Config  # noqa: E402
+
+SENTENCES = [
+    (["patient", "denies", "chest", "pain"], ["O", "O", "B-problem", "I-problem"]),
+    (["ordered", "a", "chest", "x-ray"], ["O", "O", "B-test", "I-test"]),
+    (["started", "aspirin", "today"], ["O", "B-treatment", "O"]),
+    (["no", "fever", "noted"], ["O", "B-problem", "O"]),
+]
+DATA_WORDS = sorted({w for tokens, _ in SENTENCES for w in tokens if len(w) > 3})
+"""Words of the data that must never appear in a message."""
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(1)
+    set_task_identity()
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Path:
+    """Three NER sites of 5 one-sentence notes each."""
+    root = tmp_path / "sites"
+    for s in range(3):
+        folder = root / f"site-{s}"
+        folder.mkdir(parents=True)
+        lines = []
+        for i in range(5):
+            tokens, tags = SENTENCES[(i + s) % len(SENTENCES)]
+            lines.append(json.dumps({"id": f"d{s}-{i}", "tokens": tokens, "tags": tags}))
+        (folder / "notes.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    return root
+
+
+@pytest.fixture
+def make_cfg(sites: Path, tmp_path: Path) -> Callable[..., Config]:
+    def make(**changes: Any) -> Config:
+        base: dict[str, Any] = dict(
+            data=str(sites), model="llama-tiny", device="cpu", quiet=True, max_length=16,
+            stride=4, test_fraction=0.2, batch_size=2, layers=1, rounds=2, lr=1e-3,
+            out=str(tmp_path / "run"),
+        )  # fmt: skip
+        base.update(changes)
+        return Config(**base)
+
+    return make
+
+
+@pytest.fixture
+def run_local() -> Callable[..., tuple[dict[str, Any], LocalGrid]]:
+    """Run the real ServerApp logic over a LocalGrid of real ClientApps; returns (summary, grid)."""
+
+    def run(cfg: Config, *, tamper: Any = None) -> tuple[dict[str, Any], LocalGrid]:
+        from fedskip.fl.client_app import build_client_app
+        from fedskip.fl.server import run_server
+        from fedskip.pipeline import prepare
+
+        run_config = cfg.to_run_config()
+        grid = LocalGrid(
+            build_client_app(run_config), prepare(cfg).num_clients, run_config, tamper=tamper
+        )
+        return run_server(grid, cfg), grid
+
+    return run

@@ -1,0 +1,188 @@
+"""Federated runs of the real ServerApp / ClientApp logic over an in-process grid (llama-tiny)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Message, RecordDict
+
+from conftest import DATA_WORDS
+from fedskip.config import Config
+from fedskip.fl import messages as M
+
+
+def _all_wire_bytes(messages: list[Message]) -> bytes:
+    """Everything a message carries: tensor bytes, tensor names, config and metric records."""
+    chunks: list[bytes] = []
+    for message in messages:
+        if not message.has_content():
+            chunks.append(message.error.reason.encode())
+            continue
+        for name, record in message.content.items():
+            chunks.append(name.encode())
+            for key, value in record.items():
+                chunks.append(key.encode())
+                chunks.append(value.data if hasattr(value, "data") else repr(value).encode())
+    return b"".join(chunks)
+
+
+def test_messages_carry_only_trainable_tensors_and_numbers(
+    make_cfg: Callable[..., Config], run_local: Any
+) -> None:
+    cfg = make_cfg(rounds=1)
+    summary, grid = run_local(cfg)
+    from fedskip.fl.planning import load_bundle
+    from fedskip.models.freeze import trainable_names_for
+    from fedskip.pipeline import prepare
+
+    bundle = load_bundle(cfg, prepare(cfg))
+    top = bundle.stack.num_blocks - 1
+    expected = set(trainable_names_for(bundle.model, bundle.stack, [top]))
+    all_names = {n for n, _ in bundle.model.named_parameters()}
+    assert expected and expected < all_names
+    train_out = [m for m in grid.sent if m.metadata.message_type == "train"]
+    train_back = [r for r in grid.received if r.metadata.message_type == "train"]
+    assert len(train_out) == len(train_back) == 3
+    for message in train_out:
+        assert set(message.content["arrays"].keys()) == expected
+        assert message.content["config"]["train-layers"] == [top]
+    for message in train_back:
+        content = message.content
+        assert set(content.keys()) == {"arrays", "metrics"}
+        assert set(content["arrays"].keys()) == expected
+        assert all(a.dtype == "float32" for a in content["arrays"].values())
+        metrics = dict(content["metrics"])
+        assert set(metrics) == {"num-examples", "train-loss", "train-steps", "train-seconds"}
+        assert all(isinstance(v, (int, float)) for v in metrics.values())
+    examples = sorted(int(m.content["metrics"]["num-examples"]) for m in train_back)
+    assert examples == [4, 4, 4]  # 5 one-sentence notes per site, 1 held out for testing
+    for message in grid.received:
+        if message.has_content() and "metrics" in message.content:
+            assert all(isinstance(v, (int, float)) for v in message.content["metrics"].values())
+    wire = _all_wire_bytes(grid.sent + grid.received).lower()
+    for word in DATA_WORDS:
+        assert word.encode() not in wire, word
+    row = json.loads(Path(cfg.out, "metrics.jsonl").read_text().splitlines()[0])
+    sent = sum(M.array_bytes(m.content) for m in train_out)
+    assert row["bytes_down"] == sent == 3 * train_out[0].content["arrays"].count_bytes()
+    assert row["bytes_up"] == sum(m.content["arrays"].count_bytes() for m in train_back)
+    assert summary["bytes"]["total"] == row["cum_bytes"] == row["bytes_down"] + row["bytes_up"]
+    assert summary["fedavg_bytes"] == 2 * 3 * 4 * bundle.full_parameters
+    assert summary["reduction"] == pytest.approx(1 - row["cum_bytes"] / summary["fedavg_bytes"])
+
+
+def test_frozen_layers_are_unchanged_after_a_federated_run(
+    make_cfg: Callable[..., Config], run_local: Any
+) -> None:
+    cfg = make_cfg(rounds=2)
+    run_local(cfg)
+    from transformers import AutoModelForTokenClassification
+
+    from fedskip.fl.planning import load_bundle
+    from fedskip.pipeline import prepare
+
+    pretrained = load_bundle(cfg, prepare(cfg))
+    exported = AutoModelForTokenClassification.from_pretrained(Path(cfg.out) / "model")
+    trained = dict(exported.named_parameters())
+    top = pretrained.stack.num_blocks - 1
+    changed, frozen = 0, 0
+    for name, before in pretrained.model.named_parameters():
+        after = trained[name]
+        trained_here = pretrained.stack.block_of(name) == top or pretrained.stack.is_head(name)
+        if trained_here or pretrained.stack.is_final_norm(name):  # final norm goes with the top
+            changed += int(not torch.equal(before, after))
+        else:
+            frozen += 1
+            assert torch.equal(before, after), name
+    assert changed > 0 and frozen > 0
+
+
+def _corrupt(kind: str, partition: int) -> Callable[[Message, Message], Message]:
+    """Tamper with one client's train reply on the way to the server."""
+
+    def tamper(instruction: Message, reply: Message) -> Message:
+        node = instruction.metadata.dst_node_id
+        if instruction.metadata.message_type != "train" or (node - 1000) // 7 != partition:
+            return reply
+        tensors = M.to_numpy(reply.content["arrays"])
+        name = sorted(tensors)[0]
+        if kind == "nan":
+            tensors[name] = np.full_like(tensors[name], np.nan)
+        elif kind == "shape":
+            tensors[name] = tensors[name].reshape(-1)[:-1].copy()
+        elif kind == "frozen":
+            tensors["model.embed_tokens.weight"] = np.zeros((2, 2), np.float32)
+        elif kind == "wrong-key":
+            tensors["not.a.parameter"] = tensors.pop(name)
+        content = RecordDict(
+            {"arrays": M.to_array_record(tensors), "metrics": reply.content["metrics"]}
+        )
+        return Message(content, reply_to=instruction)
+
+    return tamper
+
+
+@pytest.mark.parametrize("kind", ["nan", "shape", "frozen", "wrong-key"])
+def test_a_bad_reply_is_rejected_and_the_round_completes(
+    kind: str, make_cfg: Callable[..., Config], run_local: Any
+) -> None:
+    cfg = make_cfg(rounds=1, eval_clients=False, min_replies=2)
+    summary, _ = run_local(cfg, tamper=_corrupt(kind, partition=1))
+    row = json.loads(Path(cfg.out, "metrics.jsonl").read_text().splitlines()[0])
+    assert (row["status"], row["replies_ok"], row["replies_rejected"]) == ("ok", 2, 1)
+    assert row["rejections"][0].startswith("train reply from client 1 rejected: ")
+    assert summary["failed_rounds"] == []
+
+
+def test_a_round_with_too_few_good_replies_fails_loudly(
+    make_cfg: Callable[..., Config], run_local: Any
+) -> None:
+    cfg = make_cfg(rounds=1, eval_clients=False, min_replies=3)
+    summary, _ = run_local(cfg, tamper=_corrupt("nan", partition=0))
+    row = json.loads(Path(cfg.out, "metrics.jsonl").read_text().splitlines()[0])
+    assert row["status"] == "failed" and row["replies_ok"] == 2
+    assert "fewer than min-replies=3" in row["failure"]
+    assert summary["failed_rounds"] == [1]
+
+
+def test_resumed_run_ends_with_the_same_metrics(
+    make_cfg: Callable[..., Config], run_local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight = make_cfg(
+        rounds=3, out=str(tmp_path / "straight"), layer_strategy="rotating", fraction_train=0.67
+    )
+    run_local(straight)
+    from fedskip.fl.server import ServerRun
+
+    original = ServerRun.on_round_end
+
+    def stop_after_round_2(self: ServerRun, rnd: int, arrays: Any, record: Any) -> None:
+        original(self, rnd, arrays, record)
+        if rnd == 2:
+            raise KeyboardInterrupt
+
+    cut = straight.replace(out=str(tmp_path / "cut"))
+    monkeypatch.setattr(ServerRun, "on_round_end", stop_after_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(cut)
+    monkeypatch.setattr(ServerRun, "on_round_end", original)
+    run_local(cut.replace(resume=True))
+    rows = [
+        [json.loads(line) for line in Path(c.out, "metrics.jsonl").read_text().splitlines()]
+        for c in (straight, cut)
+    ]
+    assert [r["round"] for r in rows[1]] == [1, 2, 3]
+    for a, b in zip(*rows):
+        for key in ("train_loss", "f1", "precision", "recall"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), key
+        for key in ("bytes_down", "bytes_up", "cum_bytes", "selected_layers", "clients"):
+            assert a[key] == b[key], key
+    states = [np.load(Path(c.out, "checkpoint", "global.npz")) for c in (straight, cut)]
+    for key in states[0].files:
+        np.testing.assert_allclose(states[0][key], states[1][key], atol=1e-6)
