@@ -79,7 +79,7 @@ def sample_codes(rng: random.Random, profile: SiteProfile) -> list[str]:
     """3–9 ICD-9 codes, the first (primary) most likely from the site's specialty."""
     codes = list(ICD9)
     weights = [
-        profile.domains.get(ICD9[c][1], 0.3) * (3.0 if c in COMMON_CODES else 1.0) for c in codes
+        profile.domains.get(ICD9[c][1], 0.3) * (6.0 if c in COMMON_CODES else 1.0) for c in codes
     ]
     return _weighted_sample(rng, codes, weights, rng.randint(3, 9))
 
@@ -115,7 +115,7 @@ def _note_row(rng: random.Random, profile: SiteProfile, adm: Admission, category
     ctx = NoteContext(
         rng=rng, profile=profile, sex=adm.sex, age=adm.age, admit=adm.admit, deid_dates=True
     )
-    ctx.forced = [rng.choice(ICD9[c][2]) for c in adm.codes if rng.random() < 0.85]
+    ctx.forced = [rng.choice(ICD9[c][2]) for c in adm.codes if rng.random() < 0.9]
     description, lines = category_note(ctx, category)
     day = adm.admit + dt.timedelta(days=rng.randint(0, 6))
     stamp = f"{day.isoformat()} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00"

@@ -15,7 +15,7 @@ from fedskip.data.synth.notes import clinical_note
 from fedskip.data.synth.sites import SiteProfile
 from fedskip.data.synth.text import ENTITY_TYPES, Line, NoteContext
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 """Bump when the generator's output changes: it is part of the ``ensure_synth`` cache key."""
 
 

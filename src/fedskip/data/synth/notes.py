@@ -91,12 +91,18 @@ def _header(ctx: NoteContext, section: str) -> Line:
 
 
 def section_lines(ctx: NoteContext, section: str, n_lines: int) -> list[Line]:
-    """The header line and ``n_lines`` body lines of one section."""
+    """The header line and ``n_lines`` body lines of one section.
+
+    A discharge-diagnosis section of a note with coded diagnoses (``ctx.forced``) lists exactly
+    those diagnoses, as the coders of a real admission read them.
+    """
     header = _header(ctx, section)
     marker = ctx.rng.choice(("number", "dash", "none")) if section in LIST_SECTIONS else "none"
     body: list[Line] = []
-    for i in range(n_lines):
-        line = apply_casing(ctx.profile, render(ctx, _template(ctx, section)))
+    coded = section == "dc_dx" and bool(ctx.forced)
+    for i in range(len(ctx.forced) if coded else n_lines):
+        template = f"[problem:{ctx.forced[i]}]" if coded else _template(ctx, section)
+        line = apply_casing(ctx.profile, render(ctx, template))
         if marker == "number":
             line.insert(0, Seg(f"{i + 1} ."))
         elif marker == "dash":

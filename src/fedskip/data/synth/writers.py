@@ -155,6 +155,13 @@ def write_corpus(
         manifest["sites"][f"site-{k}"] = {  # type: ignore[index]
             "profile": profile.name,
             "specialty": profile.specialty,
+            "style": {
+                "abbreviation_rate": profile.abbrev_rate,
+                "misspelling_rate": profile.typo_rate,
+                "casing": profile.casing,
+                "determiners_in_spans": profile.det_in_span,
+                "modifiers_in_spans": profile.modifier_in_span,
+            },
             "ner": _ner_stats(notes, noise),
             "classification": cls.stats,
         }
@@ -176,6 +183,19 @@ def readme(manifest: dict[str, object]) -> str:
             f"  {name}: {info['profile']} — NER {ner['documents']} notes, "
             f"{sum(ner['mentions'].values())} concepts; classification {cls['notes']} notes "
             f"(+{cls['error_rows']} ISERROR rows), {cls['admissions']} admissions"
+        )
+        style = info["style"]
+        inside = [
+            k
+            for k, key in (
+                ("determiners", "determiners_in_spans"),
+                ("modifiers", "modifiers_in_spans"),
+            )
+            if style[key]
+        ]
+        site_lines.append(
+            f"      style: {style['casing']}, abbreviations {style['abbreviation_rate']:.0%}, "
+            f"misspellings {style['misspelling_rate']:.0%}; inside spans: {', '.join(inside) or 'core words only'}"
         )
     return README_TEMPLATE.format(
         version=manifest["version"], sites_detail="\n".join(site_lines), **params
@@ -202,10 +222,13 @@ ner/site-K/           i2b2 2010 concept extraction format
   txt/<id>.txt        one sentence per line, tokens separated by single spaces; blank lines count
   concept/<id>.con    c="<lower-cased text>" L:S L:E||t="problem|test|treatment"
                       L = 1-based line, S/E = 0-based first/last whitespace token (inclusive)
-  Annotation follows the i2b2 2010 guidelines: modifiers, determiners and possessives are
-  inside spans, assertion cues (no, denies, r/o, possible) outside; negated and hypothetical
-  concepts are annotated. The same words can take different types by context
-  (potassium: test or treatment; paracentesis: test or treatment; ct surgery: no concept).
+  Annotation follows the i2b2 2010 guidelines: assertion cues (no, denies, r/o, possible) stay
+  outside spans, negated and hypothetical concepts are annotated, body locations, sizes and
+  stages are inside. Like real hospitals' annotation teams, sites differ in two conventions
+  (listed per site above): whether determiners/possessives ("her") and modifiers ("severe",
+  "iv", "repeat") belong to the span; i2b2 keeps both inside. The same words can take different
+  types, or none, by context (potassium: test or treatment; paracentesis: test or treatment;
+  ct surgery, the dialysis unit: no concept).
   Label noise: label_noise x (number of concepts) concepts per site were dropped, had one
   boundary shifted by a token, or were retyped (counts in manifest.json).
 
