@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
+from local_grid import LocalGrid
 
 from fedskip.fl import messages as M
 from fedskip.fl.rounds import RoundPlan
@@ -141,3 +143,18 @@ def delta_client_app(
         return Message(RecordDict({M.METRICS: record}), reply_to=message)
 
     return app
+
+
+class WireGrid(LocalGrid):
+    """An in-process grid that delivers a copy of each message, as the network would: SecAgg+
+    stages send one shared content object to every node, and strategies reuse their config
+    record across rounds. ``delivered`` keeps what each node got."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delivered: list[Message] = []
+
+    def _handle(self, message: Message) -> Message:
+        copied = copy.deepcopy(message)
+        self.delivered.append(copied)
+        return super()._handle(copy.deepcopy(copied))

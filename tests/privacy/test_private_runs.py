@@ -3,7 +3,6 @@ synthetic corpus) over an in-process grid — DP-SGD, client-level DP, SecAgg+."
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import torch
 from flwr.app import Context, RecordDict
 from local_grid import LocalGrid
+from privacy_helpers import WireGrid
 
 from fedskip.config import Config
 from fedskip.fl.client_app import build_client_app
@@ -33,13 +33,6 @@ def _small_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FEDSKIP_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield
-
-
-class WireGrid(LocalGrid):
-    """Each node gets its own copy of a message (SecAgg+ shares one content object)."""
-
-    def _handle(self, message: Any) -> Any:
-        return super()._handle(copy.deepcopy(message))
 
 
 def _cfg(out: Path, **changes: Any) -> Config:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
-from local_grid import LocalGrid
 from privacy_helpers import (
     SIZE,
     TwoTensorPlanner,
+    WireGrid,
     collate,
     delta_client_app,
     tiny_bert,
@@ -106,18 +105,6 @@ def test_round_epsilon_is_the_max_over_clients() -> None:
     assert metrics["train-loss"] == pytest.approx(1.25)
 
 
-class DeliveryLog(LocalGrid):
-    """Keeps a copy of each message as delivered (the strategy reuses its config record)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.delivered: list[Any] = []
-
-    def _handle(self, message: Any) -> Any:
-        self.delivered.append(copy.deepcopy(message))
-        return super()._handle(message)
-
-
 def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
     """Clients report what one more round costs (σ, q, steps per round); planned for 2 rounds,
     a 3-round run ends cleanly after round 2 without sending round 3."""
@@ -141,7 +128,7 @@ def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
     )
     strategy.setup_layerskip(planner=TwoTensorPlanner(), all_keys=["w", "u"], min_replies=1, seed=0)
     strategy = add_privacy(strategy, cfg)
-    grid = DeliveryLog(delta_client_app({0: 0.5, 1: 0.25}, metrics=reported), 2, {})
+    grid = WireGrid(delta_client_app({0: 0.5, 1: 0.25}, metrics=reported), 2, {})
     initial = ArrayRecord(
         {"w": Array(np.zeros(SIZE, np.float32)), "u": Array(np.ones(7, np.float32))}
     )

@@ -4,7 +4,6 @@ grid carried."""
 
 from __future__ import annotations
 
-import copy
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +15,7 @@ from flwr.clientapp import ClientApp
 from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from local_grid import LocalGrid
+from privacy_helpers import WireGrid
 
 from fedskip.config import Config
 from fedskip.errors import PrivacyBudgetExceeded
@@ -66,14 +66,6 @@ class DeltaClient(NumPyClient):
         steps = 5 * int(config["server-round"])  # as a DP-SGD client would report
         metrics = {"num-examples": n, "train-loss": float(self.pid), "client-id": self.pid}
         return vector, _weight(self.cfg, n), {**metrics, "dp-steps": steps}
-
-
-class WireGrid(LocalGrid):
-    """Delivers a copy of each message, as the network would: SecAgg+ stages send one shared
-    content object to every node, and each node's mod consumes its copy."""
-
-    def _handle(self, message: Any) -> Any:
-        return super()._handle(copy.deepcopy(message))
 
 
 def run(
