@@ -310,3 +310,68 @@ def test_ensure_synth_unwritable_cache_is_a_data_error(
     monkeypatch.setenv("FEDSKIP_CACHE", str(blocker))
     with pytest.raises(DataError, match="FEDSKIP_CACHE"):
         ensure_synth(Config(synth_sites=1, synth_docs=2))
+
+
+DETERMINER_WORDS = ("a", "an", "the", "his", "her", "any", "some", "this", "their", "these")
+
+
+def test_sites_follow_their_annotation_conventions(clean_ner: dict) -> None:
+    def det_share(site: str) -> float:
+        texts = [t for concepts in clean_ner[site] for t, *_ in concepts]
+        return sum(t.split(" ", 1)[0] in DETERMINER_WORDS for t in texts) / len(texts)
+
+    assert det_share("site-1") > 0.02 and det_share("site-3") > 0.02  # i2b2 style: "her pain"
+    assert det_share("site-2") == 0.0 and det_share("site-4") == 0.0  # determiner left outside
+
+
+@pytest.mark.parametrize(
+    ("det_in", "mod_in", "expected"),
+    [
+        (True, True, [("her severe chest pain", "problem")]),
+        (False, True, [("her", None), ("severe chest pain", "problem")]),
+        (True, False, [("her severe", None), ("chest pain", "problem")]),
+        (False, False, [("her severe", None), ("chest pain", "problem")]),
+    ],
+)
+def test_entity_segs_places_prefixes_by_convention(
+    det_in: bool, mod_in: bool, expected: list[tuple[str, str | None]]
+) -> None:
+    from dataclasses import replace
+
+    from fedskip.data.synth.sites import site_profile
+    from fedskip.data.synth.text import entity_segs
+
+    profile = replace(site_profile(1), det_in_span=det_in, modifier_in_span=mod_in)
+    segs = entity_segs(profile, "her|severe|chest pain", "problem")
+    assert [(s.text, s.type) for s in segs] == expected
+    assert [(s.text, s.type) for s in entity_segs(profile, "cxr", "test")] == [("cxr", "test")]
+
+
+def test_no_internal_markup_reaches_the_files(corpus: Path) -> None:
+    for path in sorted(corpus.rglob("*")):
+        if path.suffix in (".txt", ".csv") and path.name != "README.txt":
+            text = path.read_text(encoding="utf-8")
+            assert "|" not in text and "{" not in text and "~" not in text, path
+
+
+def test_discharge_summaries_mention_their_coded_diagnoses(clean: Path) -> None:
+    from fedskip.data.synth.icd9 import ICD9
+
+    site = clean / "classification" / "site-1"
+    with (site / "DIAGNOSES_ICD.csv").open(newline="") as fh:
+        codes: dict[str, list[str]] = defaultdict(list)
+        for row in csv.DictReader(fh):
+            codes[row["HADM_ID"]].append(row["ICD9_CODE"])
+    with (site / "NOTEEVENTS.csv").open(newline="") as fh:
+        summaries = [
+            r
+            for r in csv.DictReader(fh)
+            if r["CATEGORY"] == "Discharge summary" and not r["ISERROR"]
+        ]
+    assert len(summaries) >= 20
+    hits = [
+        sum(any(p in r["TEXT"].lower() for p in ICD9[c][2]) for c in codes[r["HADM_ID"]])
+        / len(codes[r["HADM_ID"]])
+        for r in summaries
+    ]
+    assert sum(hits) / len(hits) > 0.6
