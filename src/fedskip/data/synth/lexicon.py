@@ -11,13 +11,13 @@ have ``exam`` (physical-exam findings) and tests ``lab``, ``imaging``, ``vitals`
 from __future__ import annotations
 
 
-def _pool(text: str) -> tuple[str, ...]:
+def split_terms(text: str) -> tuple[str, ...]:
     """``"a|b\\n|c"`` → ``("a", "b", "c")``: terms separated by ``|`` across lines."""
     return tuple(t.strip() for t in text.replace("\n", "|").split("|") if t.strip())
 
 
 PROBLEMS: dict[str, tuple[str, ...]] = {
-    "cardio": _pool("""
+    "cardio": split_terms("""
 chest pain|coronary artery disease|congestive heart failure|atrial fibrillation|hypertension
 |hyperlipidemia|unstable angina|angina|myocardial infarction|non-st elevation myocardial infarction
 |st elevation myocardial infarction|systolic heart failure|diastolic heart failure|atrial flutter
@@ -38,7 +38,7 @@ chest pain|coronary artery disease|congestive heart failure|atrial fibrillation|
 |premature ventricular contractions|nonsustained ventricular tachycardia|junctional rhythm
 |inferior st elevations|st depressions|t wave inversions|ischemic changes|moderate pulmonary hypertension
 """),
-    "onc": _pool("""
+    "onc": split_terms("""
 adenocarcinoma|metastatic disease|non-small cell lung cancer|small cell lung cancer|breast cancer
 |colon cancer|pancreatic cancer|prostate cancer|hepatocellular carcinoma|renal cell carcinoma
 |lymphoma|diffuse large b-cell lymphoma|hodgkin lymphoma|multiple myeloma|acute myeloid leukemia
@@ -54,7 +54,7 @@ adenocarcinoma|metastatic disease|non-small cell lung cancer|small cell lung can
 |recurrent disease|progression of disease|tumor burden|bulky adenopathy|pleural nodularity
 |hilar mass|mediastinal lymphadenopathy|adrenal metastasis|anorexia|failure to thrive
 """),
-    "icu": _pool("""
+    "icu": split_terms("""
 respiratory failure|acute respiratory failure|hypoxic respiratory failure|hypercarbic respiratory failure
 |acute respiratory distress syndrome|sepsis|severe sepsis|septic shock|shock|hypovolemic shock
 |multiorgan failure|metabolic acidosis|lactic acidosis|respiratory acidosis|altered mental status
@@ -69,7 +69,7 @@ respiratory failure|acute respiratory failure|hypoxic respiratory failure|hyperc
 |intoxication|aspiration event|massive hemoptysis|hemorrhagic shock|abdominal compartment syndrome
 |ventilator dependence|failed extubation|ileus|stress ulcer|hypervolemia|hypovolemia|dehydration
 """),
-    "general": _pool("""
+    "general": split_terms("""
 pneumonia|urinary tract infection|diabetes mellitus|type 2 diabetes mellitus|fever|shortness of breath
 |cough|abdominal pain|nausea|vomiting|diarrhea|constipation|headache|dizziness|back pain|anemia
 |chronic obstructive pulmonary disease|copd exacerbation|asthma|asthma exacerbation
@@ -86,7 +86,7 @@ pneumonia|urinary tract infection|diabetes mellitus|type 2 diabetes mellitus|fev
 |atelectasis|emphysema|interstitial lung disease|pulmonary fibrosis|sarcoidosis|lupus
 |polymyalgia rheumatica|hypokalemia|hyponatremia|frailty|deconditioning|debility
 """),
-    "renal": _pool("""
+    "renal": split_terms("""
 acute kidney injury|chronic kidney disease|end stage renal disease|acute renal failure
 |acute tubular necrosis|nephrolithiasis|kidney stones|pyelonephritis|hematuria|proteinuria
 |nephrotic syndrome|glomerulonephritis|hydronephrosis|renal insufficiency|uremia
@@ -95,7 +95,7 @@ acute kidney injury|chronic kidney disease|end stage renal disease|acute renal f
 |hypertensive nephropathy|diabetic nephropathy|urosepsis|neurogenic bladder|obstructive uropathy
 |av fistula thrombosis|fistula infection|calciphylaxis|hyperphosphatemia|renal osteodystrophy
 """),
-    "neuro": _pool("""
+    "neuro": split_terms("""
 stroke|transient ischemic attack|seizure|seizures|left sided weakness|right sided weakness|aphasia
 |dysphagia|ischemic stroke|intracranial hemorrhage|subarachnoid hemorrhage|subdural hematoma
 |status epilepticus|parkinson's disease|multiple sclerosis|migraine|slurred speech|facial droop
@@ -104,7 +104,7 @@ stroke|transient ischemic attack|seizure|seizures|left sided weakness|right side
 |word finding difficulty|visual field cut|left middle cerebral artery infarct|lacunar infarct
 |small vessel ischemic disease|postictal state|tremor|cognitive decline|spinal stenosis
 """),
-    "gi": _pool("""
+    "gi": split_terms("""
 gastrointestinal bleeding|upper gi bleed|lower gi bleed|melena|hematochezia|hematemesis|cirrhosis
 |pancreatitis|acute pancreatitis|cholecystitis|small bowel obstruction|diverticulitis
 |diverticulosis|appendicitis|hepatitis c|hepatitis b|ascites|esophageal varices|jaundice
@@ -115,7 +115,7 @@ gastrointestinal bleeding|upper gi bleed|lower gi bleed|melena|hematochezia|hema
 |coffee ground emesis|hemorrhoids|barrett's esophagus|esophagitis|gastritis|anal fissure
 |mallory-weiss tear|polyps|colonic polyps|avm|angiodysplasia|hepatorenal syndrome
 """),
-    "id": _pool("""
+    "id": split_terms("""
 e. coli|mrsa|klebsiella pneumoniae|pseudomonas|enterococcus|vre|c. diff colitis
 |clostridium difficile infection|urosepsis|line sepsis|mssa bacteremia|osteomyelitis
 |septic arthritis|infected ulcer|wound infection|cellulitis of the left leg|empyema
@@ -125,7 +125,7 @@ e. coli|mrsa|klebsiella pneumoniae|pseudomonas|enterococcus|vre|c. diff colitis
 |infectious diarrhea|catheter associated urinary tract infection|esbl e. coli|proteus
 |serratia|acinetobacter|stenotrophomonas|influenza a|prosthetic joint infection
 """),
-    "exam": _pool("""
+    "exam": split_terms("""
 murmurs|rubs|gallops|crackles|rales|wheezes|rhonchi|bibasilar crackles|decreased breath sounds
 |jvd|hepatomegaly|splenomegaly|tenderness|rebound|guarding|distension|pitting edema
 |2+ pitting edema|trace edema|clubbing|cyanosis|erythema|asterixis|focal deficits|carotid bruits
@@ -136,7 +136,7 @@ murmurs|rubs|gallops|crackles|rales|wheezes|rhonchi|bibasilar crackles|decreased
 }
 
 TESTS: dict[str, tuple[str, ...]] = {
-    "lab": _pool("""
+    "lab": split_terms("""
 white blood cell count|hemoglobin|hematocrit|platelets|sodium|potassium|creatinine|bun|glucose
 |chloride|bicarbonate|calcium|magnesium|phosphorus|albumin|inr|pt|ptt|lactate|lfts|cbc
 |basic metabolic panel|comprehensive metabolic panel|chem 7|liver function tests|coags
@@ -152,7 +152,7 @@ white blood cell count|hemoglobin|hematocrit|platelets|sodium|potassium|creatini
 |eosinophils|absolute neutrophil count|cd4 count|viral load|hepatitis panel|hiv test
 |beta-hcg|urine protein to creatinine ratio|24 hour urine protein|thyroid function tests
 """),
-    "cardio": _pool("""
+    "cardio": split_terms("""
 troponin|ekg|electrocardiogram|echocardiogram|transthoracic echocardiogram|cardiac enzymes|bnp
 |ck|ck-mb|stress test|cardiac catheterization|telemetry|transesophageal echocardiogram
 |nuclear stress test|exercise stress test|persantine mibi|coronary angiography|holter monitor
@@ -162,7 +162,7 @@ troponin|ekg|electrocardiogram|echocardiogram|transthoracic echocardiogram|cardi
 |interrogation of the pacemaker|device interrogation|pulmonary artery pressures|wedge pressure
 |cardiac index|dobutamine stress echo|lipid profile
 """),
-    "imaging": _pool("""
+    "imaging": split_terms("""
 chest x-ray|ct scan|ct of the chest|ct of the abdomen and pelvis|head ct|ct head|mri|mri of the brain
 |ultrasound|abdominal ultrasound|renal ultrasound|right upper quadrant ultrasound|cta chest
 |mri of the spine|mra|pet scan|pet-ct|bone scan|v/q scan|kub|abdominal x-ray|barium swallow
@@ -171,31 +171,31 @@ chest x-ray|ct scan|ct of the chest|ct of the abdomen and pelvis|head ct|ct head
 |x-ray of the right knee|plain films|imaging|repeat imaging|follow-up ct|staging scans|fluoroscopy
 |video swallow study|modified barium swallow|skeletal survey|ct of the spine|mammogram
 """),
-    "vitals": _pool("""
+    "vitals": split_terms("""
 vital signs|blood pressure|heart rate|respiratory rate|temperature|oxygen saturation|weight
 |pulse|physical exam|exam|orthostatic vital signs|i/o|ins and outs|pulse oximetry|tmax
 """),
-    "onc": _pool("""
+    "onc": split_terms("""
 biopsy|bone marrow biopsy|fine needle aspiration|cea|ca 19-9|psa|afp|ca-125|flow cytometry
 |beta-2 microglobulin|cytology|pathology|immunohistochemistry|tumor markers|staging workup
 |core biopsy|lymph node biopsy|excisional biopsy|cytogenetics|molecular testing|egfr mutation testing
 |her2 status|pleural fluid cytology|restaging scans|mri of the liver
 """),
-    "gi": _pool("""
+    "gi": split_terms("""
 egd|colonoscopy|ercp|endoscopy|upper endoscopy|capsule endoscopy|stool studies|c. diff toxin
 |stool culture|ova and parasites|paracentesis|diagnostic paracentesis|ascitic fluid analysis
 |liver biopsy|h. pylori antibody|fecal occult blood test|sigmoidoscopy|endoscopic ultrasound
 """),
-    "neuro": _pool("""
+    "neuro": split_terms("""
 eeg|emg|lumbar puncture|csf analysis|neurologic exam|mental status exam|mri/mra of the head
 |carotid ultrasound|nerve conduction studies|continuous eeg monitoring|ct perfusion
 |nih stroke scale|swallow evaluation|bedside swallow evaluation|cognitive testing
 """),
-    "renal": _pool("""
+    "renal": split_terms("""
 urine electrolytes|urine eosinophils|renal biopsy|urine sediment|spot urine protein|pth|urine creatinine
 |renal function|post void residual|bladder scan|24 hour urine|cystoscopy|renal scan
 """),
-    "id": _pool("""
+    "id": split_terms("""
 blood cultures|sputum culture|gram stain|urine legionella antigen|strep pneumo antigen
 |respiratory viral panel|influenza swab|mrsa screen|wound culture|fungal cultures|afb smear
 |quantiferon|rpr|cultures|surveillance cultures|beta-d-glucan|galactomannan|culture data
@@ -204,7 +204,7 @@ blood cultures|sputum culture|gram stain|urine legionella antigen|strep pneumo a
 }
 
 TREATMENTS: dict[str, tuple[str, ...]] = {
-    "cardio": _pool("""
+    "cardio": split_terms("""
 aspirin|metoprolol|heparin|lisinopril|atorvastatin|furosemide|lasix|clopidogrel|plavix|warfarin
 |coumadin|carvedilol|amlodipine|nitroglycerin|simvastatin|enoxaparin|lovenox|metoprolol tartrate
 |metoprolol succinate|toprol xl|lopressor|atenolol|labetalol|diltiazem|verapamil|nifedipine
@@ -220,7 +220,7 @@ aspirin|metoprolol|heparin|lisinopril|atorvastatin|furosemide|lasix|clopidogrel|
 |aortic valve replacement|mitral valve repair|intra-aortic balloon pump|cardiac rehabilitation
 |low sodium diet|fluid restriction|diuresis|iv diuresis|tavr|watchman device|biventricular pacemaker
 """),
-    "onc": _pool("""
+    "onc": split_terms("""
 chemotherapy|cisplatin|carboplatin|paclitaxel|taxol|docetaxel|gemcitabine|5-fu|fluorouracil
 |oxaliplatin|folfox|folfirinox|irinotecan|cyclophosphamide|doxorubicin|r-chop|rituximab
 |bevacizumab|avastin|trastuzumab|herceptin|pembrolizumab|nivolumab|etoposide|cytarabine
@@ -235,7 +235,7 @@ chemotherapy|cisplatin|carboplatin|paclitaxel|taxol|docetaxel|gemcitabine|5-fu|f
 |zoledronic acid|denosumab|pleurx catheter|pleurodesis|g-csf|olanzapine
 |immunotherapy|targeted therapy|adjuvant chemotherapy|neoadjuvant chemotherapy
 """),
-    "icu": _pool("""
+    "icu": split_terms("""
 intubation|mechanical ventilation|extubation|bipap|cpap|oxygen|supplemental oxygen|nasal cannula
 |high flow nasal cannula|non-rebreather|face mask|norepinephrine|levophed|vasopressin|phenylephrine
 |neosynephrine|dopamine|dobutamine|epinephrine|pressors|vasopressors|propofol|fentanyl drip
@@ -250,7 +250,7 @@ intubation|mechanical ventilation|extubation|bipap|cpap|oxygen|supplemental oxyg
 |stress dose steroids|albumin|massive transfusion protocol|pigtail catheter|ventilator support
 |lung protective ventilation|proning|nitric oxide|octreotide drip|pantoprazole drip
 """),
-    "id": _pool("""
+    "id": split_terms("""
 antibiotics|vancomycin|zosyn|piperacillin-tazobactam|cefepime|meropenem|ceftriaxone|levofloxacin
 |ciprofloxacin|azithromycin|metronidazole|flagyl|clindamycin|linezolid|daptomycin|micafungin
 |fluconazole|acyclovir|oseltamivir|tamiflu|broad spectrum antibiotics|iv antibiotics|bactrim
@@ -261,7 +261,7 @@ antibiotics|vancomycin|zosyn|piperacillin-tazobactam|cefepime|meropenem|ceftriax
 |picc line|incision and drainage|debridement|washout|source control|empiric antibiotics
 |contact precautions|cefdinir|moxifloxacin|minocycline|tigecycline|colistin|ceftaroline
 """),
-    "general": _pool("""
+    "general": split_terms("""
 acetaminophen|tylenol|insulin|metformin|prednisone|albuterol|omeprazole|docusate|colace|senna
 |ibuprofen|gabapentin|levothyroxine|synthroid|insulin sliding scale|lantus|insulin glargine
 |humalog|novolog|glipizide|glyburide|sitagliptin|januvia|pioglitazone|tramadol|naproxen|motrin
@@ -279,20 +279,20 @@ acetaminophen|tylenol|insulin|metformin|prednisone|albuterol|omeprazole|docusate
 |subcutaneous heparin|dvt prophylaxis|bowel regimen|sleep aid|melatonin|zolpidem|ambien
 |loratadine|diphenhydramine|benadryl|hydroxyzine|cetirizine|guaifenesin|cough syrup|lidocaine patch
 """),
-    "renal": _pool("""
+    "renal": split_terms("""
 hemodialysis|dialysis|peritoneal dialysis|cvvh|crrt|ultrafiltration|sevelamer|renvela|calcitriol
 |epoetin|epogen|aranesp|sodium bicarbonate tablets|calcium acetate|phoslo|cinacalcet|sensipar
 |av fistula|tunneled dialysis catheter|hd catheter|renal transplant|kidney transplant|tacrolimus
 |mycophenolate|cellcept|prograf|cyclosporine|nephrostomy tube|ureteral stent|lithotripsy
 |foley placement|iv hydration|volume resuscitation|renal replacement therapy|plasmapheresis
 """),
-    "neuro": _pool("""
+    "neuro": split_terms("""
 levetiracetam|keppra|phenytoin|dilantin|valproic acid|depakote|lacosamide|carbamazepine
 |topiramate|lamotrigine|tpa|thrombectomy|craniotomy|evd|external ventricular drain|mannitol
 |hypertonic saline|nimodipine|carbidopa-levodopa|sinemet|sumatriptan|baclofen|tizanidine
 |cyclobenzaprine|speech therapy|swallow therapy|seizure precautions|fall precautions|neuro checks|kyphoplasty|laminectomy|spinal fusion|ivig|interferon
 """),
-    "gi": _pool("""
+    "gi": split_terms("""
 pantoprazole|protonix|lactulose|rifaximin|octreotide|ceftriaxone prophylaxis|nadolol|propranolol
 |banding|variceal banding|sclerotherapy|tips|large volume paracentesis|therapeutic paracentesis
 |ursodiol|creon|pancreatic enzymes|mesalamine|infliximab|remicade|adalimumab|humira|budesonide
@@ -303,7 +303,7 @@ pantoprazole|protonix|lactulose|rifaximin|octreotide|ceftriaxone prophylaxis|nad
 }
 
 NON_DRUG_TREATMENTS = frozenset(
-    _pool("""
+    split_terms("""
 diuretics|beta blocker|ace inhibitor|statin|anticoagulation|antiplatelet therapy|dual antiplatelet therapy
 |pci|percutaneous coronary intervention|stent placement|drug eluting stent|bare metal stent|cabg
 |coronary artery bypass graft|angioplasty|pacemaker placement|pacemaker|icd placement|aicd|cardioversion
@@ -344,7 +344,7 @@ PROCEDURES: dict[str, tuple[str, ...]] = {
     d: tuple(t for t in pool if t in NON_DRUG_TREATMENTS) for d, pool in TREATMENTS.items()
 }
 
-PROBLEMS["allergy"] = _pool("""
+PROBLEMS["allergy"] = split_terms("""
 rash|hives|anaphylaxis|angioedema|nausea|gi upset|itching|swelling|hallucinations|throat swelling
 |renal failure|diarrhea|stevens-johnson syndrome|hypotension|wheezing|cough|myalgias|confusion
 """)

@@ -6,16 +6,9 @@ the discharge summaries of the MIMIC-style classification corpus (rendered as na
 
 from __future__ import annotations
 
+from fedskip.data.synth.context_templates import AMBIGUOUS, INTROS, MORE_AMBIGUOUS, NEUTRAL, TAILS
 from fedskip.data.synth.slots import render
-from fedskip.data.synth.templates import (
-    AMBIGUOUS,
-    HEADERS,
-    INTROS,
-    MORE_AMBIGUOUS,
-    NEUTRAL,
-    SECTIONS,
-    TAILS,
-)
+from fedskip.data.synth.templates import HEADERS, SECTIONS
 from fedskip.data.synth.text import Line, NoteContext, Seg, apply_casing, date_text
 
 SERVICES_BY_SPECIALTY: dict[str, tuple[str, ...]] = {

@@ -5,6 +5,8 @@ Everything here is data; the generator's behaviour lives in ``text.py`` and ``te
 
 from __future__ import annotations
 
+from fedskip.data.synth.lexicon import split_terms
+
 ABBREVIATIONS: dict[str, tuple[str, ...]] = {
     # problems
     "congestive heart failure": ("chf",),
@@ -182,65 +184,29 @@ MISSPELLINGS: dict[str, tuple[str, ...]] = {
 }
 """Known real-world misspellings; other words get random typos (see ``text.typo``)."""
 
-PROBLEM_PREFIXES = (
-    "acute",
-    "chronic",
-    "severe",
-    "mild",
-    "moderate",
-    "worsening",
-    "new",
-    "recurrent",
-    "acute on chronic",
-    "progressive",
-    "symptomatic",
-    "persistent",
-    "intermittent",
-    "bilateral",
-    "left",
-    "right",
-    "poorly controlled",
-    "uncontrolled",
-    "stable",
-    "new onset",
-    "significant",
-    "small",
-    "large",
-    "mild to moderate",
-    "refractory",
-    "resolving",
+PROBLEM_PREFIXES = split_terms(
+    """
+acute|chronic|severe|mild|moderate|worsening|new|recurrent|acute on chronic|progressive
+|symptomatic|persistent|intermittent|bilateral|left|right|poorly controlled|uncontrolled
+|stable|new onset|significant|small|large|mild to moderate|refractory|resolving
+"""
 )
 """Words i2b2 keeps inside a problem span (``c="severe chest pain"``)."""
 
-LOCATIONS = (
-    "left",
-    "right",
-    "bilateral",
-    "left lower extremity",
-    "right lower extremity",
-    "left upper extremity",
-    "right upper lobe",
-    "left lower lobe",
-    "right lower lobe",
-    "lumbar",
-    "sacral",
-    "left hip",
-    "right knee",
-    "substernal",
-    "epigastric",
-    "right upper quadrant",
-    "left sided",
-    "right sided",
-    "perirectal",
-    "occipital",
-    "frontal",
-    "lower extremity",
-    "chest wall",
-    "left breast",
-    "abdominal",
+LOCATIONS = split_terms(
+    """
+left|right|bilateral|left lower extremity|right lower extremity|left upper extremity
+|right upper lobe|left lower lobe|right lower lobe|lumbar|sacral|left hip|right knee
+|substernal|epigastric|right upper quadrant|left sided|right sided|perirectal|occipital
+|frontal|lower extremity|chest wall|left breast|abdominal
+"""
 )
 """Body locations that i2b2 keeps inside a problem span (``c="left lower extremity edema"``)."""
-LOCATIONS_START = ("left", "right", "bilateral", "lower", "upper", "chest", "abdominal", "back")
+LOCATIONS_START = split_terms(
+    """
+left|right|bilateral|lower|upper|chest|abdominal|back
+"""
+)
 LOCATABLE = frozenset(
     [
         "pain",
@@ -273,35 +239,13 @@ LOCATABLE = frozenset(
     ]
 )
 
-ANATOMY = (
-    "chest",
-    "abdomen",
-    "abdomen and pelvis",
-    "head",
-    "brain",
-    "neck",
-    "c-spine",
-    "lumbar spine",
-    "thoracic spine",
-    "left knee",
-    "right hip",
-    "pelvis",
-    "left lower extremity",
-    "right upper extremity",
-    "kidneys",
-    "liver",
-    "gallbladder",
-    "carotids",
-    "heart",
-    "sinuses",
-    "left shoulder",
-    "right ankle",
-    "orbits",
-    "soft tissue neck",
-    "bilateral lower extremities",
-    "left foot",
-    "right wrist",
-    "l-spine",
+ANATOMY = split_terms(
+    """
+chest|abdomen|abdomen and pelvis|head|brain|neck|c-spine|lumbar spine|thoracic spine
+|left knee|right hip|pelvis|left lower extremity|right upper extremity|kidneys|liver
+|gallbladder|carotids|heart|sinuses|left shoulder|right ankle|orbits|soft tissue neck
+|bilateral lower extremities|left foot|right wrist|l-spine
+"""
 )
 """Body parts written after a test modality or a problem (``ct of the abdomen and pelvis``)."""
 MODALITIES = frozenset(
@@ -343,209 +287,99 @@ SIZEABLE = frozenset(
 STAGEABLE = frozenset(
     ["cancer", "carcinoma", "lymphoma", "melanoma", "myeloma", "adenocarcinoma", "leukemia"]
 )
-DRUG_FORMS = (
-    "drip",
-    "gtt",
-    "taper",
-    "infusion",
-    "nebs",
-    "patch",
-    "tablets",
-    "challenge",
-    "load",
-    "bolus",
+DRUG_FORMS = split_terms(
+    """
+drip|gtt|taper|infusion|nebs|patch|tablets|challenge|load|bolus
+"""
 )
 """Words i2b2 keeps inside a treatment span after the drug (``c="heparin drip"``)."""
 
-NON_PREFIXABLE = ("e. coli", "mrsa", "vre", "hiv", "aids", "yeast", "murmurs", "rubs", "gallops")
+NON_PREFIXABLE = split_terms(
+    """
+e. coli|mrsa|vre|hiv|aids|yeast|murmurs|rubs|gallops
+"""
+)
 
-DETERMINERS = ("a", "the", "his", "her", "any", "some", "this", "their")
+DETERMINERS = split_terms(
+    """
+a|the|his|her|any|some|this|their
+"""
+)
 """Determiners and possessives that i2b2 keeps inside a span (``c="her chest pain"``)."""
 
-TREATMENT_PREFIXES = (
-    "iv",
-    "po",
-    "oral",
-    "home",
-    "prophylactic",
-    "empiric",
-    "subcutaneous",
-    "low dose",
-    "high dose",
-    "standing",
-    "prn",
-    "scheduled",
-    "topical",
-    "inhaled",
+TREATMENT_PREFIXES = split_terms(
+    """
+iv|po|oral|home|prophylactic|empiric|subcutaneous|low dose|high dose|standing|prn|scheduled
+|topical|inhaled
+"""
 )
 
-TEST_PREFIXES = (
-    "repeat",
-    "serial",
-    "follow-up",
-    "admission",
-    "outpatient",
-    "portable",
-    "daily",
-    "baseline",
-    "a.m.",
-    "morning",
-    "bedside",
+TEST_PREFIXES = split_terms(
+    """
+repeat|serial|follow-up|admission|outpatient|portable|daily|baseline|a.m.|morning|bedside
+"""
 )
 
-DOSE_UNITS = ("mg", "mg", "mg", "mg", "mg", "mcg", "units", "g", "meq", "ml")
-ROUTES = ("po", "iv", "sc", "sq", "im", "sl", "pr", "inh", "ng", "po/ng")
-FREQUENCIES = (
-    "daily",
-    "bid",
-    "tid",
-    "qid",
-    "qhs",
-    "q4h",
-    "q6h",
-    "q8h",
-    "q12h",
-    "prn",
-    "qam",
-    "once daily",
-    "twice daily",
-    "every other day",
-    "qod",
-    "q4-6h prn",
-    "weekly",
+DOSE_UNITS = split_terms(
+    """
+mg|mg|mg|mg|mg|mcg|units|g|meq|ml
+"""
 )
-DOSE_FORMS = (
-    "tablet",
-    "capsule",
-    "tablet , delayed release ( e.c. )",
-    "solution",
-    "puff",
-    "patch",
-    "tablet sustained release",
-    "recon soln",
-    "syringe",
+ROUTES = split_terms(
+    """
+po|iv|sc|sq|im|sl|pr|inh|ng|po/ng
+"""
+)
+FREQUENCIES = split_terms(
+    """
+daily|bid|tid|qid|qhs|q4h|q6h|q8h|q12h|prn|qam|once daily|twice daily|every other day|qod
+|q4-6h prn|weekly
+"""
+)
+DOSE_FORMS = split_terms(
+    """
+tablet|capsule|tablet , delayed release ( e.c. )|solution|puff|patch
+|tablet sustained release|recon soln|syringe
+"""
 )
 
-SERVICES = (
-    "cardiology",
-    "oncology",
-    "the micu",
-    "the ccu",
-    "the sicu",
-    "medicine",
-    "renal",
-    "nephrology",
-    "neurology",
-    "gi",
-    "hepatology",
-    "ct surgery",
-    "vascular surgery",
-    "the pain service",
-    "palliative care service",
-    "social work",
-    "case management",
-    "the dialysis unit",
-    "the cath lab",
-    "the echo lab",
-    "the anticoagulation clinic",
-    "the floor",
-    "the ed",
-    "rehab",
-    "the step down unit",
-    "ortho",
-    "id",
-    "pulmonary",
-    "the heart failure service",
-    "the stroke team",
-    "the diabetes clinic",
-    "the chf clinic",
-    "the sepsis team",
-    "the transplant team",
-    "the pain clinic",
-    "the liver service",
-    "the copd clinic",
-    "the anemia clinic",
-    "the hypertension clinic",
-    "cardiac surgery",
-    "the oncology floor",
-    "the breast cancer clinic",
-    "the asthma clinic",
-    "the wound care nurse",
-    "the seizure service",
-    "the tb clinic",
-    "the hiv clinic",
-    "the coumadin clinic",
+SERVICES = split_terms(
+    """
+cardiology|oncology|the micu|the ccu|the sicu|medicine|renal|nephrology|neurology|gi
+|hepatology|ct surgery|vascular surgery|the pain service|palliative care service|social work
+|case management|the dialysis unit|the cath lab|the echo lab|the anticoagulation clinic
+|the floor|the ed|rehab|the step down unit|ortho|id|pulmonary|the heart failure service
+|the stroke team|the diabetes clinic|the chf clinic|the sepsis team|the transplant team
+|the pain clinic|the liver service|the copd clinic|the anemia clinic|the hypertension clinic
+|cardiac surgery|the oncology floor|the breast cancer clinic|the asthma clinic
+|the wound care nurse|the seizure service|the tb clinic|the hiv clinic|the coumadin clinic
+"""
 )
 """Consult services and places: medical words that are not entities (``ct surgery``)."""
 
-SURNAMES = (
-    "smith",
-    "nguyen",
-    "patel",
-    "garcia",
-    "kim",
-    "cohen",
-    "obrien",
-    "williams",
-    "chen",
-    "rossi",
-    "murphy",
-    "schmidt",
-    "levine",
-    "okafor",
-    "hernandez",
-    "shapiro",
-    "morales",
-    "sullivan",
-    "gupta",
-    "tanaka",
-    "brown",
-    "walsh",
-    "friedman",
-    "silva",
-    "larsen",
+SURNAMES = split_terms(
+    """
+smith|nguyen|patel|garcia|kim|cohen|obrien|williams|chen|rossi|murphy|schmidt|levine|okafor
+|hernandez|shapiro|morales|sullivan|gupta|tanaka|brown|walsh|friedman|silva|larsen
+"""
 )
 
-HOSPITALS = (
-    "[**hospital1 18**]",
-    "[**hospital 1474**]",
-    "an outside hospital",
-    "osh",
-    "[**hospital3 4107**]",
-    "rehab",
-    "her nursing home",
-    "his nursing home",
-    "the osh",
+HOSPITALS = split_terms(
+    """
+[**hospital1 18**]|[**hospital 1474**]|an outside hospital|osh|[**hospital3 4107**]|rehab
+|her nursing home|his nursing home|the osh
+"""
 )
 
-NON_ENTITY_FILLERS = (
-    "the patient was seen and examined",
-    "case discussed with the attending",
-    "full code",
-    "dnr/dni",
-    "code status confirmed",
-    "patient and family agree with plan",
-    "please see omr for details",
-    "will continue to monitor",
-    "tolerating regular diet",
-    "ambulating without assistance",
-    "afebrile overnight",
-    "hemodynamically stable",
-    "no acute events overnight",
-    "seen by pt who recommends home",
-    "lines and tubes reviewed",
-    "questions answered",
-    "disposition pending",
-    "plan discussed with family meeting",
-    "pt resting comfortably",
-    "a&ox3",
-    "a&o x3",
-    "alert and oriented x 3",
-    "nad",
-    "within normal limits",
-    "unremarkable",
-    "stable",
-    "at baseline",
-    "improving",
-    "unchanged",
+NON_ENTITY_FILLERS = split_terms(
+    """
+the patient was seen and examined|case discussed with the attending|full code|dnr/dni
+|code status confirmed|patient and family agree with plan|please see omr for details
+|will continue to monitor|tolerating regular diet|ambulating without assistance
+|afebrile overnight|hemodynamically stable|no acute events overnight
+|seen by pt who recommends home|lines and tubes reviewed|questions answered
+|disposition pending|plan discussed with family meeting|pt resting comfortably|a&ox3|a&o x3
+|alert and oriented x 3|nad|within normal limits|unremarkable|stable|at baseline|improving
+|unchanged
+"""
 )
