@@ -188,6 +188,7 @@ class LayerSkipMixin:
         missing = [k for k in plan.train_keys if k not in arrays]
         if missing:
             raise KeyError(f"planned tensors missing from the global state: {missing[:3]}")
+        config = ConfigRecord(dict(config))  # this round's copy: messages keep their own
         config[M.SERVER_ROUND] = server_round
         config[M.TRAIN_LAYERS] = list(plan.layers)
         if self.proximal_mu_clients > 0:
@@ -327,6 +328,7 @@ class LayerSkipMixin:
         nodes = self._sample(
             grid, server_round, self.fraction_evaluate, self.min_evaluate_nodes, "evaluate"
         )
+        config = ConfigRecord(dict(config))
         config[M.SERVER_ROUND] = server_round
         content = RecordDict(
             {self.arrayrecord_key: self._payload(arrays, ()), self.configrecord_key: config}
