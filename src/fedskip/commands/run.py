@@ -58,6 +58,10 @@ def resume_config(args: argparse.Namespace) -> Config:
     cfg = Config.from_mapping(saved)
     if cfg.method not in FEDERATED:
         raise ConfigError(f"--resume: method={cfg.method} runs are not resumable; run it again")
+    from fedskip.fl.checkpoint import DIR, find_checkpoint
+
+    if find_checkpoint(folder) is None:
+        raise ConfigError(f"{folder / DIR}: no checkpoint to resume from (no round completed)")
     pairs = [p for group in args.overrides for p in group]
     from fedskip.config import parse_overrides
 

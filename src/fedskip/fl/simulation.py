@@ -93,6 +93,7 @@ def simulate(cfg: Config) -> dict[str, Any]:
     num_clients = prepare(cfg).num_clients
     run_config = cfg.to_run_config()
     os.environ.setdefault(THREADS_ENV, "1")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a Ray notice
     with run_logging(cfg.out, quiet=cfg.quiet):
         run_simulation(
             server_app=build_server_app(run_config),

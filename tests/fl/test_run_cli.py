@@ -1,0 +1,84 @@
+"""``fedskip run``: the whole path on Flower's Simulation Engine, and its input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fedskip.cli import main
+
+TINY = ["model=llama-tiny", "device=cpu", "max-length=16", "stride=4", "batch-size=2", "layers=1"]
+
+
+@pytest.mark.slow
+def test_two_round_simulation_end_to_end(
+    sites: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code = main(["run", "--quiet", "--set", f"data={sites}", f"out={out}", "rounds=2", *TINY])
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2]
+    assert all(r["status"] == "ok" and r["replies_ok"] == 3 and r["bytes_up"] > 0 for r in rows)
+    assert rows[1]["cum_bytes"] == sum(r["bytes_down"] + r["bytes_up"] for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds_completed"] == 2 and 0.9 < summary["reduction"] < 1.0
+    assert f"final F1 {summary['final_metric']:.4f}" in printed
+    assert "reduction vs full-model FedAvg" in printed
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(out / "model")
+    assert model.config.num_labels == 7
+    assert (out / "checkpoint" / "state.json").is_file() and (out / "run.log").is_file()
+
+
+def test_resume_needs_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert "not a run directory (no config.json) for --resume" in capsys.readouterr().err
+
+
+def test_resume_needs_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model": "llama-tiny"}))
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_resume_refuses_non_federated_runs_and_config_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"method": "local"}))
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "method=local runs are not resumable" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path), "--config", "x.toml"]) == 2
+    assert "drop --config" in capsys.readouterr().err
+
+
+def test_resume_config_keeps_the_run_and_applies_overrides(tmp_path: Path) -> None:
+    import argparse
+
+    from fedskip.commands.run import resume_config
+    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"rounds": 2, "layers": 3, "out": "elsewhere"})
+    )
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))
+    args = argparse.Namespace(
+        resume=str(tmp_path), config=None, overrides=[["rounds=4"]], quiet=True
+    )
+    cfg = resume_config(args)
+    assert (cfg.rounds, cfg.layers, cfg.out, cfg.resume, cfg.quiet) == (
+        4,
+        3,
+        str(tmp_path),
+        True,
+        True,
+    )
+
+
+def test_unknown_key_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--set", "roundz=3"]) == 2
+    assert "unknown config key 'roundz'; did you mean rounds?" in capsys.readouterr().err
