@@ -185,14 +185,20 @@ def test_rounds_and_checkpoint(tmp_path: Path) -> None:
 
 def test_train_tasks_in_progress(tmp_path: Path) -> None:
     log = tmp_path / "site.log"
-    tasks = TrainTasks(log)
+    tasks = TrainTasks(log, run_id=7)
     assert not tasks.in_progress()
-    log.write_text("INFO : Receiving: query.identify message (ID: 1)\n")
+
+    def add(*lines: str) -> None:
+        with log.open("a") as fh:
+            fh.write("".join(f"INFO :      {line}\n" for line in lines))
+
+    add("[RUN 7]", "Receiving: query.identify message (ID: 1)")
     assert not tasks.in_progress()
-    with log.open("a") as fh:
-        fh.write("INFO : Receiving: train message (ID: 2)\n")
+    add("[RUN 7]", "Receiving: train message (ID: 2)")
     assert tasks.in_progress()
-    with log.open("a") as fh:
-        fh.write("INFO : Sending: train message (ID: 3)\n")
+    add("[RUN 7]", "Sending: train message (ID: 3)")
+    assert not tasks.in_progress()
+    add("[RUN 5]", "Receiving: train message (ID: 4)")  # another run's task
     assert not tasks.in_progress()
     assert (tasks.received, tasks.sent) == (1, 1)
+    assert TrainTasks(log, run_id=5).in_progress()

@@ -51,7 +51,7 @@ class RunDriver:
             resume=resume,
             **dep.coordinator_overrides(),
         )
-        self.run_id = dep._cli.submit(dep.out / "app", run_config)
+        self.run_id = dep.flower.submit(dep.out / "app", run_config)
         dep.run_ids.append(self.run_id)
         dep.status = "running"
         dep.event("run-submitted", run_id=self.run_id, resume=resume)
@@ -66,7 +66,7 @@ class RunDriver:
         if name in dep.sup.processes:
             dep.sup.processes.pop(name)
         self.stream = dep.sup.start(
-            name, dep._cli.log_command(self.run_id), log=log, env=dep._cli.env, cwd=dep.out
+            name, dep.flower.log_command(self.run_id), log=log, env=dep.flower.env, cwd=dep.out
         )
         if self.tail is None or self.tail.path != log:
             self.tail = LogTail(log)
@@ -107,7 +107,7 @@ class RunDriver:
             return None
         self.stream.stopping = True
         self.echo_stream()
-        info = self.dep._cli.run_info(self.run_id)
+        info = self.dep.flower.run_info(self.run_id)
         status = str(info.get("status", ""))
         if not status.startswith("finished"):
             self.open_stream()  # the stream dropped while the run goes on
@@ -171,8 +171,8 @@ class RunDriver:
         if drills.kill_site is not None and not self.site_killed:
             index, round_ = drills.kill_site
             site = self.dep.sites[index]
-            if self.site_tasks is None:
-                self.site_tasks = TrainTasks(self.dep.sup.get(site.name).log_path)
+            if self.site_tasks is None or self.site_tasks.run_id != self.run_id:
+                self.site_tasks = TrainTasks(self.dep.sup.get(site.name).log_path, self.run_id)
             if self.site_tasks.in_progress() and done >= round_ - 1:
                 self.site_killed = True
                 self.reported_exits.add(site.name)
@@ -195,7 +195,7 @@ class RunDriver:
         dep.event("drill-superlink-killed", after_round=done, exit_code=code, run_id=old_run)
         dep.start_superlink()
         dep.wait_online()
-        info = dep._cli.run_info(old_run)
+        info = dep.flower.run_info(old_run)
         if not str(info.get("status", "")).startswith("finished"):
-            dep._cli.stop_run(old_run)
+            dep.flower.stop_run(old_run)
         self.submit(resume=True)

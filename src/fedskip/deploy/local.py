@@ -183,19 +183,21 @@ class LocalDeployment:
         self.start_superlink()
         if self.opt.auth:
             for site in self.sites:
-                self.node_ids[site.name] = self._cli.register(
+                self.node_ids[site.name] = self.flower.register(
                     self.keys[site.name].public_key, site.name
                 )
             self.event("sites-registered", sites=len(self.sites))
         for index in range(len(self.sites)):
             self.start_site(index)
+        probe = self.start_probe() if self.opt.drills.probe_unregistered else None
         self.wait_online()
-        if self.opt.drills.probe_unregistered:
-            self.probe_unregistered()
+        if probe is not None:
+            self.check_probe_refused(probe)
         self.write_record()
 
     @property
-    def _cli(self) -> FlowerCli:
+    def flower(self) -> FlowerCli:
+        """The ``flwr`` CLI bound to this deployment's SuperLink (after :meth:`prepare`)."""
         if self.cli is None:
             raise RuntimeError("prepare() first")
         return self.cli
@@ -210,7 +212,7 @@ class LocalDeployment:
         )
         (self.out / "superlink").mkdir(parents=True, exist_ok=True)
         proc = self.sup.start(
-            "superlink", argv, log=self.logs / "superlink.log", env=self._cli.env, cwd=self.out
+            "superlink", argv, log=self.logs / "superlink.log", env=self.flower.env, cwd=self.out
         )
         wait_for_port(proc, HOST, self.superlink_port, timeout=self.opt.startup_timeout)
         self.event(
@@ -231,7 +233,7 @@ class LocalDeployment:
             private_key=key,
             node_config=site.node_config,
         )
-        env = {**self._cli.env, "FEDSKIP_CLIENT_THREADS": str(self.opt.client_threads)}
+        env = {**self.flower.env, "FEDSKIP_CLIENT_THREADS": str(self.opt.client_threads)}
         proc = self.sup.start(
             site.name, argv, log=self.logs / f"{site.name}.log", env=env, cwd=self.out
         )
@@ -250,7 +252,7 @@ class LocalDeployment:
             self._check_sites_alive()
             logs = [self.sup.get(s.name).log_path for s in self.sites]
             if all(ONLINE_MARK in p.read_text(encoding="utf-8", errors="replace") for p in logs):
-                online = [n for n in self._cli.nodes() if n.get("status") == "online"]
+                online = [n for n in self.flower.nodes() if n.get("status") == "online"]
                 if len(online) >= len(self.sites):
                     self.event("sites-online", sites=len(online))
                     return
@@ -269,8 +271,8 @@ class LocalDeployment:
                     f"{proc.log_path}: {proc.log_tail()}"
                 )
 
-    def probe_unregistered(self) -> int | None:
-        """Start a SuperNode whose key was never registered; it must be refused and exit."""
+    def start_probe(self) -> ManagedProcess:
+        """Start a SuperNode whose key was never registered (it must be refused)."""
         keys = generate_node_keys(self.out / "pki" / "unregistered", "intruder")
         argv = supernode_command(
             f"{HOST}:{self.superlink_port}",
@@ -279,13 +281,16 @@ class LocalDeployment:
             private_key=keys.private_key,
             node_config={},
         ) + ["--max-retries", "1"]
-        proc = self.sup.start(
-            "intruder", argv, log=self.logs / "intruder.log", env=self._cli.env, cwd=self.out
+        return self.sup.start(
+            "intruder", argv, log=self.logs / "intruder.log", env=self.flower.env, cwd=self.out
         )
+
+    def check_probe_refused(self, proc: ManagedProcess) -> int:
+        """Wait for the unregistered SuperNode to exit; it must have been refused."""
         try:
             code = proc.popen.wait(timeout=self.opt.startup_timeout)
         except subprocess.TimeoutExpired:
-            self.sup.stop("intruder")
+            self.sup.stop(proc.name)
             raise DeploymentError(
                 f"a SuperNode with an unregistered key was not refused; see {proc.log_path}"
             ) from None

@@ -71,23 +71,30 @@ def checkpoint_round(out: Path) -> int:
 
 
 class TrainTasks:
-    """Counts the train instructions a SuperNode received and answered, from its log.
+    """Counts the train instructions of one run that a SuperNode received and answered.
 
-    A site is in the middle of a training round exactly when it has received more train
-    messages than it has sent replies to (Flower 1.42 logs ``Receiving: train message`` and
-    ``Sending: train message`` on the SuperNode).
+    A site is in the middle of a training round exactly when it has received more train messages
+    of the run than it has sent replies to. Flower 1.42 logs on the SuperNode a ``[RUN <id>]``
+    line before each ``Receiving: train message`` / ``Sending: train message`` line; messages of
+    other runs (e.g. one interrupted by a SuperLink crash) are not counted.
     """
 
     RECEIVED = "Receiving: train message"
     SENT = "Sending: train message"
+    _RUN = re.compile(r"\[RUN (\d+)\]")
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, run_id: int) -> None:
         self.tail = LogTail(log_path)
+        self.run_id = run_id
+        self.current: int | None = None
         self.received = 0
         self.sent = 0
 
     def in_progress(self) -> bool:
         for line in self.tail.read_lines():
-            self.received += self.RECEIVED in line
-            self.sent += self.SENT in line
+            if match := self._RUN.search(line):
+                self.current = int(match.group(1))
+            elif self.current == self.run_id:
+                self.received += self.RECEIVED in line
+                self.sent += self.SENT in line
         return self.received > self.sent
