@@ -107,8 +107,15 @@ class Config:
     )
     rescore_every: int = _opt(0, "importance: re-score every n rounds (0 = once)", minimum=0)
     # --- optimisation
-    lr: float = _opt(5e-5, "AdamW learning rate", minimum=0.0)
-    head_lr: float = _opt(0.0, "learning rate of the task head (0 = same as lr)", minimum=0.0)
+    lr: float = _opt(
+        5e-4,
+        "AdamW learning rate (the default suits training a few top blocks; full fine-tuning "
+        "usually wants 1e-5..1e-4)",
+        minimum=0.0,
+    )
+    head_lr: float = _opt(
+        2e-3, "learning rate of the freshly initialised task head (0 = same as lr)", minimum=0.0
+    )
     weight_decay: float = _opt(0.01, "AdamW weight decay", minimum=0.0)
     warmup_ratio: float = _opt(0.1, "share of steps with linear warmup", minimum=0.0, maximum=1.0)
     grad_clip: float = _opt(
