@@ -22,6 +22,7 @@ class RoundReporter:
         self.quiet = quiet
         self.primary = primary
         self.console: Any = None
+        self.status: Any = None
         if not quiet:
             from rich.console import Console
 
@@ -31,9 +32,30 @@ class RoundReporter:
         if self.console is not None:
             self.console.print(f"[bold]{header}[/bold]", soft_wrap=True)
 
+    def phase(self, server_round: int, total: int, name: str) -> None:
+        """Show what the current round is doing (a spinner on a terminal)."""
+        if self.console is None:
+            return
+        text = f"round {server_round}/{total}: {name}…"
+        if self.status is None:
+            self.status = self.console.status(text)
+            self.status.start()
+        else:
+            self.status.update(text)
+
+    def close(self) -> None:
+        """Stop the spinner (also when the run ends with an error)."""
+        self._stop_status()
+
+    def _stop_status(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
     def round(self, row: Mapping[str, Any], total: int) -> None:
         if self.console is None:
             return
+        self._stop_status()
         score = row.get(self.primary)
         score_text = f"{self.primary} {score:.4f}" if isinstance(score, float) else "no eval"
         loss = row.get("train_loss")
@@ -54,5 +76,6 @@ class RoundReporter:
             self.console.print(f"  [red]{row['failure']}[/red]", soft_wrap=True)
 
     def note(self, text: str) -> None:
+        self._stop_status()
         if self.console is not None:
             self.console.print(text, soft_wrap=True)

@@ -168,14 +168,18 @@ def run_server(grid: Grid, cfg: Config) -> dict[str, Any]:
     run = setup(cfg)
     arrays, done = initial_state(run)
     run.reporter.start(_header(run, done))
-    result = run.strategy.start(
-        grid=grid,
-        initial_arrays=arrays,
-        num_rounds=cfg.rounds,
-        evaluate_fn=run.evaluate,
-        start_round=done + 1,
-        on_round_end=run.on_round_end,
-    )
+    try:
+        result = run.strategy.start(
+            grid=grid,
+            initial_arrays=arrays,
+            num_rounds=cfg.rounds,
+            evaluate_fn=run.evaluate,
+            start_round=done + 1,
+            on_round_end=run.on_round_end,
+            on_phase=lambda rnd, phase: run.reporter.phase(rnd, cfg.rounds, phase),
+        )
+    finally:
+        run.reporter.close()
     final = result.arrays if done < cfg.rounds else arrays
     return finish(run, final)
 

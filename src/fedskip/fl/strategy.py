@@ -373,9 +373,12 @@ class LayerSkipMixin:
         *,
         start_round: int = 1,
         on_round_end: RoundCallback | None = None,
+        on_phase: Callable[[int, str], None] | None = None,
     ) -> Result:
         """Flower's loop (train → federated evaluation → server evaluation) for rounds
-        ``start_round..num_rounds``; ``on_round_end(round, global_arrays, record)`` after each."""
+        ``start_round..num_rounds``; ``on_round_end(round, global_arrays, record)`` after each,
+        ``on_phase(round, phase)`` when a phase begins (live progress)."""
+        phase = on_phase or (lambda rnd, name: None)
         self.timeout = timeout
         train_config = ConfigRecord() if train_config is None else train_config
         evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
@@ -386,6 +389,7 @@ class LayerSkipMixin:
         for rnd in range(start_round, num_rounds + 1):
             began = time.perf_counter()
             record = self._record(rnd)
+            phase(rnd, "training")
             messages = self.configure_train(rnd, arrays, train_config, grid)
             new_arrays, train_metrics = self.aggregate_train(
                 rnd, grid.send_and_receive(messages, timeout=timeout)
@@ -394,11 +398,13 @@ class LayerSkipMixin:
                 result.arrays = arrays = new_arrays
             if train_metrics is not None:
                 result.train_metrics_clientapp[rnd] = train_metrics
+            phase(rnd, "federated evaluation")
             messages = self.configure_evaluate(rnd, arrays, evaluate_config, grid)
             replies = grid.send_and_receive(messages, timeout=timeout) if messages else []
             client_eval = self.aggregate_evaluate(rnd, replies)
             if client_eval is not None:
                 result.evaluate_metrics_clientapp[rnd] = client_eval
+            phase(rnd, "evaluation on the global test set")
             if evaluate_fn is not None and (server_eval := evaluate_fn(rnd, arrays)) is not None:
                 result.evaluate_metrics_serverapp[rnd] = server_eval
                 record.server_eval = _scalars(server_eval)
