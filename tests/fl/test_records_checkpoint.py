@@ -1,0 +1,99 @@
+"""Checkpoints (atomic, RNG states) and the per-round / summary records, without training."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fedskip.config import Config
+from fedskip.errors import ConfigError
+from fedskip.fl.checkpoint import (
+    Checkpoint,
+    capture_rng,
+    find_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from fedskip.fl.records import round_row, summarize
+from fedskip.fl.rounds import RoundRecord
+
+
+def test_checkpoint_round_trip_with_optimizer_moments(tmp_path: Path) -> None:
+    state = {"a.w": np.arange(4, dtype=np.float32), "b": np.ones((2, 2), dtype=np.float32)}
+    strategy = {
+        "touched": ["a.w"],
+        "m_t": {"a.w": np.full(4, 0.5, np.float32)},
+        "v_t": {"a.w": np.zeros(4, np.float32)},
+    }
+    save_checkpoint(
+        tmp_path,
+        Checkpoint(3, state, strategy, {"scores": [1.0, 2.0]}, {"seconds": 9.5}, {"rounds": 5}),
+    )
+    ckpt = load_checkpoint(tmp_path)
+    assert (
+        ckpt.round == 3
+        and ckpt.planner == {"scores": [1.0, 2.0]}
+        and ckpt.totals == {"seconds": 9.5}
+    )
+    assert sorted(ckpt.global_state) == ["a.w", "b"]
+    np.testing.assert_array_equal(ckpt.global_state["a.w"], state["a.w"])
+    assert ckpt.strategy["touched"] == ["a.w"]
+    np.testing.assert_array_equal(ckpt.strategy["m_t"]["a.w"], np.full(4, 0.5, np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_an_interrupted_swap_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, Checkpoint(1, {"w": np.zeros(1, np.float32)}))
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # crash between renames
+    assert find_checkpoint(tmp_path) == tmp_path / "checkpoint.old"
+    assert load_checkpoint(tmp_path).round == 1
+
+
+def test_missing_checkpoint_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        load_checkpoint(tmp_path)
+
+
+def test_rng_states_are_restored() -> None:
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    saved = capture_rng()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    restore_rng(saved)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def _record(
+    rnd: int, down: int, up: int, clients: list[int], *, failed: bool = False
+) -> RoundRecord:
+    return RoundRecord(round=rnd, bytes_down=down, bytes_up=up, clients=clients, replies_ok=len(clients),
+                       failed=failed, train_metrics={"train-loss": 0.5}, seconds=1.0)  # fmt: skip
+
+
+def test_rows_accumulate_bytes_and_the_summary_compares_with_full_fedavg() -> None:
+    rows: list[dict] = []
+    rows.append(
+        round_row(_record(1, 100, 80, [0, 1]), {"f1": 0.4, "per_type": {}}, rows, elapsed=1.0)
+    )
+    rows.append(
+        round_row(_record(2, 100, 90, [0, 1, 2], failed=True), {"f1": 0.3}, rows, elapsed=2.0)
+    )
+    assert [r["cum_bytes"] for r in rows] == [180, 370]
+    assert rows[1]["status"] == "failed" and rows[0]["train_loss"] == 0.5
+    summary = summarize(rows, cfg=Config(rounds=2), primary="f1", full_model_bytes=1000,
+                        exchanged_parameters=10, seconds=3.0)  # fmt: skip
+    # full FedAvg: 1000 bytes down + 1000 up for each of 2 + 3 client-rounds
+    assert summary["fedavg_bytes"] == 10_000
+    assert summary["reduction"] == pytest.approx(1 - 370 / 10_000)
+    assert (summary["final_metric"], summary["best_metric"], summary["best_round"]) == (0.3, 0.4, 1)
+    assert summary["failed_rounds"] == [2] and summary["bytes"] == {
+        "down": 200,
+        "up": 170,
+        "total": 370,
+        "eval": 0,
+    }
