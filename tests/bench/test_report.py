@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rundirs import centralized_run, federated_run
 
-from fedskip.bench.report import render_report, write_results
+from fedskip.bench.report import publish, render_report, write_results
 from fedskip.bench.runner import SUITE_FILE, plan_suite, run_path
 from fedskip.bench.suites import describe
 from fedskip.cli import main
@@ -66,13 +66,13 @@ def test_suite_results_page(tmp_path: Path) -> None:
                   partition="dirichlet", alpha=0.3)  # fmt: skip
     text = write_results(tmp_path).read_text()
     assert text.startswith("# fedskip bench: suite `smoke`")
-    assert "Reproduce: `fedskip bench --suite smoke --out OUT` (4 of 16 configs finished)" in text
+    assert "Reproduce: `fedskip bench --suite smoke --out OUT` (4 of 12 configs finished)" in text
     assert "| `ner-layerskip` | layerskip | 0.785 | 0.785 | -1.5 | 0.004 | 75.0% | 2 | 4 |" in text
     assert "| ≈70% less communication than full FedAvg | **held** |" in text
     assert "| within 2% of centralized training | **held** |" in text
     assert "| beats the baselines | **not held** |" in text  # 0.785 < FedAvg 0.79
     assert "| robust to non-IID data | **not tested** |" in text  # no IID run in smoke
-    assert "`classification-lora`" in text.split("## Not finished")[1]
+    assert "`classification-fedavg`" in text.split("## Not finished")[1]
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert rows[0].startswith("name,groups,task,method,metric,status,layers")
     assert len(rows) == 1 + 4
@@ -80,3 +80,19 @@ def test_suite_results_page(tmp_path: Path) -> None:
         assert_png(png)
     assert (tmp_path / "plots" / "noniid.png").is_file()
     assert describe(plan.configs)[0]["name"] == "ner-centralized"
+
+
+def test_publish_copies_records_not_models(tmp_path: Path) -> None:
+    out, dest = tmp_path / "out", tmp_path / "docs"
+    out.mkdir()
+    (out / SUITE_FILE).write_text(json.dumps(plan_suite("smoke").manifest()))
+    run = federated_run(run_path(out, "ner-layerskip"), method="layerskip", scores=[0.5],
+                        bytes_per_round=10)  # fmt: skip
+    (run / "model").mkdir()
+    (run / "model" / "model.safetensors").write_bytes(b"weights")
+    page = publish(out, dest)
+    copied = sorted(p.relative_to(dest / "runs").as_posix() for p in (dest / "runs").rglob("*"))
+    assert copied == ["ner-layerskip", "ner-layerskip/config.json",
+                      "ner-layerskip/metrics.jsonl", "ner-layerskip/summary.json"]  # fmt: skip
+    assert page == dest / "results.md"
+    assert "(1 of 12 configs finished)" in page.read_text()

@@ -13,7 +13,7 @@ from typing import Any
 from fedskip.bench import plots
 from fedskip.bench.claims import check_claims, claims_markdown
 from fedskip.bench.records import RunRecord, load_run, load_runs
-from fedskip.bench.runner import read_manifest, run_path, settings_line
+from fedskip.bench.runner import LOG_FILE, SUITE_FILE, read_manifest, run_path, settings_line
 from fedskip.bench.suites import METHOD_ORDER
 from fedskip.bench.table import ResultRow, build_rows, markdown_table, write_csv
 from fedskip.errors import ConfigError
@@ -33,7 +33,7 @@ def _image(path: Path | None, base: Path, alt: str) -> list[str]:
 def _curve_section(records: Sequence[RunRecord], out: Path, tag: str) -> list[str]:
     """Metric vs round and vs cumulative MB for each task among ``records``."""
     lines: list[str] = []
-    for task in sorted({r.task for r in records}):
+    for task in dict.fromkeys(r.task for r in records):
         group = [r for r in records if r.task == task]
         for x, what in (("round", "round"), ("mb", "cumulative MB")):
             path = plots.plot_curves(
@@ -110,6 +110,31 @@ def write_results(out: str | Path) -> Path:
     return path
 
 
+RECORD_FILES = ("config.json", "metrics.jsonl", "summary.json", "error.txt")
+"""What :func:`publish` copies of each run: the records, not the model or checkpoints."""
+
+
+def publish(out: str | Path, dest: str | Path) -> Path:
+    """Copy a bench folder's records (``suite.json``, ``bench.log`` and each run's
+    :data:`RECORD_FILES`) to ``dest`` and render the results there: a few hundred kB that can be
+    committed, from which ``fedskip bench --report-only --out DEST`` re-renders the same page."""
+    import shutil
+
+    source, target = Path(out), Path(dest)
+    manifest = read_manifest(source)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (SUITE_FILE, LOG_FILE):
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+    for entry in manifest["configs"]:
+        run = run_path(source, entry["name"])
+        for name in RECORD_FILES:
+            if (run / name).is_file():
+                run_path(target, entry["name"]).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run / name, run_path(target, entry["name"]) / name)
+    return write_results(target)
+
+
 def _suite_header(manifest: dict[str, Any], records: Sequence[RunRecord]) -> list[str]:
     command = f"fedskip bench --suite {manifest['suite']} --out OUT"
     if manifest.get("overrides"):
@@ -141,7 +166,7 @@ def _methods_section(
     chosen = _in(rows, "methods")
     names = {r.name for r in chosen}
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    for task in sorted({r.task for r in chosen}):
+    for task in dict.fromkeys(r.task for r in chosen):  # suite order: the ablation task first
         task_rows = sorted(
             (r for r in chosen if r.task == task), key=lambda r: rank.get(r.method, 99)
         )

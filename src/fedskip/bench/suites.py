@@ -70,6 +70,12 @@ class Sweep:
     privacy_methods: tuple[str, ...] = ("layerskip", "fedavg")
     ablation_task: str = "ner"
     """The task the layer, strategy, non-IID and privacy axes run on."""
+    other_task_methods: tuple[str, ...] | None = None
+    """Methods run on the tasks other than ``ablation_task`` (None: all of ``methods``)."""
+    task_settings: dict[str, dict[str, Scalar]] = field(default_factory=dict)
+    """Config keys per task on top of the suite's settings (data size, window length)."""
+    method_settings: dict[str, dict[str, Scalar]] = field(default_factory=dict)
+    """Config keys per method, e.g. LoRA's larger learning rate (adapters start at zero)."""
 
 
 @dataclass
@@ -108,40 +114,50 @@ _SHARED: dict[str, Scalar] = {
     "eval-clients": False,
 }
 
+LORA_SETTINGS: dict[str, Scalar] = {"lr": 2e-3}
+"""The LoRA baseline's learning rate: adapters start at zero (B = 0) and need a larger step
+than fine-tuning whole blocks (LoRA's usual range is 1e-4..3e-3)."""
+
 SMOKE = Suite(
     name="smoke",
-    description="every method on both tasks plus one point of each ablation axis, tiny settings "
-    "(a few documents, 2 rounds, 32-token windows): checks the harness end to end in minutes",
+    description="every method on NER, centralized / FedAvg / layer skipping on note "
+    "classification and one point of the k, non-IID and DP axes, on a few documents for 2 "
+    "rounds: checks the harness end to end in minutes",
     settings={
         **_SHARED,
-        "synth-docs": 8,
+        "synth-docs": 2,
         "max-length": 32,
         "stride": 8,
         "rounds": 2,
         "epochs": 2,
         "local-epochs": 1,
-        "batch-size": 8,
+        "batch-size": 16,
         "lr": 5e-4,
+        "head-lr": 2e-3,
         "lora-rank": 4,
         "importance-batches": 1,
     },
     sweep=Sweep(
-        layer_counts=(1,),
-        strategies=("bottom",),
+        other_task_methods=("centralized", "fedavg", "layerskip"),
+        layer_counts=(1, 2),
+        strategies=(),
         partitions=(dirichlet(0.3), NATURAL),
         noniid_methods=("layerskip",),
         epsilons=(8.0,),
         privacy_methods=("layerskip",),
+        method_settings={"lora": LORA_SETTINGS},
     ),
 )
 
 PAPER = Suite(
     name="paper",
     description="the paper's comparison at CPU scale: 6 methods on NER and note classification, "
-    "k = 1..6, five layer strategies, IID / Dirichlet 1.0, 0.3, 0.1 / natural, DP at ε 8, 4, 2, 1",
+    "k = 1..6, five layer strategies, IID / Dirichlet 1.0, 0.3, 0.1 / natural partitions and "
+    "DP-SGD at ε 8, 4, 2, 1 (NER: 8 notes per site, 64-token windows; classification: 50 notes "
+    "per site, 128 tokens; 5 rounds)",
     settings={
         **_SHARED,
-        "synth-docs": 40,
+        "synth-docs": 8,
         "max-length": 64,
         "stride": 16,
         "rounds": 5,
@@ -149,10 +165,14 @@ PAPER = Suite(
         "local-epochs": 1,
         "batch-size": 16,
         "lr": 5e-4,
+        "head-lr": 2e-3,
         "lora-rank": 8,
         "importance-batches": 2,
     },
-    sweep=Sweep(),
+    sweep=Sweep(
+        task_settings={"classification": {"synth-docs": 50, "max-length": 128}},
+        method_settings={"lora": LORA_SETTINGS},
+    ),
 )
 
 SUITES: dict[str, Suite] = {s.name: s for s in (SMOKE, PAPER)}
@@ -189,7 +209,10 @@ def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
     sweep = suite.sweep
     entries: list[BenchConfig] = []
     for task in sweep.tasks:
-        for method in sweep.methods:
+        methods = sweep.methods
+        if task != sweep.ablation_task and sweep.other_task_methods is not None:
+            methods = sweep.other_task_methods
+        for method in methods:
             entries.append(_method_entry(task, method, base, num_blocks))
     if sweep.ablation_task in sweep.tasks:
         entries += _layer_entries(sweep, base, num_blocks)
@@ -200,7 +223,19 @@ def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
         for entry in builder(suite, base, num_blocks):
             entry.groups = entry.groups or [group]
             entries.append(entry)
-    return _merge(entries, base)
+    return _merge([_with_defaults(sweep, e) for e in entries], base)
+
+
+def _with_defaults(sweep: Sweep, entry: BenchConfig) -> BenchConfig:
+    """``entry`` with its task's and method's suite settings under its own settings."""
+    task = str(entry.settings.get("task", sweep.ablation_task))
+    method = str(entry.settings.get("method", ""))
+    settings = {
+        **sweep.task_settings.get(task, {}),
+        **sweep.method_settings.get(method, {}),
+        **entry.settings,
+    }
+    return BenchConfig(entry.name, settings, entry.groups, entry.labels)
 
 
 FULL_MODEL_BASELINES = ("centralized", "local", "fedprox")

@@ -5,9 +5,20 @@ one seed, then write ``results.csv``, ``results.md`` (tables, plots, the paper's
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Any
 
 from fedskip.bench.suites import SUITES
+
+SUITE_PLUGINS = ("fedskip.bench.frontier",)
+"""Modules that add suites or groups (``register_group``) when imported."""
+
+for _plugin in SUITE_PLUGINS:
+    try:
+        importlib.import_module(_plugin)
+    except ModuleNotFoundError as exc:  # a checkout without that module
+        if exc.name != _plugin:
+            raise
 
 
 def register(subparsers: Any) -> None:
@@ -50,13 +61,26 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="train nothing; re-render results from the run directories already in --out",
     )
+    parser.add_argument(
+        "--publish",
+        metavar="DIR",
+        help="also copy the records (configs, metrics, summaries; no models) to DIR and render "
+        "the results there, e.g. docs/results/paper",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads of in-process training (centralized, local-only); federated "
+        "clients use one thread each. On a busy machine 1 avoids thread oversubscription",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fedskip.bench.report import write_results
+    from fedskip.bench.report import publish, write_results
     from fedskip.bench.runner import plan_suite, run_suite, select, settings_line
 
     out = Path(args.out or f"bench/{args.suite}")
@@ -68,10 +92,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     failed = 0
     if not args.report_only:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         result = run_suite(args.suite, out, pairs, only=args.only)
         failed = len(result.failed)
     path = write_results(out)
     print(f"results: {path} and {out / 'results.csv'}")
+    if args.publish:
+        print(f"published: {publish(out, args.publish)}")
     if failed:
         print(f"{failed} config(s) failed; see {out}/runs/<name>/error.txt and {out}/bench.log")
         return 1

@@ -1,0 +1,98 @@
+"""Bytes per round: measured on the wire (a real run's ``metrics.jsonl``) versus the analytic
+count of ``fedskip comm`` (:func:`fedskip.models.comm.communication_report`).
+
+For each run directory: the measured bytes per client and round are the round's ``bytes_up``
+(the ``ArrayRecord.count_bytes()`` of the replies) divided by the clients that replied, and
+``bytes_down`` divided by the clients sampled; the analytic figure is trainable parameters x 4
+bytes (fp32) for the run's model, method, k, strategy and LoRA rank (full model for FedAvg).
+The ratio shows Flower's framing overhead (and any tensor the run sends that the analytic
+count leaves out).
+
+    python benchmarks/comm_bytes.py docs/results/paper/runs/ner-{layerskip,fedavg,lora}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from common import command_line, markdown, write_json
+
+
+def num_labels(run: Path, config: dict[str, Any]) -> int:
+    """Labels of the run's task head (from its export, else from the data it read)."""
+    manifest = run / "model" / "fedskip.json"
+    if manifest.is_file():
+        return len(json.loads(manifest.read_text())["labels"])
+    from fedskip.config import Config
+    from fedskip.pipeline import prepare
+
+    return len(prepare(Config.from_mapping(config)).label_list)
+
+
+def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
+    from fedskip.models.comm import communication_report
+    from fedskip.models.layers import discover_layers
+    from fedskip.models.loading import build_meta_model
+
+    model = build_meta_model(config["model"], task=config["task"], num_labels=labels)
+    blocks = discover_layers(model).num_blocks
+    method = config["method"]
+    report = communication_report(
+        model,
+        layers=blocks if method in ("fedavg", "lora") else int(config["layers"]),
+        strategy="top" if method in ("fedavg", "lora") else config["layer-strategy"],
+        lora_rank=(config.get("lora-rank") or 8) if method == "lora" else 0,
+        train_final_norm=bool(config.get("train-final-norm", True)),
+    )
+    if method == "fedavg":
+        return {**report, "bytes_per_round_up": report["full_bytes_per_round_up"],
+                "bytes_per_round_down": report["full_bytes_per_round_down"]}  # fmt: skip
+    return report
+
+
+def measure(run: Path) -> dict[str, Any]:
+    config = json.loads((run / "config.json").read_text())
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if r.get("clients") and r.get("status", "ok") == "ok"]
+    if not rows:
+        raise SystemExit(f"{run}: no federated rounds with clients in metrics.jsonl")
+    up = [r["bytes_up"] / max(r.get("replies_ok") or len(r["clients"]), 1) for r in rows]
+    down = [r["bytes_down"] / len(r["clients"]) for r in rows]
+    report = analytic(config, num_labels(run, config))
+    return {
+        "run": run.name,
+        "method": config["method"],
+        "k": config["layers"],
+        "measured_up": sum(up) / len(up),
+        "measured_down": sum(down) / len(down),
+        "analytic_up": report["bytes_per_round_up"],
+        "analytic_down": report["bytes_per_round_down"],
+        "trainable_params": report["trainable_params"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="federated run directories")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = [measure(run) for run in args.runs]
+    rows = [{
+        "run": f"`{r['run']}`", "method": r["method"],
+        "analytic up (bytes)": f"{r['analytic_up']:,}",
+        "measured up (bytes)": f"{r['measured_up']:,.0f}",
+        "measured / analytic up": f"{r['measured_up'] / r['analytic_up']:.4f}",
+        "measured / analytic down": f"{r['measured_down'] / r['analytic_down']:.4f}",
+    } for r in results]  # fmt: skip
+    print(f"`{command_line()}`\n")
+    print(markdown(rows, list(rows[0])))
+    write_json(args.json, {"command": command_line(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
