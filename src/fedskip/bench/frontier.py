@@ -141,6 +141,7 @@ FRONTIER = Suite(
         "local-epochs": 1,
         "batch-size": 16,
         "lr": 5e-4,
+        "head-lr": 0.0,
         "lora-rank": 8,
         "importance-batches": 2,
     },
