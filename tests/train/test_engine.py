@@ -236,6 +236,8 @@ def test_predict_trims_padding_and_restores_mode(tiny_bert: Any, token_features:
     model.eval()
     alone = model(input_ids=torch.tensor([feats[1]["input_ids"]])).logits[0].detach().numpy()
     np.testing.assert_allclose(out[1], alone, atol=1e-5)
+    first = model(input_ids=torch.tensor([feats[0]["input_ids"]])).logits[0].detach().numpy()
+    np.testing.assert_allclose(out[0], first, atol=1e-5)  # input order kept (batched by length)
     seq = tiny_bert("sequence", 2)
     out2 = predict(
         seq,

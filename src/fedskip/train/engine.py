@@ -295,21 +295,21 @@ def predict(
     batch_size: int,
     device: torch.device | str,
 ) -> list[np.ndarray]:
-    """Per-example float32 logits: ``(tokens, labels)`` for token classification (padding
-    removed), ``(labels,)`` for sequence classification. Restores the model's train/eval mode."""
+    """Per-example float32 logits, in input order: ``(tokens, labels)`` for token
+    classification (padding removed), ``(labels,)`` for sequence classification. Examples are
+    batched by length to pad little. Restores the model's train/eval mode."""
     was_training = model.training
     model.eval()
-    results: list[np.ndarray] = []
-    for begin in range(0, len(features), batch_size):
-        chunk = [features[j] for j in range(begin, min(begin + batch_size, len(features)))]
-        batch = {k: v for k, v in collate(chunk).items() if k != "labels"}
+    order = sorted(range(len(features)), key=lambda j: len(features[j]["input_ids"]))
+    results: list[np.ndarray] = [np.empty(0)] * len(features)
+    for begin in range(0, len(order), batch_size):
+        indices = order[begin : begin + batch_size]
+        batch = {k: v for k, v in collate([features[j] for j in indices]).items() if k != "labels"}
         batch = _to_device(batch, device, multi_label=False)
         logits = model(**batch).logits.float().cpu().numpy()
-        if logits.ndim == 3:
-            mask = batch["attention_mask"].bool().cpu().numpy()
-            results.extend(logits[i][mask[i]] for i in range(len(chunk)))
-        else:
-            results.extend(logits[i] for i in range(len(chunk)))
+        mask = batch["attention_mask"].bool().cpu().numpy()
+        for row, j in enumerate(indices):
+            results[j] = logits[row][mask[row]] if logits.ndim == 3 else logits[row]
     model.train(was_training)
     return results
 
