@@ -7,6 +7,7 @@ Both are computed from the run directories on disk, so re-rendering after more c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,37 +176,65 @@ def _methods_section(
     return lines
 
 
+ABLATION_COLUMNS = [
+    "run",
+    "k",
+    "final",
+    "best",
+    "gap (pts)",
+    "MB",
+    "reduction",
+    "rounds to 95%",
+    "s",
+]
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A categorical ablation axis of the results page: its group, the label key it varies, the
+    x order of its plot and the table columns."""
+
+    group: str
+    key: str
+    order: tuple[Any, ...]
+    xlabel: str
+    title: str
+    png: str
+    columns: tuple[str, ...]
+
+
+AXES = (
+    Axis("noniid", "partition", ("iid", "dir1", "dir0.3", "dir0.1", "natural"),
+         "partition (IID → most skewed, then by site)", "Non-IID partitions", "noniid.png",
+         ("run", "method", "partition", "final", "best", "gap (pts)", "MB", "s")),
+    Axis("privacy", "target_epsilon", (0, 8.0, 4.0, 2.0, 1.0), "target ε (DP-SGD, sample level)",
+         "Differential privacy", "privacy.png",
+         ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s")),
+)  # fmt: skip
+
+
 def _ablation_sections(rows: Sequence[ResultRow], out: Path) -> list[str]:
     lines: list[str] = []
     layer_rows = sorted(_in(rows, "layers"), key=lambda r: r.layers or 0)
     if layer_rows:
-        lines += ["## Layer count k", "", markdown_table(layer_rows, ["run", "k", "final", "best",
-                  "gap (pts)", "MB", "reduction", "rounds to 95%", "s"]), ""]  # fmt: skip
+        lines += ["## Layer count k", "", markdown_table(layer_rows, ABLATION_COLUMNS), ""]
         lines += _image(plots.plot_layers(layer_rows, out / PLOTS / "layers.png"), out, "k")
     strategy_rows = _in(rows, "strategies")
     if strategy_rows:
-        lines += ["## Layer-selection strategy", "", markdown_table(strategy_rows, ["run", "k",
-                  "final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%", "s"]), ""]  # fmt: skip
-    axes = (
-        ("noniid", "partition", ["iid", "dir1", "dir0.3", "dir0.1", "natural"], "partition (IID → skewed)",
-         "Non-IID partitions", "noniid.png", ["run", "method", "partition", "final", "best", "MB", "s"]),
-        ("privacy", "target_epsilon", [0, 8.0, 4.0, 2.0, 1.0], "target ε (DP-SGD, sample level)",
-         "Differential privacy", "privacy.png", ["run", "method", "ε target", "ε spent", "final",
-         "best", "gap (pts)", "s"]),
-    )  # fmt: skip
-    for group, key, order, xlabel, title, png, columns in axes:
-        chosen = _in(rows, group)
+        table = markdown_table(strategy_rows, ["run", "strategy", *ABLATION_COLUMNS[1:]])
+        lines += ["## Layer-selection strategy", "", table, ""]
+    for axis in AXES:
+        chosen = _in(rows, axis.group)
         if not chosen:
             continue
-        order = _with_extra(order, [r.extra.get(key) for r in chosen])
-        lines += [f"## {title}", "", markdown_table(chosen, columns), ""]
-        path = plots.plot_axis(chosen, out / PLOTS / png, key=key, order=order, xlabel=xlabel,
-                               title=title)  # fmt: skip
-        lines += _image(path, out, title)
+        order = _with_extra(list(axis.order), [r.extra.get(axis.key) for r in chosen])
+        lines += [f"## {axis.title}", "", markdown_table(chosen, axis.columns), ""]
+        path = plots.plot_axis(chosen, out / PLOTS / axis.png, key=axis.key, order=order,
+                               xlabel=axis.xlabel, title=axis.title)  # fmt: skip
+        lines += _image(path, out, axis.title)
     frontier = _in(rows, "frontier")
     if frontier:
-        lines += ["## Frontier", "", markdown_table(frontier, ["run", "k", "final", "MB",
-                  "reduction", "s"]), ""]  # fmt: skip
+        lines += ["## Frontier", "", markdown_table(frontier, ABLATION_COLUMNS), ""]
     return lines
 
 

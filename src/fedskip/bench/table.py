@@ -173,6 +173,7 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
         "task": lambda r: r.task,
         "k": lambda r: "" if r.layers is None else str(r.layers),
         "partition": lambda r: r.partition,
+        "strategy": lambda r: r.strategy,
         "ε target": lambda r: "–" if r.target_epsilon is None else f"{r.target_epsilon:g}",
         "ε spent": lambda r: fmt(r.epsilon, ".2f"),
         "final": lambda r: fmt(r.final),
