@@ -182,3 +182,14 @@ def test_unsupported_combinations(changes: dict[str, object], message: str) -> N
     check_supported(Config(**changes))  # compression=none: anything goes
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_supported(Config(compression="int8", **changes))
+
+
+def test_fedskip_run_refuses_compression_with_secagg(tmp_path, capsys) -> None:
+    from fedskip.cli import main
+
+    args = ["run", "--set", "compression=bf16", "secagg=true", f"out={tmp_path}"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "fedskip: error: config key 'compression': bf16 cannot be combined with secagg=true "
+        "(masked sums need plain values); set compression=none\n"
+    )

@@ -13,6 +13,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedskip.config import Config, Scalar
+from fedskip.fl.compressed import check_supported
 from fedskip.fl.secagg_server import run_secagg
 from fedskip.fl.server import run_server
 from fedskip.privacy.checks import check_privacy_config
@@ -27,6 +28,7 @@ def build_server_app(run_config: Mapping[str, Scalar] | None = None) -> ServerAp
         values = {**context.run_config, **(run_config or {})}
         cfg = Config.from_mapping(values)
         check_privacy_config(cfg)  # [privacy] refuse impossible settings, warn loudly
+        check_supported(cfg)  # [compression] compressed deltas need the plain (non-SecAgg) path
         if cfg.secagg:  # [privacy] SecAgg+ exists only on Flower's legacy path
             run_secagg(grid, context, cfg)
         else:
