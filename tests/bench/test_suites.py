@@ -59,7 +59,7 @@ def test_bad_overrides(overrides: list[str], message: str) -> None:
 
 def test_only_selects_by_group_or_glob() -> None:
     configs = plan_suite("smoke").configs
-    assert [c.name for c in select(configs, ["layers"])] == ["ner-layerskip-k1"]
+    assert [c.name for c in select(configs, ["layers"])] == ["ner-layerskip", "ner-layerskip-k1"]
     assert len(select(configs, ["classification-*"])) == 3
     with pytest.raises(ConfigError, match="--only nothing: matches no config"):
         select(configs, ["nothing"])
