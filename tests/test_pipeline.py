@@ -165,28 +165,6 @@ def test_encode_is_cached_per_tokenizer_and_settings(prepared_ner: tuple[Config,
     assert encode(prepared.global_test, tok, prepared, cfg) is not first
 
 
-def test_icd9_label_space_is_the_top_k_over_all_sites() -> None:
-    from fedskip.data.types import ClsDataset, ClsDocument
-    from fedskip.pipeline import keep_top_codes
-
-    def site(name: str, rows: list[tuple[str, list[str]]]) -> ClsDataset:
-        docs = [ClsDocument(f"{name}{i}", "t", labs, name, {"hadm_id": h})
-                for i, (h, labs) in enumerate(rows)]  # fmt: skip
-        return ClsDataset(docs, sorted({c for _, labs in rows for c in labs}), True, name)
-
-    # admissions per code: a 2 (A1, A2), b 2 (A1, B1), c 3 (B1, B2, B3); A3 repeats A1's admission
-    sites = {
-        "A": site("A", [("1", ["a", "b"]), ("2", ["a"]), ("1", ["b", "a"])]),
-        "B": site("B", [("1", ["b", "c"]), ("2", ["c"]), ("3", ["c"])]),
-    }
-    assert keep_top_codes(sites, 2) == ["c", "a"]  # a/b tie -> smaller code
-    assert [d.labels for d in sites["A"].documents] == [["a"], ["a"], ["a"]]
-    assert [d.labels for d in sites["B"].documents] == [["c"], ["c"], ["c"]]
-    assert sites["A"].label_names == sites["B"].label_names == ["a", "c"]
-    assert keep_top_codes(sites, 1) == ["c"]
-    assert sites["A"].documents == [] and "dropped 3" in sites["A"].warnings[-1]
-
-
 @pytest.fixture
 def synth_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FEDSKIP_CACHE", str(tmp_path / "cache"))

@@ -90,12 +90,8 @@ def prepare(cfg: Config) -> Prepared:
     if cfg.data == SITES_DATA:
         return prepare_without_data(cfg)
     path, fmt = data_location(cfg)
-    if cfg.task == "classification" and cfg.label == "icd9":
-        # every code first, then the top-k over all sites: one label space for the federation
-        sites = read_sites(path, fmt, label="icd9", icd9_top_k=ALL_CODES)
-        keep_top_codes(sites, cfg.icd9_top_k)
-    else:
-        sites = read_sites(path, fmt, label=cfg.label, icd9_top_k=cfg.icd9_top_k)
+    # ICD-9: read_sites ranks the top-k codes over all sites (one label space for the federation)
+    sites = read_sites(path, fmt, label=cfg.label, icd9_top_k=cfg.icd9_top_k)
     task = next(iter(sites.values())).task
     if task != cfg.task:
         raise ConfigError(
@@ -125,38 +121,6 @@ def prepare(cfg: Config) -> Prepared:
         report=_report(names, train, test),
         data_path=path,
     )
-
-
-ALL_CODES = 10**9
-"""``icd9-top-k`` that keeps every code when reading a site."""
-
-
-def keep_top_codes(sites: dict[str, Dataset], k: int) -> list[str]:
-    """Restrict multi-label sites to the ``k`` ICD-9 codes on most admissions over *all* sites
-    (ties → smaller code string, as the MIMIC reader ranks one site); documents left without a
-    code are dropped and counted in their dataset's warnings. Returns the kept codes."""
-    from collections import Counter
-
-    admissions: dict[tuple[str, str], set[str]] = {}
-    cls_sites = {name: ds for name, ds in sites.items() if isinstance(ds, ClsDataset)}
-    for name, ds in cls_sites.items():
-        for doc in ds.documents:
-            key = (name, doc.meta.get("hadm_id", doc.doc_id))
-            admissions.setdefault(key, set()).update(doc.labels)
-    counts = Counter(code for codes in admissions.values() for code in codes)
-    top = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
-    rank = {code: i for i, code in enumerate(top)}
-    for ds in cls_sites.values():
-        kept = []
-        for doc in ds.documents:
-            doc.labels = sorted((c for c in doc.labels if c in rank), key=rank.__getitem__)
-            if doc.labels:
-                kept.append(doc)
-        if len(kept) < len(ds.documents):
-            ds.warnings.append(f"{ds.source}: dropped {len(ds.documents) - len(kept)} discharge "
-                               f"summar(ies) with none of the top-{k} ICD-9 codes of all sites")  # fmt: skip
-        ds.documents, ds.label_names = kept, sorted(top)
-    return top
 
 
 SITES_DATA = "sites"
