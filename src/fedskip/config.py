@@ -128,7 +128,7 @@ class Config:
     seed: int = _opt(42, "seed for data splits, initialisation and sampling")
     # --- federation
     method: str = _opt("layerskip", "training method", METHODS)
-    rounds: int = _opt(5, "federated rounds", minimum=1)
+    rounds: int = _opt(3, "federated rounds", minimum=1)
     clients: int = _opt(
         4, "number of clients (ignored for partition=natural: one per site)", minimum=1
     )

@@ -91,6 +91,7 @@ class LayerSkipMixin:
         self.timeout = 3600.0
         self.touched: set[str] = set()
         self.client_ids: dict[int, int] = {}
+        self.client_sizes: dict[int, int] = {}  # training documents per node (dispatch order)
         self.rounds: dict[int, RoundRecord] = {}
         self._global = ArrayRecord()
         self._expected: dict[int, list[str]] = {}
@@ -129,7 +130,9 @@ class LayerSkipMixin:
             if reply.has_error():
                 log.error("node %s could not identify: %s", node, reply.error.reason)
             else:
-                ids[node] = int(M.metric_dict(reply.content)[M.CLIENT_ID])
+                metrics = M.metric_dict(reply.content)
+                ids[node] = int(metrics[M.CLIENT_ID])
+                self.client_sizes[node] = int(metrics.get(NUM_EXAMPLES, 0))
         if len(set(ids.values())) != len(ids):
             raise ClientsUnavailable(
                 f"SuperNodes claim duplicate client ids: {sorted(ids.values())}"
@@ -157,7 +160,8 @@ class LayerSkipMixin:
             server_round=server_round,
             purpose=purpose,
         )
-        return [by_client[c] for c in chosen]
+        # largest clients first: with fewer workers than clients the round ends sooner
+        return sorted((by_client[c] for c in chosen), key=lambda n: -self.client_sizes.get(n, 0))
 
     def _record(self, server_round: int) -> RoundRecord:
         return self.rounds.setdefault(server_round, RoundRecord(round=server_round))
@@ -202,7 +206,7 @@ class LayerSkipMixin:
         out = list(self._construct_messages(content, nodes, MessageType.TRAIN))
         self._expected = {node: list(plan.train_keys) for node in nodes}
         record.layers = list(plan.layers)
-        record.clients = [self._client(n) for n in nodes]
+        record.clients = sorted(self._client(n) for n in nodes)
         record.bytes_down += M.message_array_bytes(out)
         return out
 
