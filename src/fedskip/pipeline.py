@@ -39,6 +39,9 @@ from fedskip.train.metrics import TaskInfo
 Doc = NerDocument | ClsDocument
 Encoded = EncodedNer | EncodedCls
 
+ALL_CODES = 10**9
+"""``icd9-top-k`` that keeps every ICD-9 code (read a site's codes, restrict them later)."""
+
 FULL_FINETUNE_METHODS = ("fedavg",)
 """Methods that train every parameter (embeddings included) whatever ``layers`` says."""
 

@@ -80,6 +80,7 @@ def evaluate_export(
     the model's codes are left out (counted in ``dropped_documents``)."""
     from fedskip.data.encode import cls_collator, encode_cls, encode_ner, ner_collator
     from fedskip.data.readers import read_sites
+    from fedskip.pipeline import ALL_CODES
     from fedskip.rundir import load_export
     from fedskip.train.engine import evaluate
 
@@ -110,10 +111,6 @@ def evaluate_export(
         exported.model, encoded, collate, batch_size=batch_size, device=exported.model.device
     )
     return {"task": exported.task, "model": str(model_dir), "data": str(data), **metrics, **extra}
-
-
-ALL_CODES = 10**9
-"""``icd9_top_k`` that keeps every ICD-9 code when reading evaluation data."""
 
 
 def _keep_codes(sites: dict[str, Any], codes: list[str], where: str) -> int:
