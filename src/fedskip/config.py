@@ -93,7 +93,7 @@ class Config:
         32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0
     )
     # --- layer skipping
-    layers: int = _opt(2, "k: number of transformer blocks trained and exchanged", minimum=1)
+    layers: int = _opt(1, "k: number of transformer blocks trained and exchanged", minimum=1)
     layer_strategy: str = _opt("top", "which blocks to train", LAYER_STRATEGIES)
     layer_ids: str = _opt("", "comma-separated block indices for layer-strategy=explicit")
     layer_every: int = _opt(
