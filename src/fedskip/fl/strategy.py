@@ -36,21 +36,18 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Result
 
 from fedskip.fl import compressed as C
 from fedskip.fl import messages as M
 from fedskip.fl.aggregation import weighted_mean_per_key
+from fedskip.fl.round_loop import RoundLoop, scalars
 from fedskip.fl.rounds import ClientsUnavailable, Planner, RoundRecord, sample_clients
 from fedskip.fl.validation import NUM_EXAMPLES, check_metrics, validate_update
 
 log = logging.getLogger(__name__)
 
-RoundCallback = Callable[[int, ArrayRecord, RoundRecord], None]
-EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
 
-
-class LayerSkipMixin:
+class LayerSkipMixin(RoundLoop):
     """Partial-model behaviour on top of a Flower ``FedAvg`` subclass (module docstring)."""
 
     # provided by flwr's FedAvg
@@ -313,7 +310,7 @@ class LayerSkipMixin:
                 merged[key] = self._global[key]
         self.touched |= set(updated)
         metrics = self.train_metrics_aggr_fn([c for c, _, _ in accepted], self.weighted_by_key)
-        record.train_metrics = _scalars(metrics)
+        record.train_metrics = scalars(metrics)
         return merged, metrics
 
     def server_step(
@@ -361,62 +358,5 @@ class LayerSkipMixin:
         if not good:
             return None
         metrics = self.evaluate_metrics_aggr_fn(good, self.weighted_by_key)
-        record.client_eval = _scalars(metrics)
+        record.client_eval = scalars(metrics)
         return metrics
-
-    # ------------------------------------------------------------------ the round loop
-    def start(  # type: ignore[override]
-        self,
-        grid: Grid,
-        initial_arrays: ArrayRecord,
-        num_rounds: int = 3,
-        timeout: float = 3600,
-        train_config: ConfigRecord | None = None,
-        evaluate_config: ConfigRecord | None = None,
-        evaluate_fn: EvaluateFn | None = None,
-        *,
-        start_round: int = 1,
-        on_round_end: RoundCallback | None = None,
-        on_phase: Callable[[int, str], None] | None = None,
-    ) -> Result:
-        """Flower's loop (train → federated evaluation → server evaluation) for rounds
-        ``start_round..num_rounds``; ``on_round_end(round, global_arrays, record)`` after each,
-        ``on_phase(round, phase)`` when a phase begins (live progress)."""
-        phase = on_phase or (lambda rnd, name: None)
-        self.timeout = timeout
-        train_config = ConfigRecord() if train_config is None else train_config
-        evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
-        result = Result()
-        result.arrays = arrays = initial_arrays
-        if not self.client_ids:
-            self.identify_clients(grid)
-        for rnd in range(start_round, num_rounds + 1):
-            began = time.perf_counter()
-            record = self._record(rnd)
-            phase(rnd, "training")
-            messages = self.configure_train(rnd, arrays, train_config, grid)
-            new_arrays, train_metrics = self.aggregate_train(
-                rnd, grid.send_and_receive(messages, timeout=timeout)
-            )
-            if new_arrays is not None:
-                result.arrays = arrays = new_arrays
-            if train_metrics is not None:
-                result.train_metrics_clientapp[rnd] = train_metrics
-            phase(rnd, "federated evaluation")
-            messages = self.configure_evaluate(rnd, arrays, evaluate_config, grid)
-            replies = grid.send_and_receive(messages, timeout=timeout) if messages else []
-            client_eval = self.aggregate_evaluate(rnd, replies)
-            if client_eval is not None:
-                result.evaluate_metrics_clientapp[rnd] = client_eval
-            phase(rnd, "evaluation on the global test set")
-            if evaluate_fn is not None and (server_eval := evaluate_fn(rnd, arrays)) is not None:
-                result.evaluate_metrics_serverapp[rnd] = server_eval
-                record.server_eval = _scalars(server_eval)
-            record.seconds = time.perf_counter() - began
-            if on_round_end is not None:
-                on_round_end(rnd, arrays, record)
-        return result
-
-
-def _scalars(metrics: MetricRecord) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if not isinstance(v, list)}
