@@ -97,3 +97,12 @@ def test_rows_accumulate_bytes_and_the_summary_compares_with_full_fedavg() -> No
         "total": 370,
         "eval": 0,
     }
+
+
+def test_remove_checkpoint_clears_every_stage(tmp_path: Path) -> None:
+    from fedskip.fl.checkpoint import remove_checkpoint
+
+    save_checkpoint(tmp_path, Checkpoint(1, {"w": np.zeros(1, np.float32)}))
+    (tmp_path / "checkpoint.new").mkdir()
+    remove_checkpoint(tmp_path)
+    assert find_checkpoint(tmp_path) is None and list(tmp_path.iterdir()) == []

@@ -109,6 +109,13 @@ def save_checkpoint(out: str | Path, ckpt: Checkpoint) -> Path:
     return final
 
 
+def remove_checkpoint(out: str | Path) -> None:
+    """Delete a previous run's checkpoint (a fresh run in the same folder must not resume it)."""
+    root = Path(out)
+    for name in (DIR, f"{DIR}.new", f"{DIR}.old"):
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
 def find_checkpoint(out: str | Path) -> Path | None:
     """The checkpoint folder of a run directory (the previous one after an interrupted swap)."""
     root = Path(out)

@@ -24,6 +24,7 @@ from fedskip.fl.checkpoint import (
     Checkpoint,
     capture_rng,
     load_checkpoint,
+    remove_checkpoint,
     restore_rng,
     save_checkpoint,
 )
@@ -140,6 +141,7 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     fresh = {k: params[k] for k in run.planner.candidate_keys()}
     if not cfg.resume:
         run.rundir.write_config(cfg)
+        remove_checkpoint(run.rundir.path)
         return M.to_array_record(fresh), 0
     ckpt = load_checkpoint(run.rundir.path)
     if set(ckpt.global_state) != set(fresh):
