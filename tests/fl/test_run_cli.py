@@ -82,3 +82,22 @@ def test_resume_config_keeps_the_run_and_applies_overrides(tmp_path: Path) -> No
 def test_unknown_key_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--set", "roundz=3"]) == 2
     assert "unknown config key 'roundz'; did you mean rounds?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("cpus", "clients", "expected"),
+    [(2, 4, (2, 1)), (16, 50, (4, 4)), (16, 2, (2, 8)), (1, 3, (1, 1))],
+)
+def test_parallel_clients_fit_the_machine(
+    cpus: int, clients: int, expected: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from fedskip.config import Config
+    from fedskip.fl.simulation import backend_config, parallel_clients
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert parallel_clients(clients) == expected
+    backend = backend_config(Config(device="cpu"), clients)
+    assert backend["client_resources"] == {"num_cpus": expected[1], "num_gpus": 0.0}
+    assert backend["init_args"]["num_cpus"] == expected[0] * expected[1]

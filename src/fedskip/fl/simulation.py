@@ -3,8 +3,9 @@
 ``fedskip run`` lands here: one SuperNode per client partition, the resolved :class:`Config`
 as the run config of the ServerApp and every ClientApp (the same apps ``flwr run .`` starts,
 built by :func:`build_server_app` / :func:`build_client_app`), and a backend sized to the
-machine: one CPU (and one torch thread) per concurrently running client, so on 2 cores two
-clients train in parallel while the server waits.
+machine: up to one client per core (at most 4 at once, each worker holds a model copy), each
+with its share of the cores as torch threads — on 2 cores two clients train in parallel while
+the server waits.
 
 Flower's and fedskip's logs go to ``OUT/run.log``; the console shows the round lines only.
 """
@@ -24,18 +25,34 @@ from fedskip.fl.client import THREADS_ENV
 LOG_FILE = "run.log"
 
 
+MAX_PARALLEL_CLIENTS = 4
+"""Clients trained at the same time: each worker holds a model copy, so memory grows with it."""
+
+
+def parallel_clients(num_clients: int) -> tuple[int, int]:
+    """(clients trained at once, CPU cores = torch threads per client) on this machine:
+    up to one client per core, at most :data:`MAX_PARALLEL_CLIENTS`."""
+    cpus = max(1, os.cpu_count() or 1)
+    parallel = max(1, min(cpus, num_clients, MAX_PARALLEL_CLIENTS))
+    return parallel, max(1, cpus // parallel)
+
+
 def backend_config(cfg: Config, num_clients: int) -> dict[str, Any]:
-    """Ray backend: ``num_cpus`` = the machine's cores, one core per running client; clients
-    share a GPU (up to 4 per device) when CUDA is used."""
+    """Ray backend sized by :func:`parallel_clients`; running clients share a GPU when CUDA is
+    used."""
     import torch
 
-    cpus = max(1, os.cpu_count() or 1)
+    parallel, cores = parallel_clients(num_clients)
     gpus = 0.0
     if cfg.device != "cpu" and torch.cuda.is_available():
-        gpus = 1.0 / max(1, min(cpus, num_clients, 4))
+        gpus = 1.0 / parallel
     return {
-        "client_resources": {"num_cpus": 1, "num_gpus": gpus},
-        "init_args": {"num_cpus": cpus, "logging_level": "ERROR", "log_to_driver": True},
+        "client_resources": {"num_cpus": cores, "num_gpus": gpus},
+        "init_args": {
+            "num_cpus": parallel * cores,
+            "logging_level": "ERROR",
+            "log_to_driver": True,
+        },
     }
 
 
@@ -79,6 +96,20 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
         handler.close()
 
 
+@contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable (inherited by the simulation's workers) for a block."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def simulate(cfg: Config) -> dict[str, Any]:
     """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``."""
     import json
@@ -94,9 +125,9 @@ def simulate(cfg: Config) -> dict[str, Any]:
     # Reading the data here also generates the synthetic corpus once, before any worker starts.
     num_clients = prepare(cfg).num_clients
     run_config = cfg.to_run_config()
-    os.environ.setdefault(THREADS_ENV, "1")
+    threads = os.environ.get(THREADS_ENV) or str(parallel_clients(num_clients)[1])
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a Ray notice
-    with run_logging(cfg.out, quiet=cfg.quiet):
+    with run_logging(cfg.out, quiet=cfg.quiet), _environ(THREADS_ENV, threads):
         run_simulation(
             server_app=build_server_app(run_config),
             client_app=build_client_app(run_config),
