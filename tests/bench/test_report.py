@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rundirs import centralized_run, federated_run
 
-from fedskip.bench.report import publish, render_report, write_results
+from fedskip.bench.report import publish, render_report, write_headline, write_results
 from fedskip.bench.runner import SUITE_FILE, plan_suite, run_path
 from fedskip.bench.suites import describe
 from fedskip.cli import main
@@ -52,7 +52,7 @@ def test_report_cli_bad_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert err == [f"fedskip: error: {tmp_path / 'nope'}: run directory not found"]
 
 
-def test_suite_results_page(tmp_path: Path) -> None:
+def test_suite_results_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """results.md/csv of a smoke-suite folder in which only some configs finished."""
     plan = plan_suite("smoke")
     (tmp_path / SUITE_FILE).write_text(json.dumps(plan.manifest()))
@@ -80,6 +80,12 @@ def test_suite_results_page(tmp_path: Path) -> None:
         assert_png(png)
     assert (tmp_path / "plots" / "noniid.png").is_file()
     assert describe(plan.configs)[0]["name"] == "ner-centralized"
+    monkeypatch.chdir(tmp_path)
+    snippet = write_headline(tmp_path, tmp_path / "snippet.md").read_text()
+    assert "| method | final | gap (pts) | MB | reduction |" in snippet
+    assert "| layerskip | 0.785 | -1.5 | 0.004 | 75.0% |" in snippet
+    assert "![ner: metric vs MB exchanged](plots/ner-metric-vs-mb.png)" in snippet
+    assert f"Made with: `fedskip bench --suite smoke --out OUT --publish {tmp_path}`" in snippet
 
 
 def test_publish_copies_records_not_models(tmp_path: Path) -> None:

@@ -136,6 +136,49 @@ def publish(out: str | Path, dest: str | Path) -> Path:
     return write_results(target)
 
 
+HEADLINE_COLUMNS = ["method", "final", "gap (pts)", "MB", "reduction"]
+
+
+def write_headline(out: str | Path, dest: str | Path) -> Path:
+    """A short Markdown section for a README: the methods table of the suite's first task
+    (method, final metric, gap to centralized, MB, reduction vs FedAvg), its metric-vs-MB plot
+    and the command that made them. Links are relative to the current directory (run it from
+    the repository root)."""
+    import os
+
+    folder = Path(out)
+    manifest, records = load_suite(folder)
+    groups = {c["name"]: c["groups"] for c in manifest["configs"]}
+    rows = [r for r in build_rows(records, groups) if "methods" in r.groups.split()]
+    if not rows:
+        raise ConfigError(f"{folder}: no finished run of the methods group to summarize")
+    task = rows[0].task
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    table_rows = sorted((r for r in rows if r.task == task), key=lambda r: rank.get(r.method, 99))
+    plot = folder / PLOTS / f"{task}-metric-vs-mb.png"
+    command = f"fedskip bench --suite {manifest['suite']} --out OUT --publish {folder}"
+    if manifest.get("overrides"):
+        command += " --set " + settings_line(manifest["overrides"])
+    lines = [
+        f"### Results on the synthetic corpus ({task}, `{manifest['suite']}` suite)",
+        "",
+        markdown_table(table_rows, HEADLINE_COLUMNS),
+        "",
+        f"`final`: {table_rows[0].metric} on the global test set; gap in points versus "
+        "centralized training; MB exchanged over the run (up + down); reduction versus full "
+        f"FedAvg. Every number comes from `{folder / 'results.csv'}`; all tables, plots and the "
+        f"paper's claims checked on them: [{folder / 'results.md'}]({folder / 'results.md'}).",
+        "",
+        f"![{task}: metric vs MB exchanged]({os.path.relpath(plot)})" if plot.is_file() else "",
+        "",
+        f"Made with: `{command}`",
+    ]
+    path = Path(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip() + "\n", "utf-8")
+    return path
+
+
 def _suite_header(manifest: dict[str, Any], records: Sequence[RunRecord]) -> list[str]:
     command = f"fedskip bench --suite {manifest['suite']} --out OUT"
     if manifest.get("overrides"):

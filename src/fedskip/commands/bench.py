@@ -68,6 +68,12 @@ def register(subparsers: Any) -> None:
         "the results there, e.g. docs/results/paper",
     )
     parser.add_argument(
+        "--headline",
+        metavar="FILE",
+        help="also write a README section (methods table + metric-vs-MB plot + command) to "
+        "FILE, links relative to the current directory",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         metavar="N",
@@ -80,7 +86,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fedskip.bench.report import publish, write_results
+    from fedskip.bench.report import publish, write_headline, write_results
     from fedskip.bench.runner import plan_suite, run_suite, select, settings_line
 
     out = Path(args.out or f"bench/{args.suite}")
@@ -102,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {path} and {out / 'results.csv'}")
     if args.publish:
         print(f"published: {publish(out, args.publish)}")
+    if args.headline:
+        source = args.publish or out
+        print(f"headline: {write_headline(source, args.headline)}")
     if failed:
         print(f"{failed} config(s) failed; see {out}/runs/<name>/error.txt and {out}/bench.log")
         return 1
