@@ -234,3 +234,25 @@ def test_explicit_targets_restrict_the_adapters() -> None:
     adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if ".lora_" in n}
     assert adapted == {"q_proj", "v_proj"}
     assert _numel(wrapped, names) == 4 * (128 + 96) + TINY_HEAD + TINY_NORM
+
+
+def test_sequence_classification_head_with_pooler_is_trained_and_exported() -> None:
+    from tiny_models import build_tiny
+
+    from fedskip.rundir import export_ready
+
+    model = build_tiny("bert", kind="seq", num_labels=2)
+    stack = discover_layers(model)
+    assert stack.head_prefixes == ["classifier.", "bert.pooler."]
+    wrapped, names = apply_lora_to_selected(model, stack, [2], rank=2, alpha=4)
+    heads = sorted(n for n in names if ".modules_to_save." in n)
+    assert heads == [
+        "base_model.model.bert.pooler.modules_to_save.default.dense.bias",
+        "base_model.model.bert.pooler.modules_to_save.default.dense.weight",
+        "base_model.model.classifier.modules_to_save.default.bias",
+        "base_model.model.classifier.modules_to_save.default.weight",
+    ]
+    # pooler 32->32, classifier 32->2, rank-2 adapters: q,k,v,o 32->32, intermediate 32->64, output 64->32
+    assert _numel(wrapped, names) == (32 * 32 + 32) + (32 * 2 + 2) + 2 * (4 * 64 + 2 * 96) == 2018
+    plain = export_ready(wrapped)
+    assert {n for n, _ in plain.named_parameters()} == {n for n, _ in model.named_parameters()}
