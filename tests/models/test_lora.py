@@ -255,4 +255,5 @@ def test_sequence_classification_head_with_pooler_is_trained_and_exported() -> N
     # pooler 32->32, classifier 32->2, rank-2 adapters: q,k,v,o 32->32, intermediate 32->64, output 64->32
     assert _numel(wrapped, names) == (32 * 32 + 32) + (32 * 2 + 2) + 2 * (4 * 64 + 2 * 96) == 2018
     plain = export_ready(wrapped)
-    assert {n for n, _ in plain.named_parameters()} == {n for n, _ in model.named_parameters()}
+    fresh = build_tiny("bert", kind="seq", num_labels=2)  # peft changed `model` in place
+    assert {n for n, _ in plain.named_parameters()} == {n for n, _ in fresh.named_parameters()}
