@@ -300,28 +300,21 @@ def _noniid_entries(sweep: Sweep) -> list[BenchConfig]:
 
 
 def _privacy_entries(sweep: Sweep) -> list[BenchConfig]:
-    """No DP (the plain run) and DP-SGD at each target ε (noise derived by the privacy code)."""
+    """No DP (the plain run) and DP-SGD at each target ε: the privacy package's sweep settings
+    (:func:`fedskip.privacy.sweep.sweep_settings`; σ is planned from the run's rounds, local
+    epochs and data size to spend at most ε at the config's δ)."""
+    from fedskip.privacy.sweep import sweep_settings
+
     task = sweep.ablation_task
     out = []
     for method in sweep.privacy_methods:
-        base: dict[str, Scalar] = {"task": task, "method": method, "lora-rank": 0}
-        out.append(BenchConfig(f"{task}-{method}", dict(base), ["privacy"], {"target_epsilon": 0}))
-        for eps in sweep.epsilons:
-            settings = {**base, **privacy_settings(eps)}
-            labels: dict[str, Scalar] = {"target_epsilon": eps}
-            out.append(BenchConfig(f"{task}-{method}-eps{eps:g}", settings, ["privacy"], labels))
+        for eps in (None, *sweep.epsilons):
+            base: dict[str, Scalar] = {"task": task, "method": method, "lora-rank": 0}
+            settings: dict[str, Scalar] = {**base, **sweep_settings(eps)}
+            name = f"{task}-{method}" + ("" if eps is None else f"-eps{eps:g}")
+            labels: dict[str, Scalar] = {"target_epsilon": eps or 0}
+            out.append(BenchConfig(name, settings, ["privacy"], labels))
     return out
-
-
-def privacy_settings(epsilon: float) -> dict[str, Scalar]:
-    """Config keys of one point of the ε sweep: the privacy package's own sweep settings when
-    it provides them (``fedskip.privacy.sweep.sweep_settings``), else sample-level DP-SGD with
-    the noise multiplier derived from ``target-epsilon``."""
-    try:
-        from fedskip.privacy.sweep import sweep_settings  # type: ignore[import-not-found]
-    except ImportError:
-        return {"dp": "sample", "target-epsilon": epsilon}
-    return dict(sweep_settings(epsilon))
 
 
 def _merge(entries: Sequence[BenchConfig], base: Config) -> list[BenchConfig]:
