@@ -192,3 +192,17 @@ def test_resumed_run_ends_with_the_same_metrics(
     states = [np.load(Path(c.out, "checkpoint", "global.npz")) for c in (straight, cut)]
     for key in states[0].files:
         np.testing.assert_allclose(states[0][key], states[1][key], atol=1e-6)
+
+
+def test_clients_that_cannot_start_stop_the_run_with_one_line(
+    make_cfg: Callable[..., Config], run_local: Any
+) -> None:
+    from fedskip.fl.rounds import ClientsUnavailable
+
+    def fail_everything(instruction: Message, reply: Message) -> Message:
+        from flwr.app import Error
+
+        return Message(Error(code=0, reason="ClientWorkFailed: DataError"), reply_to=instruction)
+
+    with pytest.raises(ClientsUnavailable, match="only 0 of 3 SuperNodes answered"):
+        run_local(make_cfg(rounds=1), tamper=fail_everything)

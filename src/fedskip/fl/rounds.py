@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from fedskip.errors import FedskipError
+
 
 @dataclass(frozen=True)
 class RoundPlan:
@@ -56,8 +58,8 @@ class RoundRecord:
         return asdict(self)
 
 
-class ClientsUnavailable(RuntimeError):
-    """Fewer SuperNodes connected (or identified) than the run needs."""
+class ClientsUnavailable(FedskipError):
+    """Fewer SuperNodes connected (or able to load their data) than the run needs."""
 
 
 def sample_clients(

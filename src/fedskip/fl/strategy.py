@@ -122,9 +122,11 @@ class LayerSkipMixin(RoundLoop):
         content = RecordDict({self.configrecord_key: ConfigRecord({M.SERVER_ROUND: 0})})
         messages = self._construct_messages(content, nodes, M.QUERY_IDENTIFY)
         ids: dict[int, int] = {}
+        errors: list[str] = []
         for reply in grid.send_and_receive(messages, timeout=self.timeout):
             node = reply.metadata.src_node_id
             if reply.has_error():
+                errors.append(str(reply.error.reason))
                 log.error("node %s could not identify: %s", node, reply.error.reason)
             else:
                 metrics = M.metric_dict(reply.content)
@@ -135,7 +137,10 @@ class LayerSkipMixin(RoundLoop):
                 f"SuperNodes claim duplicate client ids: {sorted(ids.values())}"
             )
         if len(ids) < max(self.min_replies, self.min_available_nodes):
-            raise ClientsUnavailable(f"only {len(ids)} of {len(nodes)} SuperNodes identified")
+            first = f"; first error: {errors[0]} (details in the client's log)" if errors else ""
+            raise ClientsUnavailable(
+                f"only {len(ids)} of {len(nodes)} SuperNodes answered with their client id{first}"
+            )
         self.client_ids = ids
         return ids
 
