@@ -194,6 +194,7 @@ def test_resumed_run_ends_with_the_same_metrics(
         np.testing.assert_allclose(states[0][key], states[1][key], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_clients_that_cannot_start_stop_the_run_with_one_line(
     make_cfg: Callable[..., Config], run_local: Any
 ) -> None:
