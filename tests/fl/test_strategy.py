@@ -15,7 +15,7 @@ from flwr.serverapp.strategy import FedAdam
 from fedskip.config import Config
 from fedskip.fl import messages as M
 from fedskip.fl.optimizers import LayerSkipFedAdam, LayerSkipFedAvg, build_strategy
-from fedskip.fl.rounds import RoundPlan
+from fedskip.fl.rounds import ClientsUnavailable, RoundPlan
 
 ALL_KEYS = ["embed.w", "blk0.w", "blk1.w", "head.b"]
 
@@ -289,3 +289,17 @@ def test_evaluation_sends_changed_tensors_and_weights_metrics() -> None:
     metrics = strategy.aggregate_evaluate(1, replies)
     assert metrics is not None and metrics["f1"] == pytest.approx(0.5)
     assert strategy.rounds[1].bytes_eval == 2 * npy_bytes("head.b", np.zeros(2, np.float32))
+
+
+def test_a_site_that_left_is_skipped_when_min_replies_are_online() -> None:
+    """After identification a round needs only min-replies connected clients, not all of them."""
+    strategy = make_strategy({1: ([1], ["blk1.w", "head.b"])}, nodes=3, min_replies=2)
+    strategy.node_wait_s = 0.0
+    grid = NodesGrid([10, 12])  # client 1 (node 11) died after identifying itself
+    messages = list(strategy.configure_train(1, global_state(), ConfigRecord(), grid))
+    assert sorted(m.metadata.dst_node_id for m in messages) == [10, 12]
+    assert strategy.rounds[1].rejections == [
+        "clients [1] not connected; round 1 goes on without them"
+    ]
+    with pytest.raises(ClientsUnavailable, match="only 1 of 2 SuperNodes connected"):
+        strategy.configure_train(2, global_state(), ConfigRecord(), NodesGrid([10]))

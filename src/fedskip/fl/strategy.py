@@ -105,12 +105,14 @@ class LayerSkipMixin(RoundLoop):
         self.touched = set(state.get("touched", []))
 
     # ------------------------------------------------------------------ clients and sampling
-    def _wait_for_nodes(self, grid: Grid) -> list[int]:
+    def _wait_for_nodes(self, grid: Grid, minimum: int | None = None) -> list[int]:
+        """Connected node ids, once at least ``minimum`` (default: every client) are connected."""
+        needed = self.min_available_nodes if minimum is None else minimum
         deadline = time.monotonic() + self.node_wait_s
-        while len(nodes := sorted(grid.get_node_ids())) < self.min_available_nodes:
+        while len(nodes := sorted(grid.get_node_ids())) < needed:
             if time.monotonic() > deadline:
                 raise ClientsUnavailable(
-                    f"only {len(nodes)} of {self.min_available_nodes} SuperNodes connected "
+                    f"only {len(nodes)} of {needed} SuperNodes connected "
                     f"after {self.node_wait_s:.0f} s"
                 )
             time.sleep(0.2)
@@ -150,9 +152,20 @@ class LayerSkipMixin(RoundLoop):
     def _sample(
         self, grid: Grid, server_round: int, fraction: float, minimum: int, purpose: str
     ) -> list[int]:
-        nodes = self._wait_for_nodes(grid)
         if self.client_ids:
+            # Once every client has identified itself, a round needs only `min-replies` of them
+            # online: a site that died (or left) is skipped and recorded, the federation goes on.
+            nodes = self._wait_for_nodes(grid, minimum=max(self.min_replies, 1))
             nodes = [n for n in nodes if n in self.client_ids]
+            missing = sorted(self._client(n) for n in set(self.client_ids) - set(nodes))
+            if missing:
+                line = f"clients {missing} not connected; round {server_round} goes on without them"
+                record = self._record(server_round)
+                if line not in record.rejections:  # train and evaluate both sample
+                    log.warning(line)
+                    record.rejections.append(line)
+        else:
+            nodes = self._wait_for_nodes(grid)
         by_client = {self._client(n): n for n in nodes}
         chosen = sample_clients(
             list(by_client),
