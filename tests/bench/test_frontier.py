@@ -62,6 +62,8 @@ def test_only_the_frontier_suite_gets_the_group() -> None:
 def test_variant_names() -> None:
     assert FrontierPoint(1).variant == "k1-none"
     assert FrontierPoint(2, lora_rank=16, compression="fp16").variant == "k2-r16-fp16"
+    point = FrontierPoint(2, lora_rank=8, compression="int8", local_epochs=4)
+    assert point.variant == "k2-r8-int8-le4" and point.settings(6)["local-epochs"] == 4
 
 
 def _row(name: str, method: str, final: float, mb: float, **extra: object) -> ResultRow:
@@ -71,14 +73,23 @@ def _row(name: str, method: str, final: float, mb: float, **extra: object) -> Re
 
 
 def test_target_and_table_cells() -> None:
-    hit = _row("ner-layerskip-k2-r8-int8", "layerskip", 0.795, 0.8, lora_rank=8, compression="int8")
+    hit = _row(
+        "ner-layerskip-k2-r8-int8",
+        "layerskip",
+        0.795,
+        0.8,
+        lora_rank=8,
+        compression="int8",
+        local_epochs=4,
+    )
     hit.reduction, hit.gap_points = 0.996, -0.5
     near = _row("ner-layerskip-k2-int8", "layerskip", 0.81, 40.0, compression="int8")
     near.reduction, near.gap_points = 0.98, +1.0
     assert meets_target(hit) and not meets_target(near)
     lines = frontier_markdown([hit, near]).splitlines()
     assert lines[2] == (
-        "| `ner-layerskip-k2-r8-int8` | k=2, LoRA r=8, int8 | 0.795 | 0.800 | 99.6% | -0.5 | yes |"
+        "| `ner-layerskip-k2-r8-int8` | k=2, LoRA r=8, int8, 4 local epochs | 0.795 | 0.800 | 99.6% "
+        "| -0.5 | yes |"
     )
     assert lines[3] == "| `ner-layerskip-k2-int8` | k=2, int8 | 0.810 | 40.0 | 98.0% | +1.0 |  |"
 
