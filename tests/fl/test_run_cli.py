@@ -101,3 +101,31 @@ def test_parallel_clients_fit_the_machine(
     backend = backend_config(Config(device="cpu"), clients)
     assert backend["client_resources"] == {"num_cpus": expected[1], "num_gpus": 0.0}
     assert backend["init_args"]["num_cpus"] == expected[0] * expected[1]
+
+
+@pytest.mark.slow
+def test_local_method_trains_each_site_alone(
+    sites: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "local"
+    code = main(
+        [
+            "run",
+            "--quiet",
+            "--set",
+            "method=local",
+            "epochs=1",
+            f"data={sites}",
+            f"out={out}",
+            *TINY,
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["site"] for s in summary["sites"]] == ["site-0", "site-1", "site-2"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["client"], r["epoch"]) for r in rows] == [(0, 1), (1, 1), (2, 1)]
+    values = [s["f1"] for s in summary["sites"]]
+    assert summary["mean_metric"] == pytest.approx(sum(values) / 3)
+    assert "mean over sites f1" in capsys.readouterr().out
+    assert not (out / "model").exists()
