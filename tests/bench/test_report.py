@@ -64,8 +64,13 @@ def test_suite_results_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     federated_run(run_path(tmp_path, "ner-layerskip-dir0.3"), method="layerskip",
                   scores=[0.5, 0.7], bytes_per_round=1000, clients=4,
                   partition="dirichlet", alpha=0.3)  # fmt: skip
+    running = federated_run(run_path(tmp_path, "ner-fedprox"), method="fedprox", scores=[0.1],
+                            bytes_per_round=10)  # fmt: skip
+    (running / "summary.json").unlink()  # still training
     text = write_results(tmp_path).read_text()
     assert text.startswith("# fedskip bench: suite `smoke`")
+    tables, missing = text.split("## Not finished")
+    assert "ner-fedprox" not in tables and "`ner-fedprox`" in missing
     assert "Reproduce: `fedskip bench --suite smoke --out OUT` (4 of 12 configs finished)" in text
     assert "| `ner-layerskip` | layerskip | 0.785 | 0.785 | -1.5 | 0.004 | 75.0% | 2 | 4 |" in text
     assert "| ≈70% less communication than full FedAvg | **held** |" in text

@@ -99,10 +99,11 @@ def write_results(out: str | Path) -> Path:
     manifest, records = load_suite(folder)
     groups = {c["name"]: c["groups"] for c in manifest["configs"]}
     labels = {c["name"]: c["labels"] for c in manifest["configs"]}
-    rows = build_rows(records, groups, labels)
+    finished = [r for r in records if r.complete]  # running or failed ones: "Not finished"
+    rows = build_rows(finished, groups, labels)
     write_csv(rows, folder / "results.csv")
     lines = _suite_header(manifest, records)
-    lines += _methods_section(records, rows, folder)
+    lines += _methods_section(finished, rows, folder)
     lines += _ablation_sections(rows, folder)
     lines += _missing_section(manifest, records)
     lines += ["## The paper's claims on our data", "", claims_markdown(check_claims(rows)), ""]
@@ -149,7 +150,8 @@ def write_headline(out: str | Path, dest: str | Path) -> Path:
     folder = Path(out)
     manifest, records = load_suite(folder)
     groups = {c["name"]: c["groups"] for c in manifest["configs"]}
-    rows = [r for r in build_rows(records, groups) if "methods" in r.groups.split()]
+    finished = [r for r in records if r.complete]
+    rows = [r for r in build_rows(finished, groups) if "methods" in r.groups.split()]
     if not rows:
         raise ConfigError(f"{folder}: no finished run of the methods group to summarize")
     task = rows[0].task
