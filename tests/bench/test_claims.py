@@ -69,7 +69,7 @@ def test_verdicts(rows: list[ResultRow], expected: list[bool | None]) -> None:
 def test_evidence_quotes_the_numbers() -> None:
     claims = check_claims(methods() + axes(0.88, 0.86, 0.88, 0.85))
     assert claims[0].evidence.startswith("ner: 20.0 MB vs FedAvg 100.0 MB → 80.0% less")
-    assert "0.880 vs centralized 0.900 (-2.0 points)" in claims[1].evidence
+    assert "0.880 vs centralized 0.900 (-2.0 points, -2.2% relative)" in claims[1].evidence
     assert "fedavg 0.860 (≤)" in claims[2].evidence and "local 0.600 (≤)" in claims[2].evidence
     assert "worst dir0.1 0.860 (2.0 points lower)" in claims[3].evidence
     assert "ε=8: 0.850 (spent 7.90), ε=1: 0.100 (spent 0.99)" in claims[4].evidence

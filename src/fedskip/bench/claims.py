@@ -94,7 +94,7 @@ def check_centralized_gap(rows: Sequence[ResultRow]) -> Claim:
         verdicts.append(ours.gap_points >= -CENTRAL_GAP_POINTS - EPS)
         notes.append(
             f"{task}: {ours.metric} {ours.final:.3f} vs centralized {central.final:.3f} "
-            f"({ours.gap_points:+.1f} points)"
+            f"({ours.gap_points:+.1f} points, {_relative(ours.final, central.final)} relative)"
         )
     rule = f"held when at most {CENTRAL_GAP_POINTS:g} points below centralized"
     return Claim("within 2% of centralized training", _all(verdicts), _join(notes, rule))
@@ -180,6 +180,12 @@ def check_claims(rows: Sequence[ResultRow]) -> list[Claim]:
         check_noniid(rows),
         check_privacy(rows),
     ]
+
+
+def _relative(value: float | None, reference: float | None) -> str:
+    if value is None or not reference:
+        return "–"
+    return f"{100 * (value / reference - 1):+.1f}%"
 
 
 def _join(notes: Sequence[str], rule: str) -> str:
