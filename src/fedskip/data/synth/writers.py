@@ -17,6 +17,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from fedskip.data.mimic import NOTE_COLUMNS
 from fedskip.data.synth.classification import ClsSite, generate_cls_site
 from fedskip.data.synth.generate import (
     GENERATOR_VERSION,
@@ -28,19 +29,6 @@ from fedskip.data.synth.generate import (
 from fedskip.data.synth.sites import site_profile, site_size
 from fedskip.errors import ConfigError
 
-NOTE_COLUMNS = (
-    "ROW_ID",
-    "SUBJECT_ID",
-    "HADM_ID",
-    "CHARTDATE",
-    "CHARTTIME",
-    "STORETIME",
-    "CATEGORY",
-    "DESCRIPTION",
-    "CGID",
-    "ISERROR",
-    "TEXT",
-)
 DIAGNOSIS_COLUMNS = ("ROW_ID", "SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD9_CODE")
 
 
