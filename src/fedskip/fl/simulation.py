@@ -51,7 +51,7 @@ def backend_config(cfg: Config, num_clients: int) -> dict[str, Any]:
         "init_args": {
             "num_cpus": parallel * cores,
             "logging_level": "ERROR",
-            "log_to_driver": True,
+            "log_to_driver": not cfg.quiet,  # --quiet: no worker output on the console
         },
     }
 
