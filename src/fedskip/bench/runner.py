@@ -41,6 +41,11 @@ SUITE_KEYS = ("task", "method", "partition", "alpha", "dp", "target-epsilon", "o
 Progress = Callable[[str], None]
 
 
+def print_now(line: str) -> None:
+    """Progress to stdout, flushed (a suite runs for hours, often with stdout in a file)."""
+    print(line, flush=True)
+
+
 @dataclass
 class Plan:
     """A suite resolved against the user's overrides: base config and every run."""
@@ -165,7 +170,7 @@ def run_suite(
     overrides: Sequence[str] = (),
     *,
     only: Sequence[str] = (),
-    progress: Progress = print,
+    progress: Progress = print_now,
     trainer: Callable[[Config], dict[str, Any]] = train_one,
 ) -> SuiteRun:
     """Train every config of suite ``name`` not yet finished under ``out``; see module doc."""
