@@ -20,6 +20,7 @@ part of it added by training (peak minus the RSS after loading the model); CUDA 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -136,12 +137,36 @@ def rows_of(results: list[dict[str, Any]], cuda: bool) -> list[dict[str, Any]]:
             "variant": "full fine-tuning" if r["variant"] == "full" else f"layer skip k={r['variant']}",
             "trainable params": f"{r['trainable_params']:,}",
             "step (s)": f"{r['step_s']:.3f}",
+            "range (s)": f"{min(r['all_step_s']):.3f}–{max(r['all_step_s']):.3f}",
             "speed-up vs full": f"{full['step_s'] / r['step_s']:.2f}x",
             "peak RSS (MiB)": f"{r['peak_rss'] / MIB:.0f}",
             "training memory (MiB)": f"{mem / MIB:.0f}",
             "memory vs full": f"{mem / full_mem:.2f}",
         })  # fmt: skip
     return rows
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every variant, round robin over fresh worker processes; the median run of each."""
+    passthrough = [a for a in sys.argv[1:] if not a.startswith("--json")]
+    if args.json:
+        passthrough = [a for a in passthrough if a != args.json]
+    script = Path(__file__)
+    first = run_worker(script, [*passthrough, "--variant", "full"])
+    ks = [int(k) for k in args.layers.split(",") if k] or list(range(1, first["blocks"] + 1))
+    variants = ["full", *map(str, ks)]
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    runs["full"].append(first)
+    for repeat in range(args.repeat):  # round robin, so a busy spell hits every variant
+        for variant in variants:
+            if repeat == 0 and variant == "full":
+                continue
+            runs[variant].append(run_worker(script, [*passthrough, "--variant", variant]))
+    return [median_run(runs[v]) for v in variants]
+
+
+COLUMNS = ["variant", "trainable params", "step (s)", "range (s)", "speed-up vs full",
+           "peak RSS (MiB)", "training memory (MiB)", "memory vs full"]  # fmt: skip
 
 
 def main() -> int:
@@ -157,35 +182,21 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per variant")
     parser.add_argument("--layers", default="", help="comma-separated k values (default 1..all)")
     parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--from-json", default=None, help="print the table of a saved --json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="full", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        import json
-
         print(json.dumps(worker(args)))
         return 0
-    passthrough = [a for a in sys.argv[1:] if not a.startswith("--json")]
-    if args.json:
-        passthrough = [a for a in passthrough if a != args.json]
-    script = Path(__file__)
-    first = run_worker(script, [*passthrough, "--variant", "full"])
-    ks = [int(k) for k in args.layers.split(",") if k] or list(range(1, first["blocks"] + 1))
-    variants = ["full", *map(str, ks)]
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    runs["full"].append(first)
-    for repeat in range(args.repeat):  # round robin, so a busy spell hits every variant
-        for variant in variants:
-            if repeat == 0 and variant == "full":
-                continue
-            runs[variant].append(run_worker(script, [*passthrough, "--variant", variant]))
-    results = [median_run(runs[v]) for v in variants]
-    cuda = args.device.startswith("cuda")
-    columns = ["variant", "trainable params", "step (s)", "speed-up vs full", "peak RSS (MiB)",
-               "training memory (MiB)", "memory vs full"]  # fmt: skip
-    print(f"`{command_line()}`\n")
-    print(markdown(rows_of(results, cuda), columns))
-    write_json(args.json, {"command": command_line(), "results": results})
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        command, results = saved["command"], saved["results"]
+    else:
+        command, results = command_line(), measure(args)
+        write_json(args.json, {"command": command, "results": results})
+    print(f"`{command}`\n")
+    print(markdown(rows_of(results, args.device.startswith("cuda")), COLUMNS))
     return 0
 
 
