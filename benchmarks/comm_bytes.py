@@ -4,7 +4,8 @@ count of ``fedskip comm`` (:func:`fedskip.models.comm.communication_report`).
 For each run directory: the measured bytes per client and round are the round's ``bytes_up``
 (the ``ArrayRecord.count_bytes()`` of the replies) divided by the clients that replied, and
 ``bytes_down`` divided by the clients sampled; the analytic figure is trainable parameters x 4
-bytes (fp32) for the run's model, method, k, strategy and LoRA rank (full model for FedAvg).
+bytes (fp32) for the run's model, method, k, strategy and LoRA rank (every parameter for
+full fine-tuning: FedAvg, or k = all blocks).
 The ratio shows Flower's framing overhead (and any tensor the run sends that the analytic
 count leaves out).
 
@@ -34,23 +35,29 @@ def num_labels(run: Path, config: dict[str, Any]) -> int:
 
 
 def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
+    """``fedskip comm``'s count for the run's plan; full fine-tuning (FedAvg, or k = every
+    block as :func:`fedskip.pipeline.is_full_finetune` decides) exchanges every parameter."""
+    from fedskip.config import Config
     from fedskip.models.comm import communication_report
     from fedskip.models.layers import discover_layers
     from fedskip.models.loading import build_meta_model
+    from fedskip.pipeline import is_full_finetune
 
-    model = build_meta_model(config["model"], task=config["task"], num_labels=labels)
-    blocks = discover_layers(model).num_blocks
-    method = config["method"]
+    cfg = Config.from_mapping(config)
+    model = build_meta_model(cfg.model, task=cfg.task, num_labels=labels)
+    stack = discover_layers(model)
+    lora = cfg.method == "lora"
     report = communication_report(
         model,
-        layers=blocks if method in ("fedavg", "lora") else int(config["layers"]),
-        strategy="top" if method in ("fedavg", "lora") else config["layer-strategy"],
-        lora_rank=(config.get("lora-rank") or 8) if method == "lora" else 0,
-        train_final_norm=bool(config.get("train-final-norm", True)),
+        layers=stack.num_blocks if lora else cfg.layers,
+        strategy="top" if lora else cfg.layer_strategy,
+        lora_rank=(cfg.lora_rank or 8) if lora else 0,
+        train_final_norm=cfg.train_final_norm,
     )
-    if method == "fedavg":
+    if not lora and is_full_finetune(cfg, stack):
         return {**report, "bytes_per_round_up": report["full_bytes_per_round_up"],
-                "bytes_per_round_down": report["full_bytes_per_round_down"]}  # fmt: skip
+                "bytes_per_round_down": report["full_bytes_per_round_down"],
+                "trainable_params": report["full_params"]}  # fmt: skip
     return report
 
 
