@@ -64,6 +64,10 @@ def plot_curves(
         xs = [p.step if x == "round" else p.cumulative_bytes / MB for p in record.curve]
         ys = [p.metric for p in record.curve]
         ax.plot(xs, ys, marker="o", markersize=3, label=label, **style)
+    if x == "round":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if x == "mb":
         ax.set_xscale("log")  # FedAvg moves orders of magnitude more than layer skipping
     ax.set_xlabel("round / epoch" if x == "round" else "cumulative MB exchanged (up + down)")
