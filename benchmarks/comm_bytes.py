@@ -3,9 +3,10 @@ count of ``fedskip comm`` (:func:`fedskip.models.comm.communication_report`).
 
 For each run directory: the measured bytes per client and round are the round's ``bytes_up``
 (the ``ArrayRecord.count_bytes()`` of the replies) divided by the clients that replied, and
-``bytes_down`` divided by the clients sampled; the analytic figure is trainable parameters x 4
-bytes (fp32) for the run's model, method, k, strategy and LoRA rank (every parameter for
-full fine-tuning: FedAvg, or k = all blocks).
+``bytes_down`` divided by the clients sampled; the analytic figure is the trainable parameters
+for the run's model, method, k, strategy and LoRA rank / frozen A (every parameter for full
+fine-tuning: FedAvg, or k = all blocks) times the bytes per value on the wire: 4 (fp32), 2
+(``compression`` fp16/bf16) or 1 + 4/256 (int8 codes plus one fp32 scale per block of 256).
 The ratio shows Flower's framing overhead (and any tensor the run sends that the analytic
 count leaves out).
 
@@ -21,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from common import command_line, markdown, write_json
+
+WIRE_BYTES_PER_VALUE = {"none": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0 + 4.0 / 256}
+"""Bytes per exchanged value for each ``compression`` (int8: code + its share of a block scale)."""
 
 
 def num_labels(run: Path, config: dict[str, Any]) -> int:
@@ -51,14 +55,17 @@ def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
         model,
         layers=stack.num_blocks if lora else cfg.layers,
         strategy="top" if lora else cfg.layer_strategy,
-        lora_rank=(cfg.lora_rank or 8) if lora else 0,
+        lora_rank=(cfg.lora_rank or 8) if lora else cfg.lora_rank,
+        lora_freeze_a=cfg.lora_freeze_a,
         train_final_norm=cfg.train_final_norm,
     )
+    params = report["trainable_params"]
     if not lora and is_full_finetune(cfg, stack):
-        return {**report, "bytes_per_round_up": report["full_bytes_per_round_up"],
-                "bytes_per_round_down": report["full_bytes_per_round_down"],
-                "trainable_params": report["full_params"]}  # fmt: skip
-    return report
+        params = report["full_params"]
+    width = WIRE_BYTES_PER_VALUE[cfg.compression]
+    return {**report, "trainable_params": params, "compression": cfg.compression,
+            "bytes_per_round_up": round(params * width),
+            "bytes_per_round_down": round(params * width)}  # fmt: skip
 
 
 def measure(run: Path) -> dict[str, Any]:
@@ -74,6 +81,8 @@ def measure(run: Path) -> dict[str, Any]:
         "run": run.name,
         "method": config["method"],
         "k": config["layers"],
+        "lora_rank": config.get("lora-rank", 0),
+        "compression": report["compression"],
         "measured_up": sum(up) / len(up),
         "measured_down": sum(down) / len(down),
         "analytic_up": report["bytes_per_round_up"],
@@ -89,7 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     results = [measure(run) for run in args.runs]
     rows = [{
-        "run": f"`{r['run']}`", "method": r["method"],
+        "run": f"`{r['run']}`", "method": r["method"], "compression": r["compression"],
         "analytic up (bytes)": f"{r['analytic_up']:,}",
         "measured up (bytes)": f"{r['measured_up']:,.0f}",
         "measured / analytic up": f"{r['measured_up'] / r['analytic_up']:.4f}",
