@@ -74,3 +74,9 @@ def test_evidence_quotes_the_numbers() -> None:
     assert "worst dir0.1 0.860 (2.0 points lower)" in claims[3].evidence
     assert "ε=8: 0.850 (spent 7.90), ε=1: 0.100 (spent 0.99)" in claims[4].evidence
     assert [c.verdict for c in claims] == ["held"] * 5
+
+
+def test_noniid_evidence_says_higher_when_skewed_data_scores_better() -> None:
+    claims = check_claims(methods() + axes(0.86, 0.88, 0.88, 0.85))
+    assert "worst dir0.1 0.880 (2.0 points higher)" in claims[3].evidence
+    assert claims[3].verdict == "held"

@@ -125,6 +125,11 @@ def _axis_rows(rows: Sequence[ResultRow], group: str, method: str) -> list[Resul
     ]
 
 
+def _lower(drop: float) -> str:
+    """``drop`` points (IID minus worst skewed partition) in words: lower, or higher when < 0."""
+    return f"{drop:.1f} points lower" if drop >= 0 else f"{-drop:.1f} points higher"
+
+
 def check_noniid(rows: Sequence[ResultRow]) -> Claim:
     ours = _axis_rows(rows, "noniid", OURS)
     iid = next((r for r in ours if r.extra.get("partition") == "iid"), None)
@@ -135,7 +140,7 @@ def check_noniid(rows: Sequence[ResultRow]) -> Claim:
     drop = 100.0 * (iid.final - (worst.final or 0.0))
     notes = [
         f"layerskip IID {iid.final:.3f}, worst {worst.extra.get('partition')} "
-        f"{worst.final:.3f} ({drop:.1f} points lower)"
+        f"{worst.final:.3f} ({_lower(drop)})"
     ]
     fed = _axis_rows(rows, "noniid", "fedavg")
     fed_iid = next((r for r in fed if r.extra.get("partition") == "iid"), None)
@@ -143,7 +148,7 @@ def check_noniid(rows: Sequence[ResultRow]) -> Claim:
     if fed_iid is not None and fed_skewed and fed_iid.final is not None:
         fed_worst = min(fed_skewed, key=lambda r: r.final or 0.0)
         fed_drop = 100.0 * (fed_iid.final - (fed_worst.final or 0.0))
-        notes.append(f"FedAvg for comparison: {fed_drop:.1f} points lower")
+        notes.append(f"FedAvg for comparison: {_lower(fed_drop)}")
     rule = f"held when the drop is at most {NONIID_MAX_DROP:g} points"
     return Claim("robust to non-IID data", drop <= NONIID_MAX_DROP + EPS, _join(notes, rule))
 
