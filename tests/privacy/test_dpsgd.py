@@ -140,8 +140,19 @@ def _lora_bert() -> Any:
     return get_peft_model(model, config)
 
 
+def _full_bert() -> Any:
+    """Every parameter trainable (FedAvg / k = all blocks), embeddings included: BERT feeds its
+    position table one ``[1, T]`` row for the whole batch."""
+    model = tiny_bert()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
 @pytest.mark.filterwarnings("ignore::fedskip.privacy.checks.PrivacyWarning")
-@pytest.mark.parametrize("make", [tiny_llama, _lora_bert], ids=["llama", "lora"])
+@pytest.mark.parametrize(
+    "make", [tiny_llama, _lora_bert, _full_bert], ids=["llama", "lora", "full-bert"]
+)
 def test_per_example_gradients_match_single_example_backward(make: Any) -> None:
     """Per-example gradients under Opacus equal each example's own gradient (LLaMA with frozen
     lower blocks; LoRA adapters in a selected BERT block): the loss of one example does not
@@ -163,6 +174,22 @@ def test_per_example_gradients_match_single_example_backward(make: Any) -> None:
                 assert torch.allclose(p.grad_sample[i], ref.grad, atol=1e-6), name
     dp.detach(model)
     assert not hasattr(model, "_fedskip_dp_hooks")
+
+
+@pytest.mark.parametrize("mode", ["hooks", "functorch"])
+def test_dpsgd_full_fine_tuning_of_bert(mode: str) -> None:
+    """Full fine-tuning under DP-SGD trains the embedding tables too (was: Opacus failed to stack
+    the position table's batch-of-one gradient); the hooks leave no trace after detach."""
+    model = _full_bert()
+    start = trainable_state(model)
+    dp = _dp(noise_multiplier=1.0, clip_norm=1.0, grad_sample_mode=mode)
+    train(model, token_features(40), collate, _settings(), epochs=1, device="cpu", privacy=dp)
+    after = trainable_state(model)
+    assert dp.accountant.steps == 5
+    assert not torch.equal(after["bert.embeddings.position_embeddings.weight"],
+                           start["bert.embeddings.position_embeddings.weight"])  # fmt: skip
+    out = model(**collate(token_features(3)))
+    assert out.logits.shape[0] == 3
 
 
 def test_per_example_mean_loss_by_hand() -> None:

@@ -45,6 +45,7 @@ from fedskip.privacy.dpsgd_support import (
     check_optimizer,
     device_of,
     loss_hook,
+    per_example_embedding_inputs,
     per_example_mean_loss,
 )
 
@@ -183,7 +184,9 @@ class DPSGD:
         )
         if self.settings.grad_accum > 1:
             hooks.allow_grad_accumulation()
-        model._fedskip_dp_hooks = (hooks, model.register_forward_hook(loss_hook, with_kwargs=True))  # type: ignore[assignment]
+        handles = [model.register_forward_hook(loss_hook, with_kwargs=True)]
+        handles += per_example_embedding_inputs(model)
+        model._fedskip_dp_hooks = (hooks, handles)  # type: ignore[assignment]
         dp_optimizer = DPOptimizer(
             optimizer,
             noise_multiplier=float(self.noise_multiplier or 0.0),
@@ -219,9 +222,10 @@ class DPSGD:
         """Remove the per-example-gradient and loss hooks from ``model`` (safe to call twice)."""
         attached = getattr(model, "_fedskip_dp_hooks", None)
         if attached is not None:
-            hooks, loss_handle = attached
+            hooks, handles = attached
             hooks.cleanup()
-            loss_handle.remove()
+            for handle in handles:
+                handle.remove()
             del model._fedskip_dp_hooks
 
     # ------------------------------------------------------------------ accounting

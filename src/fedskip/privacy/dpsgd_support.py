@@ -47,6 +47,42 @@ def loss_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: An
     return output
 
 
+def per_example_embedding_inputs(model: nn.Module) -> list[Any]:
+    """Give every trainable ``nn.Embedding`` one input row per example; returns the hook handles.
+
+    Some models feed an embedding a single row shared by the whole batch (BERT's absolute
+    ``position_ids`` buffer has shape ``[1, T]`` and is broadcast when added). Opacus would then
+    compute a "per-example" gradient of batch size 1 for that table and fail to stack it with the
+    others. Expanding the shared row to ``[B, T]`` (a view, same values) makes the table's
+    per-example gradients those of each example. ``B`` is read from the model's ``input_ids`` /
+    ``inputs_embeds`` / ``attention_mask``. Remove the handles to undo.
+    """
+    batch: list[int] = [0]
+
+    def remember(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        for key in ("input_ids", "inputs_embeds", "attention_mask"):
+            value = kwargs.get(key)
+            if isinstance(value, Tensor):
+                batch[0] = value.shape[0]
+                return
+        if args and isinstance(args[0], Tensor):
+            batch[0] = args[0].shape[0]
+
+    def expand(module: nn.Module, args: tuple) -> tuple | None:
+        if not args or not isinstance(args[0], Tensor):
+            return None
+        ids, b = args[0], batch[0]
+        if ids.dim() >= 1 and ids.shape[0] == 1 and b > 1:
+            return (ids.expand(b, *ids.shape[1:]), *args[1:])
+        return None
+
+    handles = [model.register_forward_pre_hook(remember, with_kwargs=True)]
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.weight.requires_grad:
+            handles.append(module.register_forward_pre_hook(expand))
+    return handles
+
+
 def check_dp_support(model: nn.Module, mode: str = "hooks") -> None:
     """Raise :class:`ModelError` when a trainable module cannot get per-example gradients.
 
