@@ -116,6 +116,33 @@ def test_failed_config_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None
         run_suite("smoke", tmp_path, ["rounds=3"], trainer=trainer)
 
 
+def test_run_with_failed_rounds_counts_as_failed_and_is_retried(tmp_path: Path) -> None:
+    """A run that ended but could not aggregate some round (every reply rejected) does not
+    measure its config: failed outcome, error.txt, not finished in the report, retried on resume."""
+    from fedskip.bench.records import load_run
+
+    attempts: list[int] = []
+
+    def trainer(cfg: Config) -> dict[str, Any]:
+        attempts.append(1)
+        summary = {"method": cfg.method, "task": cfg.task, "rounds": 2,
+                   "failed_rounds": [1, 2] if len(attempts) == 1 else []}  # fmt: skip
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        Path(cfg.out, "config.json").write_text(json.dumps(cfg.to_run_config()))
+        Path(cfg.out, "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    first = run_suite("smoke", tmp_path, only=["ner-fedavg"], trainer=trainer)
+    assert [(o.status, o.error.split(" (")[0]) for o in first.outcomes] == [
+        ("failed", "rounds [1, 2] failed")]  # fmt: skip
+    run_dir = tmp_path / "runs" / "ner-fedavg"
+    assert "rounds [1, 2] failed" in (run_dir / "error.txt").read_text()
+    assert not load_run(run_dir).complete
+    again = run_suite("smoke", tmp_path, only=["ner-fedavg"], trainer=trainer)
+    assert [o.status for o in again.outcomes] == ["trained"] and len(attempts) == 2
+    assert load_run(run_dir).complete and not (run_dir / "error.txt").exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -76,9 +76,15 @@ class RunRecord:
         return str(self.summary.get("task") or self.config.get("task", "?"))
 
     @property
+    def failed_rounds(self) -> list[int]:
+        """Rounds the server could not aggregate (too few valid replies), from ``summary.json``."""
+        return [int(r) for r in self.summary.get("failed_rounds") or []]
+
+    @property
     def complete(self) -> bool:
-        """True once the run wrote ``summary.json``."""
-        return bool(self.summary)
+        """True once the run wrote ``summary.json`` and every round aggregated: a run with
+        failed rounds does not measure its config and is listed as not finished."""
+        return bool(self.summary) and not self.failed_rounds
 
     @property
     def per_client(self) -> bool:

@@ -295,4 +295,6 @@ def _missing_section(manifest: dict[str, Any], records: Sequence[RunRecord]) -> 
     if not missing:
         return []
     return ["## Not finished", "", "Configs without a summary.json (not run yet, or failed — "
-            "see `runs/<name>/error.txt`): " + ", ".join(f"`{m}`" for m in missing) + ".", ""]  # fmt: skip
+            "see `runs/<name>/error.txt`) or with rounds that failed for lack of valid replies "
+            "(`failed_rounds` in its summary.json): " + ", ".join(f"`{m}`" for m in missing) + ".",
+            ""]  # fmt: skip

@@ -197,19 +197,34 @@ def _run_entry(
     plan: Plan, out: Path, entry: BenchConfig, trainer: Callable[[Config], dict[str, Any]]
 ) -> Outcome:
     run_dir = run_path(out, entry.name)
-    if (run_dir / "summary.json").is_file():
+    if _finished(run_dir):
         return Outcome(entry.name, "skipped")
     cfg = plan.config_for(entry, out)
     started = time.perf_counter()
     try:
-        trainer(cfg)
+        summary = trainer(cfg)
     except Exception as exc:  # one failed config must not stop a suite of dozens
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(traceback.format_exc(), "utf-8")
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Outcome(entry.name, "failed", time.perf_counter() - started, first)
+    failed = (summary or {}).get("failed_rounds") or []
+    if failed:  # the run ended, but its numbers do not measure the config
+        reason = f"rounds {failed} failed (too few valid replies; see {run_dir / 'run.log'})"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(reason + "\n", "utf-8")
+        return Outcome(entry.name, "failed", time.perf_counter() - started, reason)
     (run_dir / "error.txt").unlink(missing_ok=True)
     return Outcome(entry.name, "trained", time.perf_counter() - started)
+
+
+def _finished(run_dir: Path) -> bool:
+    """A run to skip on resume: ``summary.json`` written and no failed round (a run with failed
+    rounds is trained again, e.g. after the cause was fixed)."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return False
+    return not json.loads(path.read_text("utf-8")).get("failed_rounds")
 
 
 def read_manifest(out: str | Path) -> dict[str, Any]:
