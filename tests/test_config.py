@@ -75,6 +75,7 @@ def test_coercion(pairs: list[str], expected: dict[str, object]) -> None:
             "'secagg-threshold' must be <= 'secagg-shares'",
         ),
         (["rounds"], "--set expects key=value, got 'rounds'"),
+        (["max-length=32", "stride=32"], "config key 'stride': 32 must be smaller than max-length"),
     ],
 )
 def test_errors_name_the_key_and_allowed_values(pairs: list[str], message: str) -> None:

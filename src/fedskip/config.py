@@ -201,6 +201,11 @@ class Config:
                 "config key 'layer-ids' is required for layer-strategy=explicit, e.g. '0,5'"
             )
         self.layer_id_list()  # validates the syntax
+        if self.stride >= self.max_length:
+            raise ConfigError(
+                f"config key 'stride': {self.stride} must be smaller than max-length "
+                f"({self.max_length}), minus the tokenizer's special tokens"
+            )
         if self.secagg and self.secagg_threshold > self.secagg_shares:
             raise ConfigError("config key 'secagg-threshold' must be <= 'secagg-shares'")
         if self.secagg and self.dp == "sample":
