@@ -40,12 +40,13 @@ def num_labels(run: Path, config: dict[str, Any]) -> int:
 
 def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
     """``fedskip comm``'s count for the run's plan; full fine-tuning (FedAvg, or k = every
-    block as :func:`fedskip.pipeline.is_full_finetune` decides) exchanges every parameter."""
+    block without LoRA, as :func:`fedskip.fl.planning.is_full` decides) exchanges every
+    parameter."""
     from fedskip.config import Config
+    from fedskip.fl.planning import is_full
     from fedskip.models.comm import communication_report
     from fedskip.models.layers import discover_layers
     from fedskip.models.loading import build_meta_model
-    from fedskip.pipeline import is_full_finetune
 
     cfg = Config.from_mapping(config)
     model = build_meta_model(cfg.model, task=cfg.task, num_labels=labels)
@@ -60,7 +61,7 @@ def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
         train_final_norm=cfg.train_final_norm,
     )
     params = report["trainable_params"]
-    if not lora and is_full_finetune(cfg, stack):
+    if is_full(cfg, stack):
         params = report["full_params"]
     width = WIRE_BYTES_PER_VALUE[cfg.compression]
     return {**report, "trainable_params": params, "compression": cfg.compression,
