@@ -57,7 +57,7 @@ def test_only_the_frontier_suite_gets_the_group() -> None:
     assert frontier_configs(SUITES["paper"], Config(), 6) == []
     small = [c.name for c in frontier_configs(FRONTIER, Config(), 2)]
     assert "ner-layerskip-k6-r8-int8" not in small
-    assert len(small) == len([p for p in POINTS if p.k <= 2]) == len(POINTS) - 2
+    assert len(small) == len([p for p in POINTS if p.k <= 2]) == len(POINTS) - 3
 
 
 def test_variant_names() -> None:
