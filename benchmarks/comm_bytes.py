@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import command_line, markdown, write_json
+from common import publish
 
 WIRE_BYTES_PER_VALUE = {"none": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0 + 4.0 / 256}
 """Bytes per exchanged value for each ``compression`` (int8: code + its share of a block scale)."""
@@ -105,9 +105,7 @@ def main() -> int:
         "measured / analytic up": f"{r['measured_up'] / r['analytic_up']:.4f}",
         "measured / analytic down": f"{r['measured_down'] / r['analytic_down']:.4f}",
     } for r in results]  # fmt: skip
-    print(f"`{command_line()}`\n")
-    print(markdown(rows, list(rows[0])))
-    write_json(args.json, {"command": command_line(), "results": results})
+    publish(rows, results, args.json)
     return 0
 
 

@@ -131,3 +131,10 @@ def write_json(path: str | None, data: Any) -> None:
 def command_line() -> str:
     """How this benchmark was invoked, for the record."""
     return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def publish(rows: Sequence[dict[str, Any]], results: Any, json_path: str | None) -> None:
+    """Print the command and the table (as pasted into BENCHMARKS.md); save the raw results."""
+    print(f"`{command_line()}`\n")
+    print(markdown(rows, list(rows[0])))
+    write_json(json_path, {"command": command_line(), "results": results})

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import MIB, TreeMemorySampler, command_line, markdown, run_worker, write_json
+from common import MIB, TreeMemorySampler, publish, run_worker
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,9 +82,7 @@ def main() -> int:
         "memory vs first": f"{r['peak_pss'] / base['peak_pss']:.2f}x",
         "processes": r["peak_processes"], "replies ok": sum(r["replies_ok"]),
     } for r in results]  # fmt: skip
-    print(f"`{command_line()}`\n")
-    print(markdown(rows, list(rows[0])))
-    write_json(args.json, {"command": command_line(), "results": results})
+    publish(rows, results, args.json)
     return 0
 
 
