@@ -41,6 +41,12 @@ BEST_KEYS = ("best_metric", "best")
 SECONDS_KEYS = ("elapsed_s", "elapsed", "wall_s", "seconds_total", "seconds")
 
 
+def finished(summary: Mapping[str, Any]) -> bool:
+    """Whether a run's ``summary.json`` content measures its config: every round aggregated (a
+    run with failed rounds is listed as not finished, and trained again on resume)."""
+    return not summary.get("failed_rounds")
+
+
 @dataclass(frozen=True)
 class Point:
     """One epoch or round: ``step`` (1-based), the primary metric (None if not evaluated),
@@ -82,9 +88,8 @@ class RunRecord:
 
     @property
     def complete(self) -> bool:
-        """True once the run wrote ``summary.json`` and every round aggregated: a run with
-        failed rounds does not measure its config and is listed as not finished."""
-        return bool(self.summary) and not self.failed_rounds
+        """True once the run wrote ``summary.json`` and it is :func:`finished`."""
+        return bool(self.summary) and finished(self.summary)
 
     @property
     def per_client(self) -> bool:

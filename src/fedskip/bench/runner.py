@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedskip.bench.records import finished
 from fedskip.bench.suites import BenchConfig, Suite, describe, expand, get_suite, resolve
 from fedskip.config import Config, Scalar, parse_overrides
 from fedskip.errors import ConfigError
@@ -208,9 +209,8 @@ def _run_entry(
         (run_dir / "error.txt").write_text(traceback.format_exc(), "utf-8")
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Outcome(entry.name, "failed", time.perf_counter() - started, first)
-    failed = (summary or {}).get("failed_rounds") or []
-    if failed:  # the run ended, but its numbers do not measure the config
-        reason = f"rounds {failed} failed (too few valid replies; see {run_dir / 'run.log'})"
+    if not finished(summary or {}):  # it ended, but its numbers do not measure the config
+        reason = f"rounds {summary['failed_rounds']} failed (too few valid replies; see {run_dir / 'run.log'})"
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(reason + "\n", "utf-8")
         return Outcome(entry.name, "failed", time.perf_counter() - started, reason)
@@ -219,12 +219,9 @@ def _run_entry(
 
 
 def _finished(run_dir: Path) -> bool:
-    """A run to skip on resume: ``summary.json`` written and no failed round (a run with failed
-    rounds is trained again, e.g. after the cause was fixed)."""
+    """A run to skip on resume (:func:`fedskip.bench.records.finished`)."""
     path = run_dir / "summary.json"
-    if not path.is_file():
-        return False
-    return not json.loads(path.read_text("utf-8")).get("failed_rounds")
+    return path.is_file() and finished(json.loads(path.read_text("utf-8")))
 
 
 def read_manifest(out: str | Path) -> dict[str, Any]:
