@@ -37,6 +37,7 @@ DP_CLIPPING = ("fixed", "adaptive")
 COMPRESSIONS = ("none", "fp16", "bf16", "int8")
 DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+ACTIVATION_CACHE = ("auto", "off")
 
 
 def _opt(
@@ -172,6 +173,20 @@ class Config:
     lora_targets: str = _opt("auto", "comma-separated module names for LoRA, or 'auto'")
     lora_freeze_a: bool = _opt(False, "freeze LoRA A matrices (only B travels)")
     compression: str = _opt("none", "update compression on the wire", COMPRESSIONS)
+    # --- compute
+    activation_cache: str = _opt(
+        "auto",
+        "frozen-prefix activation cache: 'auto' runs the frozen blocks below the lowest trained "
+        "block once per example (not every epoch, round and evaluation); 'off' always runs the "
+        "whole model",
+        ACTIVATION_CACHE,
+    )
+    activation_cache_mb: int = _opt(
+        2048,
+        "memory budget (MiB) of a process's activation cache (all clients it serves); entries "
+        "past it spill to the node's local disk",
+        minimum=0,
+    )
     # --- output
     out: str = _opt("runs/latest", "run directory")
     quiet: bool = _opt(False, "no progress bars")

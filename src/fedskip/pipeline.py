@@ -35,6 +35,7 @@ from fedskip.data.partition import partition_documents, partition_report, split_
 from fedskip.data.types import ClsDataset, ClsDocument, Dataset, NerDataset, NerDocument
 from fedskip.errors import ConfigError
 from fedskip.train.metrics import TaskInfo
+from fedskip.train.prefix_cache import ActivationCache
 
 Doc = NerDocument | ClsDocument
 Encoded = EncodedNer | EncodedCls
@@ -299,6 +300,27 @@ def importance_scores(
         for s in range(0, min(len(order), size * cfg.importance_batches), size)
     ]
     return score_layers(model, stack, batches)
+
+
+def activation_cache(cfg: Config, stack: Any, tokenizer: Any) -> ActivationCache | None:
+    """The frozen-prefix activation cache of ``cfg`` (None with ``activation-cache=off``); its key
+    covers the tokenization settings of :func:`encode`."""
+    if cfg.activation_cache == "off":
+        return None
+    tokenization = (
+        getattr(tokenizer, "name_or_path", ""),
+        type(tokenizer).__name__,
+        len(tokenizer),
+        cfg.max_length,
+        cfg.stride,
+    )
+    return ActivationCache(
+        stack,
+        mode=cfg.activation_cache,
+        budget_mb=cfg.activation_cache_mb,
+        tokenization=tokenization,
+        batch_size=max(cfg.batch_size, 64),
+    )
 
 
 # --------------------------------------------------------------------------- encoding

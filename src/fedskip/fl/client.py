@@ -207,7 +207,7 @@ def train_round(
     """Local training from the global tensors; returns exactly the trained tensors.
     ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.privacy.dpsgd_for`) or None."""
     from fedskip.models.loading import resolve_device
-    from fedskip.pipeline import collator, encode
+    from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.train.engine import TrainSettings, train
 
     cfg = runtime.cfg
@@ -235,6 +235,7 @@ def train_round(
             proximal_mu=proximal_mu,
             privacy=privacy,
             desc=f"client {data.client_id}",
+            cache=activation_cache(cfg, bundle.stack, bundle.tokenizer),
         )
         from fedskip.models.freeze import trainable_state
 
@@ -254,7 +255,7 @@ def evaluate_round(
 ) -> ClientResult:
     """Metrics of the global model on this client's test documents."""
     from fedskip.models.loading import resolve_device
-    from fedskip.pipeline import collator, encode
+    from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.train.engine import evaluate
 
     cfg = runtime.cfg
@@ -270,6 +271,7 @@ def evaluate_round(
             collator(bundle.tokenizer, runtime.prepared),
             batch_size=cfg.batch_size,
             device=resolve_device(cfg.device),
+            cache=activation_cache(cfg, bundle.stack, bundle.tokenizer),
         )
         return ClientResult(len(encoded.features), scores)
     finally:

@@ -67,7 +67,7 @@ class ServerRun:
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """Server-side evaluation of the global model on the global test set."""
         from fedskip.models.loading import resolve_device
-        from fedskip.pipeline import collator, encode
+        from fedskip.pipeline import activation_cache, collator, encode
         from fedskip.train.engine import evaluate
 
         if not self.prepared.global_test:
@@ -81,6 +81,7 @@ class ServerRun:
             collator(tokenizer, self.prepared),
             batch_size=self.cfg.batch_size,
             device=resolve_device(self.cfg.device),
+            cache=activation_cache(self.cfg, self.bundle.stack, tokenizer),
         )
         return M.to_metric_record(self.last_eval)
 
@@ -119,6 +120,11 @@ def setup(cfg: Config) -> ServerRun:
     bundle = load_bundle(cfg, prepared)
     planner = LayerPlanner(cfg, bundle)
     all_keys = [name for name, _ in bundle.model.named_parameters()]
+    in_play = set(planner.candidate_keys())
+    for name, param in bundle.model.named_parameters():
+        # the server trains nothing; the flags mark which tensors the global state can change,
+        # so server-side evaluation caches the frozen prefix below them
+        param.requires_grad_(name in in_play)
     strategy = build_strategy(
         cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
     )

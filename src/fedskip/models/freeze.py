@@ -139,3 +139,20 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         if param.requires_grad:
             trainable += param.numel()
     return total, trainable
+
+
+def frozen_modules_eval(model: nn.Module) -> list[str]:
+    """Put every module whose parameters are all frozen in eval mode (no dropout there), leaving
+    the others' mode alone; returns the names of the modules switched.
+
+    Under layer skipping the frozen embeddings and blocks then compute exactly what they compute
+    at inference (and what the frozen-prefix activation cache stores), while the trained blocks
+    and the head keep their dropout. Parameter-free modules inside a trained module (its dropout)
+    stay in train mode; a parameter-free top-level module (the head's dropout) too."""
+    switched: list[str] = []
+    for name, module in model.named_modules():
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params) and module.training:
+            module.eval()
+            switched.append(name)
+    return switched

@@ -40,6 +40,7 @@ from fedskip.privacy.accounting import (
 )
 from fedskip.privacy.checks import warn_loudly
 from fedskip.privacy.dpsgd_support import (
+    EmptySafeCollate,
     PoissonBatches,
     check_dp_support,
     check_optimizer,
@@ -203,6 +204,9 @@ class DPSGD:
             collate_fn=data_loader.collate_fn,
             generator=self._generator("sampling"),
         )
+        # Opacus builds an empty *first* draw from the fields of dataset[0], which for dict
+        # examples are its keys: collate an empty draw ourselves (zero rows, right structure).
+        loader.collate_fn = EmptySafeCollate(data_loader.collate_fn, dataset[0])
         return (
             model,
             dp_optimizer,

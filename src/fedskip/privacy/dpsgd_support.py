@@ -105,6 +105,21 @@ def check_dp_support(model: nn.Module, mode: str = "hooks") -> None:
         )
 
 
+class EmptySafeCollate:
+    """A collate function that also takes an empty draw: it collates ``example`` and keeps zero
+    rows of every tensor, so an empty Poisson batch has the structure of any other batch."""
+
+    def __init__(self, collate: Any, example: Any) -> None:
+        self.collate = collate
+        self.example = example
+
+    def __call__(self, batch: list[Any]) -> Any:
+        if batch:
+            return self.collate(batch)
+        one = self.collate([self.example])
+        return {k: v[:0] if isinstance(v, Tensor) else v for k, v in one.items()}
+
+
 class PoissonBatches:
     """The private loader handed to the engine: Opacus' Poisson ``DPDataLoader``, where an empty
     draw first triggers ``on_empty`` (the noise-only step) and is then yielded (the engine skips

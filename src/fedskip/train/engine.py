@@ -26,7 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from fedskip.data.encode import EncodedCls, EncodedNer, decode_ner
+from fedskip.models.freeze import frozen_modules_eval
 from fedskip.train.metrics import classification_metrics, ner_metrics
+from fedskip.train.prefix_cache import ActivationCache
 
 Collate = Callable[[list[Any]], Mapping[str, Tensor]]
 
@@ -96,16 +98,22 @@ def train(
     privacy: PrivacyHook | None = None,
     desc: str = "train",
     on_epoch_end: Callable[[int, float], None] | None = None,
+    cache: ActivationCache | None = None,
 ) -> TrainResult:
     """Train ``model`` (already on ``device``) in place for ``epochs`` passes over ``features``.
 
     ``prox_reference`` maps each trainable parameter name to the global weights; with
     ``proximal_mu`` > 0 the loss gets ``mu/2 * ||w - w_global||²`` over the trainable parameters
     (FedProx). ``on_epoch_end(epoch, mean_loss)`` is called after each epoch (1-based).
+    ``cache``: the frozen-prefix activation cache (:mod:`fedskip.train.prefix_cache`); when the
+    blocks below the lowest trained one are frozen, they run once per example, not per epoch.
+    Modules whose parameters are all frozen run in eval mode (no dropout), the rest in train mode.
     """
     start = time.perf_counter()
     if len(features) == 0:
         return TrainResult(loss=0.0, num_examples=0, steps=0, seconds=0.0)
+    if cache is not None:
+        features, collate = cache.prepare(model, features, collate, device=device)
     torch.manual_seed(settings.seed)  # dropout masks and any random init below
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
@@ -123,6 +131,7 @@ def train(
     model.train()
     if privacy is not None:
         model, optimizer, loader = privacy.attach(model, optimizer, loader)
+    frozen_modules_eval(model)
     updates = math.ceil(len(loader) / settings.grad_accum) * epochs
     loop = _Loop(model, optimizer, _schedule(optimizer, settings.warmup_ratio, updates), settings,
                  device, multi_label, [p for _, p in named], prox, proximal_mu, privacy)  # fmt: skip
@@ -294,12 +303,16 @@ def predict(
     *,
     batch_size: int,
     device: torch.device | str,
+    cache: ActivationCache | None = None,
 ) -> list[np.ndarray]:
     """Per-example float32 logits, in input order: ``(tokens, labels)`` for token
     classification (padding removed), ``(labels,)`` for sequence classification. Examples are
-    batched by length to pad little. Restores the model's train/eval mode."""
-    was_training = model.training
+    batched by length to pad little. ``cache``: see :func:`train`. Restores every module's
+    train/eval mode."""
+    modes = {m: m.training for m in model.modules()}
     model.eval()
+    if cache is not None:
+        features, collate = cache.prepare(model, features, collate, device=device)
     order = sorted(range(len(features)), key=lambda j: len(features[j]["input_ids"]))
     results: list[np.ndarray] = [np.empty(0)] * len(features)
     for begin in range(0, len(order), batch_size):
@@ -310,7 +323,8 @@ def predict(
         mask = batch["attention_mask"].bool().cpu().numpy()
         for row, j in enumerate(indices):
             results[j] = logits[row][mask[row]] if logits.ndim == 3 else logits[row]
-    model.train(was_training)
+    for module, mode in modes.items():
+        module.train(mode)
     return results
 
 
@@ -321,10 +335,13 @@ def evaluate_ner(
     *,
     batch_size: int,
     device: torch.device | str,
+    cache: ActivationCache | None = None,
 ) -> dict[str, Any]:
     """Strict entity-level scores (see :func:`fedskip.train.metrics.ner_metrics`) on word-level
     tags decoded from the model's subword predictions; ``sentences``: gold sequences scored."""
-    logits = predict(model, encoded.features, collate, batch_size=batch_size, device=device)
+    logits = predict(
+        model, encoded.features, collate, batch_size=batch_size, device=device, cache=cache
+    )
     pred_tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
     metrics = ner_metrics(encoded.gold, pred_tags)
     metrics["sentences"] = len(encoded.gold)
@@ -338,10 +355,13 @@ def evaluate_cls(
     *,
     batch_size: int,
     device: torch.device | str,
+    cache: ActivationCache | None = None,
 ) -> dict[str, Any]:
     """Classification scores (see :func:`fedskip.train.metrics.classification_metrics`);
     ``documents``: notes scored."""
-    logits = predict(model, encoded.features, collate, batch_size=batch_size, device=device)
+    logits = predict(
+        model, encoded.features, collate, batch_size=batch_size, device=device, cache=cache
+    )
     width = len(encoded.label_names)
     scores = np.stack(logits) if logits else np.zeros((0, width))
     y_true = np.array([f["labels"] for f in encoded.features], dtype=np.int64)
@@ -359,8 +379,11 @@ def evaluate(
     *,
     batch_size: int,
     device: torch.device | str,
+    cache: ActivationCache | None = None,
 ) -> dict[str, Any]:
     """Task metrics of ``model`` on encoded data (NER or classification, by the encoding)."""
     if isinstance(encoded, EncodedNer):
-        return evaluate_ner(model, encoded, collate, batch_size=batch_size, device=device)
-    return evaluate_cls(model, encoded, collate, batch_size=batch_size, device=device)
+        return evaluate_ner(
+            model, encoded, collate, batch_size=batch_size, device=device, cache=cache
+        )
+    return evaluate_cls(model, encoded, collate, batch_size=batch_size, device=device, cache=cache)

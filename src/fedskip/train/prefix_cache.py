@@ -1,0 +1,541 @@
+"""Frozen-prefix activation cache: run the frozen blocks below the lowest trained one only once.
+
+Under layer skipping every parameter below the lowest trained block ``j`` (the embeddings and
+blocks ``0..j-1``) is frozen, and frozen modules run in eval mode (no dropout, see
+:func:`fedskip.models.freeze.frozen_modules_eval`). The hidden states entering block ``j`` are
+then a fixed function of each example's tokens: this module computes them once per example and
+from then on the model runs only blocks ``j..L-1`` and the head — in every later local epoch,
+round and evaluation.
+
+How a cached forward works (any Hugging Face family, no per-architecture code): the batch carries
+``prefix_hidden`` (the cached block-``j`` inputs, right-padded with zeros). A pre-hook on the
+model pops it and, for the duration of that one forward call, puts stand-ins in the block list:
+blocks ``0..j-2`` pass their input through, block ``j-1`` returns the cached states. The model's
+own code still computes masks, position ids and rotary tables from ``input_ids`` /
+``attention_mask`` (cheap), and the embedding lookup still runs (cheap, its output is replaced).
+Padded positions hold zeros instead of the frozen prefix's output for pad tokens; real positions
+never attend to them (padding masks), and their labels are ignored, so logits at real positions
+and the loss are those of the uncached model.
+
+Never stale: the key (:func:`cache_key`) covers the model class and name, ``j``, a hash of every
+parameter and buffer the prefix depends on (anything outside blocks ``j..`` , the head and the
+final norm), the tokenization settings and a fingerprint of the examples' tokens. Rotating
+selection moving ``j``, an earlier round changing a lower block or another tokenizer all give a
+new key, so the states are recomputed.
+
+Privacy: the cached states are derived from the site's notes and stay on the site: they live in
+this process's memory (an LRU bounded by ``activation-cache-mb``) and, past that budget, in a
+local spill folder (:data:`SPILL_DIR_ENV`, else a private temporary folder removed at exit). They
+are never put in a message, a checkpoint or an exported model.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fedskip.models.layers import LayerStack
+
+log = logging.getLogger(__name__)
+
+CACHE_MODES = ("auto", "off")
+"""``activation-cache`` values: ``auto`` caches whenever the prefix below the lowest trained
+block is frozen; ``off`` always runs the whole model."""
+
+PREFIX_KEY = "prefix_hidden"
+"""Batch key of the cached block inputs (float tensor ``[batch, tokens, hidden]``)."""
+
+INDEX_KEY = "prefix_index"
+"""Feature key: the example's row in its cache entry."""
+
+SPILL_DIR_ENV = "FEDSKIP_ACTIVATION_DIR"
+"""Folder for cache entries past the memory budget (set by ``fedskip run`` to a per-run
+temporary folder on the node, removed when the run ends)."""
+
+Collate = Callable[[list[Any]], Mapping[str, Tensor]]
+
+
+# --------------------------------------------------------------------------- which prefix
+def base_model_of(model: nn.Module) -> nn.Module:
+    """The Hugging Face model under Opacus (``_module``) and peft (``get_base_model``) wrappers;
+    its parameter names are those of :class:`LayerStack` (LoRA adds ``lora_*`` leaves only)."""
+    while True:
+        inner = getattr(model, "_module", None)
+        if isinstance(inner, nn.Module):
+            model = inner
+            continue
+        get_base = getattr(model, "get_base_model", None)
+        if callable(get_base) and get_base() is not model:
+            model = get_base()
+            continue
+        return model
+
+
+def cacheable_block(model: nn.Module, stack: LayerStack) -> int | None:
+    """The lowest trained block ``j`` when everything below it is frozen and ``j >= 1``, else
+    None (full fine-tuning, trainable embeddings, block 0 trained, nothing trained)."""
+    lowest: int | None = None
+    for name, param in base_model_of(model).named_parameters():
+        if not param.requires_grad:
+            continue
+        block = stack.block_of(name)
+        if block is None:
+            if stack.is_head(name) or stack.is_final_norm(name):
+                continue
+            return None  # a trainable embedding or "other" parameter feeds every block
+        lowest = block if lowest is None else min(lowest, block)
+    return lowest if lowest is not None and lowest >= 1 else None
+
+
+def _suffix_names(stack: LayerStack, j: int) -> Callable[[str], bool]:
+    """Whether a parameter or buffer name is outside the prefix (block >= j, head, final norm)."""
+
+    def outside(name: str) -> bool:
+        block = stack.block_of(name)
+        if block is not None:
+            return block >= j
+        return stack.is_head(name) or stack.is_final_norm(name)
+
+    return outside
+
+
+# --------------------------------------------------------------------------- keys
+_TENSOR_HASHES: dict[int, tuple[int, int, tuple[int, ...], str, bytes]] = {}
+
+
+def _tensor_digest(tensor: Tensor) -> bytes:
+    """blake2b of a tensor's bytes, memoised per tensor while its storage and version hold."""
+    ident = (tensor.data_ptr(), tensor._version, tuple(tensor.shape), str(tensor.dtype))
+    memo = _TENSOR_HASHES.get(id(tensor))
+    if memo is not None and memo[:4] == ident:
+        return memo[4]
+    data = tensor.detach().to("cpu").contiguous()
+    if data.dtype == torch.bfloat16:
+        data = data.view(torch.int16)
+    buffer = memoryview(data.numpy()).cast("B")  # type: ignore[arg-type]  # no copy
+    digest = hashlib.blake2b(buffer, digest_size=16).digest()
+    if len(_TENSOR_HASHES) > 4096:
+        _TENSOR_HASHES.clear()
+    _TENSOR_HASHES[id(tensor)] = (*ident, digest)
+    return digest
+
+
+def prefix_digest(model: nn.Module, stack: LayerStack, j: int) -> str:
+    """Hash of every parameter and buffer the hidden states entering block ``j`` depend on."""
+    outside = _suffix_names(stack, j)
+    base = base_model_of(model)
+    h = hashlib.blake2b(digest_size=16)
+    for kind, named in (("p", base.named_parameters()), ("b", base.named_buffers())):
+        for name, tensor in named:
+            if outside(name) or ".lora_" in name:
+                continue
+            h.update(f"{kind}:{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+            h.update(_tensor_digest(tensor))
+    return h.hexdigest()
+
+
+_FINGERPRINTS: OrderedDict[int, tuple[Sequence[Any], str]] = OrderedDict()
+
+
+def examples_fingerprint(features: Sequence[Mapping[str, Any]]) -> str:
+    """Hash of the examples' ``input_ids`` and ``attention_mask`` (memoised per list object)."""
+    memo = _FINGERPRINTS.get(id(features))
+    if memo is not None and memo[0] is features:
+        return memo[1]
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(len(features)).encode())
+    for f in features:
+        ids = np.asarray(f["input_ids"], dtype=np.int64)
+        h.update(np.int64(len(ids)).tobytes())
+        h.update(ids.tobytes())
+        h.update(np.asarray(f["attention_mask"], dtype=np.int8).tobytes())
+    value = h.hexdigest()
+    _FINGERPRINTS[id(features)] = (features, value)
+    if len(_FINGERPRINTS) > 32:
+        _FINGERPRINTS.popitem(last=False)
+    return value
+
+
+def cache_key(
+    model: nn.Module,
+    stack: LayerStack,
+    j: int,
+    features: Sequence[Mapping[str, Any]],
+    tokenization: Sequence[Any] = (),
+) -> str:
+    """The cache entry's key (see the module docstring for what it covers)."""
+    base = base_model_of(model)
+    name = getattr(getattr(base, "config", None), "_name_or_path", "")
+    parts = [
+        type(base).__name__,
+        str(name),
+        str(j),
+        prefix_digest(model, stack, j),
+        repr(tuple(tokenization)),
+        examples_fingerprint(features),
+    ]
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=20).hexdigest()
+
+
+# --------------------------------------------------------------------------- one entry
+@dataclass
+class PrefixStates:
+    """The hidden states entering block ``j`` of every example, unpadded and concatenated.
+
+    ``flat``: ``[total tokens, hidden]`` (CPU; a read-only memory map when spilled);
+    ``offsets[i]``: first row of example ``i``; ``lengths[i]``: its tokens;
+    ``tuple_len``: 0 when a block returns a tensor, else the length of the tuple it returns."""
+
+    j: int
+    flat: Tensor | np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    tuple_len: int
+    dtype: torch.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.flat.shape[0] * self.flat.shape[1] * _itemsize(self.dtype))
+
+    def rows(self, index: int) -> Tensor:
+        start, n = int(self.offsets[index]), int(self.lengths[index])
+        part = self.flat[start : start + n]
+        if isinstance(part, np.ndarray):
+            out = torch.from_numpy(np.array(part))
+            return out.view(self.dtype) if self.dtype == torch.bfloat16 else out
+        return part
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+class _StopForward(Exception):
+    """Raised by the capture hook once block ``j``'s input is known (skips blocks j..L-1)."""
+
+
+def block_list(model: nn.Module, stack: LayerStack) -> nn.ModuleList:
+    blocks = base_model_of(model).get_submodule(stack.blocks_prefix)
+    assert isinstance(blocks, nn.ModuleList)
+    return blocks
+
+
+@torch.no_grad()
+def compute_prefix(
+    model: nn.Module,
+    stack: LayerStack,
+    j: int,
+    features: Sequence[Mapping[str, Any]],
+    collate: Collate,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> PrefixStates:
+    """Run the frozen prefix (eval mode) over ``features`` and keep the inputs of block ``j``."""
+    blocks = block_list(model, stack)
+    captured: list[Tensor] = []
+    template: list[int] = []
+
+    def capture(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        captured.append(hidden.detach())
+        raise _StopForward
+
+    def shape_of(module: nn.Module, args: tuple, output: Any) -> None:
+        template.append(len(output) if isinstance(output, tuple) else 0)
+
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    chunks: list[Tensor] = [torch.empty(0)] * len(features)
+    handles = [
+        blocks[j].register_forward_pre_hook(capture, with_kwargs=True),
+        blocks[j - 1].register_forward_hook(shape_of),
+    ]
+    try:
+        for begin in range(0, len(order), batch_size):
+            indices = order[begin : begin + batch_size]
+            raw = collate([features[i] for i in indices])
+            batch = {
+                k: v.to(device)
+                for k, v in raw.items()
+                if isinstance(v, Tensor) and k not in ("labels", PREFIX_KEY)
+            }
+            captured.clear()
+            with contextlib.suppress(_StopForward):
+                model(**batch)
+            hidden = captured[0].to("cpu")
+            for row, i in enumerate(indices):
+                chunks[i] = hidden[row, : len(features[i]["input_ids"])].clone()
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in modes.items():
+            module.train(mode)
+    lengths = np.array([c.shape[0] for c in chunks], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    width = chunks[0].shape[1] if chunks else 0
+    dtype = chunks[0].dtype if chunks else torch.float32
+    flat = torch.cat(chunks) if chunks else torch.empty((0, width))
+    return PrefixStates(j, flat, offsets, lengths, template[0] if template else 0, dtype)
+
+
+# --------------------------------------------------------------------------- replay
+class _PassThrough(nn.Module):
+    """Stands in for a frozen prefix block during a cached forward: returns its input hidden
+    states (or, for the last prefix block, the cached states) in the block's output form."""
+
+    def __init__(self, slot: dict[str, Any], tuple_len: int, replay: bool) -> None:
+        super().__init__()
+        self.slot, self.tuple_len, self.replay = slot, tuple_len, replay
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        hidden = (
+            self.slot["hidden"] if self.replay else (args[0] if args else kwargs["hidden_states"])
+        )
+        if self.tuple_len == 0:
+            return hidden
+        return (hidden, *([None] * (self.tuple_len - 1)))
+
+
+@dataclass
+class _Replay:
+    j: int
+    tuple_len: int
+    handles: list[Any]
+
+
+def install_replay(model: nn.Module, stack: LayerStack, j: int, tuple_len: int) -> None:
+    """Hooks on ``model`` (idempotent per ``j``): a forward whose kwargs carry ``prefix_hidden``
+    runs blocks ``j..`` only on those states; any other forward runs the whole model."""
+    current: _Replay | None = getattr(model, "_fedskip_replay", None)
+    if current is not None and (current.j, current.tuple_len) == (j, tuple_len):
+        return
+    remove_replay(model)
+    blocks = block_list(model, stack)
+    slot: dict[str, Any] = {}
+    stand_ins = [_PassThrough(slot, tuple_len, replay=(i == j - 1)) for i in range(j)]
+
+    def before(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
+        hidden = kwargs.pop(PREFIX_KEY, None)
+        if hidden is None:
+            return None
+        slot["hidden"] = hidden
+        slot["saved"] = [blocks[i] for i in range(j)]
+        for i in range(j):
+            blocks[i] = stand_ins[i]
+        return args, kwargs
+
+    def after(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
+        saved = slot.pop("saved", None)
+        if saved is not None:
+            for i, block in enumerate(saved):
+                blocks[i] = block
+        slot.pop("hidden", None)
+
+    handles = [
+        model.register_forward_pre_hook(before, with_kwargs=True),
+        model.register_forward_hook(after, with_kwargs=True, always_call=True),
+    ]
+    model._fedskip_replay = _Replay(j, tuple_len, handles)  # type: ignore[assignment]
+
+
+def remove_replay(model: nn.Module) -> None:
+    """Remove the hooks of :func:`install_replay` (safe when none are installed)."""
+    current: _Replay | None = getattr(model, "_fedskip_replay", None)
+    if current is not None:
+        for handle in current.handles:
+            handle.remove()
+        del model._fedskip_replay
+
+
+def collate_with_prefix(
+    features: list[dict[str, Any]], *, base: Collate, states: PrefixStates
+) -> dict[str, Tensor]:
+    """``base``'s batch plus ``prefix_hidden``: each example's cached states, right-padded with
+    zeros to the batch's longest example."""
+    batch = dict(base(features))
+    width = int(batch["input_ids"].shape[1])
+    hidden = torch.zeros((len(features), width, int(states.flat.shape[1])), dtype=states.dtype)
+    for row, f in enumerate(features):
+        rows = states.rows(int(f[INDEX_KEY]))
+        hidden[row, : rows.shape[0]] = rows
+    batch[PREFIX_KEY] = hidden
+    return batch
+
+
+# --------------------------------------------------------------------------- the store
+class ActivationStore:
+    """Cache entries of this process: an LRU in memory bounded by ``budget_bytes``; entries past
+    it are written to the spill folder and read back as memory maps."""
+
+    def __init__(self) -> None:
+        self.memory: OrderedDict[str, PrefixStates] = OrderedDict()
+        self.spilled: dict[str, Path] = {}
+        self._private_dir: Path | None = None
+        self.fills = 0
+        self.hits = 0
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(e.nbytes for e in self.memory.values())
+
+    def get(self, key: str) -> PrefixStates | None:
+        entry = self.memory.get(key)
+        if entry is not None:
+            self.memory.move_to_end(key)
+            return entry
+        path = self.spilled.get(key) or self._shared_path(key)
+        if path is not None and path.with_suffix(".npz").exists():
+            return _read_spilled(path)
+        return None
+
+    def put(self, key: str, entry: PrefixStates, budget_bytes: int) -> PrefixStates:
+        """Keep ``entry`` in memory within the budget (evicting the least recently used entries
+        to disk); an entry larger than the whole budget goes to disk directly."""
+        if entry.nbytes > budget_bytes:
+            return self._spill(key, entry)
+        self.memory[key] = entry
+        while self.memory_bytes > budget_bytes and len(self.memory) > 1:
+            old_key, old = self.memory.popitem(last=False)
+            self._spill(old_key, old)
+        return entry
+
+    def clear(self) -> None:
+        """Drop every entry (memory and spilled files) and reset the counters."""
+        self.fills = self.hits = 0
+        self.memory.clear()
+        for path in self.spilled.values():
+            for suffix in (".npy", ".npz"):
+                path.with_suffix(suffix).unlink(missing_ok=True)
+        self.spilled.clear()
+
+    # ------------------------------------------------------------------ disk
+    def _dir(self) -> Path:
+        shared = os.environ.get(SPILL_DIR_ENV)
+        if shared:
+            path = Path(shared)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        if self._private_dir is None:
+            self._private_dir = Path(tempfile.mkdtemp(prefix="fedskip-activations-"))
+            atexit.register(shutil.rmtree, self._private_dir, True)
+        return self._private_dir
+
+    def _shared_path(self, key: str) -> Path | None:
+        shared = os.environ.get(SPILL_DIR_ENV)
+        return Path(shared) / key if shared else None
+
+    def _spill(self, key: str, entry: PrefixStates) -> PrefixStates:
+        path = self._dir() / key
+        if not path.with_suffix(".npz").exists():
+            _write_spilled(path, entry)
+        self.spilled[key] = path
+        log.info(
+            "activation cache: %s spilled to %s (%.1f MB)", key[:8], path, entry.nbytes / 2**20
+        )
+        return _read_spilled(path)
+
+
+def _write_spilled(path: Path, entry: PrefixStates) -> None:
+    flat = (
+        entry.flat if isinstance(entry.flat, Tensor) else torch.from_numpy(np.asarray(entry.flat))
+    )
+    raw = flat.view(torch.int16) if entry.dtype == torch.bfloat16 else flat
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp.with_suffix(".npy"), "wb") as fh:
+        np.save(fh, raw.numpy())
+    os.replace(tmp.with_suffix(".npy"), path.with_suffix(".npy"))
+    meta = {
+        "j": entry.j,
+        "offsets": entry.offsets,
+        "lengths": entry.lengths,
+        "tuple_len": entry.tuple_len,
+        "dtype": str(entry.dtype).removeprefix("torch."),
+    }
+    with open(tmp.with_suffix(".npz"), "wb") as fh:
+        np.savez(fh, **meta)  # type: ignore[arg-type]
+    os.replace(tmp.with_suffix(".npz"), path.with_suffix(".npz"))  # written last: marks complete
+
+
+def _read_spilled(path: Path) -> PrefixStates:
+    meta = np.load(path.with_suffix(".npz"))
+    dtype = getattr(torch, str(meta["dtype"]))
+    flat = np.load(path.with_suffix(".npy"), mmap_mode="r")
+    return PrefixStates(
+        int(meta["j"]), flat, meta["offsets"], meta["lengths"], int(meta["tuple_len"]), dtype
+    )
+
+
+STORE = ActivationStore()
+"""The process's store (a simulation worker serving several clients keeps all their entries
+within one budget)."""
+
+
+# --------------------------------------------------------------------------- the public hook
+@dataclass(frozen=True)
+class ActivationCache:
+    """What the training engine needs to use the cache (see the config keys of the same names).
+
+    ``stack``: the model's block stack; ``tokenization``: settings that shaped the features
+    (max-length, stride, tokenizer), part of the key; ``budget_mb``: this process's memory
+    budget (MiB) for all its entries."""
+
+    stack: LayerStack
+    mode: str = "auto"
+    budget_mb: int = 1024
+    tokenization: tuple[Any, ...] = ()
+    batch_size: int = 64
+
+    def prepare(
+        self,
+        model: nn.Module,
+        features: Sequence[Any],
+        collate: Collate,
+        *,
+        device: torch.device | str,
+    ) -> tuple[Sequence[Any], Collate]:
+        """``(features, collate)`` to train or predict with: cached ones when the prefix is
+        frozen (the states are computed now if no entry matches), else the inputs unchanged."""
+        if self.mode == "off" or not features:
+            return features, collate
+        j = cacheable_block(model, self.stack)
+        if j is None:
+            return features, collate
+        key = cache_key(model, self.stack, j, features, self.tokenization)
+        entry = STORE.get(key)
+        if entry is None:
+            entry = compute_prefix(
+                model, self.stack, j, features, collate, batch_size=self.batch_size, device=device
+            )
+            STORE.fills += 1
+            entry = STORE.put(key, entry, self.budget_mb * 2**20)
+            log.info(
+                "activation cache: block %d inputs of %d examples, %.1f MB (process total in "
+                "memory %.1f MB of %d MB)",
+                j,
+                len(features),
+                entry.nbytes / 2**20,
+                STORE.memory_bytes / 2**20,
+                self.budget_mb,
+            )
+        else:
+            STORE.hits += 1
+        install_replay(model, self.stack, j, entry.tuple_len)
+        indexed = [{**f, INDEX_KEY: i} for i, f in enumerate(features)]
+        return indexed, functools.partial(collate_with_prefix, base=collate, states=entry)
