@@ -41,7 +41,14 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     """Train, evaluate per epoch, export; returns the summary written to ``summary.json``."""
     from fedskip.errors import ConfigError
     from fedskip.models.loading import resolve_device
-    from fedskip.pipeline import SITES_DATA, build_model, collator, encode, prepare
+    from fedskip.pipeline import (
+        SITES_DATA,
+        activation_cache,
+        build_model,
+        collator,
+        encode,
+        prepare,
+    )
     from fedskip.privacy.dpsgd import local_dpsgd
     from fedskip.rundir import RunDir
     from fedskip.train.engine import TrainSettings, train
@@ -61,10 +68,11 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     rundir.write_config(cfg)
     log = EpochLog(cfg, model, encode(prepared.global_test, tokenizer, prepared, cfg),
                    collator(tokenizer, prepared), resolve_device(cfg.device), rundir,
-                   primary_metric(prepared.task_info), started)  # fmt: skip
+                   primary_metric(prepared.task_info), started,
+                   activation_cache(cfg, stack, tokenizer))  # fmt: skip
     result = train(model, train_set.features, log.collate, TrainSettings.from_config(cfg),
                    epochs=cfg.epochs, device=log.device, desc="centralized", on_epoch_end=log,
-                   privacy=privacy)  # fmt: skip
+                   privacy=privacy, cache=log.cache)  # fmt: skip
     summary = _summary(cfg, prepared, model, stack, result, log, train_set)
     if privacy is not None:  # [privacy] ε spent at δ over all epochs
         summary.update(dp="sample", epsilon=privacy.epsilon(), delta=cfg.delta, accountant="rdp")
@@ -85,6 +93,7 @@ class EpochLog:
     rundir: Any
     primary: str
     started: float
+    cache: Any = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, epoch: int, loss: float) -> None:
@@ -93,7 +102,8 @@ class EpochLog:
         scores: dict[str, Any] = {}
         if self.test_set.features:  # test-fraction=0 leaves no test set
             scores = evaluate(self.model, self.test_set, self.collate,
-                              batch_size=self.cfg.batch_size, device=self.device)  # fmt: skip
+                              batch_size=self.cfg.batch_size, device=self.device,
+                              cache=self.cache)  # fmt: skip
         row = {"epoch": epoch, "train_loss": loss, "elapsed_s": time.perf_counter() - self.started,
                "test": scores}  # fmt: skip
         self.rundir.append_metrics(row)

@@ -153,6 +153,7 @@ def _train_one_site(
 ) -> dict[str, Any]:
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import (
+        activation_cache,
         apply_plan,
         build_model,
         collator,
@@ -171,11 +172,15 @@ def _train_one_site(
     apply_plan(model, stack, layer_plan(cfg, stack, 1, scores=scores), cfg)
     collate, device = collator(tokenizer, prepared), resolve_device(cfg.device)
     test_set = encode(prepared.global_test, tokenizer, prepared, cfg)
+    cache = activation_cache(cfg, stack, tokenizer)
     last: dict[str, Any] = {}
 
     def after_epoch(epoch: int, loss: float) -> None:
         last.clear()
-        last.update(evaluate(model, test_set, collate, batch_size=cfg.batch_size, device=device))
+        scores = evaluate(
+            model, test_set, collate, batch_size=cfg.batch_size, device=device, cache=cache
+        )
+        last.update(scores)
         rundir.append_metrics({"client": index, "epoch": epoch, "train_loss": loss, **last})
         if not cfg.quiet:
             name = prepared.client_names[index]
@@ -191,6 +196,7 @@ def _train_one_site(
         device=device,
         desc=f"local {prepared.client_names[index]}",
         on_epoch_end=after_epoch,
+        cache=cache,
     )
     return dict(last)
 
