@@ -124,9 +124,9 @@ class MlflowTracker(Tracker):
 
     def __init__(self, out: Path, cfg: Config) -> None:
         super().__init__()
-        with _quiet_logger("mlflow"), _quiet_logger("alembic"):  # "Creating tables..." lines
-            from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # (its import sets the mlflow logger's level)
 
+        with _quiet_logger("mlflow"), _quiet_logger("alembic"):  # "Creating tables..." lines
             uri = cfg.mlflow_uri or f"sqlite:///{(out / MLFLOW_DB).resolve()}"
             self.client = MlflowClient(tracking_uri=uri)
             experiment = self.client.get_experiment_by_name(MLFLOW_EXPERIMENT)
