@@ -38,6 +38,7 @@ COMPRESSIONS = ("none", "fp16", "bf16", "int8")
 DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATION_CACHE = ("auto", "off")
+TRACKING = ("none", "tensorboard", "mlflow")
 
 
 def _opt(
@@ -190,6 +191,14 @@ class Config:
     # --- output
     out: str = _opt("runs/latest", "run directory")
     quiet: bool = _opt(False, "no progress bars")
+    tracking: str = _opt(
+        "none",
+        "also log each round's scalars to tensorboard (OUT/tensorboard) and/or mlflow "
+        "(comma-separated, e.g. tensorboard,mlflow)",
+    )
+    mlflow_uri: str = _opt(
+        "", "tracking=mlflow: MLflow tracking URI; empty = the SQLite store OUT/mlflow.db"
+    )
     resume: bool = _opt(False, "federated runs: continue the run in `out` from its last checkpoint")
 
     def __post_init__(self) -> None:
@@ -216,6 +225,7 @@ class Config:
                 "config key 'layer-ids' is required for layer-strategy=explicit, e.g. '0,5'"
             )
         self.layer_id_list()  # validates the syntax
+        self.tracking_list()
         if self.stride >= self.max_length:
             raise ConfigError(
                 f"config key 'stride': {self.stride} must be smaller than max-length "
@@ -241,6 +251,17 @@ class Config:
             raise ConfigError(
                 f"config key 'layer-ids': {self.layer_ids!r} must be comma-separated integers, e.g. '0,5'"
             ) from None
+
+    def tracking_list(self) -> list[str]:
+        """``tracking`` parsed into backend names (``none`` → ``[]``), each in :data:`TRACKING`."""
+        names = [tok.strip() for tok in self.tracking.split(",") if tok.strip()]
+        for name in names:
+            if name not in TRACKING:
+                raise ConfigError(
+                    f"config key 'tracking': {name!r} is not one of {', '.join(TRACKING)} "
+                    "(comma-separated, e.g. tensorboard,mlflow)"
+                )
+        return list(dict.fromkeys(n for n in names if n != "none"))
 
     # ------------------------------------------------------------------ conversions
     def to_run_config(self) -> dict[str, Scalar]:

@@ -5,6 +5,8 @@ OUT/
   config.json     the fully resolved config (kebab-case keys, = Flower run_config)
   metrics.jsonl   one JSON object per epoch (centralized/local) or per round (federated)
   summary.json    final metrics, timings, parameter and traffic counts
+  tensorboard/    event files of each row's scalars (config key tracking=tensorboard)
+  mlflow.db       MLflow's SQLite store, one run (tracking=mlflow; see fedskip.tracking)
   model/          save_pretrained output: weights, tokenizer, label map (config.json), and
                   fedskip.json — task, labels, selected layers and the training config
 ```
@@ -58,6 +60,7 @@ class RunDir:
 
     def __init__(self, out: str | Path) -> None:
         self.path = Path(out)
+        self.tracker: Any = None  # fedskip.tracking.Trackers, from write_config
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -85,20 +88,35 @@ class RunDir:
 
     def write_config(self, cfg: Any, *, resume: bool = False) -> Path:
         """Write ``config.json`` and start a run: unless ``resume``, the metrics and summary of a
-        previous run in the same folder are removed so the records never mix two runs."""
+        previous run in the same folder are removed so the records never mix two runs. Opens
+        the trackers of config key ``tracking`` (closed by :meth:`close`)."""
+        from fedskip.tracking import open_trackers
+
         if not resume:
             self.metrics_path.unlink(missing_ok=True)
             self.summary_path.unlink(missing_ok=True)
         _write_json(self.config_path, cfg.to_run_config())
+        self.close()
+        self.tracker = open_trackers(cfg, self.path)
         return self.config_path
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
-        """Append one JSON object as a line of ``metrics.jsonl`` and flush it to disk."""
-        line = json.dumps(to_jsonable(row), sort_keys=False)
+        """Append one JSON object as a line of ``metrics.jsonl`` and flush it to disk; the
+        trackers (if any) log its scalars."""
+        plain = to_jsonable(row)
+        line = json.dumps(plain, sort_keys=False)
         with self.metrics_path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        if self.tracker is not None:
+            self.tracker.log_round(plain)
+
+    def close(self, *, ok: bool = True) -> None:
+        """End the trackers' runs (``ok=False``: the run failed); idempotent."""
+        if self.tracker is not None:
+            tracker, self.tracker = self.tracker, None
+            tracker.close(ok=ok)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The rows of ``metrics.jsonl`` (empty when none were written)."""

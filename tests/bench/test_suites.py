@@ -164,3 +164,28 @@ def test_bench_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--suite", "smoke", "--list", "--only", "privacy"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == ["ner-layerskip", "ner-layerskip-eps8"]
+
+
+def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from fedskip.rundir import RunDir
+
+    def trainer(cfg: Config) -> dict[str, Any]:  # what every real trainer does with its rows
+        run = RunDir(cfg.out)
+        run.write_config(cfg)
+        run.append_metrics({"epoch": 1, "train_loss": 0.5})
+        run.close()
+        run.write_summary({})
+        return {}
+
+    only = ["ner-centralized", "ner-local"]
+    run_suite("smoke", tmp_path, ["tracking=tensorboard,mlflow"], only=only,
+              progress=lambda line: None, trainer=trainer)  # fmt: skip
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fedskip").experiment_id])
+    assert sorted((r.info.run_name, r.data.metrics["train_loss"]) for r in runs) == [
+        ("ner-centralized", 0.5), ("ner-local", 0.5)]  # fmt: skip
+    for name in only:
+        assert any((tmp_path / "runs" / name / "tensorboard").iterdir())
+        assert not (tmp_path / "runs" / name / "mlflow.db").exists()

@@ -129,3 +129,39 @@ def test_local_method_trains_each_site_alone(
     assert summary["mean_metric"] == pytest.approx(sum(values) / 3)
     assert "mean over sites f1" in capsys.readouterr().out
     assert not (out / "model").exists()
+
+
+FEDSKIP_LINES = (
+    "fedskip: ",
+    "round ",
+    "final ",
+    "bytes exchanged: ",
+    "reduction vs ",
+    "wall time ",
+)
+"""How every console line of a federated ``fedskip run`` begins."""
+
+
+@pytest.mark.slow
+def test_console_shows_fedskip_lines_only_and_run_log_keeps_the_rest(
+    sites: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import fedskip
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(fedskip.__file__).parents[1])}
+    sets = [f"data={sites}", f"out={out}", "rounds=1", "tracking=tensorboard,mlflow", *TINY]
+    done = subprocess.run(
+        [sys.executable, "-m", "fedskip.cli", "run", "--set", *sets],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6 and all(line.startswith(FEDSKIP_LINES) for line in lines), lines
+    log = (out / "run.log").read_text("utf-8")
+    assert "Manually terminating ClientAppActor" in log and "[worker " in log
+    assert (out / "mlflow.db").is_file() and any((out / "tensorboard").iterdir())

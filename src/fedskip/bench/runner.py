@@ -58,7 +58,10 @@ class Plan:
     configs: list[BenchConfig]
 
     def config_for(self, entry: BenchConfig, out: Path) -> Config:
-        return resolve(self.base, {**entry.settings, "out": str(run_path(out, entry.name))})
+        settings: dict[str, Scalar] = {**entry.settings, "out": str(run_path(out, entry.name))}
+        if "mlflow" in self.base.tracking_list() and not self.base.mlflow_uri:
+            settings["mlflow-uri"] = mlflow_store(out)  # one store, one MLflow run per config
+        return resolve(self.base, settings)
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,13 @@ class SuiteRun:
 
 def run_path(out: Path, name: str) -> Path:
     return out / "runs" / name
+
+
+def mlflow_store(out: Path) -> str:
+    """The suite's MLflow store (tracking=mlflow): ``OUT/mlflow.db``, every config's run in it."""
+    from fedskip.tracking import MLFLOW_DB
+
+    return f"sqlite:///{(out / MLFLOW_DB).resolve()}"
 
 
 def num_blocks_of(model: str) -> int:
@@ -175,7 +185,10 @@ def run_suite(
     trainer: Callable[[Config], dict[str, Any]] = train_one,
 ) -> SuiteRun:
     """Train every config of suite ``name`` not yet finished under ``out``; see module doc."""
+    from fedskip.tracking import require_backends
+
     plan = plan_suite(name, overrides)
+    require_backends(plan.base)
     folder = Path(out)
     chosen = select(plan.configs, only)
     _check_manifest(folder, plan)

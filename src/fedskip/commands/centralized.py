@@ -31,7 +31,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fedskip.tracking import require_backends
+
     cfg = config_from_args(args, method="centralized")
+    require_backends(cfg)  # a one-line error before any data is read
     summary = train_centralized(cfg)
     print(format_summary(summary))
     return 0
@@ -70,9 +73,14 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
                    collator(tokenizer, prepared), resolve_device(cfg.device), rundir,
                    primary_metric(prepared.task_info), started,
                    activation_cache(cfg, stack, tokenizer))  # fmt: skip
-    result = train(model, train_set.features, log.collate, TrainSettings.from_config(cfg),
-                   epochs=cfg.epochs, device=log.device, desc="centralized", on_epoch_end=log,
-                   privacy=privacy, cache=log.cache)  # fmt: skip
+    try:
+        result = train(model, train_set.features, log.collate, TrainSettings.from_config(cfg),
+                       epochs=cfg.epochs, device=log.device, desc="centralized",
+                       on_epoch_end=log, privacy=privacy, cache=log.cache)  # fmt: skip
+    except BaseException:
+        rundir.close(ok=False)
+        raise
+    rundir.close()
     summary = _summary(cfg, prepared, model, stack, result, log, train_set)
     if privacy is not None:  # [privacy] ε spent at δ over all epochs
         summary.update(dp="sample", epsilon=privacy.epsilon(), delta=cfg.delta, accountant="rdp")

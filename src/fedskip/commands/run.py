@@ -70,7 +70,10 @@ def resume_config(args: argparse.Namespace) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fedskip.tracking import require_backends
+
     cfg = resume_config(args) if args.resume else config_from_args(args)
+    require_backends(cfg)  # a one-line error before any data is read
     if cfg.method == "centralized":
         from fedskip.commands.centralized import format_summary, train_centralized
 
@@ -129,9 +132,14 @@ def train_local(cfg: Config) -> dict[str, Any]:
     rundir.write_config(cfg)
     primary = primary_metric(prepared.task_info)
     sites = []
-    for index, name in enumerate(prepared.client_names):
-        scores = _train_one_site(cfg, prepared, index, rundir, primary)
-        sites.append({"client": index, "site": name, **scores})
+    try:
+        for index, name in enumerate(prepared.client_names):
+            scores = _train_one_site(cfg, prepared, index, rundir, primary)
+            sites.append({"client": index, "site": name, **scores})
+    except BaseException:
+        rundir.close(ok=False)
+        raise
+    rundir.close()
     values = [s[primary] for s in sites if isinstance(s.get(primary), float)]
     summary = {
         "method": "local",

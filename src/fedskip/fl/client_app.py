@@ -32,6 +32,7 @@ from fedskip.fl.client import (
     train_round,
 )
 from fedskip.fl.secagg import secagg_dispatch_mod
+from fedskip.fl.simulation import attach_worker_log
 from fedskip.fl.validation import NUM_EXAMPLES
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class ClientWorkFailed(RuntimeError):
 
 
 def _setup(context: Context) -> tuple[Any, Any]:
+    attach_worker_log()  # a simulation worker's logs go to the run's run.log
     cfg = site_config(Config.from_mapping(context.run_config), context.node_config)
     runtime = runtime_for(cfg)
     return runtime, client_data_from_node_config(runtime, context.node_config)

@@ -174,22 +174,28 @@ def raise_mismatch(run: ServerRun, ckpt: Checkpoint) -> None:
 def run_server(grid: Grid, cfg: Config) -> dict[str, Any]:
     """Run (or resume) the federated training of ``cfg`` over ``grid``; returns the summary."""
     run = setup(cfg)
-    arrays, done = initial_state(run)
-    run.reporter.start(_header(run, done))
+    ok = False
     try:
-        result = run.strategy.start(
-            grid=grid,
-            initial_arrays=arrays,
-            num_rounds=cfg.rounds,
-            evaluate_fn=run.evaluate,
-            start_round=done + 1,
-            on_round_end=run.on_round_end,
-            on_phase=lambda rnd, phase: run.reporter.phase(rnd, cfg.rounds, phase),
-        )
+        arrays, done = initial_state(run)
+        run.reporter.start(_header(run, done))
+        try:
+            result = run.strategy.start(
+                grid=grid,
+                initial_arrays=arrays,
+                num_rounds=cfg.rounds,
+                evaluate_fn=run.evaluate,
+                start_round=done + 1,
+                on_round_end=run.on_round_end,
+                on_phase=lambda rnd, phase: run.reporter.phase(rnd, cfg.rounds, phase),
+            )
+        finally:
+            run.reporter.close()
+        final = result.arrays if done < cfg.rounds else arrays
+        summary = finish(run, final)
+        ok = not summary.get("failed_rounds")
+        return summary
     finally:
-        run.reporter.close()
-    final = result.arrays if done < cfg.rounds else arrays
-    return finish(run, final)
+        run.rundir.close(ok=ok)  # the tracking runs end, marked failed after an error
 
 
 def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:

@@ -7,7 +7,9 @@ machine: up to one client per core (at most 4 at once, each worker holds a model
 with its share of the cores as torch threads — on 2 cores two clients train in parallel while
 the server waits.
 
-Flower's and fedskip's logs go to ``OUT/run.log``; the console shows the round lines only.
+Flower's, fedskip's and the workers' logs and Python warnings go to ``OUT/run.log``; the console
+shows fedskip's own lines only (Ray does not forward worker output to the driver: that is where
+lines such as "Manually terminating ClientAppActor" came from).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from fedskip.config import Config
 from fedskip.fl.client import THREADS_ENV
 
 LOG_FILE = "run.log"
+WORKER_LOG_ENV = "FEDSKIP_RUN_LOG"
+"""Set for the simulation's workers: the ``run.log`` their own logs go to."""
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
+LOGGERS = ("flwr", "fedskip", "py.warnings")
 
 
 MAX_PARALLEL_CLIENTS = 4
@@ -51,7 +58,7 @@ def backend_config(cfg: Config, num_clients: int) -> dict[str, Any]:
         "init_args": {
             "num_cpus": parallel * cores,
             "logging_level": "ERROR",
-            "log_to_driver": not cfg.quiet,  # --quiet: no worker output on the console
+            "log_to_driver": False,  # worker logs go to run.log (attach_worker_log)
         },
     }
 
@@ -68,32 +75,64 @@ class _DropDeprecation(logging.Filter):
 
 @contextmanager
 def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
-    """Send Flower's and fedskip's logs to ``OUT/run.log``; keep only errors (warnings unless
-    ``quiet``) from Flower on the console."""
+    """Send Flower's and fedskip's logs and Python warnings (library deprecation notices) to
+    ``OUT/run.log``; keep only errors (warnings unless ``quiet``) from Flower on the console."""
     from flwr.supercore.logger import console_handler
 
     path = Path(out) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    loggers = [logging.getLogger("flwr"), logging.getLogger("fedskip")]
-    fedskip_level = loggers[1].level
-    loggers[1].setLevel(logging.INFO)
+    handler = _file_handler(path, LOG_FORMAT)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    saved = [(logger.level, logger.propagate) for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
+    loggers[1].setLevel(logging.INFO)
+    loggers[2].propagate = False  # warnings: run.log only, not Python's last-resort stderr
+    logging.captureWarnings(True)
     level, dropper = console_handler.level, _DropDeprecation()
     console_handler.setLevel(logging.ERROR if quiet else logging.WARNING)
     console_handler.addFilter(dropper)
     try:
-        yield path
+        with _environ(WORKER_LOG_ENV, str(path.resolve())):
+            yield path
     finally:
+        logging.captureWarnings(False)
         console_handler.setLevel(level)
         console_handler.removeFilter(dropper)
-        for logger in loggers:
+        for logger, (logger_level, propagate) in zip(loggers, saved):
             logger.removeHandler(handler)
-        loggers[1].setLevel(fedskip_level)
+            logger.setLevel(logger_level)
+            logger.propagate = propagate
         handler.close()
+
+
+def _file_handler(path: Path, fmt: str) -> logging.FileHandler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.setLevel(logging.INFO)
+    return handler
+
+
+_worker_handler: logging.FileHandler | None = None
+
+
+def attach_worker_log() -> None:
+    """In a simulation worker (``FEDSKIP_RUN_LOG`` set by :func:`run_logging`): append Flower's
+    and fedskip's logs and Python warnings to that ``run.log``, once per process and run.
+    Elsewhere (Deployment Engine, in-process tests) a no-op."""
+    global _worker_handler
+    path = os.environ.get(WORKER_LOG_ENV)
+    if not path or (_worker_handler is not None and _worker_handler.baseFilename == path):
+        return
+    handler = _file_handler(Path(path), WORKER_LOG_FORMAT)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if _worker_handler is not None:
+            logger.removeHandler(_worker_handler)
+        logger.addHandler(handler)
+    logging.getLogger("fedskip").setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    _worker_handler = handler
 
 
 @contextmanager
