@@ -34,6 +34,7 @@ PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
 SERVER_OPTIMIZERS = ("none", "adam", "yogi")
 DP_MODES = ("none", "sample", "client")
 DP_CLIPPING = ("fixed", "adaptive")
+DP_UNITS = ("auto", "patient", "note", "example")  # fedskip.privacy.units.DP_UNITS
 COMPRESSIONS = ("none", "fp16", "bf16", "int8")
 DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -150,6 +151,12 @@ class Config:
     eval_clients: bool = _opt(True, "also run federated evaluation on clients' test splits")
     # --- privacy
     dp: str = _opt("none", "differential privacy: sample-level (DP-SGD) or client-level", DP_MODES)
+    dp_unit: str = _opt(
+        "auto",
+        "dp=sample: the privacy unit (one DP sample): patient, note or example (a sentence "
+        "window); auto = patient when every training note has a patient id, else note",
+        DP_UNITS,
+    )
     dp_clipping: str = _opt("fixed", "client-level DP clipping", DP_CLIPPING)
     noise_multiplier: float = _opt(
         1.0, "σ: Gaussian noise std as a multiple of clip-norm", minimum=0.0

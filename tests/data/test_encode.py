@@ -359,3 +359,13 @@ def test_encode_cls_label_errors(bert_tok) -> None:
         encode_cls(
             [ClsDocument("y", "fever", [])], bert_tok, ["cardio"], max_length=16, multi_label=False
         )
+
+
+def test_examples_know_their_document(bert_tok) -> None:
+    """DP-SGD groups examples by note: every window and sentence maps back to its document."""
+    docs = [long_doc(), make_doc(["pt has fever .", "no chest pain ."], [], doc_id="d2")]
+    enc = encode_ner(docs, bert_tok, LABELS, max_length=7, stride=2)
+    assert enc.sentence_docs == [0, 1, 1]
+    documents = enc.example_documents()
+    assert len(documents) == len(enc.features) and documents[-2:] == [1, 1]
+    assert set(documents[:-2]) == {0} and len(documents) > 3  # the long sentence's windows

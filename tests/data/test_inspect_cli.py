@@ -71,9 +71,11 @@ def test_inspect_sites_breakdown_and_table(write_tree, capsys):
     assert stats["entities"] == {"problem": 2, "test": 1}
     assert list(stats["sites"]) == ["site-1", "site-2"]
     assert stats["sites"]["site-2"]["entities"] == {"problem": 1, "test": 1}
+    assert (stats["patients"], stats["without_patient"]) == (2, 0)  # one record = one patient
+    assert stats["sites"]["site-1"]["patients"] == 1
     assert main(["data", "inspect", str(root)]) == 0
     table = capsys.readouterr().out
-    for text in ("site-1", "site-2", "total", "documents", "entity problem", "entity test"):
+    for text in ("site-1", "site-2", "total", "documents", "patients", "entity problem"):
         assert text in table
 
 

@@ -54,7 +54,9 @@ def test_category_labels_multiline_text_and_iserror(mimic):
         "chartdate": "2153-02-01",
         "category": "Nursing/other",
         "description": "Note",
+        "file": str(ds.source),
     }
+    assert ds.documents[4].patient_id == "30"  # SUBJECT_ID: the DP-SGD privacy unit
     assert ds.warnings == [f"{mimic / 'NOTEEVENTS.csv'}: dropped 1 note(s) marked ISERROR=1"]
 
 

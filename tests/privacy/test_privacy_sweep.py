@@ -63,6 +63,6 @@ def test_plan_with_a_fixed_noise_multiplier() -> None:
 
 def test_sweep_settings_are_config_keys() -> None:
     assert sweep_settings(None) == {"dp": "none", "target-epsilon": 0.0}
-    assert sweep_settings(4) == {"dp": "sample", "target-epsilon": 4.0}
+    assert sweep_settings(4) == {"dp": "sample", "target-epsilon": 4.0, "dp-unit": "patient"}
     cfg = Config.from_mapping(sweep_settings(2.0, dp="client"))
     assert (cfg.dp, cfg.target_epsilon) == ("client", 2.0)

@@ -94,11 +94,15 @@ def test_dpsgd_run_reports_the_largest_client_epsilon_and_survives_resume(tmp_pa
         1e-5,
         "rdp",
     )
+    assert summary["privacy_unit"] == "patient"
+    assert list(summary["dp_units"]) == ["0", "1", "2"] and min(summary["dp_units"].values()) > 0
 
 
 def test_client_level_dp_run(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, dp="client", noise_multiplier=0.8, clip_norm=0.5)
-    summary = run_server(_grid(cfg), cfg)
+    with pytest.warns(PrivacyWarning, match=r"round 1 aggregated 3 client\(s\), fewer than 50"):
+        summary = run_server(_grid(cfg), cfg)
+    assert summary["privacy_unit"] == "client" and "round 2 aggregated 3" in summary["dp_warning"]
     eps = [row["epsilon"] for row in _rows(tmp_path)]
     assert eps == [
         epsilon_for(noise_multiplier=0.8, sample_rate=1.0, steps=r, delta=1e-5) for r in (1, 2)
@@ -133,7 +137,10 @@ def test_centralized_training_with_dpsgd(tmp_path: Path) -> None:
 
     cfg = _cfg(tmp_path, dp="sample", noise_multiplier=1.0, epochs=1, method="centralized")
     summary = train_centralized(cfg)
-    q = sample_rate(cfg.batch_size, summary["train"]["examples"])
+    # dp-unit=auto on the synthetic i2b2 records (one record = one patient): ε per patient
+    assert summary["privacy_unit"] == "patient"
+    assert summary["dp_units"] == summary["data"]["train_documents"] < summary["train"]["examples"]
+    q = sample_rate(cfg.batch_size, summary["dp_units"])
     assert summary["epsilon"] == epsilon_for(
         noise_multiplier=1.0, sample_rate=q, steps=steps_per_epoch(q), delta=1e-5
     )

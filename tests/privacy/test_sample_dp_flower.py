@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from fedskip.fl.optimizers import LayerSkipFedAvg
 from fedskip.fl.privacy import (
     DP_STEPS_DONE,
     DPSGD_STATE,
+    DPStepsLedger,
     add_privacy,
     dpsgd_for,
     dpsgd_metrics,
@@ -68,6 +70,8 @@ def test_accountant_composes_over_rounds_through_context_state() -> None:
     assert dp.epsilon() == expected
     metrics = dpsgd_metrics(dp)
     assert metrics == {
+        "dp-unit": 0.0,  # example: no units were bound in this test
+        "dp-units": 40.0,
         "epsilon": expected,
         "dp-delta": 1e-5,
         "dp-noise-multiplier": 1.0,
@@ -152,3 +156,20 @@ def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
     assert privacy_summary(cfg, [{"epsilon": 1.9}], strategy)["stopped"].startswith(
         "privacy budget"
     )
+
+
+def test_ledger_reports_the_weakest_privacy_unit_and_units_per_client() -> None:
+    from fedskip.fl.privacy import privacy_summary
+
+    ledger = DPStepsLedger()
+    assert ledger.privacy_unit() is None
+    ledger.record(0, {"dp-unit": 2.0, "dp-units": 12.0})
+    ledger.record(1, {"dp-unit": 1.0, "dp-units": 30.0})  # a site without patient ids: notes
+    assert ledger.privacy_unit() == "note" and ledger.units == {0: 12, 1: 30}
+    restored = DPStepsLedger()
+    restored.load_state_dict(ledger.state_dict())
+    assert (restored.units, restored.unit_kinds) == ({0: 12, 1: 30}, {0: "patient", 1: "note"})
+    summary = privacy_summary(
+        Config.from_mapping({"dp": "sample"}), [], SimpleNamespace(dp_ledger=ledger)
+    )
+    assert (summary["privacy_unit"], summary["dp_units"]) == ("note", {"0": 12, "1": 30})

@@ -76,7 +76,9 @@ def _legend() -> str:
         "Metric: strict entity F1 (NER) or macro F1 (classification) on the global test set. "
         "Gap: points (×100) versus the centralized run of the same task; reduction: measured "
         "bytes versus the FedAvg run of the same task; MB = 10⁶ bytes, up + down; "
-        "rounds to 95%: first round/epoch reaching 95% of the run's best."
+        "rounds to 95%: first round/epoch reaching 95% of the run's best. "
+        "ε spent: per patient (or note, example, hospital — the run's privacy unit) at the "
+        "run's δ."
     )
 
 
@@ -252,7 +254,7 @@ AXES = (
     Axis("noniid", "partition", ("iid", "dir1", "dir0.3", "dir0.1", "natural"),
          "partition (IID → most skewed, then by site)", "Non-IID partitions", "noniid.png",
          ("run", "method", "partition", "final", "best", "gap (pts)", "MB", "s")),
-    Axis("privacy", "target_epsilon", (0, 8.0, 4.0, 2.0, 1.0), "target ε (DP-SGD, sample level)",
+    Axis("privacy", "target_epsilon", (0, 8.0, 4.0, 2.0, 1.0), "target ε per patient (DP-SGD)",
          "Differential privacy", "privacy.png",
          ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s")),
 )  # fmt: skip

@@ -46,6 +46,7 @@ class ResultRow:
     rounds_to_95: int | None = None
     seconds: float | None = None
     epsilon: float | None = None
+    privacy_unit: str = ""  # what ε is per: patient, note, example (dp=sample) or client
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,6 +111,7 @@ def build_rows(
             rounds_to_95=record.rounds_to_fraction(REACH_FRACTION),
             seconds=record.seconds,
             epsilon=record.epsilon,
+            privacy_unit=str(record.summary.get("privacy_unit") or ""),
             extra=label,
         )
         central = reference(records, record, "centralized")
@@ -175,7 +177,10 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
         "partition": lambda r: r.partition,
         "strategy": lambda r: r.strategy,
         "ε target": lambda r: "–" if r.target_epsilon is None else f"{r.target_epsilon:g}",
-        "ε spent": lambda r: fmt(r.epsilon, ".2f"),
+        "ε spent": lambda r: (
+            fmt(r.epsilon, ".2f")
+            + (f" per {r.privacy_unit}" if r.privacy_unit and r.epsilon is not None else "")
+        ),
         "final": lambda r: fmt(r.final),
         "best": lambda r: fmt(r.best),
         "gap (pts)": lambda r: fmt(r.gap_points, ".1f", signed=True),

@@ -53,6 +53,7 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
         prepare,
     )
     from fedskip.privacy.dpsgd import local_dpsgd
+    from fedskip.privacy.units import bind_units
     from fedskip.rundir import RunDir
     from fedskip.train.engine import TrainSettings, train
     from fedskip.train.metrics import primary_metric
@@ -67,6 +68,7 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     prepared = prepare(cfg)
     model, tokenizer, stack = build_model(cfg, prepared)
     train_set = encode(prepared.train_docs, tokenizer, prepared, cfg)
+    bind_units(privacy, prepared.train_docs, train_set)  # [privacy] examples → patients / notes
     rundir = RunDir(cfg.out)
     rundir.write_config(cfg)
     log = EpochLog(cfg, model, encode(prepared.global_test, tokenizer, prepared, cfg),
@@ -83,7 +85,8 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     rundir.close()
     summary = _summary(cfg, prepared, model, stack, result, log, train_set)
     if privacy is not None:  # [privacy] ε spent at δ over all epochs
-        summary.update(dp="sample", epsilon=privacy.epsilon(), delta=cfg.delta, accountant="rdp")
+        summary.update(dp="sample", epsilon=privacy.epsilon(), delta=cfg.delta, accountant="rdp",
+                       privacy_unit=privacy.unit, dp_units=privacy.num_units)  # fmt: skip
     rundir.write_summary(summary)
     rundir.save_model(model, tokenizer, cfg=cfg, selected_layers=summary["selected_layers"])
     return summary

@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     synth.set_defaults(func=run_synth)
 
     inspect = actions.add_parser(
-        "inspect", help="print documents, sentences, tokens, entities or labels"
+        "inspect", help="print notes, patients, sentences, tokens, entities or labels"
     )
     inspect.add_argument(
         "path", metavar="PATH", help="a dataset file or folder, or a folder of site subfolders"
@@ -135,7 +135,9 @@ def print_stats(stats: dict[str, Any], title: str) -> None:
     for name in columns:
         table.add_column(name, justify="right")
     rows = [
-        ("documents", "documents"),
+        ("documents (notes)", "documents"),
+        ("patients", "patients"),
+        ("notes without patient id", "without_patient"),
         ("sentences", "sentences"),
         ("tokens (words)", "tokens"),
         ("max tokens / document", "max_tokens"),

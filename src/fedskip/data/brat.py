@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedskip.data.io import normalize_newlines, read_utf8
+from fedskip.data.patients import assign_patients
 from fedskip.data.types import Entity, NerDataset, NerDocument, Span, Token
 from fedskip.errors import DataError
 
@@ -144,7 +145,7 @@ def read_paired(
     """A dataset from ``.txt`` files paired by stem with annotation files (brat ``.ann``, i2b2 ``.con``).
 
     An annotation file without its ``.txt`` is an error; a ``.txt`` without annotations is a
-    document without entities (and a warning).
+    document without entities (and a warning). Patient ids: see :mod:`fedskip.data.patients`.
     """
     for stem, annotation in annotations.items():
         if stem not in texts:
@@ -159,10 +160,12 @@ def read_paired(
                 f"{txt}: no {stem}{suffix}; read as a document without entities"
             )
         assembly = read_document(txt, ann)
+        assembly.document.meta["file"] = str(txt)
         assemblies.append(assembly)
         dataset.documents.append(assembly.document)
     dataset.entity_types = sorted({e.type for a in assemblies for e in a.document.entities})
     summarize(dataset, assemblies, what)
+    assign_patients(dataset, folder)  # one record = one patient, unless patients.csv says
     return dataset
 
 

@@ -1,5 +1,7 @@
 """CoNLL-style BIO reader: one ``TOKEN ... TAG`` line per word (the tag is the last column),
-a blank line between sentences, ``-DOCSTART-`` lines starting a new document.
+a blank line between sentences, ``-DOCSTART-`` lines starting a new document. An optional
+``# patient = ID`` line (after its ``-DOCSTART-``) names the patient the document is about (the
+DP-SGD privacy unit ``dp-unit=patient``); documents without one have no patient id.
 
 The document text is rebuilt from the tokens: words joined by one space, sentences by a
 newline. ``I-X`` without a preceding ``B-X``/``I-X`` starts an entity (read as ``B-X``).
@@ -16,6 +18,7 @@ from fedskip.data.types import Entity, NerDataset, NerDocument, Token
 from fedskip.errors import DataError
 
 TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
+PATIENT_RE = re.compile(r"^#\s*patient\s*=\s*(\S+)\s*$")
 CONLL_SUFFIXES = (".conll", ".bio", ".txt")
 
 Sentence = list[tuple[str, str]]  # (token, tag)
@@ -89,15 +92,26 @@ def read_conll(path: str | Path) -> NerDataset:
 def read_conll_file(file: Path) -> list[NerDocument]:
     """The documents of one CoNLL file (named ``STEM`` or ``STEM-1``, ``STEM-2``, ...)."""
     docs: list[list[Sentence]] = [[]]
+    patients: list[str | None] = [None]
     sentence: Sentence = []
     for number, line in enumerate(read_utf8(file).split("\n"), start=1):
         columns = line.split()
+        patient = PATIENT_RE.match(line.strip())
+        if patient is not None:
+            if sentence or patients[-1] is not None:
+                raise DataError(
+                    f"{file}:{number}: a '# patient = ID' line belongs right after -DOCSTART-, "
+                    "before the document's first token, once per document"
+                )
+            patients[-1] = patient.group(1)
+            continue
         if not columns or columns[0] == "-DOCSTART-":
             if sentence:
                 docs[-1].append(sentence)
                 sentence = []
             if columns and docs[-1]:
                 docs.append([])
+                patients.append(None)
             continue
         if len(columns) < 2:
             raise DataError(
@@ -106,7 +120,11 @@ def read_conll_file(file: Path) -> list[NerDocument]:
         sentence.append((columns[0], check_tag(columns[-1], f"{file}:{number}")))
     if sentence:
         docs[-1].append(sentence)
-    docs = [d for d in docs if d]
-    if len(docs) == 1:
-        return [build_tagged_document(file.stem, docs[0])]
-    return [build_tagged_document(f"{file.stem}-{i}", d) for i, d in enumerate(docs, start=1)]
+    kept = [(d, p) for d, p in zip(docs, patients) if d]
+    names = [file.stem] if len(kept) == 1 else [f"{file.stem}-{i}" for i in range(1, len(kept) + 1)]
+    out = []
+    for name, (sentences, patient_id) in zip(names, kept):
+        doc = build_tagged_document(name, sentences)
+        doc.patient_id, doc.meta["file"] = patient_id, str(file)
+        out.append(doc)
+    return out

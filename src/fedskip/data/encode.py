@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -52,6 +52,13 @@ class EncodedNer:
     """Extra examples created because sentences exceeded ``max_length`` (windows beyond the first)."""
     dropped_words: int = 0
     """Words the tokenizer turned into no token at all; they cannot be labeled and decode as ``O``."""
+    sentence_docs: list[int] = field(default_factory=list)
+    """Per sentence of ``gold``: index of its document in the encoded ``docs`` (so an example's
+    document is ``sentence_docs[sentence_ids[i]]``; DP-SGD groups examples by note/patient)."""
+
+    def example_documents(self) -> list[int]:
+        """Per example: index of its source document in the encoded ``docs``."""
+        return [self.sentence_docs[sid] for sid in self.sentence_ids]
 
 
 @dataclass
@@ -65,6 +72,10 @@ class EncodedCls:
     multi_label: bool
     truncated: int
     """Documents longer than ``max_length`` tokens; their head was kept."""
+
+    def example_documents(self) -> list[int]:
+        """Per example: index of its source document (one example per document)."""
+        return list(range(len(self.features)))
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -153,11 +164,13 @@ def _entity_spans(tags: Sequence[str]) -> list[tuple[int, int]]:
 
 def _collect_sentences(
     docs: Sequence[NerDocument], label_index: dict[str, int]
-) -> tuple[list[list[str]], list[list[str]]]:
-    """Words and repaired gold tags of every sentence; an unknown tag is a :class:`DataError`."""
+) -> tuple[list[list[str]], list[list[str]], list[int]]:
+    """Words and repaired gold tags of every sentence, and each sentence's document index; an
+    unknown tag is a :class:`DataError`."""
     words: list[list[str]] = []
     gold: list[list[str]] = []
-    for doc in docs:
+    owners: list[int] = []
+    for di, doc in enumerate(docs):
         for si, (sent, tags) in enumerate(zip(doc.sentences, doc.bio_tags())):
             tags = repair_bio(tags)
             for tok, tag in zip(sent, tags):
@@ -168,7 +181,8 @@ def _collect_sentences(
                     )
             words.append([tok.text for tok in sent])
             gold.append(tags)
-    return words, gold
+            owners.append(di)
+    return words, gold, owners
 
 
 def _window_starts(content_words: list[int | None], budget: int, stride: int) -> list[int]:
@@ -284,8 +298,9 @@ def encode_ner(
         raise ConfigError(
             f"config key 'stride': {stride} must be smaller than max-length minus special tokens ({budget})"
         )
-    words, gold = _collect_sentences(docs, label_index)
+    words, gold, owners = _collect_sentences(docs, label_index)
     out = EncodedNer([], [], [], gold, list(label_list), truncated_entities=0, windows=0)
+    out.sentence_docs = owners
     nonempty = [i for i, w in enumerate(words) if w]
     encoded = _tokenize(tokenizer, [words[i] for i in nonempty], split_words=True)
     for sid, (ids, word_ids) in zip(nonempty, encoded):

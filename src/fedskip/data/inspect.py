@@ -1,5 +1,8 @@
-"""Corpus statistics for ``fedskip data inspect``: counts of documents, sentences, tokens and
-entities per type (NER) or documents per label (classification), per site and in total.
+"""Corpus statistics for ``fedskip data inspect``: counts of documents (notes), patients,
+sentences, tokens and entities per type (NER) or documents per label (classification), per site
+and in total. Patients are what DP-SGD protects with ``dp-unit=patient`` (see
+:mod:`fedskip.privacy.units`); the total adds the sites' counts (the same id at two sites counts
+twice: sites do not share patient ids).
 
 Token and sentence counts are word-level: NER counts the reader's tokens and sentences;
 classification notes are split with the brat reader's word tokenizer and sentence splitter.
@@ -13,17 +16,20 @@ from typing import Any
 from fedskip.data.brat import sentence_starts, tokenize_words
 from fedskip.data.types import Dataset, NerDataset
 
-ADDITIVE = ("documents", "sentences", "tokens", "dropped_overlaps")
+ADDITIVE = ("documents", "patients", "without_patient", "sentences", "tokens", "dropped_overlaps")
 
 
 def dataset_stats(dataset: Dataset) -> dict[str, Any]:
-    """Counts for one dataset: ``documents``, ``sentences``, ``tokens`` (words),
+    """Counts for one dataset: ``documents``, ``patients`` (distinct patient ids),
+    ``without_patient`` (documents without a patient id), ``sentences``, ``tokens`` (words),
     ``max_tokens`` (longest document, words), ``entities`` (type → count) or ``labels``
     (label → documents), ``dropped_overlaps`` and ``warnings``."""
     stats: dict[str, Any] = {
         "task": dataset.task,
         "source": dataset.source,
         "documents": len(dataset.documents),
+        "patients": len({d.patient_id for d in dataset.documents if d.patient_id is not None}),
+        "without_patient": sum(1 for d in dataset.documents if d.patient_id is None),
     }
     if isinstance(dataset, NerDataset):
         sentences = sum(len(d.sentences) for d in dataset.documents)

@@ -5,7 +5,9 @@
 * Classification: ``{"text": "...", "label": "Radiology"}`` or ``{"text": "...", "labels": [...]}``;
   the dataset is multi-label when any record uses ``labels``.
 
-``"id"`` is optional (default ``STEM-LINE``). A file (or a folder of ``*.jsonl``) holds one kind.
+``"id"`` is optional (default ``STEM-LINE``); so is ``"patient"``, the id (string or integer) of
+the patient the record is about (the DP-SGD privacy unit ``dp-unit=patient``). A file (or a
+folder of ``*.jsonl``) holds one kind.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def read_jsonl(path: str | Path) -> NerDataset | ClsDataset:
                     f"{where}: expected keys 'tokens'+'tags' (NER) or 'text'+'label'/'labels' "
                     f"(classification), got {', '.join(map(repr, record)) or 'none'}"
                 )
+            doc = ner[-1] if "tokens" in record else cls[-1]
+            doc.patient_id, doc.meta["file"] = _patient(record, where), where
     if ner:
         types = sorted({e.type for d in ner for e in d.entities})
         return NerDataset(documents=ner, entity_types=types, source=str(source))
@@ -72,6 +76,15 @@ def _doc_id(record: dict[str, Any], where: str, default: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise DataError(f"{where}: 'id' must be a string or an integer")
     return str(value)
+
+
+def _patient(record: dict[str, Any], where: str) -> str | None:
+    value = record.get("patient")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise DataError(f"{where}: 'patient' must be a non-empty string or an integer")
+    return str(value).strip()
 
 
 def _ner_record(record: dict[str, Any], where: str, default_id: str) -> NerDocument:

@@ -4,6 +4,9 @@ The CSV is streamed row by row (the real file is about 4 GB); multi-line quoted 
 handled by the :mod:`csv` module and ``\\r\\n`` inside it becomes ``\\n``. Rows with
 ``ISERROR=1`` are dropped. Column names match case-insensitively. ``.csv.gz`` works too.
 
+Patients: ``SUBJECT_ID`` (optional column) is each note's ``patient_id``, the DP-SGD privacy unit
+of ``dp-unit=patient``.
+
 Labels:
 
 * ``category`` — the ``CATEGORY`` column (stripped), one class per note;
@@ -55,6 +58,11 @@ class _Note:
     text: str
     hadm_id: str
     meta: dict[str, str]
+
+    @property
+    def patient_id(self) -> str | None:
+        """``SUBJECT_ID`` (the MIMIC-III patient), None when the column is absent or empty."""
+        return _norm_id(self.meta.get("subject_id", "")) or None
 
 
 def find_table(folder: Path, name: str) -> Path | None:
@@ -157,6 +165,7 @@ def _iter_notes(notes: Path, stats: Counter[str], *, discharge_only: bool) -> It
             continue
         meta = {c.lower(): row[c].strip() for c in META_COLUMNS if c in row}
         meta["hadm_id"] = _norm_id(row["HADM_ID"])
+        meta["file"] = str(notes)
         yield _Note(row["ROW_ID"].strip(), row["TEXT"], meta["hadm_id"], meta)
 
 
@@ -169,7 +178,13 @@ def _read_categories(notes: Path) -> ClsDataset:
             stats["no_category"] += 1
             continue
         documents.append(
-            ClsDocument(doc_id=note.doc_id, text=note.text, labels=[category], meta=note.meta)
+            ClsDocument(
+                doc_id=note.doc_id,
+                text=note.text,
+                labels=[category],
+                meta=note.meta,
+                patient_id=note.patient_id,
+            )
         )
     names = sorted({d.labels[0] for d in documents})
     dataset = ClsDataset(
@@ -203,7 +218,13 @@ def _read_icd9(notes: Path) -> ClsDataset:
         if note.hadm_id in codes:
             labels = list(codes[note.hadm_id])
             documents.append(
-                ClsDocument(doc_id=note.doc_id, text=note.text, labels=labels, meta=note.meta)
+                ClsDocument(
+                    doc_id=note.doc_id,
+                    text=note.text,
+                    labels=labels,
+                    meta=note.meta,
+                    patient_id=note.patient_id,
+                )
             )
         else:
             stats["no_codes"] += 1

@@ -48,6 +48,9 @@ class NerDocument:
     entities: list[Entity]
     site: str | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    patient_id: str | None = None
+    """The patient the note is about (the DP-SGD privacy unit ``dp-unit=patient``); None when
+    the data does not say."""
 
     def bio_tags(self) -> list[list[str]]:
         """Word-level BIO tags per sentence.
@@ -84,6 +87,8 @@ class ClsDocument:
     labels: list[str]
     site: str | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    patient_id: str | None = None
+    """The patient the note is about (see :attr:`NerDocument.patient_id`)."""
 
 
 @dataclass

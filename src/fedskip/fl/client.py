@@ -208,6 +208,7 @@ def train_round(
     ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.privacy.dpsgd_for`) or None."""
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import activation_cache, collator, encode
+    from fedskip.privacy.units import bind_units
     from fedskip.train.engine import TrainSettings, train
 
     cfg = runtime.cfg
@@ -224,6 +225,7 @@ def train_round(
         seed = client_seed(cfg.seed, server_round, data.client_id)
         settings = dataclasses.replace(TrainSettings.from_config(cfg), seed=seed, quiet=True)
         reference = {n: global_state[n] for n in trainable} if proximal_mu > 0 else None
+        bind_units(privacy, data.train_docs, encoded)  # [privacy] examples → patients / notes
         result = train(
             bundle.model,
             encoded.features,

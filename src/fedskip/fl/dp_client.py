@@ -38,6 +38,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from fedskip.errors import PrivacyBudgetExceeded
 from fedskip.fl.dp_sample import EPSILON
 from fedskip.privacy.accounting import PrivacyAccountant
+from fedskip.privacy.checks import warn_loudly
 from fedskip.privacy.client_dp import (
     ClientDPSettings,
     adaptive_noise,
@@ -54,6 +55,11 @@ log = logging.getLogger(__name__)
 
 CLIP_NORM = "dp-clip-norm"
 CLIP_TOLERANCE = 1e-4
+MEANINGFUL_CLIENTS = 50
+"""Clients per round below which client-level DP is loudly flagged: the unit is a whole hospital,
+and with few of them the noise that hides one (σ·C/m on the mean) either swamps the model or,
+at a usable σ, leaves ε describing a handful of hospitals — not a patient-level guarantee."""
+DP_CLIENTS = "dp-clients"
 """Relative slack when checking that a client-clipped update respects the clip norm (fp32)."""
 
 
@@ -125,6 +131,7 @@ class ClientDPMixin:
         self.dp_target_epsilon = target_epsilon
         self._dp_unclipped = 0
         self._dp_accepted = 0
+        self.dp_warning = ""
 
     # -- round hooks (each calls the layer-skipping strategy underneath)
     def configure_train(
@@ -185,8 +192,10 @@ class ClientDPMixin:
                 self.dp_clip, self._dp_unclipped, self._dp_accepted, self.dp, self.dp_rng
             )
         eps = self.dp_accountant.epsilon(self.dp.delta)
+        self._warn_few_clients(server_round, self._dp_accepted)
         metrics = metrics if metrics is not None else MetricRecord()
-        released = {CLIP_NORM: used_clip, **({EPSILON: eps} if math.isfinite(eps) else {})}
+        released = {CLIP_NORM: used_clip, DP_CLIENTS: float(self._dp_accepted),
+                    **({EPSILON: eps} if math.isfinite(eps) else {})}  # fmt: skip
         metrics.update(released)
         record = self.rounds.get(server_round)
         if record is not None:
@@ -194,6 +203,19 @@ class ClientDPMixin:
         return arrays, metrics
 
     # -- helpers
+    def _warn_few_clients(self, server_round: int, clients: int) -> None:
+        """Loud warning (log, and ``dp_warning`` in the summary) for a round that aggregated
+        fewer than :data:`MEANINGFUL_CLIENTS` clients."""
+        if clients >= MEANINGFUL_CLIENTS:
+            return
+        self.dp_warning = (
+            f"dp=client: round {server_round} aggregated {clients} client(s), fewer than "
+            f"{MEANINGFUL_CLIENTS}; client-level DP protects whole hospitals and is not "
+            "meaningful with so few (ε is per hospital, not per patient; use dp=sample for "
+            "patients)"
+        )
+        warn_loudly(self.dp_warning)
+
     def _update_sigma(self, num_clients: int) -> float:
         if self.dp.adaptive:
             return adaptive_noise(self.dp.noise_multiplier, num_clients)[1]

@@ -32,6 +32,7 @@ from fedskip.errors import PrivacyBudgetExceeded
 from fedskip.fl import messages as M
 from fedskip.privacy.accounting import epsilon_for
 from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
+from fedskip.privacy.units import RESOLVED_UNITS, unit_code, unit_name
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ DP_STEPS = "dp-steps"
 DP_SIGMA = "dp-noise-multiplier"
 DP_RATE = "dp-sample-rate"
 DP_ROUND_STEPS = "dp-round-steps"
+DP_UNIT = "dp-unit"
+"""Reply metric: the client's resolved privacy unit as a number (:func:`units.unit_code`)."""
+DP_UNITS = "dp-units"
+"""Reply metric: privacy units (patients / notes / examples) at the client: the n of q = B / n."""
 EPSILON = "epsilon"
 
 MetricsAggregator = Callable[[list[RecordDict], str], MetricRecord]
@@ -68,10 +73,14 @@ def save_dpsgd(context: Context, dp: DPSGD) -> None:
 
 
 def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
-    """Numbers for the train reply: ``epsilon`` spent so far at ``dp-delta``, the composed
-    DP-SGD steps of this node, and what one round composes — noise multiplier, sample rate and
-    steps per round (what the server needs to stop before a round exceeds the budget)."""
+    """Numbers for the train reply: ``epsilon`` spent so far at ``dp-delta`` — per privacy unit
+    (``dp-unit``: patient, note or example, see :mod:`fedskip.privacy.units`; ``dp-units`` of
+    them here) — the composed DP-SGD steps of this node, and what one round composes — noise
+    multiplier, sample rate and steps per round (what the server needs to stop before a round
+    exceeds the budget)."""
     return {
+        DP_UNIT: float(unit_code(dp.unit)),
+        DP_UNITS: float(dp.num_units),
         EPSILON: dp.epsilon(),
         "dp-delta": dp.settings.delta,
         DP_SIGMA: float(dp.noise_multiplier or 0.0),
@@ -97,8 +106,19 @@ class DPStepsLedger:
     def __init__(self) -> None:
         self.steps: dict[int, int] = {}
         self.next_round: dict[int, tuple[float, float, int]] = {}
+        self.units: dict[int, int] = {}  # privacy units per client (last report)
+        self.unit_kinds: dict[int, str] = {}  # resolved privacy unit per client
+
+    def privacy_unit(self) -> str | None:
+        """The unit ε holds for at every client: the weakest reported (example < note <
+        patient); None before any report."""
+        kinds = set(self.unit_kinds.values())
+        return min(kinds, key=RESOLVED_UNITS.index) if kinds else None
 
     def record(self, client_id: int, metrics: Mapping[str, Any]) -> None:
+        if DP_UNIT in metrics and DP_UNITS in metrics:
+            self.unit_kinds[client_id] = unit_name(float(metrics[DP_UNIT]))
+            self.units[client_id] = int(metrics[DP_UNITS])
         if DP_STEPS in metrics:
             steps = int(metrics[DP_STEPS])
             self.steps[client_id] = max(self.steps.get(client_id, 0), steps)
@@ -130,6 +150,8 @@ class DPStepsLedger:
         return {
             "steps": {str(k): v for k, v in self.steps.items()},
             "next_round": {str(k): list(v) for k, v in self.next_round.items()},
+            "units": {str(k): v for k, v in self.units.items()},
+            "unit_kinds": {str(k): v for k, v in self.unit_kinds.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -138,6 +160,8 @@ class DPStepsLedger:
             int(k): (float(v[0]), float(v[1]), int(v[2]))
             for k, v in state.get("next_round", {}).items()
         }
+        self.units = {int(k): int(v) for k, v in state.get("units", {}).items()}
+        self.unit_kinds = {int(k): str(v) for k, v in state.get("unit_kinds", {}).items()}
 
 
 class SampleDPMixin:

@@ -8,7 +8,7 @@
 - ClientApp side: :func:`dpsgd_for` / :func:`save_dpsgd` / :func:`dpsgd_metrics` /
   :func:`known_dp_steps` (DP-SGD state in ``Context.state``), :func:`clip_update_mod`.
 - :func:`privacy_summary`: the ``summary.json`` fields (``dp``, ``epsilon``, ``delta``,
-  ``accountant``, ``secagg``, ``stopped``).
+  ``accountant``, ``secagg``, ``privacy_unit``, ``dp_units``, ``dp_warning``, ``stopped``).
 """
 
 from __future__ import annotations
@@ -123,13 +123,26 @@ def add_privacy(strategy: Any, cfg: Any, *, rng: np.random.Generator | None = No
 
 def privacy_summary(cfg: Any, rows: list[dict[str, Any]], strategy: Any = None) -> dict[str, Any]:
     """``summary.json`` fields: ``dp``, ``epsilon`` (last reported; None without DP), ``delta``,
-    ``accountant``, ``secagg`` and, when the budget ended the run early, ``stopped``."""
+    ``accountant``, ``secagg``, ``privacy_unit`` (what ε is per: patient, note or example for
+    ``dp=sample`` — the weakest any client used —, client for ``dp=client``), ``dp_units``
+    (``dp=sample``: privacy units per client id), ``dp_warning`` (``dp=client`` with too few
+    clients per round) and, when the budget ended the run early, ``stopped``."""
     out: dict[str, Any] = {"dp": cfg.dp, "secagg": cfg.secagg}
     if cfg.dp == "none":
-        out.update(epsilon=None, delta=None, accountant=None)
+        out.update(epsilon=None, delta=None, accountant=None, privacy_unit=None)
     else:
         eps = next((r[EPSILON] for r in reversed(rows) if r.get(EPSILON) is not None), None)
         out.update(epsilon=eps, delta=cfg.delta, accountant="rdp")
+    ledger = getattr(strategy, "dp_ledger", None)
+    if cfg.dp == "sample":
+        unit = ledger.privacy_unit() if ledger is not None else None
+        out["privacy_unit"] = unit or (cfg.dp_unit if cfg.dp_unit != "auto" else None)
+        out["dp_units"] = {str(k): v for k, v in sorted(ledger.units.items())} if ledger else {}
+    elif cfg.dp == "client":
+        out["privacy_unit"] = "client"
+        warning = getattr(strategy, "dp_warning", "")
+        if warning:
+            out["dp_warning"] = warning
     stop = getattr(strategy, "privacy_stop", "")
     if stop:
         out["stopped"] = stop

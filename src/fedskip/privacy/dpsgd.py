@@ -1,18 +1,23 @@
-"""Sample-level DP-SGD (Opacus) over the trainable layers only: the engine's ``privacy`` hook.
+"""Unit-level DP-SGD (Opacus) over the trainable layers only: the engine's ``privacy`` hook.
 
 What is protected, against whom: each hospital trains with DP-SGD, so everything that leaves it
 (the selected layers' update each round, and every model built from them) is (ε, δ)-DP with
-respect to any single training example (one note window) of that hospital — against the server,
-the other hospitals and anyone who later receives the model. Frozen layers never change and need
-no per-sample gradients, so layer skipping makes DP-SGD cheaper as well.
+respect to any single *privacy unit* of that hospital's training data — one patient (all their
+notes), one note, or one example (a sentence window), see :mod:`fedskip.privacy.units` — against
+the server, the other hospitals and anyone who later receives the model. ε is "per patient (or
+note) at δ". Frozen layers never change and need no per-sample gradients, so layer skipping makes
+DP-SGD cheaper as well.
 
-Mechanics: Poisson sampling (Opacus ``DPDataLoader``, sample rate q = batch_size / n), per-example
-gradients by Opacus hooks on the trainable modules (``grad_sample_mode`` "hooks", falling back to
-functorch for modules without a hand-written sampler such as ``LlamaRMSNorm``; or "functorch" for
-all), flat per-example clipping to ``clip_norm`` C, Gaussian noise N(0, (σ·C)²) on the summed
-clipped gradients, average over the expected batch size. The loss is replaced by the mean over
-examples of each example's *own* mean loss: Hugging Face's token-classification loss averages over
-all tokens of the batch, which would make one example's gradient depend on the others' lengths.
+Mechanics (:mod:`fedskip.privacy.unit_batches`): Poisson sampling over units (sample rate
+q = batch_size / units: ``batch-size`` is the expected number of units per step), the drawn
+units' examples in micro-batches of at most ``batch-size`` examples; per-example gradients by
+Opacus hooks on the trainable modules (``grad_sample_mode`` "hooks", falling back to functorch
+for modules without a hand-written sampler such as ``LlamaRMSNorm``; or "functorch" for all),
+summed per unit; flat per-unit clipping to ``clip_norm`` C, Gaussian noise N(0, (σ·C)²) on the
+summed clipped gradients, average over the expected units per step. The loss is replaced by the
+mean over examples of each example's *own* mean loss: Hugging Face's token-classification loss
+averages over all tokens of the batch, which would make one example's gradient depend on the
+others' lengths.
 
 The accountant (:class:`fedskip.privacy.accounting.PrivacyAccountant`) is cumulative: pass the
 same one (or its ``state_dict``) every round; it is never re-created per round.
@@ -24,7 +29,7 @@ import hashlib
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +45,6 @@ from fedskip.privacy.accounting import (
 )
 from fedskip.privacy.checks import warn_loudly
 from fedskip.privacy.dpsgd_support import (
-    EmptySafeCollate,
-    PoissonBatches,
     check_dp_support,
     check_optimizer,
     device_of,
@@ -73,7 +76,8 @@ class DPSGDSettings:
     target_epsilon: float = 0.0  # > 0: derive σ so the planned training spends at most this ε
     planned_epochs: int = 1  # epochs the budget must cover (rounds × local-epochs when federated)
     round_epochs: int = 0  # epochs per train() call, checked against the budget first; 0 = off
-    grad_accum: int = 1  # micro-batches per optimizer step (approximate accounting when > 1)
+    grad_accum: int = 1  # Poisson draws per optimizer step (approximate accounting when > 1)
+    unit: str = "example"  # config dp-unit: auto, patient, note or example (see use_units)
     mechanism: str = "rdp"  # Opacus accountant
     grad_sample_mode: str = "hooks"
     noise_seed: int | None = None  # tests/benchmarks only: reproducible noise; None = OS entropy
@@ -94,6 +98,12 @@ class DPSGDSettings:
             )
         if self.planned_epochs < 1:
             raise ValueError("planned_epochs must be >= 1")
+        from fedskip.privacy.units import DP_UNITS
+
+        if self.unit not in DP_UNITS:
+            raise ConfigError(
+                f"config key 'dp-unit': {self.unit!r} is not one of {', '.join(DP_UNITS)}"
+            )
 
     @classmethod
     def from_config(cls, cfg: Any, *, federated: bool = True) -> DPSGDSettings:
@@ -108,6 +118,7 @@ class DPSGDSettings:
             planned_epochs=epochs,
             round_epochs=cfg.local_epochs if federated else cfg.epochs,
             grad_accum=cfg.grad_accum,
+            unit=cfg.dp_unit,
         )
 
 
@@ -144,6 +155,9 @@ class DPSGD:
         self._optimizer: Any = None
         self._noised_since_check = 0
         self._rng_calls = 0
+        self._units: list[int] | None = None
+        self.unit = "example"  # the resolved privacy unit of the last attach
+        self.num_units = 0  # privacy units at this client (the n of q = batch / n)
         if settings.target_epsilon <= 0 and settings.noise_multiplier == 0:
             warn_loudly(
                 "DP-SGD with noise-multiplier=0: gradients are clipped but not noised (ε = inf)"
@@ -155,19 +169,30 @@ class DPSGD:
             )
 
     # ------------------------------------------------------------------ engine hook
+    def use_units(self, unit: str, units: Sequence[int]) -> None:
+        """Group the next training call's examples into privacy units: ``units[i]`` is example
+        ``i``'s unit (0, 1, ...); ``unit`` names them (patient, note). Without this call every
+        example is its own unit. See :func:`fedskip.privacy.units.units_for`."""
+        self.unit, self._units = unit, list(units)
+
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: Any) -> Any:
-        """Make (model, optimizer, loader) private; returns the same model object (hooked), an
-        Opacus ``DPOptimizer`` and a Poisson-sampling loader over the same examples."""
-        from opacus.data_loader import DPDataLoader
+        """Make (model, optimizer, loader) private; returns the same model object (hooked), a
+        unit-level Opacus ``DPOptimizer`` and a loader of Poisson-sampled units' micro-batches."""
         from opacus.grad_sample.utils import prepare_module
-        from opacus.optimizers import DPOptimizer
+
+        from fedskip.privacy.unit_batches import UnitBatches, UnitDPOptimizer
 
         self.detach(model)
         model.train()  # Opacus computes per-sample gradients only in train mode
         check_dp_support(model, self.settings.grad_sample_mode)
         check_optimizer(model, optimizer)
         dataset = data_loader.dataset
-        n = len(dataset)
+        units = self._units if self._units is not None else list(range(len(dataset)))
+        if len(units) != len(dataset):
+            raise ValueError(f"DP-SGD: {len(units)} unit ids for {len(dataset)} examples")
+        if self._units is None:
+            self.unit = "example"
+        self.num_units = n = max(units, default=-1) + 1
         batch_size = int(data_loader.batch_size or 1)
         q = sample_rate(batch_size, n)
         self._plan(q)
@@ -183,35 +208,31 @@ class DPSGD:
             batch_first=True,
             loss_reduction="mean",
         )
-        if self.settings.grad_accum > 1:
-            hooks.allow_grad_accumulation()
         handles = [model.register_forward_hook(loss_hook, with_kwargs=True)]
         handles += per_example_embedding_inputs(model)
         model._fedskip_dp_hooks = (hooks, handles)  # type: ignore[assignment]
-        dp_optimizer = DPOptimizer(
+        dp_optimizer = UnitDPOptimizer(
             optimizer,
             noise_multiplier=float(self.noise_multiplier or 0.0),
             max_grad_norm=self.settings.clip_norm,
-            expected_batch_size=max(1, round(q * n)),
+            expected_batch_size=max(1, round(q * n)),  # expected units per Poisson draw
             loss_reduction="mean",
             generator=self._generator("noise", device_of(optimizer)),  # noise is drawn there
         )
         dp_optimizer.attach_step_hook(self._on_noised_step)
         self._optimizer = dp_optimizer
-        loader = DPDataLoader(
+        loader = UnitBatches(
             dataset,
+            units,
             sample_rate=q,
+            micro_batch=batch_size,
             collate_fn=data_loader.collate_fn,
             generator=self._generator("sampling"),
+            optimizer=dp_optimizer,
+            on_empty=self._empty_step,
+            draws_per_step=self.settings.grad_accum,
         )
-        # Opacus builds an empty *first* draw from the fields of dataset[0], which for dict
-        # examples are its keys: collate an empty draw ourselves (zero rows, right structure).
-        loader.collate_fn = EmptySafeCollate(data_loader.collate_fn, dataset[0])
-        return (
-            model,
-            dp_optimizer,
-            PoissonBatches(loader, self._empty_step if self.settings.grad_accum == 1 else None),
-        )
+        return model, dp_optimizer, loader
 
     def after_step(self) -> None:
         """Check that the optimizer step just taken was a noised DP step (one composed step)."""
@@ -237,12 +258,13 @@ class DPSGD:
         """ε spent so far (all rounds) at ``settings.delta``."""
         return self.accountant.epsilon(self.settings.delta)
 
-    def check_round(self, num_examples: int, batch_size: int, epochs: int) -> None:
+    def check_round(self, num_units: int, batch_size: int, epochs: int) -> None:
         """Raise :class:`PrivacyBudgetExceeded` *before* training when a round of ``epochs`` over
-        ``num_examples`` would take the total past ``target-epsilon`` (no-op without a target)."""
-        if self.settings.target_epsilon <= 0 or num_examples == 0:
+        ``num_units`` privacy units would take the total past ``target-epsilon`` (no-op without
+        a target)."""
+        if self.settings.target_epsilon <= 0 or num_units == 0:
             return
-        q = sample_rate(batch_size, num_examples)
+        q = sample_rate(batch_size, num_units)
         self._plan(q)
         steps = epochs * self._steps_per_epoch(q)
         if self.accountant.steps + steps <= self._safe_steps:
@@ -324,13 +346,10 @@ class DPSGD:
         self._noised_since_check += 1
 
     def _empty_step(self) -> None:
-        """An empty Poisson draw is still one noised release: apply a noise-only step (the model
-        cannot run a zero-example batch, so the engine skips it)."""
-        optimizer = self._optimizer
-        for p in optimizer.params:
-            p.grad_sample = p.new_zeros((0, *p.shape))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        """A step that drew no unit is still one noised release: apply a noise-only step (the
+        model cannot run a zero-example batch, so the engine never sees it)."""
+        self._optimizer.step()  # UnitDPOptimizer: zero units drawn, only noise
+        self._optimizer.zero_grad(set_to_none=True)
         self._noised_since_check = 0
 
     def _budget_message(self, eps: float, what: str) -> str:

@@ -1,9 +1,10 @@
-"""The Opacus side of DP-SGD: per-example losses, which modules can get per-example gradients,
-and the Poisson-sampled loader handed to the training engine (see :mod:`fedskip.privacy.dpsgd`)."""
+"""The Opacus side of DP-SGD: per-example losses and which modules can get per-example
+gradients (see :mod:`fedskip.privacy.dpsgd`; the unit-level loader is in
+:mod:`fedskip.privacy.unit_batches`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -103,51 +104,6 @@ def check_dp_support(model: nn.Module, mode: str = "hooks") -> None:
             "dp=sample: Opacus cannot compute per-example gradients of trainable module(s) "
             f"{', '.join(bad[:3])}; freeze them (choose other layers) or use dp=client"
         )
-
-
-class EmptySafeCollate:
-    """A collate function that also takes an empty draw: it collates ``example`` and keeps zero
-    rows of every tensor, so an empty Poisson batch has the structure of any other batch."""
-
-    def __init__(self, collate: Any, example: Any) -> None:
-        self.collate = collate
-        self.example = example
-
-    def __call__(self, batch: list[Any]) -> Any:
-        if batch:
-            return self.collate(batch)
-        one = self.collate([self.example])
-        return {k: v[:0] if isinstance(v, Tensor) else v for k, v in one.items()}
-
-
-class PoissonBatches:
-    """The private loader handed to the engine: Opacus' Poisson ``DPDataLoader``, where an empty
-    draw first triggers ``on_empty`` (the noise-only step) and is then yielded (the engine skips
-    zero-example batches)."""
-
-    def __init__(self, loader: Any, on_empty: Any) -> None:
-        self.loader = loader
-        self.on_empty = on_empty
-        self.dataset = loader.dataset
-        self.sample_rate = loader.sample_rate
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[Any]:
-        for batch in self.loader:
-            if self.on_empty is not None and _batch_size(batch) == 0:
-                self.on_empty()
-            yield batch
-
-
-def _batch_size(batch: Any) -> int:
-    if isinstance(batch, Mapping):
-        first = next((v for v in batch.values() if isinstance(v, Tensor)), None)
-        return int(first.shape[0]) if first is not None else 0
-    if isinstance(batch, (list, tuple)):
-        return _batch_size(batch[0]) if batch else 0
-    return int(batch.shape[0]) if isinstance(batch, Tensor) else 1
 
 
 def device_of(optimizer: torch.optim.Optimizer) -> torch.device:

@@ -27,12 +27,14 @@ PAPER_EPSILONS: tuple[float | None, ...] = (None, 8.0, 4.0, 2.0, 1.0)
 def sweep_settings(epsilon: float | None, *, dp: str = "sample") -> dict[str, str | float]:
     """Config keys (kebab-case) of one point of an ε sweep: ``dp=none`` for ``None``, else
     ``dp`` (sample- or client-level) with ``target-epsilon`` = ε, so σ is planned from the
-    run's rounds, local epochs and data size."""
+    run's rounds, local epochs and data size. Sample-level points protect patients
+    (``dp-unit=patient``): ε per patient, the number a privacy officer reads."""
     if epsilon is None:
         return {"dp": "none", "target-epsilon": 0.0}
     if epsilon <= 0:
         raise ValueError(f"sweep ε must be > 0 or None, got {epsilon}")
-    return {"dp": dp, "target-epsilon": float(epsilon)}
+    unit: dict[str, str | float] = {"dp-unit": "patient"} if dp == "sample" else {}
+    return {"dp": dp, "target-epsilon": float(epsilon), **unit}
 
 
 def epsilon_sweep(
@@ -78,8 +80,10 @@ class SampleDPPlan:
 
 
 def sample_dp_plan(cfg: Any, num_examples: int, *, federated: bool = True) -> SampleDPPlan:
-    """The DP-SGD plan of a client with ``num_examples`` training examples under ``cfg``
-    (``target-epsilon`` → σ from it, else ``noise-multiplier``; grad-accum = 1 accounting)."""
+    """The DP-SGD plan of a client with ``num_examples`` privacy *units* under ``cfg`` — its
+    patients, notes or examples as ``dp-unit`` says (the n of q = batch-size / n; see
+    :mod:`fedskip.privacy.units`) — (``target-epsilon`` → σ from it, else ``noise-multiplier``;
+    grad-accum = 1 accounting). ε is per unit at δ."""
     q = sample_rate(cfg.batch_size, num_examples)
     epochs = cfg.rounds * cfg.local_epochs if federated else cfg.epochs
     per_round = (cfg.local_epochs if federated else cfg.epochs) * math.ceil(

@@ -9,8 +9,8 @@ logits; :func:`evaluate` turns them into task metrics.
 A ``privacy`` object (DP-SGD, see :mod:`fedskip.privacy`) plugs in through two hooks:
 ``attach(model, optimizer, loader) -> (model, optimizer, loader)`` before training, and
 ``after_step()`` after each optimizer step. When it is attached the engine does not clip the
-summed gradient (DP-SGD clips per sample) and does not divide the loss by ``grad_accum`` (the
-DP optimizer averages over accumulated micro-batches itself).
+summed gradient (DP-SGD clips per privacy unit) and does not divide the loss by ``grad_accum``
+(the DP optimizer averages itself); its loader marks which micro-batch ends a step.
 """
 
 from __future__ import annotations
@@ -184,13 +184,22 @@ class _Loop:
                 loss_sum += float(loss.detach()) * n
                 seen += n
                 pending += 1
-            if pending and (pending == self.settings.grad_accum or i + 1 == len(loader)):
+            if pending and self._step_due(raw, pending, i + 1 == len(loader)):
                 self._step()
                 pending = 0
             bar.update(1)
             if seen:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
         return (loss_sum / seen if seen else 0.0), seen
+
+    def _step_due(self, raw: Any, pending: int, last: bool) -> bool:
+        """A private loader marks the last micro-batch of each optimizer step (``ends_step``:
+        DP-SGD steps once per Poisson draw of privacy units, in however many micro-batches);
+        otherwise step every ``grad_accum`` micro-batches and at the end of the epoch."""
+        ends = getattr(raw, "ends_step", None)
+        if ends is not None:
+            return bool(ends)
+        return pending == self.settings.grad_accum or last
 
     def _step(self) -> None:
         if self.settings.grad_clip > 0 and self.privacy is None:  # DP-SGD clips per example

@@ -1,0 +1,159 @@
+"""Poisson sampling over privacy units, in memory-bounded micro-batches (see
+:mod:`fedskip.privacy.units` for what a unit is and :mod:`fedskip.privacy.dpsgd` for the rest).
+
+One optimizer step of unit-level DP-SGD:
+
+1. :class:`UnitBatches` draws a Poisson sample of *units* (each unit joins with probability q =
+   expected units per batch / units at the site) and yields all examples of the drawn units in
+   micro-batches of at most ``micro_batch`` examples (the engine's collate fn builds them, so
+   the batching is generic over feature dicts); the last micro-batch of a step is marked
+   ``ends_step``.
+2. After each micro-batch's backward pass, Opacus has left one per-example gradient row per
+   example in ``p.grad_sample``; :class:`UnitDPOptimizer` adds each row into its unit's row
+   (``index_add``) and drops the per-example rows, so memory holds one micro-batch of examples
+   plus one row per drawn unit, however many examples a unit has.
+3. At ``step()`` the per-unit rows become ``p.grad_sample``: Opacus' ``DPOptimizer`` clips each
+   *unit's* gradient to ``clip-norm``, adds N(0, (σ·C)²) to the sum and divides by the expected
+   number of units per step; the accountant composes (σ, q) once per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from opacus.optimizers import DPOptimizer
+from torch import Tensor
+
+from fedskip.privacy.accounting import steps_per_epoch
+
+
+class MicroBatch(dict):  # type: ignore[type-arg]
+    """A collated micro-batch; ``ends_step`` tells the engine to step the optimizer after it."""
+
+    ends_step: bool = False
+
+
+class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
+    """Opacus' ``DPOptimizer`` whose per-sample gradients are per *unit*: the sum of the
+    per-example gradients of the unit's examples, over all micro-batches of the step."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._draws: list[int] = []  # units drawn, per Poisson draw of the current step
+        self._pending: list[tuple[int, Tensor]] = []  # (draw, unit slot per row) not yet summed
+        self._sums: dict[int, dict[int, Tensor]] = {}  # draw -> param index -> [units, *shape]
+
+    def begin_draw(self, units: int) -> int:
+        """Start a Poisson draw of ``units`` units in this step; returns its index."""
+        self._draws.append(units)
+        return len(self._draws) - 1
+
+    def expect_rows(self, draw: int, slots: Tensor) -> None:
+        """The next backward pass yields one gradient row per entry of ``slots`` (the unit slot
+        of each example in ``draw``)."""
+        self._pending.append((draw, slots))
+
+    def fold(self) -> None:
+        """Add the per-example rows of the last backward pass into their units' rows."""
+        if not self._pending or all(getattr(p, "grad_sample", None) is None for p in self.params):
+            return
+        draw, slots = self._pending.pop(0)
+        sums = self._sums.setdefault(draw, {})
+        for i, p in enumerate(self.params):
+            rows = p.grad_sample
+            rows = torch.cat(rows) if isinstance(rows, list) else rows
+            if rows is None or rows.shape[0] != slots.numel():
+                got = None if rows is None else rows.shape[0]
+                raise RuntimeError(
+                    f"DP-SGD: {got} per-example gradient rows for {slots.numel()} examples; "
+                    "each micro-batch must get exactly one backward pass"
+                )
+            if i not in sums:
+                sums[i] = rows.new_zeros((self._draws[draw], *p.shape))
+            sums[i].index_add_(0, slots.to(rows.device), rows)
+            p.grad_sample = None
+
+    def pre_step(self, closure: Callable[[], float] | None = None) -> bool | None:
+        self.fold()
+        if self._pending:
+            raise RuntimeError(f"DP-SGD: {len(self._pending)} micro-batch(es) got no backward")
+        draws = self._draws or [0]
+        for i, p in enumerate(self.params):
+            parts = [
+                self._sums.get(d, {}).get(i, p.new_zeros((units, *p.shape)))
+                for d, units in enumerate(draws)
+            ]
+            p.grad_sample = parts[0] if len(parts) == 1 else parts
+        self._draws, self._sums = [], {}
+        return super().pre_step(closure)  # type: ignore[no-any-return]
+
+
+class UnitBatches:
+    """The private loader handed to the engine: per epoch ``steps_per_epoch(q)`` Poisson draws
+    over units, ``draws_per_step`` draws per optimizer step (``grad-accum``), each step's
+    examples in micro-batches. A step that drew no unit at all is still one noised release:
+    ``on_empty`` applies it (the model cannot run a zero-example batch)."""
+
+    def __init__(
+        self,
+        dataset: Sequence[Any],
+        units: Sequence[int],
+        *,
+        sample_rate: float,
+        micro_batch: int,
+        collate_fn: Callable[[list[Any]], Any],
+        generator: torch.Generator,
+        optimizer: UnitDPOptimizer,
+        on_empty: Callable[[], None],
+        draws_per_step: int = 1,
+    ) -> None:
+        self.dataset = dataset
+        self.sample_rate = sample_rate
+        self.members: list[list[int]] = [[] for _ in range(max(units, default=-1) + 1)]
+        for example, unit in enumerate(units):
+            self.members[unit].append(example)
+        self.micro_batch = max(1, micro_batch)
+        self.collate_fn = collate_fn
+        self.generator = generator
+        self.optimizer = optimizer
+        self.on_empty = on_empty
+        self.draws_per_step = max(1, draws_per_step)
+
+    @property
+    def num_units(self) -> int:
+        return len(self.members)
+
+    def __len__(self) -> int:
+        """Poisson draws per epoch (optimizer steps × ``draws_per_step``)."""
+        return steps_per_epoch(self.sample_rate)
+
+    def __iter__(self) -> Iterator[MicroBatch]:
+        draws = len(self)
+        for first in range(0, draws, self.draws_per_step):
+            step = [self._draw() for _ in range(min(self.draws_per_step, draws - first))]
+            if not any(step):
+                for _ in step:
+                    self.optimizer.begin_draw(0)
+                self.on_empty()
+                continue
+            chunks: list[tuple[int, list[tuple[int, int]]]] = []
+            for chosen in step:  # an empty draw still counts in the step (Opacus' divisor)
+                draw = self.optimizer.begin_draw(len(chosen))
+                chunks += [(draw, chunk) for chunk in self._chunks(chosen)]
+            for k, (draw, chunk) in enumerate(chunks):
+                batch = MicroBatch(self.collate_fn([self.dataset[e] for e, _ in chunk]))
+                batch.ends_step = k + 1 == len(chunks)
+                self.optimizer.expect_rows(draw, torch.tensor([s for _, s in chunk]))
+                yield batch
+                self.optimizer.fold()  # the engine ran this micro-batch's backward
+
+    def _draw(self) -> list[int]:
+        mask = torch.rand(self.num_units, generator=self.generator) < self.sample_rate
+        return mask.nonzero().reshape(-1).tolist()
+
+    def _chunks(self, chosen: list[int]) -> list[list[tuple[int, int]]]:
+        """(example, unit slot in the draw) pairs of the drawn units, ``micro_batch`` at a time."""
+        rows = [(e, slot) for slot, unit in enumerate(chosen) for e in self.members[unit]]
+        return [rows[i : i + self.micro_batch] for i in range(0, len(rows), self.micro_batch)]
