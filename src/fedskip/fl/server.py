@@ -55,6 +55,10 @@ class ServerRun:
     primary: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     last_eval: dict[str, Any] = field(default_factory=dict)
+    score_sites: bool = False
+    """Evaluate once: per-site figures come from the server's global-test predictions
+    (:mod:`fedskip.fl.site_eval`) and the clients are not asked to evaluate."""
+    last_sites: dict[str, Any] = field(default_factory=dict)
     seconds_before: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
@@ -65,30 +69,41 @@ class ServerRun:
         load_trainable_state(self.bundle.model, M.to_torch(arrays), strict_keys=False)
 
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        """Server-side evaluation of the global model on the global test set."""
+        """Server-side evaluation of the global model on the global test set (and, with
+        :attr:`score_sites`, of every site on its slice of the same predictions)."""
         from fedskip.models.loading import resolve_device
         from fedskip.pipeline import activation_cache, collator, encode
-        from fedskip.train.engine import evaluate
+        from fedskip.train.engine import predict, score
 
         if not self.prepared.global_test:
             return None
         self.load_global(arrays)
-        tokenizer = self.bundle.tokenizer
-        encoded = encode(self.prepared.global_test, tokenizer, self.prepared, self.cfg)
-        self.last_eval = evaluate(
+        tokenizer, cfg, prepared = self.bundle.tokenizer, self.cfg, self.prepared
+        encoded = encode(prepared.global_test, tokenizer, prepared, cfg)
+        logits = predict(
             self.bundle.model,
-            encoded,
-            collator(tokenizer, self.prepared),
-            batch_size=self.cfg.batch_size,
-            device=resolve_device(self.cfg.device),
-            cache=activation_cache(self.cfg, self.bundle.stack, tokenizer),
+            encoded.features,
+            collator(tokenizer, prepared),
+            batch_size=cfg.batch_size,
+            device=resolve_device(cfg.device),
+            cache=activation_cache(cfg, self.bundle.stack, tokenizer),
         )
+        self.last_eval = score(encoded, logits)
+        if self.score_sites:
+            from fedskip.fl.site_eval import site_scores
+
+            self.last_sites, mean = site_scores(
+                prepared, lambda docs: encode(docs, tokenizer, prepared, cfg), logits, score
+            )
+            self.strategy._record(server_round).client_eval = mean
         return M.to_metric_record(self.last_eval)
 
     # ------------------------------------------------------------------ per round
     def on_round_end(self, server_round: int, arrays: ArrayRecord, record: RoundRecord) -> None:
         row = round_row(record, self.last_eval, self.rows, elapsed=self.elapsed())
-        self.last_eval = {}
+        if self.last_sites:
+            row["site_eval"] = self.last_sites
+        self.last_eval, self.last_sites = {}, {}
         self.rows.append(row)
         self.rundir.append_metrics(row)
         self.save(server_round, arrays)
@@ -134,10 +149,17 @@ def setup(cfg: Config) -> ServerRun:
         check_supported(cfg)
         strategy.compression = cfg.compression
         strategy.base = base_values(bundle.model, planner.candidate_keys())
+    from fedskip.fl.site_eval import sites_scored_here
+
+    score_sites = sites_scored_here(cfg, prepared)
+    if score_sites:  # evaluate once: no federated-evaluation messages
+        strategy.fraction_evaluate, strategy.min_evaluate_nodes = 0.0, 0
     rundir = RunDir(cfg.out)
     primary = primary_metric(prepared.task_info)
     reporter = RoundReporter(quiet=cfg.quiet, primary=primary)
-    return ServerRun(cfg, prepared, bundle, planner, strategy, rundir, reporter, primary)
+    return ServerRun(
+        cfg, prepared, bundle, planner, strategy, rundir, reporter, primary, score_sites=score_sites
+    )
 
 
 def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:

@@ -337,48 +337,33 @@ def predict(
     return results
 
 
-def evaluate_ner(
-    model: nn.Module,
-    encoded: EncodedNer,
-    collate: Collate,
-    *,
-    batch_size: int,
-    device: torch.device | str,
-    cache: ActivationCache | None = None,
-) -> dict[str, Any]:
+def score_ner(encoded: EncodedNer, logits: Sequence[np.ndarray]) -> dict[str, Any]:
     """Strict entity-level scores (see :func:`fedskip.train.metrics.ner_metrics`) on word-level
-    tags decoded from the model's subword predictions; ``sentences``: gold sequences scored."""
-    logits = predict(
-        model, encoded.features, collate, batch_size=batch_size, device=device, cache=cache
-    )
+    tags decoded from per-example subword ``logits``; ``sentences``: gold sequences scored."""
     pred_tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
     metrics = ner_metrics(encoded.gold, pred_tags)
     metrics["sentences"] = len(encoded.gold)
     return metrics
 
 
-def evaluate_cls(
-    model: nn.Module,
-    encoded: EncodedCls,
-    collate: Collate,
-    *,
-    batch_size: int,
-    device: torch.device | str,
-    cache: ActivationCache | None = None,
-) -> dict[str, Any]:
-    """Classification scores (see :func:`fedskip.train.metrics.classification_metrics`);
-    ``documents``: notes scored."""
-    logits = predict(
-        model, encoded.features, collate, batch_size=batch_size, device=device, cache=cache
-    )
+def score_cls(encoded: EncodedCls, logits: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Classification scores (see :func:`fedskip.train.metrics.classification_metrics`) of
+    per-note ``logits``; ``documents``: notes scored."""
     width = len(encoded.label_names)
-    scores = np.stack(logits) if logits else np.zeros((0, width))
+    scores = np.stack(logits) if len(logits) else np.zeros((0, width))
     y_true = np.array([f["labels"] for f in encoded.features], dtype=np.int64)
-    if not logits:
+    if not len(logits):
         y_true = y_true.reshape((0, width) if encoded.multi_label else (0,))
     metrics = classification_metrics(y_true, scores, encoded.label_names, encoded.multi_label)
     metrics["documents"] = len(logits)
     return metrics
+
+
+def score(encoded: EncodedNer | EncodedCls, logits: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Task metrics of per-example ``logits`` (from :func:`predict`) on ``encoded``."""
+    if isinstance(encoded, EncodedNer):
+        return score_ner(encoded, logits)
+    return score_cls(encoded, logits)
 
 
 def evaluate(
@@ -391,8 +376,7 @@ def evaluate(
     cache: ActivationCache | None = None,
 ) -> dict[str, Any]:
     """Task metrics of ``model`` on encoded data (NER or classification, by the encoding)."""
-    if isinstance(encoded, EncodedNer):
-        return evaluate_ner(
-            model, encoded, collate, batch_size=batch_size, device=device, cache=cache
-        )
-    return evaluate_cls(model, encoded, collate, batch_size=batch_size, device=device, cache=cache)
+    logits = predict(
+        model, encoded.features, collate, batch_size=batch_size, device=device, cache=cache
+    )
+    return score(encoded, logits)
