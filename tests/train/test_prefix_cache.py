@@ -183,10 +183,28 @@ def test_budget_spills_to_disk_and_reads_back(tmp_path: Any, monkeypatch: Any) -
     # another process on the same node (a fresh store) finds the spilled entry
     other = pc.ActivationStore()
     key = next(iter(pc.STORE.spilled))
-    entry = other.get(key)
+    entry = other.get(key, budget_bytes=2**30)
     assert entry is not None and entry.flat.shape[0] == sum(len(f["input_ids"]) for f in feats)
+    assert list(other.memory) == [key]  # it fits that process's budget: read into memory
     pc.STORE.clear()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shared_node_folder_serves_other_processes(tmp_path: Any, monkeypatch: Any) -> None:
+    """Simulation workers on one node: the entry one worker filled is read by the next."""
+    monkeypatch.setenv(pc.SPILL_DIR_ENV, str(tmp_path))
+    model = tiny("bert")
+    stack = discover_layers(model)
+    apply_layer_skip(model, stack, [3])
+    feats, coll = features(), collate_for("token")
+    predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
+    assert pc.STORE.fills == 1 and len(list(tmp_path.glob("*.npz"))) == 1
+    pc.STORE.memory.clear()  # as a fresh worker process
+    plain = predict(model, feats, coll, batch_size=4, device="cpu")
+    cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
+    assert pc.STORE.fills == 1 and pc.STORE.hits == 1
+    for a, b in zip(plain, cached):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
 
 
 def test_lru_keeps_the_process_within_its_budget() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,10 +182,15 @@ def simulate(cfg: Config) -> dict[str, Any]:
     run_config = cfg.to_run_config()
     threads = os.environ.get(THREADS_ENV) or str(parallel_clients(num_clients)[1])
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a Ray notice
+    from fedskip.train.prefix_cache import SPILL_DIR_ENV
+
     with (
         run_logging(cfg.out, quiet=cfg.quiet),
         _environ(THREADS_ENV, threads),
         _torch_threads(int(threads)),
+        # the node's activation-cache folder, shared by its workers, removed when the run ends
+        tempfile.TemporaryDirectory(prefix="fedskip-activations-") as activations,
+        _environ(SPILL_DIR_ENV, activations),
     ):
         run_simulation(
             server_app=build_server_app(run_config),

@@ -395,21 +395,34 @@ class ActivationStore:
     def memory_bytes(self) -> int:
         return sum(e.nbytes for e in self.memory.values())
 
-    def get(self, key: str) -> PrefixStates | None:
+    def get(self, key: str, budget_bytes: int) -> PrefixStates | None:
+        """The entry of ``key``: from memory, else from disk (this process's spill folder or the
+        node's shared one), read into memory when it fits the budget."""
         entry = self.memory.get(key)
         if entry is not None:
             self.memory.move_to_end(key)
             return entry
         path = self.spilled.get(key) or self._shared_path(key)
-        if path is not None and path.with_suffix(".npz").exists():
-            return _read_spilled(path)
-        return None
+        if path is None or not path.with_suffix(".npz").exists():
+            return None
+        entry = _read_spilled(path)
+        if entry.nbytes > budget_bytes:
+            return entry  # served from the memory map
+        flat = torch.from_numpy(np.array(entry.flat))
+        entry.flat = flat.view(entry.dtype) if entry.dtype == torch.bfloat16 else flat
+        return self.put(key, entry, budget_bytes)
 
     def put(self, key: str, entry: PrefixStates, budget_bytes: int) -> PrefixStates:
         """Keep ``entry`` in memory within the budget (evicting the least recently used entries
-        to disk); an entry larger than the whole budget goes to disk directly."""
+        to disk); an entry larger than the whole budget goes to disk directly. With a shared
+        spill folder (:data:`SPILL_DIR_ENV`) every entry is also written there, so the other
+        processes of the node (simulation workers serving the same client) read it instead of
+        recomputing it."""
         if entry.nbytes > budget_bytes:
             return self._spill(key, entry)
+        shared = self._shared_path(key)
+        if shared is not None and not shared.with_suffix(".npz").exists():
+            _write_spilled(shared, entry)
         self.memory[key] = entry
         while self.memory_bytes > budget_bytes and len(self.memory) > 1:
             old_key, old = self.memory.popitem(last=False)
@@ -439,7 +452,10 @@ class ActivationStore:
 
     def _shared_path(self, key: str) -> Path | None:
         shared = os.environ.get(SPILL_DIR_ENV)
-        return Path(shared) / key if shared else None
+        if not shared:
+            return None
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        return Path(shared) / key
 
     def _spill(self, key: str, entry: PrefixStates) -> PrefixStates:
         path = self._dir() / key
@@ -518,13 +534,14 @@ class ActivationCache:
         if j is None:
             return features, collate
         key = cache_key(model, self.stack, j, features, self.tokenization)
-        entry = STORE.get(key)
+        budget = self.budget_mb * 2**20
+        entry = STORE.get(key, budget)
         if entry is None:
             entry = compute_prefix(
                 model, self.stack, j, features, collate, batch_size=self.batch_size, device=device
             )
             STORE.fills += 1
-            entry = STORE.put(key, entry, self.budget_mb * 2**20)
+            entry = STORE.put(key, entry, budget)
             log.info(
                 "activation cache: block %d inputs of %d examples, %.1f MB (process total in "
                 "memory %.1f MB of %d MB)",
