@@ -121,3 +121,31 @@ def audit_marker(cfg: Config) -> dict[str, Any]:
         "audit_canaries": cfg.audit_canaries,
         "audit_note": "trained with random-label canary notes for a privacy audit; not for use",
     }
+
+
+def audit_lines(summary: dict[str, Any]) -> list[str]:
+    """The audit of a run's ``summary.json`` beside the accountant's ε, as plain lines."""
+    audit = summary["audit"]
+    eps, unit = summary.get("epsilon"), summary.get("privacy_unit")
+    per = f" per {unit}" if unit else ""
+    upper = (
+        f"{eps:.2f}{per} at δ={summary.get('delta')}"
+        if isinstance(eps, (int, float))
+        else "none (no DP: no upper bound)"
+    )
+    mia = audit.get("membership_inference") or {}
+    sites = ", ".join(
+        f"{name} {'–' if auc is None else f'{auc:.2f}'}"
+        for name, auc in (mia.get("per_site") or {}).items()
+    )
+    auc = mia.get("auc")
+    return [
+        f"accountant ε (upper bound): {upper}",
+        f"audit ε (lower bound, {100 * audit['confidence']:g}% confidence, δ={audit['delta']}): "
+        f"{audit['epsilon_lower_bound']:.2f} — {audit['canaries']} canaries "
+        f"({audit['included']} included), {audit['guesses']} guesses, {audit['correct']} correct",
+        f"membership inference ({mia.get('attack', 'loss threshold')}) AUC: "
+        + ("–" if auc is None else f"{auc:.3f}")
+        + (f" ({sites})" if sites else "")
+        + " — 0.5 is chance",
+    ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from scipy.stats import binom
 
 __all__ = [
@@ -57,10 +58,11 @@ def p_value(*, canaries: int, guesses: int, correct: int, epsilon: float, delta:
         raise ValueError(f"need epsilon >= 0 and 0 <= delta <= 1 (got {epsilon}, {delta})")
     q = randomized_response_accuracy(epsilon)
     beta = float(binom.sf(correct - 1, guesses, q))  # P[Bin(r, q) >= v]
-    alpha, below = 0.0, 0.0
-    for i in range(1, correct + 1):
-        below += float(binom.pmf(correct - i, guesses, q))  # P[v - i <= Bin(r, q) < v]
-        alpha = max(alpha, below / i)
+    alpha = 0.0
+    if correct > 0:
+        # below[i - 1] = P[v - i <= Bin(r, q) < v] for i = 1..v
+        below = np.cumsum(binom.pmf(np.arange(correct - 1, -1, -1), guesses, q))
+        alpha = float(np.max(below / np.arange(1, correct + 1)))
     return min(1.0, beta + 2.0 * canaries * delta * alpha)
 
 
