@@ -142,3 +142,15 @@ def test_audit_of_a_plain_run_is_a_one_line_error(
     assert err == [
         f"fedskip: error: {tmp_path}: not an audit run (train with --set audit-canaries=N, e.g. 64)"
     ]
+
+
+def test_a_centralized_run_is_audited_by_its_trainer(tmp_path: Path) -> None:
+    from fedskip.commands.centralized import train_centralized
+
+    cfg = _cfg(tmp_path, method="centralized", epochs=1, audit_canaries=8)
+    summary = train_centralized(cfg)
+    audit = summary["audit"]
+    assert summary["audit_run"] is True
+    assert (audit["canaries"], audit["guesses"]) == (8, 4)
+    assert 0.0 <= audit["epsilon_lower_bound"] <= 1.58  # 4 guesses can show little
+    assert json.loads((tmp_path / "model" / "fedskip.json").read_text())["audit_run"] is True
