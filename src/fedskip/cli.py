@@ -23,6 +23,7 @@ COMMANDS = (
     "predict",
     "comm",
     "report",
+    "audit",
     "bench",
     "deploy",
 )

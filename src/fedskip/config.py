@@ -173,6 +173,23 @@ class Config:
     secagg_threshold: int = _opt(
         2, "SecAgg+ shares needed to reconstruct (dropout tolerance)", minimum=1
     )
+    audit_canaries: int = _opt(
+        0,
+        "privacy audit: m canary notes (unique random phrases, random labels, one privacy unit "
+        "each), each put into the training data with probability 1/2; after training the "
+        "one-run lower bound on ε (Steinke et al. 2023) is reported beside the accountant's ε "
+        "(0 = no audit)",
+        minimum=0,
+    )
+    audit_guesses: int = _opt(
+        0,
+        "privacy audit: membership guesses r (half 'in' on the lowest-loss canaries, half 'out' "
+        "on the highest); 0 = half of audit-canaries",
+        minimum=0,
+    )
+    audit_confidence: float = _opt(
+        0.95, "privacy audit: confidence of the ε lower bound", minimum=0.5, maximum=0.999
+    )
     # --- beyond the paper
     lora_rank: int = _opt(
         0, "LoRA rank inside the selected blocks (0 = train blocks fully)", minimum=0
@@ -242,10 +259,35 @@ class Config:
             raise ConfigError("config key 'secagg-threshold' must be <= 'secagg-shares'")
         if self.secagg and self.dp == "sample":
             pass  # combinable: DP-SGD on the client, masked sum on the server
+        self._validate_audit()
         if self.min_replies > max(self.clients, 1) and self.partition != "natural":
             raise ConfigError(
                 f"config key 'min-replies': {self.min_replies} exceeds clients={self.clients}"
             )
+
+    def _validate_audit(self) -> None:
+        for key in ("audit-canaries", "audit-guesses"):
+            value = getattr(self, to_attr(key))
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"config key '{key}': {value!r} is not an integer")
+        if not self.audit_canaries:
+            return
+        if self.audit_guesses > self.audit_canaries:
+            raise ConfigError(
+                f"config key 'audit-guesses': {self.audit_guesses} exceeds audit-canaries "
+                f"({self.audit_canaries})"
+            )
+        if self.data == "sites" or self.method == "local":
+            what = (
+                "data=sites (the coordinator holds no data)"
+                if self.data == "sites"
+                else ("method=local (no single model)")
+            )
+            raise ConfigError(f"config key 'audit-canaries': no privacy audit with {what}")
+
+    def audit_guess_count(self) -> int:
+        """Membership guesses of the audit: ``audit-guesses``, or half the canaries."""
+        return self.audit_guesses or self.audit_canaries // 2
 
     def layer_id_list(self) -> list[int]:
         """``layer-ids`` parsed into block indices."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config
+from fedskip.data.canaries import Canary, insert_canaries, make_canaries
 from fedskip.data.encode import (
     EncodedCls,
     EncodedNer,
@@ -61,6 +62,9 @@ class Prepared:
     global_test: list[Doc]
     report: list[dict[str, Any]] = field(default_factory=list)
     data_path: Path | None = None
+    canaries: list[Canary] = field(default_factory=list)
+    """``audit-canaries``: every canary with its coin flip (the included ones are already in
+    ``client_train``); the auditor's knowledge, never sent to anyone."""
 
     @property
     def num_clients(self) -> int:
@@ -113,6 +117,10 @@ def prepare(cfg: Config) -> Prepared:
         test = [list(splits[n][1]) for n in names]
     else:
         names, train, test = _pooled_clients(cfg, [d for tr, _ in splits.values() for d in tr])
+    canaries = make_canaries(
+        cfg.audit_canaries, task=task, label_list=labels, client_names=names, seed=cfg.seed
+    )
+    insert_canaries(train, canaries)  # [audit] after the splits: never in a test set
     return Prepared(
         task=task,
         label_list=labels,
@@ -124,6 +132,7 @@ def prepare(cfg: Config) -> Prepared:
         global_test=global_test,
         report=_report(names, train, test),
         data_path=path,
+        canaries=canaries,
     )
 
 

@@ -64,11 +64,33 @@ def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     lines += [markdown_table(rows, columns), ""]
     lines += [f"- `{r.name}`: {r.path}" + ("" if r.complete else " (no summary.json: unfinished)")
               for r in records]  # fmt: skip
-    lines += ["", _legend(), "", "## Learning curves", ""]
+    lines += ["", _legend(), ""]
+    lines += _audit_section(records)
+    lines += ["## Learning curves", ""]
     lines += _curve_section(records, folder, "")
     path = folder / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n", "utf-8")
     return path
+
+
+def _audit_section(records: Sequence[RunRecord]) -> list[str]:
+    """Audit runs (``audit-canaries``): the empirical ε lower bound beside the accountant's ε."""
+    from fedskip.audit import audit_lines
+
+    audited = [r for r in records if isinstance(r.summary.get("audit"), dict)]
+    if not audited:
+        return []
+    lines = ["## Privacy audit", ""]
+    for record in audited:
+        lines.append(f"- `{record.name}` (audit run: its model has seen canary notes)")
+        lines += [f"  - {line}" for line in audit_lines(dict(record.summary))]
+    lines += [
+        "",
+        "The audit ε is a lower bound that holds with the stated confidence; the accountant's ε "
+        "is an upper bound. The true ε lies between them (docs/privacy.md).",
+        "",
+    ]
+    return lines
 
 
 def _legend() -> str:

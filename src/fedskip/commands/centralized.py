@@ -87,8 +87,17 @@ def train_centralized(cfg: Config) -> dict[str, Any]:
     if privacy is not None:  # [privacy] ε spent at δ over all epochs
         summary.update(dp="sample", epsilon=privacy.epsilon(), delta=cfg.delta, accountant="rdp",
                        privacy_unit=privacy.unit, dp_units=privacy.num_units)  # fmt: skip
+    marker: dict[str, Any] = {}
+    if cfg.audit_canaries:  # [audit] the trainer is the auditor here
+        from fedskip.audit import audit_marker, run_audit
+
+        summary["audit_run"] = True
+        summary["audit"] = run_audit(cfg, model, tokenizer, stack, prepared, out=rundir.path,
+                                     accountant_epsilon=summary.get("epsilon"))  # fmt: skip
+        marker = audit_marker(cfg)
     rundir.write_summary(summary)
-    rundir.save_model(model, tokenizer, cfg=cfg, selected_layers=summary["selected_layers"])
+    rundir.save_model(model, tokenizer, cfg=cfg, selected_layers=summary["selected_layers"],
+                      extra=marker)  # fmt: skip
     return summary
 
 

@@ -237,10 +237,21 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
     summary["num_blocks"] = run.bundle.stack.num_blocks
     summary["out"] = str(run.rundir.path)
     summary.update(privacy_summary(run.cfg, run.rows, run.strategy))  # [privacy] ε, δ, stop
+    marker: dict[str, Any] = {}
+    if run.cfg.audit_canaries:  # [audit] the server is the auditor: canaries under the model
+        from fedskip.audit import audit_marker, run_audit
+
+        summary["audit_run"] = True
+        summary["audit"] = run_audit(
+            run.cfg, run.bundle.model, run.bundle.tokenizer, run.bundle.stack, run.prepared,
+            out=run.rundir.path, accountant_epsilon=summary.get("epsilon"),
+        )  # fmt: skip
+        marker = audit_marker(run.cfg)
     run.rundir.write_summary(summary)
     run.rundir.save_model(
-        run.bundle.model, run.bundle.tokenizer, cfg=run.cfg, selected_layers=layers or None
-    )
+        run.bundle.model, run.bundle.tokenizer, cfg=run.cfg, selected_layers=layers or None,
+        extra=marker,
+    )  # fmt: skip
     return summary
 
 
