@@ -258,3 +258,20 @@ def test_frozen_modules_run_in_eval_mode() -> None:
     assert model.bert.encoder.layer[3].output.dropout.training  # trained block keeps dropout
     assert model.dropout.training  # the head's dropout too
     assert model.training
+
+
+@pytest.mark.parametrize("n,batch,micro", [(103, 16, 1), (103, 4, 3), (5, 16, 1), (800, 16, 2)])
+def test_length_grouped_batches_see_every_example_once(n: int, batch: int, micro: int) -> None:
+    from fedskip.train.batching import LengthGroupedBatches
+
+    lengths = [(i * 7) % 23 + 1 for i in range(n)]
+    sampler = LengthGroupedBatches(
+        lengths, batch, generator=torch.Generator().manual_seed(0), micro_batches=micro
+    )
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(n))
+    assert all(1 <= len(b) <= batch for b in batches)
+    # grouped: far less padding than the shuffled order would have
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.3 * sum(lengths) or n < batch * micro * 2

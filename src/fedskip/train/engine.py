@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from fedskip.data.encode import EncodedCls, EncodedNer, decode_ner
 from fedskip.models.freeze import frozen_modules_eval
+from fedskip.train.batching import LengthGroupedBatches
 from fedskip.train.metrics import classification_metrics, ner_metrics
 from fedskip.train.prefix_cache import ActivationCache
 
@@ -118,13 +119,28 @@ def train(
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("the model has no trainable parameters")
-    loader: Any = torch.utils.data.DataLoader(
-        features,  # type: ignore[arg-type]
-        batch_size=settings.batch_size,
-        shuffle=True,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(settings.seed),
-    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    loader: Any
+    if privacy is None:  # length-grouped batches pad little (train/batching.py)
+        sampler = LengthGroupedBatches(
+            [len(f["input_ids"]) for f in features],
+            settings.batch_size,
+            generator=generator,
+            micro_batches=settings.grad_accum,
+        )
+        loader = torch.utils.data.DataLoader(
+            features,  # type: ignore[arg-type]
+            batch_sampler=sampler,
+            collate_fn=collate,
+        )
+    else:  # DP-SGD replaces the batches by Poisson draws (it reads dataset and batch_size)
+        loader = torch.utils.data.DataLoader(
+            features,  # type: ignore[arg-type]
+            batch_size=settings.batch_size,
+            shuffle=True,
+            collate_fn=collate,
+            generator=generator,
+        )
     optimizer: Any = torch.optim.AdamW(_param_groups(model, named, settings), lr=settings.lr)
     prox = _prox_pairs(named, prox_reference, device) if prox_reference and proximal_mu else []
     multi_label = _is_multi_label(model)
