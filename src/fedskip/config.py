@@ -111,13 +111,13 @@ class Config:
     rescore_every: int = _opt(0, "importance: re-score every n rounds (0 = once)", minimum=0)
     # --- optimisation
     lr: float = _opt(
-        5e-4,
+        2e-3,
         "AdamW learning rate (the default suits training a few top blocks; full fine-tuning "
         "usually wants 1e-5..1e-4)",
         minimum=0.0,
     )
     head_lr: float = _opt(
-        2e-3, "learning rate of the freshly initialised task head (0 = same as lr)", minimum=0.0
+        1e-2, "learning rate of the freshly initialised task head (0 = same as lr)", minimum=0.0
     )
     weight_decay: float = _opt(0.01, "AdamW weight decay", minimum=0.0)
     warmup_ratio: float = _opt(0.1, "share of steps with linear warmup", minimum=0.0, maximum=1.0)
@@ -125,9 +125,9 @@ class Config:
         1.0, "max gradient L2 norm (0 = off; DP uses clip-norm instead)", minimum=0.0
     )
     grad_accum: int = _opt(1, "gradient accumulation steps", minimum=1)
-    batch_size: int = _opt(16, "examples per step", minimum=1)
+    batch_size: int = _opt(32, "examples per step", minimum=1)
     epochs: int = _opt(3, "epochs of centralized / local-only training", minimum=1)
-    local_epochs: int = _opt(1, "epochs each client trains per round", minimum=1)
+    local_epochs: int = _opt(3, "epochs each client trains per round", minimum=1)
     seed: int = _opt(42, "seed for data splits, initialisation and sampling")
     # --- federation
     method: str = _opt("layerskip", "training method", METHODS)

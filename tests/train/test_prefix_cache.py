@@ -275,3 +275,21 @@ def test_length_grouped_batches_see_every_example_once(n: int, batch: int, micro
     # grouped: far less padding than the shuffled order would have
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     assert padded < 1.3 * sum(lengths) or n < batch * micro * 2
+
+
+@pytest.mark.parametrize(
+    "pair,message",
+    [
+        ("activation-cache=always", "config key 'activation-cache': 'always' is not one of auto, off"),
+        ("activation-cache-mb=-1", "config key 'activation-cache-mb': -1 must be >= 0"),
+        ("activation-cache-mb=1.5", "config key 'activation-cache-mb': '1.5' is not an integer"),
+    ],
+)
+def test_bad_cache_keys_are_one_line_config_errors(
+    pair: str, message: str, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from fedskip.cli import main
+
+    assert main(["run", "--set", pair, f"out={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fedskip: error: {message}\n"
