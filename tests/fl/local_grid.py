@@ -99,3 +99,18 @@ class LocalGrid(Grid):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         return self.pull_messages(self.push_messages(messages))
+
+
+def wire_bytes(messages: list[Message]) -> bytes:
+    """Everything a message carries: tensor bytes, tensor names, config and metric records."""
+    chunks: list[bytes] = []
+    for message in messages:
+        if not message.has_content():
+            chunks.append(message.error.reason.encode())
+            continue
+        for name, record in message.content.items():
+            chunks.append(name.encode())
+            for key, value in record.items():
+                chunks.append(key.encode())
+                chunks.append(value.data if hasattr(value, "data") else repr(value).encode())
+    return b"".join(chunks)

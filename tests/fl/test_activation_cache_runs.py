@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from local_grid import wire_bytes
 
 from fedskip.config import Config
 from fedskip.privacy.dpsgd import DPSGD
@@ -99,20 +100,8 @@ def test_cached_states_appear_in_no_message_and_no_export(
         for entry in entries
         for i in range(len(entry.lengths))
     ]
-    wire = b"".join(_message_bytes(m) for m in [*grid.sent, *grid.received])
+    wire = wire_bytes([*grid.sent, *grid.received])
     assert wire and not any(p in wire for p in probes)
     exported = b"".join(p.read_bytes() for p in (Path(cfg.out) / "model").rglob("*") if p.is_file())
     checkpoint = b"".join(p.read_bytes() for p in Path(cfg.out).rglob("*") if p.is_file())
     assert exported and not any(p in exported or p in checkpoint for p in probes)
-
-
-def _message_bytes(message: Any) -> bytes:
-    chunks: list[bytes] = []
-    if not message.has_content():
-        return message.error.reason.encode()
-    for name, record in message.content.items():
-        chunks.append(name.encode())
-        for key, value in record.items():
-            chunks.append(key.encode())
-            chunks.append(value.data if hasattr(value, "data") else repr(value).encode())
-    return b"".join(chunks)

