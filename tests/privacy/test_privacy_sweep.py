@@ -54,7 +54,7 @@ def test_plan_matches_what_dpsgd_will_do() -> None:
 
 def test_plan_with_a_fixed_noise_multiplier() -> None:
     cfg = Config.from_mapping(
-        {"dp": "sample", "noise-multiplier": 1.5, "rounds": 1, "batch-size": 4}
+        {"dp": "sample", "noise-multiplier": 1.5, "rounds": 1, "local-epochs": 1, "batch-size": 4}
     )
     plan = sample_dp_plan(cfg, 100)
     assert plan.noise_multiplier == 1.5
