@@ -72,7 +72,7 @@ def measure_variant(
     }
 
 
-def rows_of(results: dict[str, dict[str, float]], layers: list[int]) -> list[dict[str, Any]]:
+def rows_of(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     rows = []
     full = results.get("full")
     for name, r in results.items():
@@ -123,7 +123,7 @@ def main() -> int:
         name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
         for name, rs in runs.items()
     }
-    rows = rows_of(results, layers)
+    rows = rows_of(results)
     print(f"{args.model}: {len(train_set)} training examples "
           f"({sum(len(f['input_ids']) for f in train_set)} tokens), "
           f"{len(test.features)} test examples, batch {cfg.batch_size}, "

@@ -316,23 +316,28 @@ def activation_cache(cfg: Config, stack: Any, tokenizer: Any) -> ActivationCache
     covers the tokenization settings of :func:`encode`."""
     if cfg.activation_cache == "off":
         return None
-    tokenization = (
+    return ActivationCache(
+        stack,
+        mode=cfg.activation_cache,
+        budget_mb=cfg.activation_cache_mb,
+        tokenization=tokenization_key(tokenizer, cfg),
+        batch_size=max(cfg.batch_size, 64),
+    )
+
+
+# --------------------------------------------------------------------------- encoding
+def tokenization_key(tokenizer: Any, cfg: Config) -> tuple[Any, ...]:
+    """What shapes the encoded examples besides the documents: the tokenizer and the window
+    settings (part of the encoding cache's and the activation cache's keys)."""
+    return (
         getattr(tokenizer, "name_or_path", ""),
         type(tokenizer).__name__,
         len(tokenizer),
         cfg.max_length,
         cfg.stride,
     )
-    return ActivationCache(
-        stack,
-        mode=cfg.activation_cache,
-        budget_mb=cfg.activation_cache_mb,
-        tokenization=tokenization,
-        batch_size=max(cfg.batch_size, 64),
-    )
 
 
-# --------------------------------------------------------------------------- encoding
 _CACHE: OrderedDict[tuple[Any, ...], Encoded] = OrderedDict()
 _CACHE_SIZE = 16
 
@@ -344,14 +349,10 @@ def encode(docs: Sequence[Doc], tokenizer: Any, prepared: Prepared, cfg: Config)
     the returned object and must not modify it.
     """
     key = (
-        getattr(tokenizer, "name_or_path", ""),
-        type(tokenizer).__name__,
-        len(tokenizer),
+        *tokenization_key(tokenizer, cfg),
         prepared.task,
         tuple(prepared.label_list),
         prepared.multi_label,
-        cfg.max_length,
-        cfg.stride,
         tuple((id(d), d.doc_id, hash(d.text)) for d in docs),
     )
     hit = _CACHE.get(key)

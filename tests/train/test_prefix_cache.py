@@ -66,6 +66,14 @@ def collate_for(kind: str) -> Any:
     return functools.partial(fn, pad_token_id=0)
 
 
+def assert_same_logits(plain: list[np.ndarray], cached: list[np.ndarray]) -> None:
+    """Per-example logits of the uncached and the cached model agree to 1e-6."""
+    assert len(plain) == len(cached)
+    for a, b in zip(plain, cached):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+
 def cache_for(model: Any, **kw: Any) -> pc.ActivationCache:
     return pc.ActivationCache(discover_layers(model), batch_size=4, **kw)
 
@@ -87,9 +95,7 @@ def test_cached_logits_equal_uncached(family: str, kind: str) -> None:
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
     assert pc.STORE.fills == 1
-    for a, b in zip(plain, cached):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert_same_logits(plain, cached)
     # a second call hits the entry; the model outside a cached forward is the whole model again
     predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
     assert (pc.STORE.fills, pc.STORE.hits) == (1, 1)
@@ -105,8 +111,7 @@ def test_sliding_windows_and_batch_size_do_not_matter() -> None:
     plain = predict(model, feats, coll, batch_size=5, device="cpu")
     cache = pc.ActivationCache(stack, batch_size=3)
     cached = predict(model, feats, coll, batch_size=7, device="cpu", cache=cache)
-    for a, b in zip(plain, cached):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert_same_logits(plain, cached)
 
 
 def test_not_cacheable() -> None:
@@ -164,8 +169,7 @@ def test_a_changed_lower_block_recomputes() -> None:
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
     assert pc.STORE.fills == 2
-    for a, b in zip(plain, cached):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert_same_logits(plain, cached)
 
 
 def test_budget_spills_to_disk_and_reads_back(tmp_path: Any, monkeypatch: Any) -> None:
@@ -178,8 +182,7 @@ def test_budget_spills_to_disk_and_reads_back(tmp_path: Any, monkeypatch: Any) -
     cache = pc.ActivationCache(stack, budget_mb=0, batch_size=4)  # nothing fits in memory
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache)
     assert pc.STORE.memory_bytes == 0 and len(list(tmp_path.glob("*.npy"))) == 1
-    for a, b in zip(plain, cached):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert_same_logits(plain, cached)
     # another process on the same node (a fresh store) finds the spilled entry
     other = pc.ActivationStore()
     key = next(iter(pc.STORE.spilled))
@@ -203,8 +206,7 @@ def test_a_shared_node_folder_serves_other_processes(tmp_path: Any, monkeypatch:
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
     assert pc.STORE.fills == 1 and pc.STORE.hits == 1
-    for a, b in zip(plain, cached):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert_same_logits(plain, cached)
 
 
 def test_lru_keeps_the_process_within_its_budget() -> None:
@@ -330,8 +332,7 @@ def test_real_sliding_windows_decode_to_the_same_tags(tmp_path: Any) -> None:
     cached = predict(
         model, encoded.features, coll, batch_size=3, device="cpu", cache=cache_for(model)
     )
-    for a, b in zip(plain, cached):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert_same_logits(plain, cached)
     assert decode_ner(encoded, [lg.argmax(-1) for lg in plain]) == decode_ner(
         encoded, [lg.argmax(-1) for lg in cached]
     )
