@@ -1,0 +1,75 @@
+"""Train to a plateau: stop when the validation metric has stopped improving.
+
+The rule (the same for federated rounds and centralized/local epochs): after each round or
+epoch the primary metric is measured on a *validation* split — held out of the training data,
+never the test set. A value counts as an improvement only when it beats the best so far by at
+least ``min_delta`` (metric units: 0.005 is half a point of F1). Training stops once
+``patience`` consecutive rounds have brought no improvement, or at the maximum. The model
+reported is the one of the best validation round; its *test* metric is what a table shows, so
+nothing is ever chosen on the test set.
+
+``patience = 0`` switches the rule off (train to the maximum; the best round is still tracked).
+The state is a small dict of numbers, so a resumed run stops exactly where an uninterrupted one
+would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Plateau"]
+
+
+@dataclass
+class Plateau:
+    """Stopping state over rounds (or epochs) numbered from 1.
+
+    ``best`` is the best validation value so far and ``best_round`` where it was reached;
+    ``stale`` counts the rounds since the last improvement (by at least ``min_delta``);
+    ``history`` holds every (round, value) seen.
+    """
+
+    patience: int = 3
+    min_delta: float = 0.005
+    best: float | None = None
+    best_round: int = 0
+    stale: int = 0
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+
+    def update(self, round_: int, value: float) -> bool:
+        """Record round ``round_``'s validation value; True when it is a new best."""
+        self.history.append((int(round_), float(value)))
+        if self.best is None or value >= self.best + self.min_delta:
+            self.best, self.best_round, self.stale = float(value), int(round_), 0
+            return True
+        self.stale += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        """True once ``patience`` rounds in a row have not improved (never when patience = 0)."""
+        return self.patience > 0 and self.stale >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["history"] = [list(h) for h in self.history]
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Plateau:
+        history = [(int(r), float(v)) for r, v in state.get("history", [])]
+        return cls(
+            patience=int(state["patience"]),
+            min_delta=float(state["min_delta"]),
+            best=None if state.get("best") is None else float(state["best"]),
+            best_round=int(state.get("best_round", 0)),
+            stale=int(state.get("stale", 0)),
+            history=history,
+        )
