@@ -61,7 +61,8 @@ def run_worker(script: Path, args: Sequence[str], *, env: dict[str, str] | None 
 
 
 class TreeMemorySampler:
-    """Peak total PSS (and RSS) of this process and all its descendants, sampled in a thread."""
+    """Peak total PSS (and RSS) of this process and all its descendants, sampled in a thread;
+    also the CPU time the tree used (:attr:`cpu_seconds`)."""
 
     def __init__(self, interval: float = 0.25) -> None:
         import psutil
@@ -71,6 +72,7 @@ class TreeMemorySampler:
         self.peak_pss = 0
         self.peak_rss = 0
         self.peak_processes = 0
+        self._cpu: dict[tuple[int, float], float] = {}  # (pid, start time) -> user + system s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -81,6 +83,8 @@ class TreeMemorySampler:
         for proc in [self._root, *self._root.children(recursive=True)]:
             try:
                 info = proc.memory_full_info()
+                times = proc.cpu_times()
+                self._cpu[(proc.pid, proc.create_time())] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             pss += int(getattr(info, "pss", info.rss))
@@ -89,6 +93,12 @@ class TreeMemorySampler:
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_rss = max(self.peak_rss, rss)
         self.peak_processes = max(self.peak_processes, count)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """Core-seconds (user + system) used by the tree, as last sampled per process: a
+        process's time after its last sample (at most ``interval``) is missed."""
+        return sum(self._cpu.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():

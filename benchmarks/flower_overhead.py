@@ -4,12 +4,18 @@ called in-process, side by side in one invocation.
 Both sides do the same rounds: every client runs :func:`fedskip.fl.client.train_round` (the
 function the ClientApp calls) from the same global tensors, the updates are averaged with
 :func:`fedskip.fl.aggregation.weighted_mean_per_key`, and the global model is scored on the
-global test set. The in-process side does only that, sequentially with all cores' threads; the
-Flower side adds what a real run has: Ray start-up, messages and their (de)serialization, reply
-validation, two clients in parallel with one thread each, per-round checkpoints, the final model
-export. Each side runs in a fresh process.
+global test set (with the same activation cache as the server's evaluation). The in-process
+side does only that, sequentially with ``--threads`` threads; the Flower side adds what a real
+run has: Ray start-up, messages and their (de)serialization, reply validation, clients in
+parallel with one thread each (unless ``--flower-parallel``), per-round checkpoints, the final
+model export. Each side runs in a fresh process.
 
     python benchmarks/flower_overhead.py --rounds 3 --synth-docs 20 --max-length 64
+
+Equal cores: ``--flower-parallel 1 --threads 1`` makes Flower train one client at a time with one
+torch thread, as the in-process loop does, so the difference is Flower's own cost (messages,
+validation, scheduling, checkpoints) and nothing else. ``--repeat N`` alternates the two sides
+N times (in-process, Flower, in-process, ...) so a change in the machine's load hits both.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import command_line, markdown, run_worker, write_json
+from common import TreeMemorySampler, command_line, markdown, run_worker, write_json
 
 
 def make_config(args: argparse.Namespace, out: str) -> Any:
@@ -45,7 +51,7 @@ def in_process(cfg: Any, threads: int) -> dict[str, Any]:
     from fedskip.fl.client import ClientData, ClientRuntime, train_round
     from fedskip.fl.planning import LayerPlanner
     from fedskip.models.freeze import load_trainable_state
-    from fedskip.pipeline import collator, encode
+    from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.train.engine import evaluate
     from fedskip.train.metrics import primary_metric
 
@@ -75,8 +81,11 @@ def in_process(cfg: Any, threads: int) -> dict[str, Any]:
         state = merge_state(state, weighted_mean_per_key(updates))
         load_trainable_state(server.model, {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()},
                              strict_keys=False)  # fmt: skip
-        scores = evaluate(server.model, test_set, collator(server.tokenizer, prepared),
-                          batch_size=cfg.batch_size, device="cpu")  # fmt: skip
+        scores = evaluate(
+            server.model, test_set, collator(server.tokenizer, prepared),
+            batch_size=cfg.batch_size, device="cpu",
+            cache=activation_cache(cfg, server.stack, server.tokenizer),
+        )  # fmt: skip
         metric = scores.get(primary_metric(prepared.task_info))
         rounds.append(time.perf_counter() - begin)
     return {"total_s": time.perf_counter() - started, "round_s": rounds, "metric": metric}
@@ -94,11 +103,10 @@ def with_flower(cfg: Any) -> dict[str, Any]:
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, TreeMemorySampler() as tree:
         cfg = make_config(args, tmp)
-        if args.side == "flower":
-            return with_flower(cfg)
-        return in_process(cfg, args.threads)
+        result = with_flower(cfg) if args.side == "flower" else in_process(cfg, args.threads)
+    return {**result, "cpu_s": tree.cpu_seconds}
 
 
 def main() -> int:
@@ -110,6 +118,13 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--flower-parallel",
+        type=int,
+        default=0,
+        help="clients Flower trains at once (0: as many as the machine allows)",
+    )
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", default=None)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", default="inprocess", help=argparse.SUPPRESS)
@@ -118,25 +133,43 @@ def main() -> int:
         print(json.dumps(worker(args)))
         return 0
     shared = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-              if k not in ("json", "worker", "side")]  # fmt: skip
-    local = run_worker(Path(__file__), [*shared, "--side", "inprocess"])
-    flower = run_worker(Path(__file__), [*shared, "--side", "flower"])
+              if k not in ("json", "worker", "side", "flower_parallel", "repeat")]  # fmt: skip
+    flower_env = {}
+    if args.flower_parallel:
+        flower_env = {"FEDSKIP_PARALLEL_CLIENTS": str(args.flower_parallel),
+                      "FEDSKIP_CLIENT_THREADS": str(args.threads)}  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {"inprocess": [], "flower": []}
+    for _ in range(args.repeat):
+        runs["inprocess"].append(run_worker(Path(__file__), [*shared, "--side", "inprocess"]))
+        runs["flower"].append(
+            run_worker(Path(__file__), [*shared, "--side", "flower"], env=flower_env)
+        )
     rows = []
-    for name, r in (("in-process", local), ("Flower simulation", flower)):
-        mean_round = sum(r["round_s"]) / len(r["round_s"])
-        rows.append({
-            "harness": name, "total (s)": f"{r['total_s']:.1f}",
-            "mean round (s)": f"{mean_round:.1f}",
-            "outside rounds (s)": f"{r['total_s'] - sum(r['round_s']):.1f}",
-            "final F1": f"{r['metric']:.3f}" if isinstance(r["metric"], float) else "–",
-        })  # fmt: skip
-    per_round = (sum(flower["round_s"]) - sum(local["round_s"])) / len(local["round_s"])
+    for name, side in (("in-process", "inprocess"), ("Flower simulation", "flower")):
+        for i, r in enumerate(runs[side], 1):
+            mean_round = sum(r["round_s"]) / len(r["round_s"])
+            rows.append({
+                "harness": name, "repeat": str(i), "total (s)": f"{r['total_s']:.1f}",
+                "mean round (s)": f"{mean_round:.1f}",
+                "outside rounds (s)": f"{r['total_s'] - sum(r['round_s']):.1f}",
+                "core-seconds": f"{r['cpu_s']:.0f}",
+                "final F1": f"{r['metric']:.3f}" if isinstance(r["metric"], float) else "–",
+            })  # fmt: skip
+    local_round = sum(sum(r["round_s"]) for r in runs["inprocess"])
+    flower_round = sum(sum(r["round_s"]) for r in runs["flower"])
+    local_total = sum(r["total_s"] for r in runs["inprocess"])
+    flower_total = sum(r["total_s"] for r in runs["flower"])
+    n_rounds = sum(len(r["round_s"]) for r in runs["inprocess"])
+    local_cpu = sum(r["cpu_s"] for r in runs["inprocess"])
+    flower_cpu = sum(r["cpu_s"] for r in runs["flower"])
     print(f"`{command_line()}`\n")
     print(markdown(rows, list(rows[0])))
-    print(f"\nFlower / in-process: total {flower['total_s'] / local['total_s']:.2f}x, "
-          f"per round {sum(flower['round_s']) / sum(local['round_s']):.2f}x "
-          f"({per_round:+.1f} s per round)")  # fmt: skip
-    write_json(args.json, {"command": command_line(), "inprocess": local, "flower": flower})
+    print(f"\nFlower / in-process (all repeats): total {flower_total / local_total:.2f}x, "
+          f"per round {flower_round / local_round:.2f}x "
+          f"({(flower_round - local_round) / n_rounds:+.1f} s per round); "
+          f"core-seconds {flower_cpu / local_cpu:.2f}x")  # fmt: skip
+    write_json(args.json, {"command": command_line(), "inprocess": runs["inprocess"],
+                           "flower": runs["flower"]})  # fmt: skip
     return 0
 
 

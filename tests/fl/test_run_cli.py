@@ -103,6 +103,22 @@ def test_parallel_clients_fit_the_machine(
     assert backend["init_args"]["num_cpus"] == expected[0] * expected[1]
 
 
+def test_parallel_clients_cap_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from fedskip.errors import ConfigError
+    from fedskip.fl.simulation import PARALLEL_ENV, parallel_clients
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setenv(PARALLEL_ENV, "1")
+    assert parallel_clients(8) == (1, 16)
+    monkeypatch.setenv(PARALLEL_ENV, "64")  # never above the machine's own cap
+    assert parallel_clients(8) == (4, 4)
+    monkeypatch.setenv(PARALLEL_ENV, "zero")
+    with pytest.raises(ConfigError, match="FEDSKIP_PARALLEL_CLIENTS='zero'"):
+        parallel_clients(8)
+
+
 @pytest.mark.slow
 def test_local_method_trains_each_site_alone(
     sites: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config
+from fedskip.errors import ConfigError
 from fedskip.fl.client import THREADS_ENV
 
 LOG_FILE = "run.log"
@@ -35,13 +36,23 @@ LOGGERS = ("flwr", "fedskip", "py.warnings")
 
 MAX_PARALLEL_CLIENTS = 4
 """Clients trained at the same time: each worker holds a model copy, so memory grows with it."""
+PARALLEL_ENV = "FEDSKIP_PARALLEL_CLIENTS"
+"""Caps the clients trained at once (e.g. ``1`` for a large model on one GPU, or to compare
+against a sequential loop on equal cores); it never raises the cap above the machine's."""
 
 
 def parallel_clients(num_clients: int) -> tuple[int, int]:
     """(clients trained at once, CPU cores = torch threads per client) on this machine:
-    up to one client per core, at most :data:`MAX_PARALLEL_CLIENTS`."""
+    up to one client per core, at most :data:`MAX_PARALLEL_CLIENTS` and at most
+    ``$FEDSKIP_PARALLEL_CLIENTS`` when set."""
     cpus = max(1, os.cpu_count() or 1)
-    parallel = max(1, min(cpus, num_clients, MAX_PARALLEL_CLIENTS))
+    cap = MAX_PARALLEL_CLIENTS
+    raw = os.environ.get(PARALLEL_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"{PARALLEL_ENV}={raw!r}: expected a whole number >= 1")
+        cap = min(cap, int(raw))
+    parallel = max(1, min(cpus, num_clients, cap))
     return parallel, max(1, cpus // parallel)
 
 
