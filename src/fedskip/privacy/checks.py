@@ -58,9 +58,10 @@ def _sample_dp_warnings(cfg: Any) -> list[str]:
     if cfg.grad_accum > 1:
         out.append(
             f"grad-accum={cfg.grad_accum} with dp=sample: each optimizer step merges "
-            f"{cfg.grad_accum} independent Poisson batches and is accounted as one batch at "
-            f"{cfg.grad_accum}× the sample rate (Opacus' approximation; an example drawn twice "
-            "is clipped twice) — use grad-accum=1 for an exact guarantee"
+            f"{cfg.grad_accum} independent Poisson batches (a privacy unit drawn in several is "
+            f"one DP sample of the step, clipped once) and is accounted at {cfg.grad_accum}× the "
+            "sample rate, an upper bound on the merged rate: ε is somewhat pessimistic — use "
+            "grad-accum=1 for a tight one"
         )
     return out
 
