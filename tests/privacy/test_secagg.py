@@ -21,7 +21,7 @@ from fedskip.config import Config
 from fedskip.fl import messages as M
 from fedskip.fl.dp import DP_STEPS_DONE, add_privacy, privacy_summary
 from fedskip.fl.optimizers import build_strategy
-from fedskip.fl.round_loop import RoundLoop, send_and_collect
+from fedskip.fl.round_loop import RoundLoop, plain_exchange
 from fedskip.fl.rounds import RoundPlan
 from fedskip.fl.secagg import TRAIN_KEYS, _keys, _weight, secagg_dispatch_mod, secagg_update
 from fedskip.fl.secagg_server import NO_RESULT, QUANTIZATION_RANGE, UPDATE_RANGE, SecAggExchange
@@ -127,7 +127,7 @@ def run(
         cfg.replace(dp="none"), planner=Planner(), all_keys=list(SHAPES), num_clients=len(EXAMPLES)
     )
     strategy = add_privacy(core, cfg, rng=rng)
-    exchange = Recording(cfg, train_keys=core.core.train_keys_of) if secure else send_and_collect
+    exchange = Recording(cfg, train_keys=core.core.train_keys_of) if secure else plain_exchange
     loop = RoundLoop(strategy, train_exchange=exchange)
     ended: list[int] = []
     initial = M.to_array_record({k: np.zeros(SHAPES[k], np.float32) for k in ("w", "b")})

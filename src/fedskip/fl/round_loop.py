@@ -95,24 +95,23 @@ class FedskipStrategy(Protocol):
     ) -> MetricRecord | None: ...
 
 
-class Exchange(Protocol):
-    """Sends one phase's instructions and returns the replies (see :func:`send_and_collect`)."""
+Exchange = Callable[[Grid, list[Message], float | None, ReplyCallback], list[Message]]
+"""Sends one phase's instructions, returns the replies: ``(grid, messages, timeout, on_reply)``
+(:func:`plain_exchange`, or SecAgg+: :class:`fedskip.fl.secagg_server.SecAggExchange`)."""
 
-    def __call__(
-        self,
-        grid: Grid,
-        messages: Iterable[Message],
-        *,
-        timeout: float | None,
-        on_reply: ReplyCallback | None = None,
-    ) -> list[Message]: ...
+
+def plain_exchange(
+    grid: Grid, messages: list[Message], timeout: float | None, on_reply: ReplyCallback
+) -> list[Message]:
+    """The messages as they are, over the grid (:func:`send_and_collect`)."""
+    return send_and_collect(grid, messages, timeout=timeout, on_reply=on_reply)
 
 
 class RoundLoop:
     """Rounds of ``strategy`` over a grid; ``train_exchange`` carries the training phase."""
 
     def __init__(
-        self, strategy: FedskipStrategy, *, train_exchange: Exchange = send_and_collect
+        self, strategy: FedskipStrategy, *, train_exchange: Exchange = plain_exchange
     ) -> None:
         self.strategy = strategy
         self.train_exchange = train_exchange
@@ -148,8 +147,12 @@ class RoundLoop:
         try:
             for rnd in range(start_round, num_rounds + 1):
                 began = time.perf_counter()
-                arrays = self._train_round(grid, rnd, arrays, train_config, result)
-                self._client_evaluation(grid, rnd, arrays, evaluate_config, result)
+                arrays = self._train_round(
+                    grid, rnd, arrays, train_config or ConfigRecord(), result
+                )
+                self._client_evaluation(
+                    grid, rnd, arrays, evaluate_config or ConfigRecord(), result
+                )
                 self._on_phase(rnd, "evaluation on the global test set")
                 record = self.strategy.record(rnd)
                 server_eval = evaluate_fn(rnd, arrays) if evaluate_fn is not None else None
@@ -166,15 +169,10 @@ class RoundLoop:
         return result
 
     def _train_round(
-        self,
-        grid: Grid,
-        rnd: int,
-        arrays: ArrayRecord,
-        config: ConfigRecord | None,
-        result: Result,
+        self, grid: Grid, rnd: int, arrays: ArrayRecord, config: ConfigRecord, result: Result
     ) -> ArrayRecord:
         """One training round; returns the new global arrays (unchanged if the round failed)."""
-        messages = self.strategy.configure_train(rnd, arrays, config or ConfigRecord(), grid)
+        messages = self.strategy.configure_train(rnd, arrays, config, grid)
         replies = self._send(self.train_exchange, grid, messages, rnd, "training")
         new_arrays, train_metrics = self.strategy.aggregate_train(rnd, replies)
         if train_metrics is not None:
@@ -182,18 +180,11 @@ class RoundLoop:
         return arrays if new_arrays is None else new_arrays
 
     def _client_evaluation(
-        self,
-        grid: Grid,
-        rnd: int,
-        arrays: ArrayRecord,
-        config: ConfigRecord | None,
-        result: Result,
+        self, grid: Grid, rnd: int, arrays: ArrayRecord, config: ConfigRecord, result: Result
     ) -> None:
-        messages = list(
-            self.strategy.configure_evaluate(rnd, arrays, config or ConfigRecord(), grid)
-        )
+        messages = list(self.strategy.configure_evaluate(rnd, arrays, config, grid))
         replies = (
-            self._send(send_and_collect, grid, messages, rnd, "federated evaluation")
+            self._send(plain_exchange, grid, messages, rnd, "federated evaluation")
             if messages
             else []
         )
@@ -209,4 +200,4 @@ class RoundLoop:
         def progress(done: int, sent: int) -> None:
             self._on_phase(rnd, f"{name}: {done}/{sent} clients done")
 
-        return exchange(grid, messages, timeout=self._timeout, on_reply=progress)
+        return exchange(grid, list(messages), self._timeout, progress)

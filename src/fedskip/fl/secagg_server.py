@@ -17,19 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Context,
-    Error,
-    Message,
-    RecordDict,
-)
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.common import (
     EvaluateIns,
     EvaluateRes,
@@ -72,7 +64,7 @@ TrainKeys = Callable[[int], list[str]]
 
 class SecAggExchange:
     """The training exchange of a round under SecAgg+ (module docstring); a
-    :class:`fedskip.fl.round_loop.Exchange`.
+    :data:`fedskip.fl.round_loop.Exchange`.
 
     ``train_keys(node_id)``: the tensors that node trains this round, in a fixed order (the
     strategy's plan); the masked vector is their update Δ = trained − received.
@@ -86,15 +78,11 @@ class SecAggExchange:
         self.max_weight = 1.0 if client_dp else FIRST_MAX_WEIGHT
 
     def __call__(
-        self,
-        grid: Grid,
-        messages: Iterable[Message],
-        *,
-        timeout: float | None,
-        on_reply: ReplyCallback | None = None,
+        self, grid: Grid, messages: list[Message], timeout: float | None, report: ReplyCallback
     ) -> list[Message]:
+        """Run SecAgg+ for ``messages`` (one round's train instructions); ``report(done, sent)``
+        hears the progress."""
         instructions = {m.metadata.dst_node_id: m for m in messages}
-        report = on_reply or (lambda done, sent: None)
         report(0, len(instructions))
         if not instructions:
             return []

@@ -35,7 +35,7 @@ from fedskip.fl.optimizers import build_strategy
 from fedskip.fl.planning import LayerPlanner, ModelBundle, load_bundle
 from fedskip.fl.progress import RoundReporter, human_bytes
 from fedskip.fl.records import round_row, summarize, truncate_metrics
-from fedskip.fl.round_loop import Exchange, RoundLoop, send_and_collect
+from fedskip.fl.round_loop import Exchange, RoundLoop, plain_exchange
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.strategy import LayerSkipStrategy
 from fedskip.fl.strategy_wrapper import StrategyWrapper
@@ -230,7 +230,7 @@ def run_server(grid: Grid, cfg: Config) -> dict[str, Any]:
 def _train_exchange(run: ServerRun) -> Exchange:
     """Plain messages, or SecAgg+ for ``secagg=true`` (the server sees only the masked sum)."""
     if not run.cfg.secagg:
-        return send_and_collect
+        return plain_exchange
     from fedskip.fl.secagg_server import SecAggExchange
 
     return SecAggExchange(run.cfg, train_keys=run.strategy.core.train_keys_of)
