@@ -394,7 +394,13 @@ class DPSGD:
 
 
 def local_dpsgd(cfg: Any) -> DPSGD | None:
-    """The DP-SGD hook of a non-federated run (centralized / local-only) for ``cfg``: None
-    unless ``dp=sample`` (``dp=client`` needs a federation: the config refuses it). The budget
+    """The DP-SGD hook of a non-federated run (centralized / local-only) for ``cfg``: None for
+    ``dp=none``; ``dp=client`` needs a federation (ConfigError: the config refuses it with
+    method=centralized/local, this guards callers whose config says another method). The budget
     covers ``epochs``."""
+    if cfg.dp == "client":
+        raise ConfigError(
+            "config key 'dp': client-level DP protects a hospital's contribution to a federation; "
+            "use dp=sample (DP-SGD) for centralized or local training"
+        )
     return DPSGD(DPSGDSettings.from_config(cfg, federated=False)) if cfg.dp == "sample" else None
