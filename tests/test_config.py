@@ -71,8 +71,8 @@ def test_coercion(pairs: list[str], expected: dict[str, object]) -> None:
         (["layer-strategy=explicit"], "config key 'layer-ids' is required"),
         (["layer-ids=1,x"], "config key 'layer-ids': '1,x' must be comma-separated integers"),
         (
-            ["secagg=true", "secagg-shares=2", "secagg-threshold=3"],
-            "'secagg-threshold' must be <= 'secagg-shares'",
+            ["secagg=true", "secagg-shares=3", "secagg-threshold=3"],
+            "'secagg-threshold': 3 must be >= 2 and < secagg-shares (3)",
         ),
         (["rounds"], "--set expects key=value, got 'rounds'"),
         (["max-length=32", "stride=32"], "config key 'stride': 32 must be smaller than max-length"),

@@ -40,6 +40,12 @@ DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATION_CACHE = ("auto", "off")
 TRACKING = ("none", "tensorboard", "mlflow")
+SECAGG_STRATEGIES = ("top", "bottom", "interleaved", "explicit", "rotating")
+"""Layer strategies whose choice is the same for every client in a round (needed by SecAgg+,
+whose masked vectors must have one shape for all clients)."""
+DYNAMIC_STRATEGIES = ("importance", "rotating")
+"""Layer strategies whose blocks change between rounds (``LayerSelector.dynamic`` or
+``.needs_scores`` in :mod:`fedskip.selection`; a test keeps the two in step)."""
 
 
 def _opt(
@@ -250,20 +256,10 @@ class Config:
             )
         self.layer_id_list()  # validates the syntax
         self.tracking_list()
-        if self.stride >= self.max_length:
-            raise ConfigError(
-                f"config key 'stride': {self.stride} must be smaller than max-length "
-                f"({self.max_length}), minus the tokenizer's special tokens"
-            )
-        if self.secagg and self.secagg_threshold > self.secagg_shares:
-            raise ConfigError("config key 'secagg-threshold' must be <= 'secagg-shares'")
-        if self.secagg and self.dp == "sample":
-            pass  # combinable: DP-SGD on the client, masked sum on the server
+        for rule in CROSS_FIELD_RULES:  # rules between keys (below the class)
+            if problem := rule(self):
+                raise ConfigError(problem)
         self._validate_audit()
-        if self.min_replies > max(self.clients, 1) and self.partition != "natural":
-            raise ConfigError(
-                f"config key 'min-replies': {self.min_replies} exceeds clients={self.clients}"
-            )
 
     def _validate_audit(self) -> None:
         for key in ("audit-canaries", "audit-guesses"):
@@ -332,6 +328,128 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with attribute changes, validated."""
         return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------- cross-field rules
+# Each rule returns "" when the config passes, else the one-line ConfigError message. All of
+# fedskip's rules between keys live here (tests/test_config_rules.py has one row per rule);
+# warnings about settings that work but weaken a guarantee are fedskip.privacy.checks.
+
+
+def _stride_below_max_length(c: Config) -> str:
+    if c.stride < c.max_length:
+        return ""
+    return (
+        f"config key 'stride': {c.stride} must be smaller than max-length ({c.max_length}), "
+        "minus the tokenizer's special tokens"
+    )
+
+
+def _min_replies_within_clients(c: Config) -> str:
+    if c.min_replies <= max(c.clients, 1) or c.partition == "natural":
+        return ""
+    return f"config key 'min-replies': {c.min_replies} exceeds clients={c.clients}"
+
+
+def _lora_needs_static_layers(c: Config) -> str:
+    if not (c.lora_rank > 0 and c.method in ("layerskip", "fedprox")):
+        return ""
+    if c.layer_strategy not in DYNAMIC_STRATEGIES:
+        return ""
+    return (
+        f"config key 'lora-rank': LoRA inside selected blocks needs a static layer-strategy "
+        f"(top, bottom, interleaved, explicit), not {c.layer_strategy}"
+    )
+
+
+def _dp_delta(c: Config) -> str:
+    if c.dp == "none" or 0 < c.delta < 1:
+        return ""
+    return f"config key 'delta': {c.delta!r} must be > 0 and < 1 with dp={c.dp}"
+
+
+def _dp_clip_norm(c: Config) -> str:
+    if c.dp == "none" or c.clip_norm > 0:
+        return ""
+    return f"config key 'clip-norm': must be > 0 with dp={c.dp}"
+
+
+def _client_dp_needs_a_federation(c: Config) -> str:
+    if c.dp != "client" or c.method not in ("centralized", "local"):
+        return ""
+    return (
+        "config key 'dp': client-level DP protects a hospital's contribution to a federation; "
+        "use dp=sample (DP-SGD) for centralized or local training"
+    )
+
+
+def _compression_with_client_dp(c: Config) -> str:
+    if c.compression == "none" or c.dp != "client":
+        return ""
+    return (
+        f"config key 'compression': {c.compression} cannot be combined with dp=client "
+        "(clipping and noise act on the plain update); set compression=none"
+    )
+
+
+def _secagg_layer_strategy(c: Config) -> str:
+    if not c.secagg or c.layer_strategy in SECAGG_STRATEGIES:
+        return ""
+    return (
+        f"config key 'layer-strategy': {c.layer_strategy!r} cannot be used with secagg=true "
+        "(clients would score and pick different layers, but SecAgg+ sums vectors of one "
+        f"shape); use one of {', '.join(SECAGG_STRATEGIES)}"
+    )
+
+
+def _secagg_shares(c: Config) -> str:
+    if not c.secagg or c.secagg_shares >= 3:
+        return ""
+    return f"config key 'secagg-shares': {c.secagg_shares} must be >= 3 for SecAgg+"
+
+
+def _secagg_threshold(c: Config) -> str:
+    if not c.secagg or 2 <= c.secagg_threshold < c.secagg_shares:
+        return ""
+    return (
+        f"config key 'secagg-threshold': {c.secagg_threshold} must be >= 2 and < "
+        f"secagg-shares ({c.secagg_shares})"
+    )
+
+
+def _secagg_fixed_clipping(c: Config) -> str:
+    if not (c.secagg and c.dp == "client") or c.dp_clipping == "fixed":
+        return ""
+    return (
+        "config key 'dp-clipping': secagg=true with dp=client needs dp-clipping=fixed "
+        "(clients clip before masking; adaptive clipping is not supported under SecAgg+)"
+    )
+
+
+def _secagg_plain_values(c: Config) -> str:
+    if not c.secagg or c.compression == "none":
+        return ""
+    return (
+        f"config key 'compression': {c.compression} cannot be combined with secagg=true "
+        "(masked sums need plain values); set compression=none"
+    )
+
+
+CROSS_FIELD_RULES = (
+    _stride_below_max_length,
+    _min_replies_within_clients,
+    _lora_needs_static_layers,
+    _dp_delta,
+    _dp_clip_norm,
+    _client_dp_needs_a_federation,
+    _compression_with_client_dp,
+    _secagg_layer_strategy,
+    _secagg_shares,
+    _secagg_threshold,
+    _secagg_fixed_clipping,
+    _secagg_plain_values,
+)
+"""Checked in this order by :meth:`Config.validate`; the first that fails is the error."""
 
 
 def to_key(attr: str) -> str:

@@ -1,4 +1,4 @@
-"""Compressed deltas through fedskip.fl.compressed: exact up to the quantization step, error
+"""Compressed deltas through fedskip.fl.wire_compression: exact up to the quantization step, error
 feedback keeps the accumulated error at one residual, malformed payloads are refused."""
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ import pytest
 import torch
 from flwr.app import RecordDict
 
-from fedskip.config import Config
-from fedskip.errors import ConfigError
-from fedskip.fl.compressed import (
+from fedskip.fl.wire_compression import (
     BLOCK_SIZE,
     EF_STATE,
     PayloadError,
-    check_supported,
     decode_instruction,
     decode_reply,
     decode_update,
@@ -169,19 +166,6 @@ def test_instruction_naming_an_unknown_tensor_is_refused() -> None:
     )
     with pytest.raises(PayloadError, match="instruction names a tensor this model lacks: 'x'"):
         decode_instruction(record, {"w": np.zeros(2)}, "fp16")
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"secagg": True}, "config key 'compression': int8 cannot be combined with secagg=true"),
-        ({"dp": "client"}, "config key 'compression': int8 cannot be combined with dp=client"),
-    ],
-)
-def test_unsupported_combinations(changes: dict[str, object], message: str) -> None:
-    check_supported(Config(**changes))  # compression=none: anything goes
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        check_supported(Config(compression="int8", **changes))
 
 
 def test_fedskip_run_refuses_compression_with_secagg(tmp_path, capsys) -> None:

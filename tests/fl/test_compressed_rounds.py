@@ -17,7 +17,7 @@ from fedskip.compression import SCALE_SUFFIX
 from fedskip.config import Config
 from fedskip.fl import messages as M
 from fedskip.fl.checkpoint import load_checkpoint
-from fedskip.fl.compressed import BLOCK_SIZE, EF_STATE
+from fedskip.fl.wire_compression import BLOCK_SIZE, EF_STATE
 
 pytestmark = pytest.mark.slow
 NODES = 3  # the three sites of tests/fl/conftest.py

@@ -20,8 +20,9 @@ from privacy_helpers import SIZE, TwoTensorPlanner, delta_client_app
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
+from fedskip.fl.dp import EPSILON, add_privacy, clip_update_mod
 from fedskip.fl.optimizers import LayerSkipFedAvg
-from fedskip.fl.privacy import EPSILON, add_privacy, clip_update_mod
+from fedskip.fl.round_loop import RoundLoop
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.privacy.client_dp import (
@@ -86,7 +87,7 @@ def run_rounds(cfg: Config, deltas: dict[int, float], rounds: int, **kw: Any) ->
     initial = ArrayRecord(
         {"w": Array(np.zeros(SIZE, np.float32)), "u": Array(np.ones(7, np.float32))}
     )
-    result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=rounds, **kw)
+    result = RoundLoop(strategy).start(grid=grid, initial_arrays=initial, num_rounds=rounds, **kw)
     return strategy, grid, result
 
 
@@ -148,10 +149,11 @@ def test_target_epsilon_plans_sigma_and_refuses_an_extra_round() -> None:
     strategy, grid, result = run_rounds(cfg, {0: 0.0, 1: 0.0}, 2)
     assert 3.0 - 0.01 <= strategy.dp_accountant.epsilon(DELTA) <= 3.0
     sent = len(grid.sent)
+    loop = RoundLoop(strategy)
     with pytest.warns(PrivacyWarning, match="run stopped: privacy budget"):
-        again = strategy.start(grid=grid, initial_arrays=result.arrays, num_rounds=3, start_round=3)
+        again = loop.start(grid=grid, initial_arrays=result.arrays, num_rounds=3, start_round=3)
     assert len(grid.sent) == sent and again.arrays is result.arrays
-    assert "the next round would raise ε" in strategy.privacy_stop
+    assert "the next round would raise ε" in loop.stopped
 
 
 def test_client_side_clipping_with_the_partial_state_mod() -> None:

@@ -37,12 +37,21 @@ def _trainable(model: Any) -> list[tuple[str, torch.nn.Parameter]]:
 
 
 def _one_step(
-    model: Any, feats: list[dict[str, list[int]]], units: list[int], *, batch: int, clip: float
+    model: Any,
+    feats: list[dict[str, list[int]]],
+    units: list[int],
+    *,
+    batch: int,
+    clip: float,
+    grad_accum: int = 1,
 ) -> tuple[Any, DPSGD, int]:
     """One unit-level DP-SGD step (σ = 0, SGD lr 0) driven by hand through the private loader;
     returns the optimizer right after its step (per-unit rows in ``p.grad_sample``), the hook
     and the number of micro-batches the step took."""
-    dp = DPSGD(DPSGDSettings(noise_multiplier=0.0, clip_norm=clip, noise_seed=0))
+    settings = DPSGDSettings(
+        noise_multiplier=0.0, clip_norm=clip, noise_seed=0, grad_accum=grad_accum
+    )
+    dp = DPSGD(settings)
     dp.use_units("note", units)
     opt = torch.optim.SGD([p for _, p in _trainable(model)], lr=0.0)
     loader = torch.utils.data.DataLoader(feats, batch_size=batch, collate_fn=collate)  # type: ignore[arg-type]
@@ -105,6 +114,32 @@ def test_adding_or_removing_one_unit_moves_the_clipped_sum_by_at_most_clip_norm(
     per_example = _clipped_sum(feats, list(range(7)), clip)
     per_example_neighbour = _clipped_sum(without, list(range(4)), clip)
     assert (per_example - per_example_neighbour).norm().item() == pytest.approx(3 * clip, rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::fedskip.privacy.checks.PrivacyWarning")
+def test_a_unit_drawn_in_two_draws_of_one_accumulated_step_is_one_dp_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """grad-accum=2 and every unit drawn in both Poisson draws of the step: each unit has one
+    gradient row (the sum over both draws) before clipping, so removing a unit moves the
+    step's clipped sum by ≤ C — exactly C here, not the 2·C of two separately clipped rows."""
+    from fedskip.privacy.unit_batches import UnitBatches
+
+    monkeypatch.setattr(UnitBatches, "_draw", lambda self: list(range(self.num_units)))
+    monkeypatch.setattr(UnitBatches, "__len__", lambda self: 2)  # one step of two draws
+    clip = 0.05
+    feats, units = token_features(8), [0, 0, 1, 1, 2, 2, 3, 3]
+
+    def step(feats: list[dict[str, list[int]]], units: list[int]) -> tuple[Any, torch.Tensor]:
+        opt, dp, _ = _one_step(tiny_bert(), feats, units, batch=2, clip=clip, grad_accum=2)
+        assert dp.accountant.history == [(0.0, 1.0, 1)]  # one release at 2·q
+        return opt, torch.cat([p.summed_grad.flatten() for p in opt.params])
+
+    opt, full = step(feats, units)
+    for p in opt.params:  # one row per unit of the step (then an empty part: Opacus' k = 2)
+        assert [part.shape[0] for part in p.grad_sample] == [4, 0]
+    _, neighbour = step(feats[2:], [u - 1 for u in units[2:]])
+    assert (full - neighbour).norm().item() == pytest.approx(clip, rel=1e-4)
 
 
 def _settings(**kw: Any) -> TrainSettings:

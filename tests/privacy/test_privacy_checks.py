@@ -1,34 +1,15 @@
-"""Which privacy settings are refused, and which only warn."""
+"""Which privacy settings only warn (those refused are config rules: tests/test_config_rules.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from fedskip.config import Config
-from fedskip.errors import ConfigError
 from fedskip.privacy.checks import PrivacyWarning, check_privacy_config
 
 
 def _cfg(**kw: object) -> Config:
     return Config.from_mapping({k.replace("_", "-"): v for k, v in kw.items()})
-
-
-@pytest.mark.parametrize(
-    "settings, match",
-    [
-        ({"secagg": True, "layer_strategy": "importance"}, "'layer-strategy': 'importance' cannot"),
-        ({"secagg": True, "secagg_shares": 2}, "'secagg-shares': 2 must be >= 3"),
-        ({"secagg": True, "secagg_shares": 3, "secagg_threshold": 3}, "'secagg-threshold': 3"),
-        ({"secagg": True, "secagg_shares": 5, "secagg_threshold": 1}, "'secagg-threshold': 1"),
-        ({"secagg": True, "dp": "client", "dp_clipping": "adaptive"}, "'dp-clipping'"),
-        ({"secagg": True, "compression": "int8"}, "'compression'"),
-        ({"dp": "sample", "delta": 0.0}, "'delta'"),
-        ({"dp": "client", "clip_norm": 0.0}, "'clip-norm'"),
-    ],
-)
-def test_refused(settings: dict[str, object], match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        check_privacy_config(_cfg(**settings))
 
 
 @pytest.mark.parametrize(

@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 import torch
-from flwr.app import Context, RecordDict
 from local_grid import LocalGrid
 from privacy_helpers import WireGrid
 
 from fedskip.config import Config
 from fedskip.fl.client_app import build_client_app
-from fedskip.fl.privacy import DPSGD_STATE
-from fedskip.fl.secagg_server import run_secagg
+from fedskip.fl.dp import DPSGD_STATE
 from fedskip.fl.server import run_server
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
@@ -111,11 +109,11 @@ def test_client_level_dp_run(tmp_path: Path) -> None:
 
 
 def test_secagg_run_with_dpsgd(tmp_path: Path) -> None:
-    """SecAgg+ combined with sample-level DP-SGD on the clients."""
+    """SecAgg+ combined with sample-level DP-SGD on the clients: the main path's run, whose
+    summary says what ε is per (privacy unit) and how many units each client holds."""
     cfg = _cfg(tmp_path, secagg=True, dp="sample", noise_multiplier=1.0)
     grid = _grid(cfg)
-    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    summary = run_secagg(grid, context, cfg)
+    summary = run_server(grid, cfg)
     rows = _rows(tmp_path)
     assert [r["round"] for r in rows] == [1, 2] and all(r["status"] == "ok" for r in rows)
     assert all(r["replies_ok"] == NODES for r in rows)
@@ -128,6 +126,8 @@ def test_secagg_run_with_dpsgd(tmp_path: Path) -> None:
     assert all(len(rec) == 0 for m in stage2 for rec in m.content.array_records.values())
     assert (summary["dp"], summary["secagg"]) == ("sample", True)
     assert summary["epsilon"] == rows[-1]["epsilon"] > 0
+    assert summary["privacy_unit"] == "patient"
+    assert list(summary["dp_units"]) == ["0", "1", "2"] and min(summary["dp_units"].values()) > 0
     assert (tmp_path / "model" / "config.json").exists()
 
 

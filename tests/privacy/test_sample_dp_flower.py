@@ -20,8 +20,7 @@ from privacy_helpers import (
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
-from fedskip.fl.optimizers import LayerSkipFedAvg
-from fedskip.fl.privacy import (
+from fedskip.fl.dp import (
     DP_STEPS_DONE,
     DPSGD_STATE,
     DPStepsLedger,
@@ -32,6 +31,8 @@ from fedskip.fl.privacy import (
     save_dpsgd,
     with_max_epsilon,
 )
+from fedskip.fl.optimizers import LayerSkipFedAvg
+from fedskip.fl.round_loop import RoundLoop
 from fedskip.privacy.accounting import epsilon_for, noise_multiplier_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.train.engine import TrainSettings, train
@@ -137,8 +138,9 @@ def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
         {"w": Array(np.zeros(SIZE, np.float32)), "u": Array(np.ones(7, np.float32))}
     )
     ended: list[int] = []
+    loop = RoundLoop(strategy)
     with pytest.warns(PrivacyWarning, match="run stopped: privacy budget: one more round"):
-        result = strategy.start(
+        result = loop.start(
             grid=grid,
             initial_arrays=initial,
             num_rounds=3,
@@ -153,13 +155,12 @@ def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
     ]
     assert [list(c.get(DP_STEPS_DONE, [])) for c in train_configs] == [[], [], [5, 5], [5, 5]]
     assert strategy.rounds[2].train_metrics["epsilon"] <= 2.0
-    assert privacy_summary(cfg, [{"epsilon": 1.9}], strategy)["stopped"].startswith(
-        "privacy budget"
-    )
+    summary = privacy_summary(cfg, [{"epsilon": 1.9}], strategy, stopped=loop.stopped)
+    assert summary["stopped"].startswith("privacy budget")
 
 
 def test_ledger_reports_the_weakest_privacy_unit_and_units_per_client() -> None:
-    from fedskip.fl.privacy import privacy_summary
+    from fedskip.fl.dp import privacy_summary
 
     ledger = DPStepsLedger()
     assert ledger.privacy_unit() is None

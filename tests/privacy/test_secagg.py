@@ -1,6 +1,6 @@
-"""SecAgg+ on the legacy path: the server's aggregate equals the plain one within the quantization
-step, and nothing the server receives is one client's update — checked on every message the
-grid carried."""
+"""SecAgg+ as the training exchange of fedskip's main path: the server's aggregate equals the
+plain one within the quantization step, and nothing the server receives is one client's
+update — checked on every message the grid carried."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import Context, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.client import NumPyClient
 from flwr.clientapp import ClientApp
 from flwr.common import bytes_to_ndarray
@@ -18,18 +18,16 @@ from local_grid import LocalGrid
 from privacy_helpers import WireGrid
 
 from fedskip.config import Config
-from fedskip.errors import PrivacyBudgetExceeded
-from fedskip.fl.privacy import DP_STEPS_DONE
+from fedskip.fl import messages as M
+from fedskip.fl.dp import DP_STEPS_DONE, add_privacy, privacy_summary
+from fedskip.fl.optimizers import build_strategy
+from fedskip.fl.round_loop import RoundLoop, plain_exchange
 from fedskip.fl.rounds import RoundPlan
-from fedskip.fl.secagg import TRAIN_KEYS, _keys, _weight, secagg_client_app, secagg_update
-from fedskip.fl.secagg_server import (
-    QUANTIZATION_RANGE,
-    UPDATE_RANGE,
-    SecAggLayerSkip,
-    run_secagg_rounds,
-)
+from fedskip.fl.secagg import TRAIN_KEYS, _keys, _weight, secagg_dispatch_mod, secagg_update
+from fedskip.fl.secagg_server import NO_RESULT, QUANTIZATION_RANGE, UPDATE_RANGE, SecAggExchange
 from fedskip.privacy.accounting import epsilon_for
-from fedskip.privacy.client_dp import ClientDPSettings
+from fedskip.privacy.checks import PrivacyWarning
+from fedskip.privacy.units import unit_code
 
 SHAPES = {"w": (40, 25), "b": (25,), "frozen": (3,)}
 EXAMPLES = {0: 10, 1: 40, 2: 25, 3: 7}
@@ -65,38 +63,82 @@ class DeltaClient(NumPyClient):
         vector = secagg_update(update, _keys(config[TRAIN_KEYS]), self.cfg)
         steps = 5 * int(config["server-round"])  # as a DP-SGD client would report
         metrics = {"num-examples": n, "train-loss": float(self.pid), "client-id": self.pid}
-        return vector, _weight(self.cfg, n), {**metrics, "dp-steps": steps}
+        units = {"dp-unit": float(unit_code("patient")), "dp-units": 3 * self.pid + 2}
+        return vector, _weight(self.cfg, n), {**metrics, "dp-steps": steps, **units}
 
 
-def run(
-    cfg: Config, *, secure: bool = True, rounds: int = 1, fail: int | None = None, **kw: Any
-) -> tuple[SecAggLayerSkip, LocalGrid, list[int]]:
+class Recording(SecAggExchange):
+    """The exchange, keeping (for this test only) what it handed the strategy each round."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.replies: list[list[Message]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Message]:
+        replies = super().__call__(*args, **kwargs)
+        self.replies.append(replies)
+        return replies
+
+
+def client_app(cfg: Config, fail: int | None, *, secure: bool) -> ClientApp:
+    """fedskip's ClientApp layout: identification and (without SecAgg+) training as plain
+    messages, SecAgg+ stages through :func:`secagg_dispatch_mod`."""
+
     def make(context: Context) -> Any:
         return DeltaClient(context, cfg, fail).to_client()
 
-    app = secagg_client_app(make) if secure else ClientApp(client_fn=make)
-    grid = WireGrid(app, len(EXAMPLES), {})
-    grid.set_run(SimpleNamespace(run_id=1))
-    ended: list[int] = []
-    strategy = SecAggLayerSkip(
-        global_state={k: np.zeros(s, np.float32) for k, s in SHAPES.items()},
-        planner=Planner(),
-        cfg=cfg,
-        num_clients=len(EXAMPLES),
-        on_round_end=lambda rnd, arrays, record: ended.append(rnd),
-        **kw,
-    )
-    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    if not secure:  # the same strategy over Flower's plain fit workflow, for comparison
-        from flwr.server import ServerConfig
-        from flwr.server.compat import LegacyContext
-        from flwr.server.workflow import DefaultWorkflow
+    app = ClientApp(mods=[secagg_dispatch_mod(make)] if secure else [])
 
-        legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds), strategy=strategy)
-        DefaultWorkflow()(grid, legacy)
-    else:
-        run_secagg_rounds(grid, context, strategy, rounds)
-    return strategy, grid, ended
+    @app.query("identify")
+    def identify(message: Message, context: Context) -> Message:
+        pid = int(context.node_config["partition-id"])
+        record = M.to_metric_record({"num-examples": EXAMPLES[pid], M.CLIENT_ID: pid})
+        return Message(RecordDict({M.METRICS: record}), reply_to=message)
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:  # the plain path, to compare
+        pid = int(context.node_config["partition-id"])
+        rnd = int(message.content.config_records[M.CONFIG][M.SERVER_ROUND])  # type: ignore[arg-type]
+        received = M.to_numpy(message.content.array_records[M.ARRAYS])
+        update = client_update(pid, rnd)
+        trained = {k: received[k] + update[k] for k in ("w", "b")}
+        metrics = {"num-examples": EXAMPLES[pid], "train-loss": float(pid)}
+        content = RecordDict(
+            {M.ARRAYS: M.to_array_record(trained), M.METRICS: M.to_metric_record(metrics)}
+        )
+        return Message(content, reply_to=message)
+
+    return app
+
+
+def run(
+    cfg: Config,
+    *,
+    secure: bool = True,
+    rounds: int = 1,
+    fail: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[Any, WireGrid, Any]:
+    """``rounds`` of fedskip's strategy for ``cfg`` over SecAgg+ (or plain messages); returns
+    (strategy, grid, loop)."""
+    grid = WireGrid(client_app(cfg, fail, secure=secure), len(EXAMPLES), {})
+    grid.set_run(SimpleNamespace(run_id=1))
+    core = build_strategy(
+        cfg.replace(dp="none"), planner=Planner(), all_keys=list(SHAPES), num_clients=len(EXAMPLES)
+    )
+    strategy = add_privacy(core, cfg, rng=rng)
+    exchange = Recording(cfg, train_keys=core.core.train_keys_of) if secure else plain_exchange
+    loop = RoundLoop(strategy, train_exchange=exchange)
+    ended: list[int] = []
+    initial = M.to_array_record({k: np.zeros(SHAPES[k], np.float32) for k in ("w", "b")})
+    result = loop.start(
+        grid,
+        initial,
+        num_rounds=rounds,
+        on_round_end=lambda rnd, arrays, record: ended.append(rnd),
+    )
+    loop.ended, loop.result = ended, result
+    return strategy, grid, loop
 
 
 def _cfg(**kw: Any) -> Config:
@@ -123,27 +165,30 @@ def _bound(num_clients: int, max_weight: float, weights: list[int], update_range
 
 def test_secagg_mean_equals_plain_mean_and_server_sees_no_single_update() -> None:
     np.random.seed(0)  # SecAgg+'s stochastic rounding uses numpy's global generator
-    strategy, grid, ended = run(_cfg(), rounds=2)
-    plain, plain_grid, _ = run(_cfg(), secure=False, rounds=2)
-    assert ended == [1, 2]
+    strategy, grid, loop = run(_cfg(dp="sample"), rounds=2)
+    _, _, plain = run(_cfg(dp="sample"), secure=False, rounds=2)
+    assert loop.ended == [1, 2]
     everyone = sorted(EXAMPLES)
+    previous = {k: np.zeros(SHAPES[k]) for k in ("w", "b")}
     for rnd, max_weight in ((1, 10_000.0), (2, 40.0)):
         expected = _plain_mean(rnd, everyone)
         bound = _bound(4, max_weight, list(EXAMPLES.values()), UPDATE_RANGE)
-        inputs = strategy.fit_inputs[rnd - 1]
-        assert len(inputs) == 4  # one FitRes per client, each holding ...
-        for arrays in inputs:  # ... the same unmasked mean, not that client's update
-            for got, key in zip(arrays, ("w", "b")):
-                assert np.abs(got - expected[key]).max() <= bound
-        for got, key in zip(plain.fit_inputs[rnd - 1][0], ("w", "b")):
-            np.testing.assert_allclose(got, client_update(min(everyone), rnd)[key], atol=1e-7)
+        replies = loop.train_exchange.replies[rnd - 1]
+        assert len(replies) == 4  # one reply per client, each holding ...
+        for reply in replies:  # ... received + the unmasked mean, not that client's update
+            arrays = M.to_numpy(reply.content.array_records[M.ARRAYS])
+            for key in ("w", "b"):
+                assert np.abs(arrays[key] - previous[key] - expected[key]).max() <= bound
+        previous = M.to_numpy(replies[0].content.array_records[M.ARRAYS])
+    final, plain_final = loop.result.arrays, plain.result.arrays
     np.testing.assert_allclose(
-        strategy.global_state["w"], plain.global_state["w"], atol=2 * _bound(4, 1e4, [82], 1.0)
+        final["w"].numpy(), plain_final["w"].numpy(), atol=2 * _bound(4, 1e4, [82], 1.0)
     )
     _assert_nothing_unmasked(grid)
     assert strategy.dp_ledger.as_list() == [10, 10, 10, 10]
     round2 = [m for m in grid.sent if "fitins.config" in m.content.config_records]
     assert round2[-1].content.config_records["fitins.config"][DP_STEPS_DONE] == "[5, 5, 5, 5]"
+    assert strategy.rounds[2].clients == everyone  # sampled by client id, as on the main path
 
 
 def _assert_nothing_unmasked(grid: LocalGrid) -> None:
@@ -172,38 +217,41 @@ def _assert_nothing_unmasked(grid: LocalGrid) -> None:
 
 def test_secagg_tolerates_a_dropout_within_the_threshold() -> None:
     np.random.seed(1)
-    strategy, grid, _ = run(_cfg(min_replies=2), fail=2)
-    record = strategy.records[1]
+    strategy, _, loop = run(_cfg(min_replies=2), fail=2)
+    record = strategy.rounds[1]
     assert record.replies_ok == 3 and record.replies_rejected == 1
+    assert record.rejections == [f"train reply from client 2 rejected: client error: {NO_RESULT}"]
     survivors = [0, 1, 3]
     expected = _plain_mean(1, survivors)
     bound = _bound(3, 10_000.0, [EXAMPLES[c] for c in survivors], UPDATE_RANGE)
-    assert np.abs(strategy.global_state["w"] - expected["w"]).max() <= bound
-    assert np.abs(strategy.global_state["b"] - expected["b"]).max() <= bound
+    for key in ("w", "b"):
+        assert np.abs(loop.result.arrays[key].numpy() - expected[key]).max() <= bound
 
 
 def test_secagg_with_client_level_dp() -> None:
     """dp=client: clients clip Δ to C before masking (range ±C, weight 1), the server adds
-    N(0, (σC/m)²) to the unmasked mean and accounts one release per round."""
+    N(0, (σC/m)²) to the unmasked mean, accounts one release per round and warns loudly that
+    4 hospitals are too few for client-level DP (as the main path does: it is the main path)."""
     np.random.seed(2)
     cfg = _cfg(dp="client", clip_norm=0.05, noise_multiplier=0.0)
-    strategy, _, _ = run(cfg, client_dp=ClientDPSettings.from_config(cfg))
+    with pytest.warns(PrivacyWarning, match=r"round 1 aggregated 4 client\(s\), fewer than 50"):
+        strategy, _, loop = run(cfg)
     clipped = []
     for c in sorted(EXAMPLES):
         vec = secagg_update(client_update(c, 1), ["w", "b"], cfg)
         assert np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in vec)) == pytest.approx(0.05)
         clipped.append(vec[0].astype(np.float64))
     bound = _bound(4, 1.0, [1, 1, 1, 1], 0.05)
-    assert np.abs(strategy.global_state["w"] - np.mean(clipped, axis=0)).max() <= bound
+    clean = loop.result.arrays["w"].numpy()
+    assert np.abs(clean - np.mean(clipped, axis=0)).max() <= bound
+    summary = privacy_summary(cfg, [], strategy)
+    assert summary["privacy_unit"] == "client" and "fewer than 50" in summary["dp_warning"]
     noisy_cfg = _cfg(dp="client", clip_norm=0.05, noise_multiplier=2.0)
-    noisy, _, _ = run(
-        noisy_cfg,
-        client_dp=ClientDPSettings.from_config(noisy_cfg),
-        rng=np.random.default_rng(5),
-    )
-    noise = (noisy.global_state["w"] - strategy.global_state["w"]).astype(np.float64)
+    with pytest.warns(PrivacyWarning):
+        noisy, _, noisy_loop = run(noisy_cfg, rng=np.random.default_rng(5))
+    noise = (noisy_loop.result.arrays["w"].numpy() - clean).astype(np.float64)
     assert noise.std() == pytest.approx(2.0 * 0.05 / 4, rel=0.1)
-    assert noisy.records[1].train_metrics["epsilon"] == epsilon_for(
+    assert noisy.rounds[1].train_metrics["epsilon"] == epsilon_for(
         noise_multiplier=2.0, sample_rate=1.0, steps=1, delta=1e-5
     )
 
@@ -211,5 +259,19 @@ def test_secagg_with_client_level_dp() -> None:
 def test_secagg_round_beyond_the_budget_is_refused_before_it_starts() -> None:
     np.random.seed(3)
     cfg = _cfg(dp="client", clip_norm=0.05, target_epsilon=3.0, rounds=1)
-    with pytest.raises(PrivacyBudgetExceeded, match="the next round would raise ε"):
-        run(cfg, rounds=2, client_dp=ClientDPSettings.from_config(cfg))
+    with pytest.warns(PrivacyWarning, match="run stopped: privacy budget"):
+        _, grid, loop = run(cfg, rounds=2)
+    assert loop.ended == [1] and "the next round would raise ε" in loop.stopped
+    fit_rounds = {m.content.config_records["fitins.config"]["server-round"] for m in grid.sent
+                  if "fitins.config" in m.content.config_records}  # fmt: skip
+    assert fit_rounds == {1}
+
+
+def test_sample_dp_summary_has_the_unit_and_units_per_client() -> None:
+    """dp=sample under SecAgg+: the clients' privacy units reach the summary (clear-text
+    metrics, recorded by the same wrapper as on the main path)."""
+    np.random.seed(4)
+    strategy, _, _ = run(_cfg(dp="sample"))
+    summary = privacy_summary(_cfg(dp="sample"), [], strategy)
+    assert summary["privacy_unit"] == "patient"
+    assert summary["dp_units"] == {str(c): 3 * c + 2 for c in sorted(EXAMPLES)}

@@ -19,9 +19,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedskip.config import Config, Scalar
-from fedskip.fl import compressed as C
-from fedskip.fl import messages as M
-from fedskip.fl import privacy as P
+from fedskip.fl import wire_compression
 from fedskip.fl.client import (
     ClientResult,
     client_data_from_node_config,
@@ -30,6 +28,18 @@ from fedskip.fl.client import (
     score_round,
     site_config,
     train_round,
+)
+from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
+from fedskip.fl.messages import (
+    ARRAYS,
+    CLIENT_ID,
+    CONFIG,
+    METRICS,
+    PROXIMAL_MU,
+    SERVER_ROUND,
+    TRAIN_LAYERS,
+    to_array_record,
+    to_metric_record,
 )
 from fedskip.fl.secagg import secagg_dispatch_mod
 from fedskip.fl.simulation import attach_worker_log
@@ -53,10 +63,10 @@ def _setup(context: Context) -> tuple[Any, Any]:
 
 def _reply(message: Message, result: ClientResult, *, with_arrays: bool) -> Message:
     content = RecordDict(
-        {M.METRICS: M.to_metric_record({NUM_EXAMPLES: result.num_examples, **result.metrics})}
+        {METRICS: to_metric_record({NUM_EXAMPLES: result.num_examples, **result.metrics})}
     )
     if with_arrays:
-        content[M.ARRAYS] = M.to_array_record(result.state)
+        content[ARRAYS] = to_array_record(result.state)
     return Message(content, reply_to=message)
 
 
@@ -74,34 +84,36 @@ def _guarded(stage: str, fn: Handler) -> Handler:
 def train(message: Message, context: Context) -> Message:
     """Train the sent tensors on local data; reply with the trained tensors and metrics."""
     runtime, data = _setup(context)
-    config = message.content.config_records[M.CONFIG]
+    config: dict[str, Any] = dict(message.content.config_records[CONFIG])
     received = _received(message, runtime)
-    steps = P.known_dp_steps(config, data.client_id)  # type: ignore[arg-type]  # [privacy]
-    dp = P.dpsgd_for(context, runtime.cfg, known_steps=steps)  # accountant from Context.state
+    steps = known_dp_steps(config, data.client_id)  # [privacy]
+    dp = dpsgd_for(context, runtime.cfg, known_steps=steps)  # accountant from Context.state
     result = train_round(
         runtime,
         data,
         received,
-        layers=[int(i) for i in config.get(M.TRAIN_LAYERS, [])],  # type: ignore[union-attr]
-        server_round=int(config[M.SERVER_ROUND]),  # type: ignore[arg-type]
-        proximal_mu=float(config.get(M.PROXIMAL_MU, 0.0)),  # type: ignore[arg-type]
+        layers=[int(i) for i in config.get(TRAIN_LAYERS, [])],
+        server_round=int(config[SERVER_ROUND]),
+        proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
         privacy=dp,
     )
     if dp is not None:  # [privacy] keep composing next round; report ε
-        P.save_dpsgd(context, dp)
-        result.metrics.update(P.dpsgd_metrics(dp))
+        save_dpsgd(context, dp)
+        result.metrics.update(dpsgd_metrics(dp))
     reply = _reply(message, result, with_arrays=True)
-    if C.enabled(runtime.cfg.compression):  # [compression] delta with error feedback instead
+    scheme = runtime.cfg.compression
+    if wire_compression.enabled(scheme):  # delta with error feedback instead
         sent = {k: received[k] for k in result.state}
-        arrays = C.encode_reply(result.state, sent, runtime.cfg.compression, context.state)
-        reply.content[M.ARRAYS] = arrays
+        reply.content[ARRAYS] = wire_compression.encode_reply(
+            result.state, sent, scheme, context.state
+        )
     return reply
 
 
 def _received(message: Message, runtime: Any) -> dict[str, Any]:
     """The global tensors sent (decoded against the local base model when compressed)."""
-    record = message.content.array_records[M.ARRAYS]
-    return C.received_tensors(record, runtime.base.model, runtime.cfg.compression)
+    record = message.content.array_records[ARRAYS]
+    return wire_compression.received_tensors(record, runtime.base.model, runtime.cfg.compression)
 
 
 def evaluate(message: Message, context: Context) -> Message:
@@ -114,7 +126,7 @@ def evaluate(message: Message, context: Context) -> Message:
 def identify(message: Message, context: Context) -> Message:
     """Reply with this node's client id (its partition index); loads no model."""
     runtime, data = _setup(context)
-    result = ClientResult(max(1, len(data.train_docs)), {M.CLIENT_ID: data.client_id})
+    result = ClientResult(max(1, len(data.train_docs)), {CLIENT_ID: data.client_id})
     return _reply(message, result, with_arrays=False)
 
 

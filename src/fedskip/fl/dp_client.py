@@ -1,12 +1,13 @@
-"""Client-level DP (DP-FedAvg) inside fedskip's layer-skipping strategy, on partial states.
+"""Client-level DP (DP-FedAvg) around fedskip's layer-skipping strategy, on partial states.
 
-:class:`ClientDPMixin` puts Flower's DP-FedAvg mechanism (``DifferentialPrivacyServerSide-
-FixedClipping`` / ``...ClientSideFixedClipping`` / ``...ServerSideAdaptiveClipping``) into the
-strategy, over the tensors that actually travel: updates are taken against the global tensors of
-the same name (a reply holds only the selected layers), clipped as one vector, averaged without
-example weights, and the noise lands only on the tensors trained this round. Flower's wrapper
-classes cannot wrap fedskip's strategy as objects (they replace its round loop, which identifies
-clients and resumes); the mechanism and its parameters are the same. ε per round comes from an RDP
+:class:`ClientDPStrategy` wraps a fedskip strategy as Flower's DP-FedAvg wrappers
+(``DifferentialPrivacyServerSideFixedClipping`` / ``...ClientSideFixedClipping`` /
+``...ServerSideAdaptiveClipping``) wrap a Flower one, with the same mechanism and parameters, over
+the tensors that actually travel: updates are taken against the global tensors of the same name
+(a reply holds only the selected layers), clipped as one vector, averaged without example
+weights, and the noise lands only on the tensors trained this round — on the mean, before a
+server optimizer (FedAdam / FedYogi) steps. Flower's wrappers themselves cannot be used: they
+clip whole replies by position against the whole model. ε per round comes from an RDP
 accountant at q = fraction-train, kept in the strategy checkpoint. :func:`clip_update_mod` is the
 client-side clipping mod for partial states (Flower's ``fixedclipping_mod`` requires the reply to
 carry exactly the tensors it was sent, which layer skipping does not).
@@ -33,10 +34,12 @@ from flwr.app import (
 )
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
-from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from fedskip.errors import PrivacyBudgetExceeded
 from fedskip.fl.dp_sample import EPSILON
+from fedskip.fl.flower_compat import KEY_CLIPPING_NORM
+from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
+from fedskip.fl.strategy_wrapper import StrategyWrapper
 from fedskip.privacy.accounting import PrivacyAccountant
 from fedskip.privacy.checks import warn_loudly
 from fedskip.privacy.client_dp import (
@@ -95,34 +98,37 @@ def clip_update_mod(
 def _find_clip_norm(content: RecordDict) -> float | None:
     for record in content.config_records.values():
         if KEY_CLIPPING_NORM in record:
-            return float(record[KEY_CLIPPING_NORM])  # type: ignore[arg-type]
+            value = record[KEY_CLIPPING_NORM]
+            if isinstance(value, (int, float)):
+                return float(value)
     return None
 
 
-class ClientDPMixin:
-    """DP-FedAvg inside a :class:`fedskip.fl.strategy.LayerSkipMixin` strategy (module doc).
+class ClientDPStrategy(StrategyWrapper):
+    """DP-FedAvg around a fedskip strategy (module doc), as an :class:`UpdateRule` handed to
+    the wrapped strategy's aggregation: each accepted update is clipped (or checked) and weighs
+    1, and the mean gets the Gaussian noise before the server step.
 
     ``side="server"``: the server clips each reply's update (Flower's server-side wrappers);
     ``side="client"``: clients clip (:func:`clip_update_mod`, or before SecAgg+ masking) and the
-    server rejects a reply whose update exceeds the clip norm.
+    server rejects a reply whose update exceeds the clip norm. ``target_epsilon`` > 0: refuse a
+    round that would take ε past it.
     """
 
-    _global: ArrayRecord
-    rounds: dict[int, Any]
-
-    def setup_client_dp(
+    def __init__(
         self,
+        strategy: LayerSkipStrategy | StrategyWrapper,
         settings: ClientDPSettings,
         *,
         side: str = "server",
         rng: np.random.Generator | None = None,
         target_epsilon: float = 0.0,
     ) -> None:
-        """``target_epsilon`` > 0: refuse a round that would take ε past it."""
         if side not in ("server", "client"):
             raise ValueError(f"clipping side {side!r} is not server or client")
         if settings.adaptive and side == "client":
             raise ValueError("adaptive clipping is server-side only in fedskip")
+        super().__init__(strategy)
         self.dp = settings
         self.dp_side = side
         self.dp_clip = settings.clip_norm
@@ -133,7 +139,7 @@ class ClientDPMixin:
         self._dp_accepted = 0
         self.dp_warning = ""
 
-    # -- round hooks (each calls the layer-skipping strategy underneath)
+    # -- round hooks (each calls the wrapped strategy)
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
@@ -141,31 +147,26 @@ class ClientDPMixin:
         if self.dp_side == "client":
             config[KEY_CLIPPING_NORM] = float(self.dp_clip)
         self._dp_unclipped = self._dp_accepted = 0
-        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+        return super().configure_train(server_round, arrays, config, grid)
 
-    def _check_train_reply(self, reply: Message) -> tuple[dict[str, np.ndarray], int, str]:
-        arrays, weight, reason = super()._check_train_reply(reply)  # type: ignore[misc]
-        if reason:
-            return arrays, weight, reason
-        reference = {k: self._global[k].numpy() for k in arrays}
+    def admit(
+        self, arrays: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float | None, str]:
+        """Clip (server side) or check (client side) one validated update; weight 1."""
         norm = update_norm(update_of(arrays, reference))
         if self.dp_side == "client":
             if norm > self.dp_clip * (1 + CLIP_TOLERANCE):
-                return (
-                    {},
-                    0,
-                    f"update norm {norm:.6g} exceeds clip-norm {self.dp_clip:.6g} (dp=client)",
-                )
+                reason = f"update norm {norm:.6g} exceeds clip-norm {self.dp_clip:.6g} (dp=client)"
+                return {}, None, reason
             clipped = arrays
         else:
             clipped, _ = clip_to_global(arrays, reference, self.dp_clip)
         self._dp_unclipped += int(norm <= self.dp_clip)
         self._dp_accepted += 1
-        return clipped, 1, ""  # DP-FedAvg: unweighted mean, so one client moves it by ≤ C/m
+        return clipped, 1.0, ""  # DP-FedAvg: unweighted mean, so one client moves it by ≤ C/m
 
-    def server_step(
-        self, server_round: int, previous: dict[str, np.ndarray], average: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
+    def release(self, server_round: int, average: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The mean plus N(0, (σC/m)²) on every tensor trained this round."""
         sigma = self._update_sigma(self._dp_accepted)
         std = noise_std(sigma, self.dp_clip, self._dp_accepted)
         log.info(
@@ -174,13 +175,14 @@ class ClientDPMixin:
             std,
             len(average),
         )
-        noised = add_noise(average, std, self.dp_rng)
-        return super().server_step(server_round, previous, noised)  # type: ignore[misc]
+        return add_noise(average, std, self.dp_rng)
 
     def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
+        self, server_round: int, replies: Iterable[Message], *, rule: UpdateRule | None = None
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
+        if rule is not None:
+            raise ValueError("client-level DP cannot be combined with another update rule")
+        arrays, metrics = super().aggregate_train(server_round, replies, rule=self)
         if arrays is None:  # nothing released this round: nothing to account
             return arrays, metrics
         self.dp_accountant.step(
@@ -197,9 +199,7 @@ class ClientDPMixin:
         released = {CLIP_NORM: used_clip, DP_CLIENTS: float(self._dp_accepted),
                     **({EPSILON: eps} if math.isfinite(eps) else {})}  # fmt: skip
         metrics.update(released)
-        record = self.rounds.get(server_round)
-        if record is not None:
-            record.train_metrics.update(released)
+        self.record(server_round).train_metrics.update(released)
         return arrays, metrics
 
     # -- helpers
@@ -241,7 +241,7 @@ class ClientDPMixin:
 
     # -- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()  # type: ignore[misc]
+        state = super().state_dict()
         state["client_dp"] = {
             "accountant": self.dp_accountant.state_dict(),
             "clip_norm": self.dp_clip,
@@ -249,7 +249,7 @@ class ClientDPMixin:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)  # type: ignore[misc]
+        super().load_state_dict(state)
         saved = state.get("client_dp")
         if saved:
             self.dp_accountant.load_state_dict(saved["accountant"])

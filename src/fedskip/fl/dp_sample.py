@@ -26,10 +26,12 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from fedskip.errors import PrivacyBudgetExceeded
-from fedskip.fl import messages as M
+from fedskip.fl.flower_compat import aggregate_metricrecords
+from fedskip.fl.messages import metric_dict
+from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
+from fedskip.fl.strategy_wrapper import StrategyWrapper
 from fedskip.privacy.accounting import epsilon_for
 from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
 from fedskip.privacy.units import RESOLVED_UNITS, unit_code, unit_name
@@ -69,7 +71,7 @@ def dpsgd_for(context: Context, cfg: Any, *, known_steps: int = 0) -> DPSGD | No
 
 def save_dpsgd(context: Context, dp: DPSGD) -> None:
     """Store the accountant (and σ plan) in ``context.state`` for the node's next round."""
-    context.state.config_records[DPSGD_STATE] = ConfigRecord(dp.state_dict())  # type: ignore[arg-type]
+    context.state.config_records[DPSGD_STATE] = ConfigRecord(dp.state_dict())
 
 
 def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
@@ -164,15 +166,24 @@ class DPStepsLedger:
         self.unit_kinds = {int(k): str(v) for k, v in state.get("unit_kinds", {}).items()}
 
 
-class SampleDPMixin:
-    """``dp=sample`` on the server: ε of a round is the max over clients (train metrics), the
-    clients' reported DP-SGD steps travel back in the train config (:data:`DP_STEPS_DONE`), and
-    a round that would take a known client past ``target-epsilon`` is refused before it starts."""
+class SampleDPStrategy(StrategyWrapper):
+    """``dp=sample`` on the server, wrapping a fedskip strategy: ε of a round is the max over
+    clients (train metrics), the clients' reported DP-SGD steps travel back in the train config
+    (:data:`DP_STEPS_DONE`), and a round that would take a known client past ``target-epsilon``
+    is refused before it starts."""
 
-    def setup_sample_dp(self, *, target_epsilon: float = 0.0, delta: float = 1e-5) -> None:
+    def __init__(
+        self,
+        strategy: LayerSkipStrategy | StrategyWrapper,
+        *,
+        target_epsilon: float = 0.0,
+        delta: float = 1e-5,
+    ) -> None:
+        super().__init__(strategy)
         self.dp_ledger = DPStepsLedger()
         self.dp_target_epsilon, self.dp_delta = target_epsilon, delta
-        self.train_metrics_aggr_fn = with_max_epsilon(self.train_metrics_aggr_fn)  # type: ignore[has-type]
+        core = self.core  # ε is a max over the accepted replies, not a weighted mean
+        core.train_metrics_aggr_fn = with_max_epsilon(core.train_metrics_aggr_fn)
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -181,25 +192,25 @@ class SampleDPMixin:
             self.dp_ledger.check_next_round(self.dp_target_epsilon, self.dp_delta)
         if self.dp_ledger.steps:
             config[DP_STEPS_DONE] = self.dp_ledger.as_list()
-        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+        return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
+        self, server_round: int, replies: Iterable[Message], *, rule: UpdateRule | None = None
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         for reply in replies:  # rejected replies too: their steps were spent all the same
             if reply.has_content():
-                client = self._client(reply.metadata.src_node_id)  # type: ignore[attr-defined]
-                self.dp_ledger.record(client, M.metric_dict(reply.content))
-        return super().aggregate_train(server_round, replies)  # type: ignore[misc]
+                client = self.client_of(reply.metadata.src_node_id)
+                self.dp_ledger.record(client, metric_dict(reply.content))
+        return super().aggregate_train(server_round, replies, rule=rule)
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()  # type: ignore[misc]
+        state = super().state_dict()
         state["sample_dp"] = self.dp_ledger.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)  # type: ignore[misc]
+        super().load_state_dict(state)
         self.dp_ledger.load_state_dict(state.get("sample_dp", {}))
 
 
@@ -211,10 +222,10 @@ def with_max_epsilon(aggregate: MetricsAggregator | None = None) -> MetricsAggre
     def aggregate_with_max(records: list[RecordDict], weighting_key: str) -> MetricRecord:
         metrics = inner(records, weighting_key)
         values = [
-            float(record[EPSILON])  # type: ignore[arg-type]
+            float(value)
             for content in records
             for record in content.metric_records.values()
-            if EPSILON in record
+            if isinstance(value := record.get(EPSILON), (int, float))
         ]
         if values:
             metrics[EPSILON] = max(values)

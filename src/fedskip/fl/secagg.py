@@ -8,19 +8,20 @@ collude with it. ``num-examples`` and the train metrics still travel in clear (F
 Up to ``secagg-shares − secagg-threshold`` neighbours of a client may drop out: their masks are
 reconstructed from the shares the others hold.
 
-Flower 1.42 offers SecAgg+ only on its legacy path, so this module runs one: a ``LegacyContext``
-with ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))`` and a ``flwr.server.strategy``
-FedAvg subclass on the server; a ``NumPyClient`` behind ``secaggplus_mod`` on the client. The
-work is fedskip's core (:mod:`fedskip.fl.client`: the same training engine, DP-SGD hook and
-layer plan). What travels is fixed per round and identical for all clients, as SecAgg+ needs:
+Flower 1.42 offers SecAgg+ only on its legacy path, so the training exchange of each round runs
+Flower's ``SecAggPlusWorkflow`` (:mod:`fedskip.fl.secagg_server`; the rest of the run is the
+main path) and, on the client, a ``NumPyClient`` behind ``secaggplus_mod``. The work is
+fedskip's core (:mod:`fedskip.fl.client`: the same training engine, DP-SGD hook and layer plan).
+Identification and federated evaluation are plain messages, handled by the normal ClientApp
+handlers. What travels is fixed per round and identical for all clients, as SecAgg+ needs:
 
 - instruction: the payload tensors (trained + changed-before) in the order named by the config
   key ``fedskip.payload-keys``; ``fedskip.train-keys`` names the tensors trained this round;
 - reply (masked): Δ = trained − received for exactly ``fedskip.train-keys``, in that order.
 
 So layer selection must be the same for every client in a round (top, bottom, interleaved,
-explicit, rotating); ``importance`` (client-scored) is refused by
-:func:`fedskip.privacy.checks.check_privacy_config`. Updates, not weights, are masked because
+explicit, rotating); ``importance`` (client-scored) is refused by the config
+(:data:`fedskip.config.SECAGG_STRATEGIES`). Updates, not weights, are masked because
 SecAgg+ quantizes within ±``clipping_range``: Δ is small, so it stays precise. With
 ``dp=client`` clients clip Δ to C before masking (so the range is C, nothing is cut) and weigh
 1; the server adds the Gaussian noise to the unmasked mean.
@@ -41,11 +42,15 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from fedskip.fl import messages as M
-from fedskip.fl.validation import NUM_EXAMPLES
-from fedskip.privacy.client_dp import (
-    clip_update,
+from fedskip.fl.messages import (
+    CLIENT_ID,
+    PROXIMAL_MU,
+    SERVER_ROUND,
+    TRAIN_LAYERS,
+    numeric_metrics,
 )
+from fedskip.fl.validation import NUM_EXAMPLES
+from fedskip.privacy.client_dp import clip_update
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,8 @@ def _keys(text: Any) -> list[str]:
 
 # ---------------------------------------------------------------------- client
 class SecAggClient(NumPyClient):
-    """Trains with fedskip's core and returns the masked-ready update of the train keys."""
+    """Trains with fedskip's core and returns the masked-ready update of the train keys
+    (evaluation is a plain message: :mod:`fedskip.fl.client_app`)."""
 
     def __init__(self, context: Context) -> None:
         from fedskip.config import Config
@@ -74,7 +80,7 @@ class SecAggClient(NumPyClient):
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         from fedskip.fl.client import train_round
-        from fedskip.fl.privacy import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
+        from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
 
         payload, train_keys = _keys(config[PAYLOAD_KEYS]), _keys(config[TRAIN_KEYS])
         received = {
@@ -88,14 +94,14 @@ class SecAggClient(NumPyClient):
             self.runtime,
             self.data,
             received,
-            layers=[int(i) for i in json.loads(str(config[M.TRAIN_LAYERS]))],
-            server_round=int(config[M.SERVER_ROUND]),
-            proximal_mu=float(config.get(M.PROXIMAL_MU, 0.0)),
+            layers=[int(i) for i in json.loads(str(config[TRAIN_LAYERS]))],
+            server_round=int(config[SERVER_ROUND]),
+            proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
             privacy=dp,
         )
         metrics = {
             NUM_EXAMPLES: result.num_examples,
-            M.CLIENT_ID: self.data.client_id,
+            CLIENT_ID: self.data.client_id,
             **result.metrics,
         }
         if dp is not None:
@@ -105,23 +111,7 @@ class SecAggClient(NumPyClient):
         return (
             secagg_update(update, train_keys, self.cfg),
             _weight(self.cfg, result.num_examples),
-            M.numeric_metrics(metrics),
-        )
-
-    def evaluate(
-        self, parameters: list[np.ndarray], config: dict[str, Any]
-    ) -> tuple[float, int, dict[str, Any]]:
-        from fedskip.fl.client import evaluate_round
-
-        received = {
-            k: torch.from_numpy(np.array(p, np.float32))
-            for k, p in zip(_keys(config[PAYLOAD_KEYS]), parameters, strict=True)
-        }
-        result = evaluate_round(self.runtime, self.data, received)
-        return (
-            float(result.metrics.get("loss", 0.0)),
-            result.num_examples,
-            M.numeric_metrics(result.metrics),
+            numeric_metrics(metrics),
         )
 
 

@@ -1,18 +1,27 @@
-"""Server side of the SecAgg+ path (see :mod:`fedskip.fl.secagg` for the protocol and what it
-protects): a legacy ``flwr.server.strategy.FedAvg`` over partial states by name, Flower's
-``SecAggPlusWorkflow`` inside ``DefaultWorkflow``, and the run driver that writes fedskip's run
-directory (rows, checkpoints, summary) like the message-API server.
+"""Server side of SecAgg+ (see :mod:`fedskip.fl.secagg` for the protocol and what it protects):
+the training exchange of a round, on the main path.
+
+A SecAgg+ run is a normal fedskip run (:func:`fedskip.fl.server.run_server`): the same
+strategy plans the round and samples clients by client id, the same wrappers add DP, the same
+round records, checkpoints and summary are written. Only the training exchange differs:
+:class:`SecAggExchange` takes the round's train instructions, runs Flower's
+``SecAggPlusWorkflow`` (legacy path, the only one with SecAgg+ in flwr 1.42) for those nodes, and
+hands the strategy one reply per client that finished the protocol — each holding the received
+tensors plus the unmasked *mean* update (the server never sees one client's update) and that
+client's clear-text metrics. A sampled client without a result gets an error reply, so the
+strategy records it as rejected. Federated evaluation and client identification use plain
+messages.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, Context
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.common import (
     EvaluateIns,
     EvaluateRes,
@@ -22,26 +31,21 @@ from flwr.common import (
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
+from flwr.common.constant import ErrorCode
 from flwr.server import ServerConfig
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.compat import LegacyContext
-from flwr.server.strategy import FedAvg
-from flwr.server.strategy.aggregate import aggregate
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
-from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
-from flwr.server.workflow.default_workflows import default_evaluate_workflow
+from flwr.server.compat.grid_client_proxy import GridClientProxy
+from flwr.server.strategy import Strategy as LegacyStrategy
+from flwr.server.workflow import SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.serverapp import Grid
 
-from fedskip.errors import PrivacyBudgetExceeded
-from fedskip.fl import messages as M
-from fedskip.fl.privacy import DP_STEPS_DONE, DPStepsLedger
-from fedskip.fl.rounds import Planner, RoundRecord, sample_clients
+from fedskip.fl.messages import ARRAYS, CONFIG, METRICS, SERVER_ROUND, to_metric_record
+from fedskip.fl.round_loop import ReplyCallback
 from fedskip.fl.secagg import PAYLOAD_KEYS, TRAIN_KEYS
 from fedskip.fl.validation import NUM_EXAMPLES
-from fedskip.privacy.accounting import PrivacyAccountant
-from fedskip.privacy.checks import warn_loudly
-from fedskip.privacy.client_dp import ClientDPSettings, add_noise, noise_std, secret_rng
 
 log = logging.getLogger(__name__)
 
@@ -53,305 +57,139 @@ MODULUS_RANGE = 2**32
 FIRST_MAX_WEIGHT = 10_000.0
 """SecAgg+'s bound on a client's weight (examples) before any ``num-examples`` was seen; later
 rounds use the largest count seen (public: it travels in clear)."""
+NO_RESULT = "no SecAgg+ result (the client dropped out, or the protocol halted)"
 
-RoundEnd = Callable[[int, ArrayRecord, RoundRecord], None]
-ServerEval = Callable[[int, ArrayRecord], Any]
+TrainKeys = Callable[[int], list[str]]
 
 
-class SecAggLayerSkip(FedAvg):
-    """Legacy FedAvg over the SecAgg+ mean of the selected layers' updates.
+class SecAggExchange:
+    """The training exchange of a round under SecAgg+ (module docstring); a
+    :data:`fedskip.fl.round_loop.Exchange`.
 
-    Keeps the global state of every candidate tensor by name; each round sends the planned
-    payload and adds the unmasked mean update (plus client-level DP noise) to the train keys.
-    ``aggregate_fit`` receives, for every client, the *same* parameters: the unmasked mean.
+    ``train_keys(node_id)``: the tensors that node trains this round, in a fixed order (the
+    strategy's plan); the masked vector is their update Δ = trained − received.
     """
 
-    def __init__(
-        self,
-        *,
-        global_state: dict[str, np.ndarray],
-        planner: Planner,
-        cfg: Any,
-        num_clients: int,
-        first_round: int = 1,
-        touched: Iterable[str] = (),
-        client_dp: ClientDPSettings | None = None,
-        rng: np.random.Generator | None = None,
-        evaluate_fn: ServerEval | None = None,
-        on_round_end: RoundEnd | None = None,
-    ) -> None:
-        super().__init__(
-            fraction_fit=cfg.fraction_train,
-            fraction_evaluate=1.0 if cfg.eval_clients else 0.0,
-            min_fit_clients=max(2, cfg.min_replies),
-            min_evaluate_clients=1,
-            min_available_clients=num_clients,
+    def __init__(self, cfg: Any, *, train_keys: TrainKeys) -> None:
+        self.cfg = cfg
+        self.train_keys = train_keys
+        client_dp = cfg.dp == "client"
+        self.update_range = float(cfg.clip_norm) if client_dp else UPDATE_RANGE
+        self.max_weight = 1.0 if client_dp else FIRST_MAX_WEIGHT
+
+    def __call__(
+        self, grid: Grid, messages: list[Message], timeout: float | None, report: ReplyCallback
+    ) -> list[Message]:
+        """Run SecAgg+ for ``messages`` (one round's train instructions); ``report(done, sent)``
+        hears the progress."""
+        instructions = {m.metadata.dst_node_id: m for m in messages}
+        report(0, len(instructions))
+        if not instructions:
+            return []
+        server_round = next(iter(instructions.values())).content.config_records[CONFIG][
+            SERVER_ROUND
+        ]
+        if not isinstance(server_round, int):
+            raise TypeError(f"train instruction without an integer {SERVER_ROUND!r}")
+        legacy = _OneRound({n: self._fit_ins(n, m) for n, m in instructions.items()}, grid)
+        self._workflow(timeout)(grid, _legacy_context(legacy, server_round))
+        replies = [self._reply(instructions[n], res) for n, res in legacy.results.items()]
+        replies += [
+            Message(Error(code=ErrorCode.UNKNOWN, reason=NO_RESULT), reply_to=instructions[n])
+            for n in instructions
+            if n not in legacy.results
+        ]
+        if legacy.results and self.cfg.dp != "client":
+            self.max_weight = float(max(max(r.num_examples for r in legacy.results.values()), 1))
+        report(len(legacy.results), len(instructions))
+        return replies
+
+    def _workflow(self, timeout: float | None) -> SecAggPlusWorkflow:
+        return SecAggPlusWorkflow(
+            num_shares=self.cfg.secagg_shares,
+            reconstruction_threshold=self.cfg.secagg_threshold,
+            max_weight=self.max_weight,
+            clipping_range=self.update_range,
+            quantization_range=QUANTIZATION_RANGE,
+            modulus_range=MODULUS_RANGE,
+            timeout=timeout,
         )
-        self.global_state = {k: np.asarray(v, np.float32) for k, v in global_state.items()}
-        self.planner, self.cfg, self.offset = planner, cfg, first_round - 1
-        self.touched = set(touched)
-        self.client_dp = client_dp
-        self.dp_accountant = PrivacyAccountant()
-        self.rng = rng if rng is not None else secret_rng()
-        self.server_eval_fn, self.on_round_end = evaluate_fn, on_round_end
-        self.max_weight = 1.0 if client_dp is not None else FIRST_MAX_WEIGHT
-        self.records: dict[int, RoundRecord] = {}
-        self.dp_ledger = DPStepsLedger()  # dp=sample: clients' DP-SGD steps, by client id
-        self.privacy_stop = ""  # why the budget ended the run early (summary.json "stopped")
-        self._train_keys: list[str] = []
-        self.fit_inputs: list[list[list[np.ndarray]]] = []  # per round: what aggregate_fit got
 
-    def round_of(self, server_round: int) -> int:
-        return self.offset + server_round
+    def _fit_ins(self, node: int, instruction: Message) -> FitIns:
+        """The legacy form of a train instruction: the payload tensors in order, their names
+        and the train keys in the config (lists as JSON text: legacy configs hold scalars)."""
+        payload = instruction.content.array_records[ARRAYS]
+        config: dict[str, Any] = {
+            key: json.dumps(value) if isinstance(value, list) else value
+            for key, value in instruction.content.config_records[CONFIG].items()
+        }
+        config[PAYLOAD_KEYS] = "\n".join(payload)
+        config[TRAIN_KEYS] = "\n".join(self.train_keys(node))
+        return FitIns(ndarrays_to_parameters([a.numpy() for a in payload.values()]), config)
 
-    def arrays(self) -> ArrayRecord:
-        return M.to_array_record(self.global_state)
+    def _reply(self, instruction: Message, res: FitRes) -> Message:
+        """What the strategy aggregates for one client: received + mean Δ, its metrics."""
+        received = instruction.content.array_records[ARRAYS]
+        keys = self.train_keys(instruction.metadata.dst_node_id)
+        mean = parameters_to_ndarrays(res.parameters)
+        arrays = ArrayRecord(
+            {
+                k: Array((received[k].numpy() + delta).astype(np.float32))
+                for k, delta in zip(keys, mean, strict=True)
+            }
+        )
+        metrics = to_metric_record({NUM_EXAMPLES: res.num_examples, **res.metrics})
+        content = RecordDict({ARRAYS: arrays, METRICS: metrics})
+        return Message(content, reply_to=instruction)
+
+
+def _legacy_context(strategy: LegacyStrategy, server_round: int) -> LegacyContext:
+    """A one-round LegacyContext for ``SecAggPlusWorkflow`` (the round it reads, no model:
+    the tensors travel in the instructions)."""
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    legacy = LegacyContext(context, config=ServerConfig(num_rounds=1), strategy=strategy)
+    legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord(
+        {Key.CURRENT_ROUND: server_round}
+    )
+    legacy.state.array_records[MAIN_PARAMS_RECORD] = ArrayRecord()
+    return legacy
+
+
+class _OneRound(LegacyStrategy):
+    """The legacy strategy SecAgg+ drives for one round: hands out the prepared instructions
+    and keeps what ``aggregate_fit`` receives (each result holds the unmasked mean)."""
+
+    def __init__(self, fit_ins: dict[int, FitIns], grid: Grid) -> None:
+        self.fit_ins = fit_ins
+        self.proxies = {n: GridClientProxy(n, grid, run_id=0) for n in fit_ins}
+        self.results: dict[int, FitRes] = {}
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
-        return ndarrays_to_parameters([])  # the state lives here, by name; nothing to ask clients
-
-    def _sample(
-        self, client_manager: ClientManager, fraction: float, rnd: int, purpose: str
-    ) -> list[ClientProxy]:
-        client_manager.num_available()  # registers the grid's nodes now (else every 5 s)
-        client_manager.wait_for(self.min_available_clients, timeout=300)
-        proxies = {int(p.node_id): p for p in client_manager.all().values()}
-        minimum = self.min_fit_clients if purpose == "train" else self.min_evaluate_clients
-        chosen = sample_clients(
-            list(proxies), fraction, minimum, seed=self.cfg.seed, server_round=rnd, purpose=purpose
-        )
-        return [proxies[n] for n in chosen]
-
-    def _payload(self, train_keys: Iterable[str]) -> list[str]:
-        wanted = self.touched | set(train_keys)
-        return [k for k in self.global_state if k in wanted]
+        return None
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        rnd = self.round_of(server_round)
-        self._check_budget()
-        plan = self.planner.plan(rnd, None)
-        self._train_keys = list(plan.train_keys)
-        payload = self._payload(self._train_keys)
-        config: dict[str, Any] = {
-            M.SERVER_ROUND: rnd,
-            M.TRAIN_LAYERS: json.dumps(list(plan.layers)),
-            PAYLOAD_KEYS: "\n".join(payload),
-            TRAIN_KEYS: "\n".join(self._train_keys),
-        }
-        if self.cfg.method == "fedprox":
-            config[M.PROXIMAL_MU] = float(self.cfg.proximal_mu)
-        if self.dp_ledger.steps:
-            config[DP_STEPS_DONE] = json.dumps(self.dp_ledger.as_list())
-        fit_ins = FitIns(ndarrays_to_parameters([self.global_state[k] for k in payload]), config)
-        clients = self._sample(client_manager, self.fraction_fit, rnd, "train")
-        record = self.records.setdefault(rnd, RoundRecord(round=rnd))
-        record.layers, record.clients = list(plan.layers), [int(c.node_id) for c in clients]
-        record.bytes_down += len(clients) * sum(self.global_state[k].nbytes for k in payload)
-        return [(client, fit_ins) for client in clients]
+        return [(self.proxies[n], ins) for n, ins in self.fit_ins.items()]
 
     def aggregate_fit(
         self, server_round: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Any]
     ) -> tuple[Parameters | None, dict[str, Any]]:
-        rnd = self.round_of(server_round)
-        record = self.records.setdefault(rnd, RoundRecord(round=rnd))
-        # (SecAgg+ lists a dropped client's error once per stage it missed: count clients)
-        record.replies_ok = len(results)
-        record.replies_rejected = max(len(record.clients) - len(results), 0)
-        record.rejections = sorted({f"client failure: {f}" for f in failures})
-        if len(results) < max(2, self.cfg.min_replies):
-            record.failed = True
-            record.failure = (
-                f"{len(results)} SecAgg+ replies, fewer than needed; the global model is unchanged"
-            )
-            return None, {}
-        for _, res in results:
-            if M.CLIENT_ID in res.metrics:
-                self.dp_ledger.record(int(res.metrics[M.CLIENT_ID]), res.metrics)  # type: ignore[arg-type]
-        given = [(parameters_to_ndarrays(res.parameters), res.num_examples) for _, res in results]
-        self.fit_inputs.append([arrays for arrays, _ in given])
-        # Under SecAgg+ every result holds the same unmasked mean, so this returns it; without
-        # SecAgg+ (the plain path, for comparison) it is FedAvg's weighted mean of the updates.
-        mean = aggregate(given)
-        update = dict(zip(self._train_keys, mean, strict=True))
-        metrics = self._metrics(results)
-        if self.client_dp is not None:
-            update = add_noise(
-                update,
-                noise_std(self.client_dp.noise_multiplier, self.client_dp.clip_norm, len(results)),
-                self.rng,
-            )
-            self.dp_accountant.step(
-                noise_multiplier=self.client_dp.noise_multiplier,
-                sample_rate=self.client_dp.sample_rate,
-            )
-            metrics["epsilon"] = self.dp_accountant.epsilon(self.client_dp.delta)
-        for key, delta in update.items():
-            self.global_state[key] = (self.global_state[key] + delta).astype(np.float32)
-        self.touched |= set(update)
-        seen = [int(res.num_examples) for _, res in results]
-        if self.client_dp is None:
-            self.max_weight = float(max(max(seen), 1))
-        record.train_metrics = {k: float(v) for k, v in metrics.items()}
-        return ndarrays_to_parameters([self.global_state[k] for k in self._train_keys]), metrics
-
-    def _check_budget(self) -> None:
-        """Refuse (PrivacyBudgetExceeded) a round that would take ε past target-epsilon."""
-        target, delta = self.cfg.target_epsilon, self.cfg.delta
-        if target <= 0:
-            return
-        if self.cfg.dp == "sample":
-            self.dp_ledger.check_next_round(target, delta)
-        elif self.client_dp is not None:
-            sigma, q = self.client_dp.noise_multiplier, self.client_dp.sample_rate
-            eps = self.dp_accountant.epsilon_after(
-                noise_multiplier=sigma, sample_rate=q, steps=1, delta=delta
-            )
-            if eps > target:
-                raise PrivacyBudgetExceeded(
-                    f"privacy budget: the next round would raise ε to {eps:.4f} at δ={delta:g}, "
-                    f"above target-epsilon={target:g}; training stops here"
-                )
-
-    def _metrics(self, results: list[tuple[ClientProxy, FitRes]]) -> dict[str, float]:
-        """Example-weighted mean of the clients' (clear-text) train metrics; ε is the max."""
-        weights = [float(res.metrics.get(NUM_EXAMPLES, res.num_examples)) for _, res in results]
-        total = sum(weights) or 1.0
-        out: dict[str, float] = {}
-        for (_, res), w in zip(results, weights):
-            for key, value in res.metrics.items():
-                if key != NUM_EXAMPLES and isinstance(value, (int, float)):
-                    out[key] = out.get(key, 0.0) + float(value) * w / total
-        eps = [float(res.metrics["epsilon"]) for _, res in results if "epsilon" in res.metrics]
-        if eps:
-            out["epsilon"] = max(eps)
-        return out
+        # (SecAgg+ lists a dropped client's error once per stage it missed: results count)
+        self.results = {int(proxy.node_id): res for proxy, res in results}
+        return None, {}
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        if self.fraction_evaluate == 0.0:
-            return []
-        rnd = self.round_of(server_round)
-        payload = self._payload(())
-        ins = EvaluateIns(
-            ndarrays_to_parameters([self.global_state[k] for k in payload]),
-            {M.SERVER_ROUND: rnd, PAYLOAD_KEYS: "\n".join(payload)},
-        )
-        clients = self._sample(client_manager, self.fraction_evaluate, rnd, "evaluate")
-        self.records.setdefault(rnd, RoundRecord(round=rnd)).bytes_eval += len(clients) * sum(
-            self.global_state[k].nbytes for k in payload
-        )
-        return [(client, ins) for client in clients]
+        return []
 
     def aggregate_evaluate(
         self, server_round: int, results: list[tuple[ClientProxy, EvaluateRes]], failures: list[Any]
     ) -> tuple[float | None, dict[str, Any]]:
-        total = sum(res.num_examples for _, res in results)
-        metrics: dict[str, float] = {}
-        for _, res in results:
-            for key, value in res.metrics.items():
-                if isinstance(value, (int, float)):
-                    metrics[key] = metrics.get(key, 0.0) + float(value) * res.num_examples / total
-        self.records.setdefault(
-            self.round_of(server_round), RoundRecord(round=self.round_of(server_round))
-        ).client_eval = metrics
-        return None, metrics
+        return None, {}
 
     def evaluate(
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Any]] | None:
-        if server_round == 0 or self.server_eval_fn is None:
-            return None
-        metrics = self.server_eval_fn(self.round_of(server_round), self.arrays())
-        return None if metrics is None else (0.0, dict(metrics))
-
-    def end_round(self, server_round: int) -> None:
-        rnd = self.round_of(server_round)
-        if self.on_round_end is not None:
-            self.on_round_end(
-                rnd, self.arrays(), self.records.setdefault(rnd, RoundRecord(round=rnd))
-            )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Checkpoint state (the keys of :meth:`LayerSkipMixin.state_dict` plus client-level DP)."""
-        return {
-            "sample_dp": self.dp_ledger.state_dict(),
-            "touched": sorted(self.touched),
-            "client_dp": {
-                "accountant": self.dp_accountant.state_dict(),
-                "clip_norm": self.client_dp.clip_norm if self.client_dp else 0.0,
-            },
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.touched = set(state.get("touched", []))
-        self.dp_ledger.load_state_dict(state.get("sample_dp", {}))
-        if state.get("client_dp"):
-            self.dp_accountant.load_state_dict(state["client_dp"]["accountant"])
-
-
-class FedskipSecAggPlus(SecAggPlusWorkflow):
-    """SecAgg+ with fedskip's ranges: updates within ±C (dp=client) or ±1, 2²⁴ levels, and the
-    weight bound taken from the strategy each round."""
-
-    def __call__(self, grid: Grid, context: Context) -> None:
-        strategy = context.strategy  # type: ignore[attr-defined]
-        self.max_weight = float(strategy.max_weight)
-        super().__call__(grid, context)
-
-
-def secagg_workflow(cfg: Any) -> DefaultWorkflow:
-    """``DefaultWorkflow`` whose fit step is SecAgg+ and whose evaluation step closes the round."""
-    update_range = float(cfg.clip_norm) if cfg.dp == "client" else UPDATE_RANGE
-    fit = FedskipSecAggPlus(
-        num_shares=cfg.secagg_shares,
-        reconstruction_threshold=cfg.secagg_threshold,
-        clipping_range=update_range,
-        quantization_range=QUANTIZATION_RANGE,
-        modulus_range=MODULUS_RANGE,
-    )
-
-    def evaluate_and_close(grid: Grid, context: Context) -> None:
-        default_evaluate_workflow(grid, context)
-        rnd = int(context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND])  # type: ignore[arg-type]
-        context.strategy.end_round(rnd)  # type: ignore[attr-defined]
-
-    return DefaultWorkflow(fit_workflow=fit, evaluate_workflow=evaluate_and_close)
-
-
-def run_secagg_rounds(
-    grid: Grid, context: Context, strategy: SecAggLayerSkip, num_rounds: int
-) -> None:
-    """Run ``num_rounds`` SecAgg+ rounds of ``strategy`` over ``grid``."""
-    legacy = LegacyContext(context, config=ServerConfig(num_rounds=num_rounds), strategy=strategy)
-    secagg_workflow(strategy.cfg)(grid, legacy)
-
-
-def run_secagg(grid: Grid, context: Context, cfg: Any) -> dict[str, Any]:
-    """The whole SecAgg+ run of ``cfg`` (server side): the fedskip run directory, rows,
-    checkpoints and summary as :func:`fedskip.fl.server.run_server` writes them."""
-    from fedskip.fl.server import finish, initial_state, setup
-
-    run = setup(cfg)
-    arrays, done = initial_state(run)
-    strategy = SecAggLayerSkip(
-        global_state=M.to_numpy(arrays),
-        planner=run.planner,
-        cfg=cfg,
-        num_clients=run.prepared.num_clients,
-        first_round=done + 1,
-        touched=run.strategy.touched,
-        client_dp=ClientDPSettings.from_config(cfg) if cfg.dp == "client" else None,
-        evaluate_fn=run.evaluate,
-        on_round_end=run.on_round_end,
-    )
-    run.strategy = strategy  # type: ignore[assignment]  # checkpoints take its state_dict()
-    if done < cfg.rounds:
-        try:
-            run_secagg_rounds(grid, context, strategy, cfg.rounds - done)
-        except PrivacyBudgetExceeded as exc:  # refused before the round: end cleanly
-            strategy.privacy_stop = str(exc)
-            warn_loudly(f"run stopped: {exc}")
-    return finish(run, strategy.arrays())
+        return None

@@ -1,6 +1,8 @@
 """The server side of a federated run, given a Flower ``Grid``: setup, rounds, records, export.
 
-Per round: the strategy trains and aggregates (:mod:`fedskip.fl.strategy`), clients evaluate the
+Per round (:class:`fedskip.fl.round_loop.RoundLoop`; under ``secagg=true`` the training
+exchange is SecAgg+, :mod:`fedskip.fl.secagg_server`): the strategy trains and aggregates
+(:mod:`fedskip.fl.strategy`, wrapped for DP by :mod:`fedskip.fl.dp`), clients evaluate the
 global model on their test splits, the server evaluates it on the held-out global test set; then
 one row goes to ``metrics.jsonl`` and a checkpoint to ``checkpoint/``. At the end the global
 model is exported to ``model/`` (loadable with plain transformers) and ``summary.json`` written
@@ -28,13 +30,15 @@ from fedskip.fl.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from fedskip.fl.dp import privacy_summary
 from fedskip.fl.optimizers import build_strategy
 from fedskip.fl.planning import LayerPlanner, ModelBundle, load_bundle
-from fedskip.fl.privacy import privacy_summary
 from fedskip.fl.progress import RoundReporter, human_bytes
 from fedskip.fl.records import round_row, summarize, truncate_metrics
+from fedskip.fl.round_loop import Exchange, RoundLoop, plain_exchange
 from fedskip.fl.rounds import RoundRecord
-from fedskip.fl.strategy import LayerSkipMixin
+from fedskip.fl.strategy import LayerSkipStrategy
+from fedskip.fl.strategy_wrapper import StrategyWrapper
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ class ServerRun:
     prepared: Any
     bundle: ModelBundle
     planner: LayerPlanner
-    strategy: LayerSkipMixin
+    strategy: LayerSkipStrategy | StrategyWrapper
     rundir: Any
     reporter: RoundReporter
     primary: str
@@ -61,6 +65,8 @@ class ServerRun:
     last_sites: dict[str, Any] = field(default_factory=dict)
     seconds_before: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    stopped: str = ""
+    """Why the privacy budget ended the run early (the round loop's ``stopped``)."""
 
     # ------------------------------------------------------------------ evaluation
     def load_global(self, arrays: ArrayRecord) -> None:
@@ -95,7 +101,7 @@ class ServerRun:
             self.last_sites, mean = site_scores(
                 prepared, lambda docs: encode(docs, tokenizer, prepared, cfg), logits, score
             )
-            self.strategy._record(server_round).client_eval = mean
+            self.strategy.record(server_round).client_eval = mean
         return M.to_metric_record(self.last_eval)
 
     # ------------------------------------------------------------------ per round
@@ -144,16 +150,15 @@ def setup(cfg: Config) -> ServerRun:
         cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
     )
     if cfg.compression != "none":  # [compression] instructions travel as global - base
-        from fedskip.fl.compressed import base_values, check_supported
+        from fedskip.fl.wire_compression import base_values
 
-        check_supported(cfg)
-        strategy.compression = cfg.compression
-        strategy.base = base_values(bundle.model, planner.candidate_keys())
+        strategy.core.compression = cfg.compression
+        strategy.core.base = base_values(bundle.model, planner.candidate_keys())
     from fedskip.fl.site_eval import sites_scored_here
 
     score_sites = sites_scored_here(cfg, prepared)
     if score_sites:  # evaluate once: no federated-evaluation messages
-        strategy.fraction_evaluate, strategy.min_evaluate_nodes = 0.0, 0
+        strategy.core.fraction_evaluate, strategy.core.min_evaluate_nodes = 0.0, 0
     rundir = RunDir(cfg.out)
     primary = primary_metric(prepared.task_info)
     reporter = RoundReporter(quiet=cfg.quiet, primary=primary)
@@ -200,8 +205,9 @@ def run_server(grid: Grid, cfg: Config) -> dict[str, Any]:
     try:
         arrays, done = initial_state(run)
         run.reporter.start(_header(run, done))
+        loop = RoundLoop(run.strategy, train_exchange=_train_exchange(run))
         try:
-            result = run.strategy.start(
+            result = loop.start(
                 grid=grid,
                 initial_arrays=arrays,
                 num_rounds=cfg.rounds,
@@ -212,12 +218,22 @@ def run_server(grid: Grid, cfg: Config) -> dict[str, Any]:
             )
         finally:
             run.reporter.close()
+        run.stopped = loop.stopped
         final = result.arrays if done < cfg.rounds else arrays
         summary = finish(run, final)
         ok = not summary.get("failed_rounds")
         return summary
     finally:
         run.rundir.close(ok=ok)  # the tracking runs end, marked failed after an error
+
+
+def _train_exchange(run: ServerRun) -> Exchange:
+    """Plain messages, or SecAgg+ for ``secagg=true`` (the server sees only the masked sum)."""
+    if not run.cfg.secagg:
+        return plain_exchange
+    from fedskip.fl.secagg_server import SecAggExchange
+
+    return SecAggExchange(run.cfg, train_keys=run.strategy.core.train_keys_of)
 
 
 def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
@@ -236,7 +252,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
     summary["selected_layers"] = layers
     summary["num_blocks"] = run.bundle.stack.num_blocks
     summary["out"] = str(run.rundir.path)
-    summary.update(privacy_summary(run.cfg, run.rows, run.strategy))  # [privacy] ε, δ, stop
+    summary.update(privacy_summary(run.cfg, run.rows, run.strategy, stopped=run.stopped))
     marker: dict[str, Any] = {}
     if run.cfg.audit_canaries:  # [audit] the server is the auditor: canaries under the model
         from fedskip.audit import audit_marker, run_audit

@@ -13,8 +13,6 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedskip.config import Config, Scalar
-from fedskip.fl.compressed import check_supported
-from fedskip.fl.secagg_server import run_secagg
 from fedskip.fl.server import run_server
 from fedskip.privacy.checks import check_privacy_config
 
@@ -26,13 +24,9 @@ def build_server_app(run_config: Mapping[str, Scalar] | None = None) -> ServerAp
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         values = {**context.run_config, **(run_config or {})}
-        cfg = Config.from_mapping(values)
-        check_privacy_config(cfg)  # [privacy] refuse impossible settings, warn loudly
-        check_supported(cfg)  # [compression] compressed deltas need the plain (non-SecAgg) path
-        if cfg.secagg:  # [privacy] SecAgg+ exists only on Flower's legacy path
-            run_secagg(grid, context, cfg)
-        else:
-            run_server(grid, cfg)
+        cfg = Config.from_mapping(values)  # refuses impossible combinations (ConfigError)
+        check_privacy_config(cfg)  # [privacy] warn loudly where a setting weakens a guarantee
+        run_server(grid, cfg)
 
     return server_app
 

@@ -183,11 +183,9 @@ def simulate(cfg: Config) -> dict[str, Any]:
     from flwr.simulation import run_simulation
 
     from fedskip.fl.client_app import build_client_app
-    from fedskip.fl.compressed import check_supported
     from fedskip.fl.server_app import build_server_app
     from fedskip.pipeline import prepare
 
-    check_supported(cfg)  # [compression] a one-line config error before any worker starts
     # Reading the data here also generates the synthetic corpus once, before any worker starts.
     num_clients = prepare(cfg).num_clients
     run_config = cfg.to_run_config()

@@ -14,16 +14,19 @@
   are averaged per key over the replies that carry them; tensors nobody returned keep their
   global value. FedAdam / FedYogi then apply Flower's own server-optimizer step (see
   :mod:`fedskip.fl.optimizers`);
-- ``start`` is Flower's round loop (train, federated evaluation, server-side evaluation) that can
-  begin at any round (resumed runs) and reports each round through ``on_round_end``.
+- ``aggregate_train`` takes an optional :class:`UpdateRule` from a wrapper (client-level DP: clip
+  each accepted update, weigh it 1, noise the mean before the server step), so privacy is added by
+  wrapping the strategy (:mod:`fedskip.fl.strategy_wrapper`) rather than by subclassing it.
+
+The round loop that drives a strategy is :class:`fedskip.fl.round_loop.RoundLoop`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import numpy as np
 from flwr.app import (
@@ -36,32 +39,45 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
 
-from fedskip.fl import compressed as C
-from fedskip.fl import messages as M
+from fedskip.fl import messages, wire_compression
 from fedskip.fl.aggregation import weighted_mean_per_key
-from fedskip.fl.round_loop import RoundLoop, scalars
+from fedskip.fl.flower_compat import construct_messages
+from fedskip.fl.messages import (
+    CLIENT_ID,
+    PROXIMAL_MU,
+    QUERY_IDENTIFY,
+    QUERY_SCORE,
+    SCORE_PREFIX,
+    SERVER_ROUND,
+    TRAIN_LAYERS,
+    message_array_bytes,
+    metric_dict,
+)
+from fedskip.fl.round_loop import scalars
 from fedskip.fl.rounds import ClientsUnavailable, Planner, RoundRecord, sample_clients
 from fedskip.fl.validation import NUM_EXAMPLES, check_metrics, validate_update
 
 log = logging.getLogger(__name__)
 
 
-class LayerSkipMixin(RoundLoop):
-    """Partial-model behaviour on top of a Flower ``FedAvg`` subclass (module docstring)."""
+Arrays = dict[str, np.ndarray]
 
-    # provided by flwr's FedAvg
-    fraction_train: float
-    fraction_evaluate: float
-    min_train_nodes: int
-    min_evaluate_nodes: int
-    min_available_nodes: int
-    weighted_by_key: str
-    arrayrecord_key: str
-    configrecord_key: str
-    train_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord]
-    evaluate_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord]
-    _construct_messages: Callable[[RecordDict, list[int], str], Iterable[Message]]
+
+class UpdateRule(Protocol):
+    """What a wrapper may change in one round's aggregation (client-level DP does)."""
+
+    def admit(self, arrays: Arrays, reference: Arrays) -> tuple[Arrays, float | None, str]:
+        """A validated reply's tensors → (tensors to average, weight or None to keep the
+        example count, rejection reason or ``""``); ``reference``: the global values."""
+
+    def release(self, server_round: int, average: Arrays) -> Arrays:
+        """The round's mean before the server step (e.g. with noise added)."""
+
+
+class LayerSkipStrategy(FedAvg):
+    """Flower's message-based FedAvg on partial models (module docstring)."""
 
     def setup_layerskip(
         self,
@@ -85,7 +101,7 @@ class LayerSkipMixin(RoundLoop):
         self.seed = seed
         self.proximal_mu_clients = proximal_mu
         self.node_wait_s = node_wait_s
-        self.timeout = 3600.0
+        self.timeout = 3600.0  # seconds to wait for replies (the round loop sets its own)
         self.touched: set[str] = set()
         self.client_ids: dict[int, int] = {}
         self.client_sizes: dict[int, int] = {}  # training documents per node (dispatch order)
@@ -95,6 +111,11 @@ class LayerSkipMixin(RoundLoop):
         # [compression] scheme on the wire and the base values instructions are taken against
         self.compression = "none"
         self.base: dict[str, np.ndarray] = {}
+
+    @property
+    def core(self) -> LayerSkipStrategy:
+        """The layer-skipping strategy itself (wrappers return the one they wrap)."""
+        return self
 
     # ------------------------------------------------------------------ state for checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -121,18 +142,18 @@ class LayerSkipMixin(RoundLoop):
     def identify_clients(self, grid: Grid) -> dict[int, int]:
         """Ask every connected node for its client id (its partition index)."""
         nodes = self._wait_for_nodes(grid)
-        content = RecordDict({self.configrecord_key: ConfigRecord({M.SERVER_ROUND: 0})})
-        messages = self._construct_messages(content, nodes, M.QUERY_IDENTIFY)
+        content = RecordDict({self.configrecord_key: ConfigRecord({SERVER_ROUND: 0})})
+        queries = construct_messages(self, content, nodes, QUERY_IDENTIFY)
         ids: dict[int, int] = {}
         errors: list[str] = []
-        for reply in grid.send_and_receive(messages, timeout=self.timeout):
+        for reply in grid.send_and_receive(queries, timeout=self.timeout):
             node = reply.metadata.src_node_id
             if reply.has_error():
                 errors.append(str(reply.error.reason))
                 log.error("node %s could not identify: %s", node, reply.error.reason)
             else:
-                metrics = M.metric_dict(reply.content)
-                ids[node] = int(metrics[M.CLIENT_ID])
+                metrics = metric_dict(reply.content)
+                ids[node] = int(metrics[CLIENT_ID])
                 self.client_sizes[node] = int(metrics.get(NUM_EXAMPLES, 0))
         if len(set(ids.values())) != len(ids):
             raise ClientsUnavailable(
@@ -146,7 +167,12 @@ class LayerSkipMixin(RoundLoop):
         self.client_ids = ids
         return ids
 
-    def _client(self, node_id: int) -> int:
+    def train_keys_of(self, node_id: int) -> list[str]:
+        """The tensors ``node_id`` was asked to train this round, in plan order."""
+        return list(self._expected.get(node_id, []))
+
+    def client_of(self, node_id: int) -> int:
+        """The client id (partition index) of a node; the node id before identification."""
         return self.client_ids.get(node_id, node_id)
 
     def _sample(
@@ -157,16 +183,16 @@ class LayerSkipMixin(RoundLoop):
             # online: a site that died (or left) is skipped and recorded, the federation goes on.
             nodes = self._wait_for_nodes(grid, minimum=max(self.min_replies, 1))
             nodes = [n for n in nodes if n in self.client_ids]
-            missing = sorted(self._client(n) for n in set(self.client_ids) - set(nodes))
+            missing = sorted(self.client_of(n) for n in set(self.client_ids) - set(nodes))
             if missing:
                 line = f"clients {missing} not connected; round {server_round} goes on without them"
-                record = self._record(server_round)
+                record = self.record(server_round)
                 if line not in record.rejections:  # train and evaluate both sample
                     log.warning(line)
                     record.rejections.append(line)
         else:
             nodes = self._wait_for_nodes(grid)
-        by_client = {self._client(n): n for n in nodes}
+        by_client = {self.client_of(n): n for n in nodes}
         chosen = sample_clients(
             list(by_client),
             fraction,
@@ -178,26 +204,27 @@ class LayerSkipMixin(RoundLoop):
         # largest clients first: with fewer workers than clients the round ends sooner
         return sorted((by_client[c] for c in chosen), key=lambda n: -self.client_sizes.get(n, 0))
 
-    def _record(self, server_round: int) -> RoundRecord:
+    def record(self, server_round: int) -> RoundRecord:
+        """The record of one round (created on first use)."""
         return self.rounds.setdefault(server_round, RoundRecord(round=server_round))
 
-    def _reject(self, record: RoundRecord, node_id: int, reason: str, *, stage: str) -> None:
-        line = f"{stage} reply from client {self._client(node_id)} rejected: {reason}"
+    def reject(self, record: RoundRecord, node_id: int, reason: str, *, stage: str) -> None:
+        line = f"{stage} reply from client {self.client_of(node_id)} rejected: {reason}"
         log.warning("round %d: %s", record.round, line)
         record.rejections.append(line)
 
     def _payload(self, arrays: ArrayRecord, train_keys: Iterable[str]) -> ArrayRecord:
         """Tensors a client needs: those it trains and those that differ from the pretrained."""
         wanted = self.touched | set(train_keys)
-        record = M.subset(arrays, [k for k in arrays if k in wanted])
-        return C.encode_instruction(record, self.base, self.compression)  # [compression]
+        record = messages.subset(arrays, [k for k in arrays if k in wanted])
+        return wire_compression.encode_instruction(record, self.base, self.compression)
 
     # ------------------------------------------------------------------ training
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Plan the round and build one train message per sampled node."""
-        record = self._record(server_round)
+        record = self.record(server_round)
         nodes = self._sample(grid, server_round, self.fraction_train, self.min_train_nodes, "train")
         self._global = arrays
         scores = None
@@ -208,21 +235,21 @@ class LayerSkipMixin(RoundLoop):
         if missing:
             raise KeyError(f"planned tensors missing from the global state: {missing[:3]}")
         config = ConfigRecord(dict(config))  # this round's copy: messages keep their own
-        config[M.SERVER_ROUND] = server_round
-        config[M.TRAIN_LAYERS] = list(plan.layers)
+        config[SERVER_ROUND] = server_round
+        config[TRAIN_LAYERS] = list(plan.layers)
         if self.proximal_mu_clients > 0:
-            config[M.PROXIMAL_MU] = float(self.proximal_mu_clients)
+            config[PROXIMAL_MU] = float(self.proximal_mu_clients)
         content = RecordDict(
             {
                 self.arrayrecord_key: self._payload(arrays, plan.train_keys),
                 self.configrecord_key: config,
             }
         )
-        out = list(self._construct_messages(content, nodes, MessageType.TRAIN))
+        out = construct_messages(self, content, nodes, MessageType.TRAIN)
         self._expected = {node: list(plan.train_keys) for node in nodes}
         record.layers = list(plan.layers)
-        record.clients = sorted(self._client(n) for n in nodes)
-        record.bytes_down += M.message_array_bytes(out)
+        record.clients = sorted(self.client_of(n) for n in nodes)
+        record.bytes_down += message_array_bytes(out)
         return out
 
     def _collect_scores(
@@ -237,25 +264,25 @@ class LayerSkipMixin(RoundLoop):
         content = RecordDict(
             {
                 self.arrayrecord_key: self._payload(arrays, ()),
-                self.configrecord_key: ConfigRecord({M.SERVER_ROUND: server_round}),
+                self.configrecord_key: ConfigRecord({SERVER_ROUND: server_round}),
             }
         )
-        out = list(self._construct_messages(content, nodes, M.QUERY_SCORE))
-        record.bytes_down += M.message_array_bytes(out)
+        out = construct_messages(self, content, nodes, QUERY_SCORE)
+        record.bytes_down += message_array_bytes(out)
         vectors: list[tuple[dict[str, np.ndarray], float]] = []
         for reply in grid.send_and_receive(out, timeout=self.timeout):
-            metrics = {} if reply.has_error() else M.metric_dict(reply.content)
+            metrics = {} if reply.has_error() else metric_dict(reply.content)
             problems = (
                 [f"client error: {reply.error.reason}"]
                 if reply.has_error()
                 else check_metrics(metrics)
             )
-            n_scores = sum(1 for k in metrics if k.startswith(M.SCORE_PREFIX))
-            keys = [f"{M.SCORE_PREFIX}{i}" for i in range(n_scores)]
+            n_scores = sum(1 for k in metrics if k.startswith(SCORE_PREFIX))
+            keys = [f"{SCORE_PREFIX}{i}" for i in range(n_scores)]
             if not problems and (n_scores == 0 or any(k not in metrics for k in keys)):
                 problems = ["no layer scores"]
             if problems:
-                self._reject(record, reply.metadata.src_node_id, "; ".join(problems), stage="score")
+                self.reject(record, reply.metadata.src_node_id, "; ".join(problems), stage="score")
                 continue
             scores = np.asarray([metrics[k] for k in keys], dtype=np.float64)
             vectors.append(({"scores": scores}, float(metrics[NUM_EXAMPLES])))
@@ -264,7 +291,7 @@ class LayerSkipMixin(RoundLoop):
             return None
         return [float(x) for x in weighted_mean_per_key(vectors)["scores"]]
 
-    def _check_train_reply(self, reply: Message) -> tuple[dict[str, np.ndarray], int, str]:
+    def check_train_reply(self, reply: Message) -> tuple[dict[str, np.ndarray], int, str]:
         """Decoded tensors and example count, or a rejection reason (third item non-empty)."""
         if reply.has_error():
             return {}, 0, f"client error: {reply.error.reason}"
@@ -276,35 +303,40 @@ class LayerSkipMixin(RoundLoop):
             return {}, 0, f"reply has no '{self.arrayrecord_key}' record"
         try:
             record = content.array_records[self.arrayrecord_key]
-            if C.enabled(self.compression):  # [compression] exact global + decoded delta
+            if wire_compression.enabled(self.compression):  # exact global + decoded delta
                 reference = {k: self._global[k].numpy() for k in expected_keys}
-                arrays = C.decode_reply(record, reference, expected_keys, self.compression)
+                arrays = wire_compression.decode_reply(
+                    record, reference, expected_keys, self.compression
+                )
             else:
-                arrays = M.to_numpy(record)
-        except C.PayloadError as exc:
+                arrays = messages.to_numpy(record)
+        except wire_compression.PayloadError as exc:
             return {}, 0, str(exc)
         except Exception as exc:  # a malformed payload must not stop the round
             return {}, 0, f"undecodable tensors ({type(exc).__name__})"
-        global_specs = M.specs(self._global)
+        global_specs = messages.specs(self._global)
         expected = {k: global_specs[k] for k in expected_keys}
-        metrics = M.metric_dict(content)
+        metrics = metric_dict(content)
         verdict = validate_update(arrays, metrics, expected, frozen=self.all_keys - set(expected))
         if not verdict.ok:
             return {}, 0, verdict.reason()
         return arrays, int(metrics[self.weighted_by_key]), ""
 
     def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
+        self, server_round: int, replies: Iterable[Message], *, rule: UpdateRule | None = None
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Validate, average per tensor, apply the server step, merge into the global state."""
-        record = self._record(server_round)
+        """Validate, average per tensor, apply the server step, merge into the global state.
+
+        ``rule`` (from a wrapper): admits each valid reply's tensors (may clip, reweigh or
+        reject them) and releases the mean before the server step (may add noise)."""
+        record = self.record(server_round)
         replies = list(replies)
-        record.bytes_up += M.message_array_bytes(replies)
-        accepted: list[tuple[RecordDict, dict[str, np.ndarray], int]] = []
+        record.bytes_up += message_array_bytes(replies)
+        accepted: list[tuple[RecordDict, dict[str, np.ndarray], float]] = []
         for reply in replies:
-            arrays, weight, reason = self._check_train_reply(reply)
+            arrays, weight, reason = self._admit(reply, rule)
             if reason:
-                self._reject(record, reply.metadata.src_node_id, reason, stage="train")
+                self.reject(record, reply.metadata.src_node_id, reason, stage="train")
                 record.replies_rejected += 1
             else:
                 accepted.append((reply.content, arrays, weight))
@@ -318,6 +350,8 @@ class LayerSkipMixin(RoundLoop):
             log.error("round %d failed: %s", server_round, record.failure)
             return None, None
         average = weighted_mean_per_key([(arrays, float(w)) for _, arrays, w in accepted])
+        if rule is not None:
+            average = rule.release(server_round, average)
         previous = {k: self._global[k].numpy() for k in average}
         updated = self.server_step(server_round, previous, average)
         merged = ArrayRecord()
@@ -330,6 +364,14 @@ class LayerSkipMixin(RoundLoop):
         metrics = self.train_metrics_aggr_fn([c for c, _, _ in accepted], self.weighted_by_key)
         record.train_metrics = scalars(metrics)
         return merged, metrics
+
+    def _admit(self, reply: Message, rule: UpdateRule | None) -> tuple[Arrays, float, str]:
+        arrays, examples, reason = self.check_train_reply(reply)
+        if reason or rule is None:
+            return arrays, float(examples), reason
+        reference = {k: self._global[k].numpy() for k in arrays}
+        admitted, weight, reason = rule.admit(arrays, reference)
+        return admitted, float(examples if weight is None else weight), reason
 
     def server_step(
         self, server_round: int, previous: dict[str, np.ndarray], average: dict[str, np.ndarray]
@@ -348,27 +390,27 @@ class LayerSkipMixin(RoundLoop):
             grid, server_round, self.fraction_evaluate, self.min_evaluate_nodes, "evaluate"
         )
         config = ConfigRecord(dict(config))
-        config[M.SERVER_ROUND] = server_round
+        config[SERVER_ROUND] = server_round
         content = RecordDict(
             {self.arrayrecord_key: self._payload(arrays, ()), self.configrecord_key: config}
         )
-        out = list(self._construct_messages(content, nodes, MessageType.EVALUATE))
-        self._record(server_round).bytes_eval += M.message_array_bytes(out)
+        out = construct_messages(self, content, nodes, MessageType.EVALUATE)
+        self.record(server_round).bytes_eval += message_array_bytes(out)
         return out
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Example-weighted mean of the valid evaluation replies' metrics."""
-        record = self._record(server_round)
+        record = self.record(server_round)
         good: list[RecordDict] = []
         for reply in replies:
             if reply.has_error():
                 problems = [f"client error: {reply.error.reason}"]
             else:
-                problems = check_metrics(M.metric_dict(reply.content))
+                problems = check_metrics(metric_dict(reply.content))
             if problems:
-                self._reject(
+                self.reject(
                     record, reply.metadata.src_node_id, "; ".join(problems), stage="evaluate"
                 )
             else:

@@ -76,7 +76,7 @@ class DPSGDSettings:
     target_epsilon: float = 0.0  # > 0: derive σ so the planned training spends at most this ε
     planned_epochs: int = 1  # epochs the budget must cover (rounds × local-epochs when federated)
     round_epochs: int = 0  # epochs per train() call, checked against the budget first; 0 = off
-    grad_accum: int = 1  # Poisson draws per optimizer step (approximate accounting when > 1)
+    grad_accum: int = 1  # Poisson draws per optimizer step (merged per unit, accounted at k·q)
     unit: str = "example"  # config dp-unit: auto, patient, note or example (see use_units)
     mechanism: str = "rdp"  # Opacus accountant
     grad_sample_mode: str = "hooks"
@@ -164,8 +164,9 @@ class DPSGD:
             )
         if settings.grad_accum > 1:
             warn_loudly(
-                f"DP-SGD with grad-accum={settings.grad_accum}: accounting approximates the merged "
-                "Poisson batches as one batch at the multiplied sample rate"
+                f"DP-SGD with grad-accum={settings.grad_accum}: a step merges that many Poisson "
+                "batches (a unit drawn in several counts once) and is accounted at the multiplied "
+                "sample rate, an upper bound"
             )
 
     # ------------------------------------------------------------------ engine hook
@@ -394,7 +395,9 @@ class DPSGD:
 
 def local_dpsgd(cfg: Any) -> DPSGD | None:
     """The DP-SGD hook of a non-federated run (centralized / local-only) for ``cfg``: None for
-    ``dp=none``; ``dp=client`` needs a federation (ConfigError). The budget covers ``epochs``."""
+    ``dp=none``; ``dp=client`` needs a federation (ConfigError: the config refuses it with
+    method=centralized/local, this guards callers whose config says another method). The budget
+    covers ``epochs``."""
     if cfg.dp == "client":
         raise ConfigError(
             "config key 'dp': client-level DP protects a hospital's contribution to a federation; "

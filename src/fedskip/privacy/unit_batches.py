@@ -15,6 +15,13 @@ One optimizer step of unit-level DP-SGD:
 3. At ``step()`` the per-unit rows become ``p.grad_sample``: Opacus' ``DPOptimizer`` clips each
    *unit's* gradient to ``clip-norm``, adds N(0, (σ·C)²) to the sum and divides by the expected
    number of units per step; the accountant composes (σ, q) once per step.
+
+With ``grad-accum`` = k > 1 a step merges k Poisson draws, and a unit may be drawn in more than
+one of them. Its rows of all the step's draws are summed into one row before clipping, so a
+unit is one DP sample per optimizer step (its clipped contribution is ≤ C, however often it was
+drawn): the step's sample is then a Poisson sample at rate 1 − (1 − q)^k ≤ k·q, the rate the
+step is accounted at. The step keeps k gradient parts (the first holds every unit's row, the
+others none) so Opacus still divides by the k draws' expected size.
 """
 
 from __future__ import annotations
@@ -41,13 +48,14 @@ class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._draws: list[int] = []  # units drawn, per Poisson draw of the current step
+        self._draws: list[list[int]] = []  # unit ids drawn, per Poisson draw of the current step
         self._pending: list[tuple[int, Tensor]] = []  # (draw, unit slot per row) not yet summed
         self._sums: dict[int, dict[int, Tensor]] = {}  # draw -> param index -> [units, *shape]
 
-    def begin_draw(self, units: int) -> int:
-        """Start a Poisson draw of ``units`` units in this step; returns its index."""
-        self._draws.append(units)
+    def begin_draw(self, units: Sequence[int]) -> int:
+        """Start a Poisson draw of the units ``units`` (their ids) in this step; returns its
+        index. An example's unit slot in the draw is its unit's position in ``units``."""
+        self._draws.append(list(units))
         return len(self._draws) - 1
 
     def expect_rows(self, draw: int, slots: Tensor) -> None:
@@ -71,7 +79,7 @@ class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
                     "each micro-batch must get exactly one backward pass"
                 )
             if i not in sums:
-                sums[i] = rows.new_zeros((self._draws[draw], *p.shape))
+                sums[i] = rows.new_zeros((len(self._draws[draw]), *p.shape))
             sums[i].index_add_(0, slots.to(rows.device), rows)
             p.grad_sample = None
 
@@ -79,13 +87,19 @@ class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
         self.fold()
         if self._pending:
             raise RuntimeError(f"DP-SGD: {len(self._pending)} micro-batch(es) got no backward")
-        draws = self._draws or [0]
+        draws = self._draws or [[]]
+        step_units = list(dict.fromkeys(u for units in draws for u in units))  # first-drawn order
+        row_of = {unit: row for row, unit in enumerate(step_units)}
         for i, p in enumerate(self.params):
-            parts = [
-                self._sums.get(d, {}).get(i, p.new_zeros((units, *p.shape)))
-                for d, units in enumerate(draws)
-            ]
-            p.grad_sample = parts[0] if len(parts) == 1 else parts
+            merged = p.new_zeros((len(step_units), *p.shape))
+            for d, units in enumerate(draws):
+                if units and i in self._sums.get(d, {}):
+                    rows = torch.tensor([row_of[u] for u in units], device=merged.device)
+                    merged.index_add_(0, rows, self._sums[d][i])
+            if len(draws) == 1:
+                p.grad_sample = merged
+            else:  # k parts, so Opacus divides by k draws' expected size (and accounts k·q)
+                p.grad_sample = [merged] + [p.new_zeros((0, *p.shape))] * (len(draws) - 1)
         self._draws, self._sums = [], {}
         return super().pre_step(closure)  # type: ignore[no-any-return]
 
@@ -135,12 +149,12 @@ class UnitBatches:
             step = [self._draw() for _ in range(min(self.draws_per_step, draws - first))]
             if not any(step):
                 for _ in step:
-                    self.optimizer.begin_draw(0)
+                    self.optimizer.begin_draw([])
                 self.on_empty()
                 continue
             chunks: list[tuple[int, list[tuple[int, int]]]] = []
             for chosen in step:  # an empty draw still counts in the step (Opacus' divisor)
-                draw = self.optimizer.begin_draw(len(chosen))
+                draw = self.optimizer.begin_draw(chosen)
                 chunks += [(draw, chunk) for chunk in self._chunks(chosen)]
             for k, (draw, chunk) in enumerate(chunks):
                 batch = MicroBatch(self.collate_fn([self.dataset[e] for e, _ in chunk]))

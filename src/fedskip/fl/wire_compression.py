@@ -1,4 +1,4 @@
-"""Compressed model tensors on the wire (``compression`` = fp16 | bf16 | int8): encode / decode glue.
+"""Compressed model tensors on the wire (``compression`` = fp16 | bf16 | int8): the Flower glue.
 
 What travels is always a *delta* against a state both ends hold, compressed with
 :mod:`fedskip.compression`:
@@ -20,7 +20,7 @@ Bytes on the wire are what ``ArrayRecord.count_bytes()`` reports for these paylo
 A payload from a client is untrusted: :func:`decode_update` checks names, dtypes, shapes, block
 scales and finiteness and raises :class:`PayloadError` with one line naming the problem.
 Compression protects nothing (it is a deterministic function of the update); it is refused with
-client-level DP and SecAgg+, which operate on the plain update (:func:`check_supported`).
+client-level DP and SecAgg+, which operate on the plain update (:class:`fedskip.config.Config`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import torch
 from flwr.app import Array, ArrayRecord, RecordDict
 
 from fedskip.compression import SCALE_SUFFIX, ErrorFeedback, compress, decompress
-from fedskip.errors import ConfigError
 
 BLOCK_SIZE = 256
 """int8 values per quantization block (one fp32 scale each: ≈1.016 bytes per value)."""
@@ -52,23 +51,6 @@ class PayloadError(ValueError):
 def enabled(scheme: str) -> bool:
     """True when tensors travel compressed (any scheme but ``none``)."""
     return scheme != "none"
-
-
-def check_supported(cfg: object) -> None:
-    """Refuse combinations that need the plain update on the wire (ConfigError, one line)."""
-    scheme = getattr(cfg, "compression", "none")
-    if not enabled(scheme):
-        return
-    if getattr(cfg, "secagg", False):
-        raise ConfigError(
-            f"config key 'compression': {scheme} cannot be combined with secagg=true "
-            "(masked sums need plain values); set compression=none"
-        )
-    if getattr(cfg, "dp", "none") == "client":
-        raise ConfigError(
-            f"config key 'compression': {scheme} cannot be combined with dp=client "
-            "(clipping and noise act on the plain update); set compression=none"
-        )
 
 
 def _fp32(value: torch.Tensor | np.ndarray) -> torch.Tensor:

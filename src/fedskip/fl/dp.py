@@ -1,0 +1,112 @@
+"""Differential privacy in the Flower app — the entry points (the maths is :mod:`fedskip.privacy`).
+
+- :func:`add_privacy` wraps a fedskip strategy as the config asks: ``dp=sample`` →
+  :class:`fedskip.fl.dp_sample.SampleDPStrategy` (max-ε metrics, DP-SGD steps ledger, budget
+  check); ``dp=client`` → :class:`fedskip.fl.dp_client.ClientDPStrategy` (DP-FedAvg on partial
+  states). Either way a round that would exceed ``target-epsilon`` is refused before anything is
+  sent and the round loop ends the run cleanly after the last completed round (model exported,
+  ``summary.json`` says why).
+- ClientApp side: :func:`dpsgd_for` / :func:`save_dpsgd` / :func:`dpsgd_metrics` /
+  :func:`known_dp_steps` (DP-SGD state in ``Context.state``), :func:`clip_update_mod`.
+- :func:`privacy_summary`: the ``summary.json`` fields (``dp``, ``epsilon``, ``delta``,
+  ``accountant``, ``secagg``, ``privacy_unit``, ``dp_units``, ``dp_warning``, ``stopped``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fedskip.fl.dp_client import CLIP_NORM, ClientDPStrategy, clip_update_mod
+from fedskip.fl.dp_sample import (
+    DP_STEPS,
+    DP_STEPS_DONE,
+    DPSGD_STATE,
+    EPSILON,
+    DPStepsLedger,
+    SampleDPStrategy,
+    dpsgd_for,
+    dpsgd_metrics,
+    known_dp_steps,
+    save_dpsgd,
+    with_max_epsilon,
+)
+from fedskip.fl.strategy import LayerSkipStrategy
+from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.privacy.client_dp import ClientDPSettings
+
+__all__ = [
+    "CLIP_NORM",
+    "DP_STEPS",
+    "DP_STEPS_DONE",
+    "DPSGD_STATE",
+    "EPSILON",
+    "ClientDPStrategy",
+    "DPStepsLedger",
+    "SampleDPStrategy",
+    "add_privacy",
+    "clip_update_mod",
+    "dpsgd_for",
+    "dpsgd_metrics",
+    "known_dp_steps",
+    "privacy_summary",
+    "save_dpsgd",
+    "with_max_epsilon",
+]
+
+
+def add_privacy(
+    strategy: LayerSkipStrategy | StrategyWrapper,
+    cfg: Any,
+    *,
+    rng: np.random.Generator | None = None,
+) -> LayerSkipStrategy | StrategyWrapper:
+    """``strategy`` wrapped as ``cfg`` asks (itself for ``dp=none``).
+
+    ``dp=sample``: :class:`SampleDPStrategy` (max-ε metrics, DP-SGD step ledger, budget check).
+    ``dp=client``: :class:`ClientDPStrategy` (clipping on the server, or on the clients when
+    ``secagg=true``) with a planned σ for ``target-epsilon``. A round refused for the budget
+    ends the run cleanly (:class:`fedskip.fl.round_loop.RoundLoop`).
+    """
+    if cfg.dp == "sample":
+        return SampleDPStrategy(strategy, target_epsilon=cfg.target_epsilon, delta=cfg.delta)
+    if cfg.dp == "client":
+        return ClientDPStrategy(
+            strategy,
+            ClientDPSettings.from_config(cfg),
+            side="client" if cfg.secagg else "server",
+            rng=rng,
+            target_epsilon=cfg.target_epsilon,
+        )
+    return strategy
+
+
+def privacy_summary(
+    cfg: Any, rows: list[dict[str, Any]], strategy: Any = None, *, stopped: str = ""
+) -> dict[str, Any]:
+    """``summary.json`` fields: ``dp``, ``epsilon`` (last reported; None without DP), ``delta``,
+    ``accountant``, ``secagg``, ``privacy_unit`` (what ε is per: patient, note or example for
+    ``dp=sample`` — the weakest any client used —, client for ``dp=client``), ``dp_units``
+    (``dp=sample``: privacy units per client id), ``dp_warning`` (``dp=client`` with too few
+    clients per round) and, when the budget ended the run early, ``stopped`` (the round
+    loop's :attr:`~fedskip.fl.round_loop.RoundLoop.stopped`)."""
+    out: dict[str, Any] = {"dp": cfg.dp, "secagg": cfg.secagg}
+    if cfg.dp == "none":
+        out.update(epsilon=None, delta=None, accountant=None, privacy_unit=None)
+    else:
+        eps = next((r[EPSILON] for r in reversed(rows) if r.get(EPSILON) is not None), None)
+        out.update(epsilon=eps, delta=cfg.delta, accountant="rdp")
+    ledger = getattr(strategy, "dp_ledger", None)
+    if cfg.dp == "sample":
+        unit = ledger.privacy_unit() if ledger is not None else None
+        out["privacy_unit"] = unit or (cfg.dp_unit if cfg.dp_unit != "auto" else None)
+        out["dp_units"] = {str(k): v for k, v in sorted(ledger.units.items())} if ledger else {}
+    elif cfg.dp == "client":
+        out["privacy_unit"] = "client"
+        warning = getattr(strategy, "dp_warning", "")
+        if warning:
+            out["dp_warning"] = warning
+    if stopped:
+        out["stopped"] = stopped
+    return out

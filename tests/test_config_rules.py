@@ -1,0 +1,182 @@
+"""Every rule between config keys, one row each: the offending settings → the one-line
+ConfigError (``Config``) and exit status 2 (``fedskip run``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fedskip.config import (
+    CROSS_FIELD_RULES,
+    DYNAMIC_STRATEGIES,
+    LAYER_STRATEGIES,
+    SECAGG_STRATEGIES,
+    Config,
+    to_key,
+)
+from fedskip.errors import ConfigError
+
+# (rule, offending settings, the error line)
+RULES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "explicit needs layer-ids",
+        {"layer_strategy": "explicit"},
+        "config key 'layer-ids' is required for layer-strategy=explicit, e.g. '0,5'",
+    ),
+    (
+        "_stride_below_max_length",
+        {"stride": 32, "max_length": 32},
+        "config key 'stride': 32 must be smaller than max-length (32), minus the tokenizer's "
+        "special tokens",
+    ),
+    (
+        "_min_replies_within_clients",
+        {"partition": "iid", "clients": 2, "min_replies": 3},
+        "config key 'min-replies': 3 exceeds clients=2",
+    ),
+    (
+        "_lora_needs_static_layers",
+        {"lora_rank": 4, "layer_strategy": "rotating"},
+        "config key 'lora-rank': LoRA inside selected blocks needs a static layer-strategy "
+        "(top, bottom, interleaved, explicit), not rotating",
+    ),
+    (
+        "_dp_delta",
+        {"dp": "sample", "delta": 0.0},
+        "config key 'delta': 0.0 must be > 0 and < 1 with dp=sample",
+    ),
+    (
+        "_dp_clip_norm",
+        {"dp": "client", "clip_norm": 0.0},
+        "config key 'clip-norm': must be > 0 with dp=client",
+    ),
+    (
+        "_client_dp_needs_a_federation",
+        {"dp": "client", "method": "centralized"},
+        "config key 'dp': client-level DP protects a hospital's contribution to a federation; "
+        "use dp=sample (DP-SGD) for centralized or local training",
+    ),
+    (
+        "_compression_with_client_dp",
+        {"dp": "client", "compression": "int8"},
+        "config key 'compression': int8 cannot be combined with dp=client (clipping and noise "
+        "act on the plain update); set compression=none",
+    ),
+    (
+        "_secagg_layer_strategy",
+        {"secagg": True, "layer_strategy": "importance"},
+        "config key 'layer-strategy': 'importance' cannot be used with secagg=true (clients "
+        "would score and pick different layers, but SecAgg+ sums vectors of one shape); use one "
+        "of top, bottom, interleaved, explicit, rotating",
+    ),
+    (
+        "_secagg_shares",
+        {"secagg": True, "secagg_shares": 2},
+        "config key 'secagg-shares': 2 must be >= 3 for SecAgg+",
+    ),
+    (
+        "_secagg_threshold",
+        {"secagg": True, "secagg_shares": 3, "secagg_threshold": 3},
+        "config key 'secagg-threshold': 3 must be >= 2 and < secagg-shares (3)",
+    ),
+    (
+        "_secagg_threshold",
+        {"secagg": True, "secagg_shares": 5, "secagg_threshold": 1},
+        "config key 'secagg-threshold': 1 must be >= 2 and < secagg-shares (5)",
+    ),
+    (
+        "_secagg_fixed_clipping",
+        {"secagg": True, "dp": "client", "dp_clipping": "adaptive"},
+        "config key 'dp-clipping': secagg=true with dp=client needs dp-clipping=fixed (clients "
+        "clip before masking; adaptive clipping is not supported under SecAgg+)",
+    ),
+    (
+        "_secagg_plain_values",
+        {"secagg": True, "compression": "bf16"},
+        "config key 'compression': bf16 cannot be combined with secagg=true (masked sums need "
+        "plain values); set compression=none",
+    ),
+    (
+        "audit guesses",
+        {"audit_canaries": 4, "audit_guesses": 5},
+        "config key 'audit-guesses': 5 exceeds audit-canaries (4)",
+    ),
+    (
+        "audit data",
+        {"audit_canaries": 4, "data": "sites"},
+        "config key 'audit-canaries': no privacy audit with data=sites (the coordinator holds no "
+        "data)",
+    ),
+    (
+        "audit method",
+        {"audit_canaries": 4, "method": "local"},
+        "config key 'audit-canaries': no privacy audit with method=local (no single model)",
+    ),
+]
+IDS = [f"{rule}-{i}" for i, (rule, _, _) in enumerate(RULES)]
+
+
+@pytest.mark.parametrize(("rule", "settings", "message"), RULES, ids=IDS)
+def test_refused_by_the_config(rule: str, settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config(**settings)
+    assert str(caught.value) == message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("rule", "settings", "message"), RULES, ids=IDS)
+def test_fedskip_run_exits_2_with_the_line(
+    rule: str, settings: dict[str, Any], message: str, tmp_path: Path, capsys: Any
+) -> None:
+    from fedskip.cli import main
+
+    pairs = [
+        f"{to_key(k)}={str(v).lower() if isinstance(v, bool) else v}" for k, v in settings.items()
+    ]
+    assert main(["run", "--set", *pairs, f"out={tmp_path}"]) == 2
+    assert capsys.readouterr().err == f"fedskip: error: {message}\n"
+
+
+def _unvalidated(**settings: Any) -> Config:
+    """A Config with ``settings`` over the defaults, not validated (to call one rule)."""
+    cfg = object.__new__(Config)
+    for name, value in {**dataclasses.asdict(Config()), **settings}.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
+def test_every_rule_has_a_row_that_trips_that_rule() -> None:
+    rules = {rule.__name__: rule for rule in CROSS_FIELD_RULES}
+    rows = [(name, settings, message) for name, settings, message in RULES if name in rules]
+    assert {name for name, _, _ in rows} == set(rules)
+    for name, settings, message in rows:
+        assert rules[name](_unvalidated(**settings)) == message
+        assert rules[name](Config()) == ""  # the defaults pass every rule
+
+
+def test_strategy_lists_match_the_selectors() -> None:
+    from fedskip.selection import get_selector
+
+    dynamic = {
+        s for s in LAYER_STRATEGIES if get_selector(s).dynamic or get_selector(s).needs_scores
+    }
+    assert dynamic == set(DYNAMIC_STRATEGIES)
+    assert set(SECAGG_STRATEGIES) == set(LAYER_STRATEGIES) - {"importance"}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"secagg": True, "dp": "sample"},
+        {"secagg": True, "dp": "client", "layer_strategy": "rotating"},
+        {"lora_rank": 4, "method": "lora", "layer_strategy": "rotating"},
+        {"compression": "int8", "dp": "sample"},
+        {"dp": "client", "dp_clipping": "adaptive"},
+        {"dp": "sample", "method": "centralized"},
+    ],
+)
+def test_combinations_that_work_are_accepted(settings: dict[str, Any]) -> None:
+    Config(**settings)
