@@ -66,10 +66,10 @@ def test_centralized_writes_run_directory(trained: dict[str, Any], capsys: Any) 
     config = json.loads(run.config_path.read_text())
     assert (config["method"], config["epochs"], config["layers"]) == ("centralized", 2, 2)
     rows = run.read_metrics()
-    assert [r["epoch"] for r in rows] == [1, 2]
-    assert all(math.isfinite(r["train_loss"]) and "f1" in r["test"] for r in rows)
+    assert [r.epoch for r in rows] == [1, 2]
+    assert all(math.isfinite(r.train_loss or math.nan) and "f1" in r.scores for r in rows)
     summary = json.loads(run.summary_path.read_text())
-    assert summary["final"] == rows[-1]["test"]
+    assert summary["final"] == rows[-1].scores
     assert summary["selected_layers"] == [2, 3]
     assert summary["primary_metric"] == "f1"
     assert summary["data"]["train_documents"] == 8 and summary["data"]["test_documents"] == 4

@@ -11,13 +11,8 @@ import torch
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
-from fedskip.pipeline import (
-    build_model,
-    encode,
-    layer_plan,
-    prepare,
-    trainable_blocks,
-)
+from fedskip.pipeline import encode, prepare
+from fedskip.trainability import build_trainable, layer_plan, trained_blocks
 
 SENTENCES = [
     (["patient", "denies", "chest", "pain"], ["O", "O", "B-problem", "I-problem"]),
@@ -122,15 +117,18 @@ def prepared_ner(ner_sites: Path) -> tuple[Config, Any]:
         ({"method": "fedavg", "layers": 1}, [0, 1, 2, 3], True),
     ],
 )
-def test_build_model_applies_layer_plan(
-    prepared_ner: tuple[Config, Any], changes: dict[str, Any], blocks: list[int],
+def test_build_trainable_applies_layer_plan(
+    prepared_ner: tuple[Config, Any],
+    changes: dict[str, Any],
+    blocks: list[int],
     embeddings_trainable: bool,
-) -> None:  # fmt: skip
+) -> None:
     cfg, prepared = prepared_ner
     cfg = Config.from_mapping(changes, base=cfg)
-    model, tokenizer, stack = build_model(cfg, prepared)
+    bundle, layers = build_trainable(cfg, prepared)
+    model, stack = bundle.model, bundle.stack
     assert stack.num_blocks == 4
-    assert trainable_blocks(model, stack) == blocks
+    assert trained_blocks(bundle) == blocks == sorted(layers)
     emb = [p.requires_grad for n, p in model.named_parameters() if stack.is_embedding(n)]
     assert emb and all(e == embeddings_trainable for e in emb)
     assert all(p.requires_grad for n, p in model.named_parameters() if stack.is_head(n))
@@ -140,14 +138,15 @@ def test_build_model_applies_layer_plan(
 def test_too_many_layers_is_a_config_error(prepared_ner: tuple[Config, Any]) -> None:
     cfg, prepared = prepared_ner
     with pytest.raises(ConfigError, match="'layers'"):
-        build_model(cfg.replace(layers=5), prepared)
+        build_trainable(cfg.replace(layers=5), prepared)
 
 
 def test_importance_and_rotating_plans(prepared_ner: tuple[Config, Any]) -> None:
     cfg, prepared = prepared_ner
     cfg = cfg.replace(layer_strategy="importance", layers=2, importance_batches=1, batch_size=4)
-    model, _, stack = build_model(cfg, prepared)
-    assert len(trainable_blocks(model, stack)) == 2
+    bundle, _ = build_trainable(cfg, prepared)
+    stack = bundle.stack
+    assert len(trained_blocks(bundle)) == 2
     rotating = cfg.replace(layer_strategy="rotating")
     assert [layer_plan(rotating, stack, r) for r in (1, 2, 3)] == [[2, 3], [0, 1], [2, 3]]
 

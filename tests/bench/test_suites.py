@@ -170,13 +170,14 @@ def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> N
     from mlflow.tracking import MlflowClient
 
     from fedskip.rundir import RunDir
+    from fedskip.runs.schema import MetricsRow, RunSummary
 
     def trainer(cfg: Config) -> dict[str, Any]:  # what every real trainer does with its rows
         run = RunDir(cfg.out)
         run.write_config(cfg)
-        run.append_metrics({"epoch": 1, "train_loss": 0.5})
+        run.append_metrics(MetricsRow(epoch=1, train_loss=0.5))
         run.close()
-        run.write_summary({})
+        run.write_summary(RunSummary({}))
         return {}
 
     only = ["ner-centralized", "ner-local"]

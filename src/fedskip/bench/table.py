@@ -57,9 +57,8 @@ def trained_layers(record: RunRecord) -> int | None:
     """Blocks trained and exchanged per round: the first round's selection when the run logged
     one, else the summary's, else the ``layers`` setting."""
     for row in record.rows:
-        selected = row.get("selected_layers")
-        if isinstance(selected, list) and selected:
-            return len(selected)
+        if row.selected_layers:
+            return len(row.selected_layers)
     selected = record.summary.get("selected_layers")
     if isinstance(selected, list) and selected and not isinstance(selected[0], list):
         return len(selected)

@@ -28,8 +28,8 @@ import torch
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError, DataError
-from fedskip.fl.planning import ModelBundle, load_bundle, set_trainable
 from fedskip.fl.rounds import client_seed
+from fedskip.trainability import ModelBundle, load_bundle, set_trainable
 
 THREADS_ENV = "FEDSKIP_CLIENT_THREADS"
 """Torch threads of a client process (set by ``fedskip run`` for the simulation's workers)."""

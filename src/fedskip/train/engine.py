@@ -29,9 +29,7 @@ from fedskip.data.encode import EncodedCls, EncodedNer, decode_ner
 from fedskip.models.freeze import frozen_modules_eval
 from fedskip.train.batching import LengthGroupedBatches
 from fedskip.train.metrics import classification_metrics, ner_metrics
-from fedskip.train.prefix_cache import ActivationCache
-
-Collate = Callable[[list[Any]], Mapping[str, Tensor]]
+from fedskip.train.prefix_cache import ActivationCache, Collate
 
 
 class PrivacyHook(Protocol):
@@ -230,8 +228,9 @@ class _Loop:
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The Hugging Face model inside an Opacus ``GradSampleModule`` (or similar) wrapper."""
-    while isinstance(getattr(model, "_module", None), nn.Module):
-        model = model._module  # type: ignore[assignment]
+    inner = getattr(model, "_module", None)
+    while isinstance(inner, nn.Module):
+        model, inner = inner, getattr(inner, "_module", None)
     return model
 
 
