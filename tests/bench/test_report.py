@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from rundirs import centralized_run, federated_run
 
 from fedskip.bench.report import publish, render_report, write_headline, write_results
 from fedskip.bench.runner import SUITE_FILE, plan_suite, run_path
 from fedskip.bench.suites import describe
 from fedskip.cli import main
+from tests.bench.rundirs import centralized_run, federated_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

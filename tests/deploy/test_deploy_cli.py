@@ -3,10 +3,10 @@ starts); ``fedskip deploy certs`` writes a pilot PKI for the given hosts and sit
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from flwr.common.config import validate_config
 
 from fedskip.cli import main

@@ -4,10 +4,10 @@ wrapper; plus the monitor helpers (log tail, rounds, checkpoints, training in pr
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from flwr.common.config import parse_config_args, validate_config
 
 from fedskip.config import Config

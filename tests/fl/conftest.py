@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from local_grid import LocalGrid, set_task_identity  # noqa: E402
-
-from fedskip.config import Config  # noqa: E402
+from fedskip.config import Config
+from tests.fl.local_grid import LocalGrid, set_task_identity
 
 SENTENCES = [
     (["patient", "denies", "chest", "pain"], ["O", "O", "B-problem", "I-problem"]),

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from fedskip.errors import ConfigError
-from fedskip.models.freeze import _validate_selected
+from fedskip.models.freeze import validate_selected
 from fedskip.models.layers import LayerStack
 
 PEFT_PREFIX = "base_model.model."
@@ -72,7 +72,7 @@ def lora_target_modules(
     ``"." + target`` (``query`` or ``attention.self.query``). A target that matches no linear
     layer of the selected blocks raises :class:`ConfigError` listing the candidates.
     """
-    chosen = _validate_selected(stack, selected)
+    chosen = validate_selected(stack, selected)
     wanted = parse_targets(targets)
     found: list[str] = []
     used: set[str] = set()
@@ -138,7 +138,7 @@ def set_lora_trainable(
     """(Re)apply the trainable flags of a peft-wrapped model: adapters (``B`` only with
     ``freeze_a``), the head copy, and the final norm when ``train_final_norm`` and the top block
     is selected. Everything else is frozen. Returns the sorted trainable names."""
-    chosen = set(_validate_selected(stack, selected))
+    chosen = set(validate_selected(stack, selected))
     with_norm = train_final_norm and (stack.num_blocks - 1) in chosen
     names = []
     for name, param in model.named_parameters():
