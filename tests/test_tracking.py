@@ -180,9 +180,14 @@ def test_no_tracking_writes_no_tracking_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("none", []), ("tensorboard", ["tensorboard"]), (" mlflow , tensorboard ", ["mlflow", "tensorboard"]),
-     ("tensorboard,tensorboard", ["tensorboard"]), ("none,mlflow", ["mlflow"])],
-)  # fmt: skip
+    [
+        ("none", []),
+        ("tensorboard", ["tensorboard"]),
+        (" mlflow , tensorboard ", ["mlflow", "tensorboard"]),
+        ("tensorboard,tensorboard", ["tensorboard"]),
+        ("none,mlflow", ["mlflow"]),
+    ],
+)
 def test_tracking_lists(value: str, expected: list[str]) -> None:
     assert Config(tracking=value).tracking_list() == expected
 

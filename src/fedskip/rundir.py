@@ -226,8 +226,8 @@ def _task_of(config: PretrainedConfig) -> str:
 class Exported:
     """An exported model loaded for inference."""
 
-    model: Any
-    tokenizer: Any
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     task: str
     label_list: list[str]
     multi_label: bool

@@ -48,10 +48,20 @@ def sites(tmp_path: Path) -> Path:
 def make_cfg(sites: Path, tmp_path: Path) -> Callable[..., Config]:
     def make(**changes: Any) -> Config:
         base: dict[str, Any] = dict(
-            data=str(sites), model="llama-tiny", device="cpu", quiet=True, max_length=16,
-            stride=4, test_fraction=0.2, batch_size=2, layers=1, rounds=2, lr=1e-3, local_epochs=1,
+            data=str(sites),
+            model="llama-tiny",
+            device="cpu",
+            quiet=True,
+            max_length=16,
+            stride=4,
+            test_fraction=0.2,
+            batch_size=2,
+            layers=1,
+            rounds=2,
+            lr=1e-3,
+            local_epochs=1,
             out=str(tmp_path / "run"),
-        )  # fmt: skip
+        )
         base.update(changes)
         return Config(**base)
 

@@ -188,8 +188,10 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
         "rounds to 95%": lambda r: "–" if r.rounds_to_95 is None else str(r.rounds_to_95),
         "s": lambda r: fmt(r.seconds, ".0f"),
     }
-    columns = list(columns or ["run", "method", "final", "best", "gap (pts)", "MB", "reduction",
-                               "rounds to 95%", "s"])  # fmt: skip
+    columns = list(
+        columns
+        or ["run", "method", "final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%", "s"]
+    )
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(cells[c](row) for c in columns) + " |")

@@ -247,15 +247,23 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
 
         summary["audit_run"] = True
         summary["audit"] = run_audit(
-            run.cfg, run.bundle.model, run.bundle.tokenizer, run.bundle.stack, run.prepared,
-            out=run.rundir.path, accountant_epsilon=summary.get("epsilon"),
-        )  # fmt: skip
+            run.cfg,
+            run.bundle.model,
+            run.bundle.tokenizer,
+            run.bundle.stack,
+            run.prepared,
+            out=run.rundir.path,
+            accountant_epsilon=summary.get("epsilon"),
+        )
         marker = audit_marker(run.cfg)
     run.rundir.write_summary(summary)
     run.rundir.save_model(
-        run.bundle.model, run.bundle.tokenizer, cfg=run.cfg, selected_layers=layers or None,
+        run.bundle.model,
+        run.bundle.tokenizer,
+        cfg=run.cfg,
+        selected_layers=layers or None,
         extra=marker,
-    )  # fmt: skip
+    )
     return summary
 
 

@@ -114,13 +114,12 @@ def init_adapters(model: nn.Module, seed: int) -> None:
             if not isinstance(lora_a, nn.ModuleDict) or not isinstance(lora_b, nn.ModuleDict):
                 continue
             for adapter, layer in lora_a.items():
-                weight: torch.Tensor = layer.weight  # type: ignore[assignment]
+                weight = layer.get_parameter("weight")
                 gen = torch.Generator().manual_seed(_module_seed(seed, f"{name}.{adapter}"))
                 fresh = torch.empty(weight.shape, dtype=torch.float32)
                 nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=gen)
                 weight.copy_(fresh.to(device=weight.device, dtype=weight.dtype))
-                b_weight: torch.Tensor = lora_b[adapter].weight  # type: ignore[assignment]
-                b_weight.zero_()
+                lora_b[adapter].get_parameter("weight").zero_()
 
 
 def is_adapter(name: str) -> bool:
@@ -191,7 +190,7 @@ def apply_lora_to_selected(
         lora_dropout=0.0,
         bias="none",
     )
-    wrapped = get_peft_model(model, config)  # type: ignore[arg-type]
+    wrapped = get_peft_model(model, config)
     init_adapters(wrapped, seed)
     names = set_lora_trainable(
         wrapped, stack, selected, freeze_a=freeze_a, train_final_norm=train_final_norm

@@ -29,13 +29,13 @@ from torch import Tensor
 from fedskip.privacy.accounting import steps_per_epoch
 
 
-class MicroBatch(dict):  # type: ignore[type-arg]
+class MicroBatch(dict):
     """A collated micro-batch; ``ends_step`` tells the engine to step the optimizer after it."""
 
     ends_step: bool = False
 
 
-class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
+class UnitDPOptimizer(DPOptimizer):
     """Opacus' ``DPOptimizer`` whose per-sample gradients are per *unit*: the sum of the
     per-example gradients of the unit's examples, over all micro-batches of the step."""
 
@@ -87,7 +87,7 @@ class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
             ]
             p.grad_sample = parts[0] if len(parts) == 1 else parts
         self._draws, self._sums = [], {}
-        return super().pre_step(closure)  # type: ignore[no-any-return]
+        return super().pre_step(closure)
 
 
 class UnitBatches:
