@@ -95,8 +95,16 @@ def test_summary_accessors() -> None:
             "reduction": 0.25,
         }
     )
-    assert (federated.final_metric, federated.best_metric, federated.total_bytes) == (0.5, 0.75, 30)
-    assert (federated.failed_rounds, federated.finished, federated.seconds) == ([2], False, 3.0)
+    assert (federated.final_metric, federated.number("best_metric"), federated.total_bytes) == (
+        0.5,
+        0.75,
+        30,
+    )
+    assert (federated.failed_rounds, federated.finished, federated.number("seconds")) == (
+        [2],
+        False,
+        3.0,
+    )
     centralized = RunSummary({"primary_metric": "f1", "final": {"f1": 0.25}, "seconds": 1.5})
     assert (centralized.final_metric, centralized.total_bytes, centralized.finished) == (
         0.25,
@@ -104,7 +112,7 @@ def test_summary_accessors() -> None:
         True,
     )
     local = RunSummary({"primary_metric": "macro_f1", "mean_metric": 0.125, "best_metric": 0.5})
-    assert (local.final_metric, local.best_metric) == (0.125, 0.5)
+    assert (local.final_metric, local.number("best_metric")) == (0.125, 0.5)
     assert json.loads(json.dumps(local)) == local.to_json()
 
 

@@ -104,7 +104,7 @@ class RunRecord:
         values = [p.metric for p in self.curve if p.metric is not None]
         if self.per_client:  # its best_metric is the best single client, not the best epoch
             return max(values) if values else self.final
-        for found in (self.summary.best_metric, self.summary.final_metric):
+        for found in (self.summary.number("best_metric"), self.summary.final_metric):
             if found is not None:
                 values.append(found)
         return max(values) if values else None
@@ -125,7 +125,7 @@ class RunRecord:
     @property
     def seconds(self) -> float | None:
         """Wall-clock seconds of the run."""
-        value = self.summary.seconds
+        value = self.summary.number("seconds")
         if value is None and self.points:
             value = self.points[-1].seconds
         return value
@@ -134,7 +134,7 @@ class RunRecord:
     def epsilon(self) -> float | None:
         """ε spent (at the run's δ) when trained with differential privacy: the summary's, else
         the last one a round reported."""
-        value = self.summary.epsilon
+        value = self.summary.number("epsilon")
         if value is None:
             known = [r.epsilon for r in self.rows if r.epsilon is not None]
             value = float(known[-1]) if known else None
@@ -143,7 +143,7 @@ class RunRecord:
     @property
     def reported_reduction(self) -> float | None:
         """Reduction versus full FedAvg as the run itself reported it (analytic), if any."""
-        return self.summary.reduction
+        return self.summary.number("reduction")
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A config value (kebab-case key)."""

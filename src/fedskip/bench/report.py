@@ -61,21 +61,7 @@ def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     rows = build_rows(records)
     write_csv(rows, folder / "report.csv")
     lines = ["# fedskip report", ""]
-    columns = [
-        "run",
-        "method",
-        "task",
-        "k",
-        "partition",
-        "final",
-        "best",
-        "gap (pts)",
-        "MB",
-        "reduction",
-        "rounds to 95%",
-        "ε spent",
-        "s",
-    ]
+    columns = ["run", "method", "task", "k", "partition", *SCORE_COLUMNS, "ε spent", "s"]
     lines += [markdown_table(rows, columns), ""]
     lines += [
         f"- `{r.name}`: {r.path}" + ("" if r.complete else " (no summary.json: unfinished)")
@@ -266,17 +252,9 @@ def _methods_section(
     return lines
 
 
-ABLATION_COLUMNS = [
-    "run",
-    "k",
-    "final",
-    "best",
-    "gap (pts)",
-    "MB",
-    "reduction",
-    "rounds to 95%",
-    "s",
-]
+SCORE_COLUMNS = ["final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%"]
+"""What every results table shows of a run's scores and traffic."""
+ABLATION_COLUMNS = ["run", "k", *SCORE_COLUMNS, "s"]
 
 
 @dataclass(frozen=True)

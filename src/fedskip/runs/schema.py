@@ -25,6 +25,7 @@ Flower-free and model-free: any layer that writes or reads run records may impor
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,20 +74,30 @@ class MetricsRow:
     status: str = "ok"
     client_eval: Json = field(default_factory=dict)
     bytes_down: int = 0
+    """Training (and layer-scoring) instructions the server sent this round."""
     bytes_up: int = 0
+    """Training replies the server received this round."""
     bytes_eval: int = 0
+    """Federated-evaluation instructions of this round."""
+    epsilon: float | None = None
+    """ε spent so far (DP runs)."""
     cum_bytes_down: int = 0
     cum_bytes_up: int = 0
+    """Running totals of ``bytes_down`` / ``bytes_up`` up to this round."""
     seconds: float = 0.0
     """This round's wall time."""
     selected_layers: list[int] = field(default_factory=list)
+    """Blocks trained this round (empty for ``method=lora``: adapters in every block)."""
     clients: list[int] = field(default_factory=list)
+    """Client ids sampled for training."""
     replies_ok: int = 0
     replies_rejected: int = 0
     rejections: list[str] = field(default_factory=list)
+    """Why each rejected reply was refused (one line each)."""
     failure: str = ""
-    epsilon: float | None = None
+    """Why the round failed (status ``failed``: too few valid replies)."""
     site_eval: Json = field(default_factory=dict)
+    """Per-site scores from the server's global-test predictions (evaluate once)."""
 
     @property
     def kind(self) -> str:
@@ -132,24 +143,9 @@ class MetricsRow:
             }
         row: Json = {"round": self.round, "status": self.status, "train_loss": self.train_loss}
         row.update(self.scores)
-        row.update(
-            client_eval=dict(self.client_eval),
-            bytes_down=self.bytes_down,
-            bytes_up=self.bytes_up,
-            bytes_eval=self.bytes_eval,
-            cum_bytes_down=self.cum_bytes_down,
-            cum_bytes_up=self.cum_bytes_up,
-            cum_bytes=self.cum_bytes,
-            seconds=self.seconds,
-            elapsed_s=self.elapsed_s,
-            selected_layers=list(self.selected_layers),
-            clients=list(self.clients),
-            replies_ok=self.replies_ok,
-            replies_rejected=self.replies_rejected,
-            rejections=list(self.rejections),
-            failure=self.failure,
-            epsilon=self.epsilon,
-        )
+        for key in ROUND_KEYS[3:-1]:
+            value = self.cum_bytes if key == "cum_bytes" else getattr(self, key)
+            row[key] = copy.copy(value)  # lists and sections are not shared with the row
         if self.site_eval:
             row["site_eval"] = dict(self.site_eval)
         return row
@@ -158,28 +154,10 @@ class MetricsRow:
     def from_json(cls, row: Mapping[str, Any]) -> MetricsRow:
         """The row of a ``metrics.jsonl`` line (inverse of :meth:`to_json`)."""
         if "round" in row:
-            return cls(
-                round=int(row["round"]),
-                status=str(row.get("status", "ok")),
-                train_loss=row.get("train_loss"),
-                scores={k: v for k, v in row.items() if k not in ROUND_KEYS},
-                client_eval=dict(row.get("client_eval") or {}),
-                bytes_down=int(row.get("bytes_down", 0)),
-                bytes_up=int(row.get("bytes_up", 0)),
-                bytes_eval=int(row.get("bytes_eval", 0)),
-                cum_bytes_down=int(row.get("cum_bytes_down", 0)),
-                cum_bytes_up=int(row.get("cum_bytes_up", 0)),
-                seconds=float(row.get("seconds", 0.0)),
-                elapsed_s=row.get("elapsed_s"),
-                selected_layers=[int(b) for b in row.get("selected_layers") or []],
-                clients=[int(c) for c in row.get("clients") or []],
-                replies_ok=int(row.get("replies_ok", 0)),
-                replies_rejected=int(row.get("replies_rejected", 0)),
-                rejections=[str(r) for r in row.get("rejections") or []],
-                failure=str(row.get("failure") or ""),
-                epsilon=row.get("epsilon"),
-                site_eval=dict(row.get("site_eval") or {}),
-            )
+            fields = {k: copy.copy(v) for k, v in row.items() if k in ROUND_KEYS}
+            fields.pop("cum_bytes", None)  # derived: cum_bytes_down + cum_bytes_up
+            scores = {k: v for k, v in row.items() if k not in ROUND_KEYS}
+            return cls(**fields, scores=scores)
         if "client" in row:
             fixed = ("client", "epoch", "train_loss")
             return cls(
@@ -204,10 +182,6 @@ class RunSummary(dict[str, Any]):
         return dict(self)
 
     @property
-    def method(self) -> str:
-        return str(self.get("method", ""))
-
-    @property
     def primary_metric(self) -> str:
         """The headline metric's name (``f1``, ``macro_f1`` or ``micro_f1``)."""
         return str(self.get("primary_metric", ""))
@@ -225,14 +199,10 @@ class RunSummary(dict[str, Any]):
                 return number
         return None
 
-    @property
-    def best_metric(self) -> float | None:
-        return as_number(self.get("best_metric"))
-
-    @property
-    def seconds(self) -> float | None:
-        """Wall-clock seconds of the run."""
-        return as_number(self.get("seconds"))
+    def number(self, key: str) -> float | None:
+        """A numeric field (``best_metric``, ``seconds``, ``epsilon`` at δ, ``reduction`` versus
+        full-model FedAvg, ...) as a float; None when absent or not a number."""
+        return as_number(self.get(key))
 
     @property
     def total_bytes(self) -> int | None:
@@ -251,16 +221,6 @@ class RunSummary(dict[str, Any]):
     def finished(self) -> bool:
         """Whether the run measures its config: every round aggregated."""
         return not self.failed_rounds
-
-    @property
-    def epsilon(self) -> float | None:
-        """ε spent (at the run's δ) when trained with differential privacy."""
-        return as_number(self.get("epsilon"))
-
-    @property
-    def reduction(self) -> float | None:
-        """1 − bytes moved / bytes full-model FedAvg would move (federated runs)."""
-        return as_number(self.get("reduction"))
 
 
 def as_number(value: Any) -> float | None:
