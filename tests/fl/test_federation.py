@@ -12,9 +12,9 @@ import pytest
 import torch
 from flwr.app import Message, RecordDict
 
-from conftest import DATA_WORDS
 from fedskip.config import Config
 from fedskip.fl import messages as M
+from tests.fl.conftest import DATA_WORDS
 from tests.fl.local_grid import wire_bytes as _all_wire_bytes
 
 
