@@ -27,11 +27,12 @@ from common import publish
 def load(model_name: str, examples: int) -> tuple[Any, ...]:
     """(config, prepared, train features, test encoding, collate) for site 0 of the corpus."""
     from fedskip.config import Config
-    from fedskip.pipeline import build_model, collator, encode, prepare
+    from fedskip.pipeline import collator, encode, prepare
+    from fedskip.trainability import load_bundle
 
     cfg = Config(model=model_name, quiet=True, device="cpu")
     prepared = prepare(cfg)
-    _, tokenizer, _ = build_model(cfg, prepared, selected=[0])
+    tokenizer = load_bundle(cfg, prepared).tokenizer
     train = encode(prepared.client_train[0], tokenizer, prepared, cfg).features[:examples]
     test = encode(prepared.client_test[0], tokenizer, prepared, cfg)
     return cfg, prepared, train, test, collator(tokenizer, prepared)
@@ -41,9 +42,10 @@ def measure_variant(
     cfg: Any, prepared: Any, train_set: Any, test: Any, collate: Any, k: int | None, cache: str
 ) -> dict[str, float]:
     """Seconds of a first and a later epoch and of an evaluation pass; cache MiB."""
-    from fedskip.pipeline import activation_cache, build_model
+    from fedskip.pipeline import activation_cache
     from fedskip.train import prefix_cache as pc
     from fedskip.train.engine import TrainSettings, evaluate, train
+    from fedskip.trainability import build_trainable
 
     pc.STORE.clear()
     run_cfg = cfg.replace(
@@ -52,7 +54,8 @@ def measure_variant(
         activation_cache=cache,
         lr=5e-5 if k is None else cfg.lr,
     )
-    model, tokenizer, stack = build_model(run_cfg, prepared)
+    bundle, _ = build_trainable(run_cfg, prepared)
+    model, tokenizer, stack = bundle.model, bundle.tokenizer, bundle.stack
     hook = activation_cache(run_cfg, stack, tokenizer)
     settings = TrainSettings.from_config(run_cfg)
     times = []

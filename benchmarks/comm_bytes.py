@@ -40,13 +40,13 @@ def num_labels(run: Path, config: dict[str, Any]) -> int:
 
 def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
     """``fedskip comm``'s count for the run's plan; full fine-tuning (FedAvg, or k = every
-    block without LoRA, as :func:`fedskip.fl.planning.is_full` decides) exchanges every
+    block without LoRA, as :func:`fedskip.trainability.is_full` decides) exchanges every
     parameter."""
     from fedskip.config import Config
-    from fedskip.fl.planning import is_full
     from fedskip.models.comm import communication_report
     from fedskip.models.layers import discover_layers
     from fedskip.models.loading import build_meta_model
+    from fedskip.trainability import is_full
 
     cfg = Config.from_mapping(config)
     model = build_meta_model(cfg.model, task=cfg.task, num_labels=labels)

@@ -53,8 +53,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         (data / rel).write_text(text)
     out = root / "run"
-    sets = [f"data={data}", "model=llama-tiny", "device=cpu", "epochs=2", "batch-size=4",
-            "lr=5e-3", "layers=2", "max-length=32", "stride=8", f"out={out}", "test-fraction=0.25"]  # fmt: skip
+    sets = [
+        f"data={data}",
+        "model=llama-tiny",
+        "device=cpu",
+        "epochs=2",
+        "batch-size=4",
+        "lr=5e-3",
+        "layers=2",
+        "max-length=32",
+        "stride=8",
+        f"out={out}",
+        "test-fraction=0.25",
+    ]
     code = main(["centralized", "--set", *sets, "--quiet"])
     return {"code": code, "data": data, "out": out, "files": files, "sets": sets}
 
@@ -66,10 +77,10 @@ def test_centralized_writes_run_directory(trained: dict[str, Any], capsys: Any) 
     config = json.loads(run.config_path.read_text())
     assert (config["method"], config["epochs"], config["layers"]) == ("centralized", 2, 2)
     rows = run.read_metrics()
-    assert [r["epoch"] for r in rows] == [1, 2]
-    assert all(math.isfinite(r["train_loss"]) and "f1" in r["test"] for r in rows)
+    assert [r.epoch for r in rows] == [1, 2]
+    assert all(math.isfinite(r.train_loss or math.nan) and "f1" in r.scores for r in rows)
     summary = json.loads(run.summary_path.read_text())
-    assert summary["final"] == rows[-1]["test"]
+    assert summary["final"] == rows[-1].scores
     assert summary["selected_layers"] == [2, 3]
     assert summary["primary_metric"] == "f1"
     assert summary["data"]["train_documents"] == 8 and summary["data"]["test_documents"] == 4
@@ -87,8 +98,9 @@ def _write_subset(root: Path, files: dict[str, str], docs: set[str]) -> Path:
     return root
 
 
-def test_evaluate_matches_final_test_metrics(trained: dict[str, Any], tmp_path: Path,
-                                             capsys: Any) -> None:  # fmt: skip
+def test_evaluate_matches_final_test_metrics(
+    trained: dict[str, Any], tmp_path: Path, capsys: Any
+) -> None:
     from fedskip.config import load_config
     from fedskip.pipeline import prepare
 
@@ -96,8 +108,18 @@ def test_evaluate_matches_final_test_metrics(trained: dict[str, Any], tmp_path: 
     test_ids = {d.doc_id for d in prepared.global_test}
     test_data = _write_subset(tmp_path / "test", trained["files"], test_ids)
     capsys.readouterr()
-    code = main(["evaluate", "--model", str(trained["out"] / "model"), "--data", str(test_data),
-                 "--json", "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(trained["out"] / "model"),
+            "--data",
+            str(test_data),
+            "--json",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     got = json.loads(capsys.readouterr().out)
     final = json.loads((trained["out"] / "summary.json").read_text())["final"]
@@ -111,14 +133,19 @@ def test_evaluate_matches_final_test_metrics(trained: dict[str, Any], tmp_path: 
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({"x/txt/a.txt": "has fever\n", "x/concept/a.con": 'c="fever" 1:1 1:1||t="symptom"\n'},
-         "symptom are not in the model's entity types"),
-        ({"x/notes.jsonl": '{"text": "a note", "label": "Radiology"}\n'},
-         "holds classification data but the model is a ner model"),
+        (
+            {"x/txt/a.txt": "has fever\n", "x/concept/a.con": 'c="fever" 1:1 1:1||t="symptom"\n'},
+            "symptom are not in the model's entity types",
+        ),
+        (
+            {"x/notes.jsonl": '{"text": "a note", "label": "Radiology"}\n'},
+            "holds classification data but the model is a ner model",
+        ),
     ],
-)  # fmt: skip
-def test_evaluate_bad_data(trained: dict[str, Any], write_tree: Any, capsys: Any,
-                           files: dict[str, str], message: str) -> None:  # fmt: skip
+)
+def test_evaluate_bad_data(
+    trained: dict[str, Any], write_tree: Any, capsys: Any, files: dict[str, str], message: str
+) -> None:
     data = write_tree(files) / "x"
     assert main(["evaluate", "--model", str(trained["out"] / "model"), "--data", str(data)]) == 2
     err = capsys.readouterr().err
@@ -132,8 +159,9 @@ def test_evaluate_missing_model(tmp_path: Path, capsys: Any) -> None:
 
 def test_predict_on_trained_model(trained: dict[str, Any], capsys: Any) -> None:
     text = "Patient denies chest pain.\nStarted aspirin for fever"
-    assert main(["predict", "--model", str(trained["out"] / "model"), "--text", text,
-                 "--json"]) == 0  # fmt: skip
+    assert (
+        main(["predict", "--model", str(trained["out"] / "model"), "--text", text, "--json"]) == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["task"] == "ner"
     for ent in result["entities"]:
@@ -143,8 +171,15 @@ def test_predict_on_trained_model(trained: dict[str, Any], capsys: Any) -> None:
 
 
 # --------------------------------------------------------------------------- fixed-output heads
-def _tiny_bert_export(out: Path, task: str, labels: list[str], bias: list[float], *,
-                      multi_label: bool = False, max_length: int = 128) -> Path:  # fmt: skip
+def _tiny_bert_export(
+    out: Path,
+    task: str,
+    labels: list[str],
+    bias: list[float],
+    *,
+    multi_label: bool = False,
+    max_length: int = 128,
+) -> Path:
     """A tiny BERT whose head ignores the input (zero weights) and outputs ``bias``."""
     from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
 
@@ -152,11 +187,16 @@ def _tiny_bert_export(out: Path, task: str, labels: list[str], bias: list[float]
 
     tokenizer = load_tokenizer("minilm")
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
         label2id={n: i for i, n in enumerate(labels)},
         problem_type="multi_label_classification" if multi_label else None,
-    )  # fmt: skip
+    )
     cls = BertForTokenClassification if task == "ner" else BertForSequenceClassification
     model = cls(config)
     with torch.no_grad():
@@ -196,8 +236,9 @@ NER_LABELS = ["O", "B-problem", "I-problem"]
         ([0.0, 0.0, 5.0], 8, [(0, 12), (13, 51)]),
     ],
 )
-def test_predict_entity_spans(tmp_path: Path, capsys: Any, bias: list[float], max_length: int,
-                              expected: list[tuple[int, int]]) -> None:  # fmt: skip
+def test_predict_entity_spans(
+    tmp_path: Path, capsys: Any, bias: list[float], max_length: int, expected: list[tuple[int, int]]
+) -> None:
     model = _tiny_bert_export(tmp_path, "ner", NER_LABELS, bias, max_length=max_length)
     text = "Pain, fever. Chest ache and mild cough since monday"
     assert main(["predict", "--model", str(model), "--text", text, "--json"]) == 0
@@ -220,8 +261,9 @@ def test_predict_classification_scores(tmp_path: Path, capsys: Any) -> None:
     e2 = math.exp(2)
     assert [r["label"] for r in result["labels"]] == ["b", "a", "c"]
     assert result["labels"][0]["score"] == pytest.approx(e2 / (e2 + 2), abs=1e-6)
-    multi = _tiny_bert_export(tmp_path / "ml", "classification", ["x", "y"], [1.0, -1.0],
-                              multi_label=True)  # fmt: skip
+    multi = _tiny_bert_export(
+        tmp_path / "ml", "classification", ["x", "y"], [1.0, -1.0], multi_label=True
+    )
     assert main(["predict", "--model", str(multi), "--text", "some note"]) == 0
     text_out = capsys.readouterr().out
     assert "predicted: x" in text_out
@@ -258,8 +300,16 @@ def test_evaluate_classification_export(tmp_path: Path, write_tree: Any, capsys:
 
 def test_centralized_without_test_set(write_tree: Any, tmp_path: Path, capsys: Any) -> None:
     data = write_tree(i2b2_files("only", 2))
-    sets = [f"data={data}", "model=llama-tiny", "device=cpu", "epochs=1", "max-length=32",
-            "stride=8", "test-fraction=0", f"out={tmp_path / 'run'}"]  # fmt: skip
+    sets = [
+        f"data={data}",
+        "model=llama-tiny",
+        "device=cpu",
+        "epochs=1",
+        "max-length=32",
+        "stride=8",
+        "test-fraction=0",
+        f"out={tmp_path / 'run'}",
+    ]
     assert main(["centralized", "--set", *sets]) == 0
     out = capsys.readouterr().out
     assert "test f1 n/a (no test set)" in out and "no test data" in out
@@ -268,8 +318,9 @@ def test_centralized_without_test_set(write_tree: Any, tmp_path: Path, capsys: A
 
 
 def test_evaluate_icd9_on_the_models_codes(tmp_path: Path, write_tree: Any, capsys: Any) -> None:
-    model = _tiny_bert_export(tmp_path / "m", "classification", ["4019", "4280"], [2.0, -2.0],
-                              multi_label=True)  # fmt: skip
+    model = _tiny_bert_export(
+        tmp_path / "m", "classification", ["4019", "4280"], [2.0, -2.0], multi_label=True
+    )
     manifest = model / "fedskip.json"
     manifest.write_text(
         json.dumps({**json.loads(manifest.read_text()), "config": {"label": "icd9"}})

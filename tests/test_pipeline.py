@@ -11,13 +11,8 @@ import torch
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
-from fedskip.pipeline import (
-    build_model,
-    encode,
-    layer_plan,
-    prepare,
-    trainable_blocks,
-)
+from fedskip.pipeline import encode, prepare
+from fedskip.trainability import build_trainable, layer_plan, trained_blocks
 
 SENTENCES = [
     (["patient", "denies", "chest", "pain"], ["O", "O", "B-problem", "I-problem"]),
@@ -48,8 +43,15 @@ def ner_sites(write_tree: Any) -> Path:
 
 
 def cfg_for(data: Path, **kw: Any) -> Config:
-    base = dict(data=str(data), model="llama-tiny", device="cpu", quiet=True, max_length=32,
-                stride=4, test_fraction=0.2)  # fmt: skip
+    base = dict(
+        data=str(data),
+        model="llama-tiny",
+        device="cpu",
+        quiet=True,
+        max_length=32,
+        stride=4,
+        test_fraction=0.2,
+    )
     return Config(**{**base, **kw})
 
 
@@ -61,8 +63,15 @@ def test_natural_one_client_per_site(ner_sites: Path) -> None:
     p = prepare(cfg_for(ner_sites))
     assert p.task == "ner" and not p.multi_label
     # union of types across sites (site-a has no treatment), sorted
-    assert p.label_list == ["O", "B-problem", "I-problem", "B-test", "I-test",
-                            "B-treatment", "I-treatment"]  # fmt: skip
+    assert p.label_list == [
+        "O",
+        "B-problem",
+        "I-problem",
+        "B-test",
+        "I-test",
+        "B-treatment",
+        "I-treatment",
+    ]
     assert p.client_names == ["site-a", "site-b"]
     assert [len(t) for t in p.client_train] == [4, 4]
     assert [len(t) for t in p.client_test] == [1, 1]
@@ -70,7 +79,9 @@ def test_natural_one_client_per_site(ner_sites: Path) -> None:
     assert not _ids(p.train_docs) & _ids(p.global_test)
     assert all(d.site == "site-a" for d in p.client_train[0] + p.client_test[0])
     assert [(r["client"], r["documents"], r["test_documents"]) for r in p.report] == [
-        ("site-a", 4, 1), ("site-b", 4, 1)]  # fmt: skip
+        ("site-a", 4, 1),
+        ("site-b", 4, 1),
+    ]
     assert p.task_info.task == "ner"
     again = prepare(cfg_for(ner_sites))
     assert [_ids(t) for t in again.client_train] == [_ids(t) for t in p.client_train]
@@ -95,8 +106,10 @@ def test_task_mismatch_is_a_config_error(ner_sites: Path) -> None:
 
 
 def test_multi_label_classification(write_tree: Any) -> None:
-    rows = [{"text": f"note {i} about things", "labels": labs}
-            for i, labs in enumerate([["4019"], ["4280", "4019"], ["25000"], ["4280"], ["4019"]])]  # fmt: skip
+    rows = [
+        {"text": f"note {i} about things", "labels": labs}
+        for i, labs in enumerate([["4019"], ["4280", "4019"], ["25000"], ["4280"], ["4019"]])
+    ]
     root = write_tree({"h1/a.jsonl": "\n".join(json.dumps(r) for r in rows)}, root="cls")
     p = prepare(cfg_for(root, task="classification", partition="natural"))
     assert p.label_list == ["25000", "4019", "4280"]
@@ -122,15 +135,18 @@ def prepared_ner(ner_sites: Path) -> tuple[Config, Any]:
         ({"method": "fedavg", "layers": 1}, [0, 1, 2, 3], True),
     ],
 )
-def test_build_model_applies_layer_plan(
-    prepared_ner: tuple[Config, Any], changes: dict[str, Any], blocks: list[int],
+def test_build_trainable_applies_layer_plan(
+    prepared_ner: tuple[Config, Any],
+    changes: dict[str, Any],
+    blocks: list[int],
     embeddings_trainable: bool,
-) -> None:  # fmt: skip
+) -> None:
     cfg, prepared = prepared_ner
     cfg = Config.from_mapping(changes, base=cfg)
-    model, tokenizer, stack = build_model(cfg, prepared)
+    bundle, layers = build_trainable(cfg, prepared)
+    model, stack = bundle.model, bundle.stack
     assert stack.num_blocks == 4
-    assert trainable_blocks(model, stack) == blocks
+    assert trained_blocks(bundle) == blocks == sorted(layers)
     emb = [p.requires_grad for n, p in model.named_parameters() if stack.is_embedding(n)]
     assert emb and all(e == embeddings_trainable for e in emb)
     assert all(p.requires_grad for n, p in model.named_parameters() if stack.is_head(n))
@@ -140,14 +156,15 @@ def test_build_model_applies_layer_plan(
 def test_too_many_layers_is_a_config_error(prepared_ner: tuple[Config, Any]) -> None:
     cfg, prepared = prepared_ner
     with pytest.raises(ConfigError, match="'layers'"):
-        build_model(cfg.replace(layers=5), prepared)
+        build_trainable(cfg.replace(layers=5), prepared)
 
 
 def test_importance_and_rotating_plans(prepared_ner: tuple[Config, Any]) -> None:
     cfg, prepared = prepared_ner
     cfg = cfg.replace(layer_strategy="importance", layers=2, importance_batches=1, batch_size=4)
-    model, _, stack = build_model(cfg, prepared)
-    assert len(trainable_blocks(model, stack)) == 2
+    bundle, _ = build_trainable(cfg, prepared)
+    stack = bundle.stack
+    assert len(trained_blocks(bundle)) == 2
     rotating = cfg.replace(layer_strategy="rotating")
     assert [layer_plan(rotating, stack, r) for r in (1, 2, 3)] == [[2, 3], [0, 1], [2, 3]]
 
@@ -174,14 +191,22 @@ def synth_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_synth_corpus_ner_and_icd9(synth_cache: Path) -> None:
     cfg = Config(data="synth", synth_sites=2, synth_docs=10, device="cpu")
     p = prepare(cfg)
-    assert p.label_list == ["O", "B-problem", "I-problem", "B-test", "I-test",
-                            "B-treatment", "I-treatment"]  # fmt: skip
+    assert p.label_list == [
+        "O",
+        "B-problem",
+        "I-problem",
+        "B-test",
+        "I-test",
+        "B-treatment",
+        "I-treatment",
+    ]
     assert p.client_names == ["site-1", "site-2"]
     assert p.data_path is not None and p.data_path.parent.parent == synth_cache
     assert len(p.global_test) == sum(len(t) for t in p.client_test) > 0
     icd = prepare(cfg.replace(task="classification", label="icd9", icd9_top_k=5))
     assert icd.multi_label and len(icd.label_list) == 5
-    assert all(set(d.labels) <= set(icd.label_list) and d.labels
-               for d in icd.train_docs + icd.global_test)  # fmt: skip
+    assert all(
+        set(d.labels) <= set(icd.label_list) and d.labels for d in icd.train_docs + icd.global_test
+    )
     cat = prepare(cfg.replace(task="classification"))
     assert not cat.multi_label and "Radiology" in cat.label_list

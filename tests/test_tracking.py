@@ -11,37 +11,86 @@ from fedskip.cli import main
 from fedskip.config import Config
 from fedskip.errors import ConfigError
 from fedskip.rundir import RunDir
+from fedskip.runs.schema import MetricsRow
 from fedskip.tracking import round_scalars
 
 # Two federated rows as fedskip.fl.records.round_row writes them (values exact in float32).
 ROWS: list[dict[str, Any]] = [
-    {"round": 1, "status": "ok", "train_loss": 1.5, "f1": 0.25,
-     "per_type": {"problem": {"f1": 0.5, "support": 4}}, "client_eval": {"f1": 0.125},
-     "bytes_down": 1000, "bytes_up": 1000, "cum_bytes": 2000, "seconds": 2.5,
-     "selected_layers": [3], "clients": [0, 1], "replies_ok": 2, "rejections": [],
-     "failure": "", "epsilon": None},
-    {"round": 2, "status": "ok", "train_loss": 0.75, "f1": 0.5,
-     "per_type": {"problem": {"f1": 0.75, "support": 4}}, "client_eval": {"f1": 0.375},
-     "bytes_down": 1000, "bytes_up": 1000, "cum_bytes": 4000, "seconds": 1.25,
-     "selected_layers": [2], "clients": [0, 1], "replies_ok": 2, "rejections": [],
-     "failure": "", "epsilon": 2.0},
-]  # fmt: skip
+    MetricsRow(
+        round=1,
+        train_loss=1.5,
+        scores={"f1": 0.25, "per_type": {"problem": {"f1": 0.5, "support": 4}}},
+        client_eval={"f1": 0.125},
+        bytes_down=1000,
+        bytes_up=1000,
+        cum_bytes_down=1000,
+        cum_bytes_up=1000,
+        seconds=2.5,
+        elapsed_s=2.5,
+        selected_layers=[3],
+        clients=[0, 1],
+        replies_ok=2,
+    ).to_json(),
+    MetricsRow(
+        round=2,
+        train_loss=0.75,
+        scores={"f1": 0.5, "per_type": {"problem": {"f1": 0.75, "support": 4}}},
+        client_eval={"f1": 0.375},
+        bytes_down=1000,
+        bytes_up=1000,
+        cum_bytes_down=2000,
+        cum_bytes_up=2000,
+        seconds=1.25,
+        elapsed_s=3.75,
+        selected_layers=[2],
+        clients=[0, 1],
+        replies_ok=2,
+        epsilon=2.0,
+    ).to_json(),
+]
 
-ROUND_1 = {"train_loss": 1.5, "f1": 0.25, "per_type/problem/f1": 0.5,
-           "per_type/problem/support": 4.0, "client_eval/f1": 0.125, "bytes_down": 1000.0,
-           "bytes_up": 1000.0, "cum_bytes": 2000.0, "seconds": 2.5, "replies_ok": 2.0,
-           "selected_blocks/3": 1.0}  # fmt: skip
-ROUND_2 = {"train_loss": 0.75, "f1": 0.5, "per_type/problem/f1": 0.75,
-           "per_type/problem/support": 4.0, "client_eval/f1": 0.375, "bytes_down": 1000.0,
-           "bytes_up": 1000.0, "cum_bytes": 4000.0, "seconds": 1.25, "replies_ok": 2.0,
-           "epsilon": 2.0, "selected_blocks/2": 1.0, "selected_blocks/3": 0.0}  # fmt: skip
+TRAFFIC_1 = {"bytes_down": 1000.0, "bytes_up": 1000.0, "bytes_eval": 0.0}
+ROUND_1 = {
+    "train_loss": 1.5,
+    "f1": 0.25,
+    "per_type/problem/f1": 0.5,
+    "per_type/problem/support": 4.0,
+    "client_eval/f1": 0.125,
+    **TRAFFIC_1,
+    "cum_bytes_down": 1000.0,
+    "cum_bytes_up": 1000.0,
+    "cum_bytes": 2000.0,
+    "seconds": 2.5,
+    "elapsed_s": 2.5,
+    "replies_ok": 2.0,
+    "replies_rejected": 0.0,
+    "selected_blocks/3": 1.0,
+}
+ROUND_2 = {
+    "train_loss": 0.75,
+    "f1": 0.5,
+    "per_type/problem/f1": 0.75,
+    "per_type/problem/support": 4.0,
+    "client_eval/f1": 0.375,
+    **TRAFFIC_1,
+    "cum_bytes_down": 2000.0,
+    "cum_bytes_up": 2000.0,
+    "cum_bytes": 4000.0,
+    "seconds": 1.25,
+    "elapsed_s": 3.75,
+    "replies_ok": 2.0,
+    "replies_rejected": 0.0,
+    "epsilon": 2.0,
+    "selected_blocks/2": 1.0,
+    "selected_blocks/3": 0.0,
+}
 
 
 def _write_run(out: Path, tracking: str, rows: list[dict[str, Any]], **changes: Any) -> RunDir:
     run = RunDir(out)
     run.write_config(Config(tracking=tracking, out=str(out), **changes))
     for row in rows:
-        run.append_metrics(row)
+        run.append_metrics(MetricsRow.from_json(row))
     run.close()
     return run
 
@@ -131,9 +180,14 @@ def test_no_tracking_writes_no_tracking_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("none", []), ("tensorboard", ["tensorboard"]), (" mlflow , tensorboard ", ["mlflow", "tensorboard"]),
-     ("tensorboard,tensorboard", ["tensorboard"]), ("none,mlflow", ["mlflow"])],
-)  # fmt: skip
+    [
+        ("none", []),
+        ("tensorboard", ["tensorboard"]),
+        (" mlflow , tensorboard ", ["mlflow", "tensorboard"]),
+        ("tensorboard,tensorboard", ["tensorboard"]),
+        ("none,mlflow", ["mlflow"]),
+    ],
+)
 def test_tracking_lists(value: str, expected: list[str]) -> None:
     assert Config(tracking=value).tracking_list() == expected
 

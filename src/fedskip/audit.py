@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,12 +30,25 @@ from fedskip.data.canaries import is_canary
 from fedskip.privacy.audit import count_correct, epsilon_lower_bound, guess_membership
 from fedskip.privacy.membership import document_losses, loss_auc
 
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from fedskip.models.layers import LayerStack
+    from fedskip.pipeline import Prepared
+
 AUDIT_DIR = "audit"
 CANARY_RECORD = "canaries.jsonl"
 
 
-def _losses(cfg: Config, model: Any, tokenizer: Any, stack: Any, prepared: Any,
-            docs: Sequence[Any]) -> np.ndarray:  # fmt: skip
+def _losses(
+    cfg: Config,
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    stack: LayerStack,
+    prepared: Prepared,
+    docs: Sequence[Any],
+) -> np.ndarray:
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import activation_cache, collator, encode
 
@@ -43,20 +56,30 @@ def _losses(cfg: Config, model: Any, tokenizer: Any, stack: Any, prepared: Any,
         return np.zeros(0)
     encoded = encode(docs, tokenizer, prepared, cfg)
     return document_losses(
-        model, encoded, collator(tokenizer, prepared), documents=len(docs),
-        batch_size=cfg.batch_size, device=resolve_device(cfg.device),
+        model,
+        encoded,
+        collator(tokenizer, prepared),
+        documents=len(docs),
+        batch_size=cfg.batch_size,
+        device=resolve_device(cfg.device),
         cache=activation_cache(cfg, stack, tokenizer),
-    )  # fmt: skip
+    )
 
 
-def membership_attack(cfg: Config, model: Any, tokenizer: Any, stack: Any,
-                      prepared: Any) -> dict[str, Any]:  # fmt: skip
+def membership_attack(
+    cfg: Config,
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    stack: LayerStack,
+    prepared: Prepared,
+) -> dict[str, Any]:
     """Loss-threshold attack AUC per client (its real training notes vs its held-out notes)
     and their mean; canaries are left out of both sides."""
     per_site: dict[str, float | None] = {}
     members = non_members = 0
-    for name, train, test in zip(prepared.client_names, prepared.client_train,
-                                 prepared.client_test):  # fmt: skip
+    for name, train, test in zip(
+        prepared.client_names, prepared.client_train, prepared.client_test
+    ):
         real = [d for d in train if not is_canary(d)]
         per_site[name] = loss_auc(
             _losses(cfg, model, tokenizer, stack, prepared, real).tolist(),
@@ -73,8 +96,16 @@ def membership_attack(cfg: Config, model: Any, tokenizer: Any, stack: Any,
     }
 
 
-def run_audit(cfg: Config, model: Any, tokenizer: Any, stack: Any, prepared: Any, *,
-              out: str | Path, accountant_epsilon: float | None) -> dict[str, Any]:  # fmt: skip
+def run_audit(
+    cfg: Config,
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    stack: LayerStack,
+    prepared: Prepared,
+    *,
+    out: str | Path,
+    accountant_epsilon: float | None,
+) -> dict[str, Any]:
     """Score the canaries and the real notes under the final ``model``; write the auditor's
     canary record under ``out`` and return ``summary.json``'s ``audit``."""
     from fedskip.train.engine import unwrap_model
@@ -86,15 +117,25 @@ def run_audit(cfg: Config, model: Any, tokenizer: Any, stack: Any, prepared: Any
     scores = [-float(x) if np.isfinite(x) else -np.inf for x in losses]
     guesses = guess_membership(scores, guesses=cfg.audit_guess_count())
     made, correct = count_correct(guesses, [c.included for c in canaries])
-    bound = epsilon_lower_bound(canaries=len(canaries), guesses=made, correct=correct,
-                                delta=cfg.delta, confidence=cfg.audit_confidence)  # fmt: skip
+    bound = epsilon_lower_bound(
+        canaries=len(canaries),
+        guesses=made,
+        correct=correct,
+        delta=cfg.delta,
+        confidence=cfg.audit_confidence,
+    )
     folder = Path(out) / AUDIT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     rows = [
-        {"canary": c.document.doc_id, "client": c.client, "included": c.included,
-         "loss": float(x) if np.isfinite(x) else None, "guess": g}
+        {
+            "canary": c.document.doc_id,
+            "client": c.client,
+            "included": c.included,
+            "loss": float(x) if np.isfinite(x) else None,
+            "guess": g,
+        }
         for c, x, g in zip(canaries, losses, guesses)
-    ]  # fmt: skip
+    ]
     (folder / CANARY_RECORD).write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
     return {
         "audit_run": True,

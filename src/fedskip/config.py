@@ -10,18 +10,13 @@ lists such as ``layer-ids`` are comma-separated strings.
 from __future__ import annotations
 
 import dataclasses
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from fedskip.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 Scalar = str | int | float | bool
 

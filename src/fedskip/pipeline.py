@@ -10,17 +10,17 @@ test set (the union of the sites' test parts):
   parts; each part is split again into the client's train and test documents (the client test
   documents are then used by no one for training, centralized included).
 
-:func:`build_model` loads the model with its head and applies the layer plan
-(:func:`layer_plan`); :func:`encode` tokenizes documents, cached per tokenizer in-process.
+:func:`encode` tokenizes documents (cached per tokenizer in-process) and :func:`collator` batches
+them; what a method trains is :mod:`fedskip.trainability`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedskip.config import Config
 from fedskip.data.canaries import Canary, insert_canaries, make_canaries
@@ -36,16 +36,19 @@ from fedskip.data.partition import partition_documents, partition_report, split_
 from fedskip.data.types import ClsDataset, ClsDocument, Dataset, NerDataset, NerDocument
 from fedskip.errors import ConfigError
 from fedskip.train.metrics import TaskInfo
-from fedskip.train.prefix_cache import ActivationCache
+from fedskip.train.prefix_cache import ActivationCache, Collate
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from fedskip.models.layers import LayerStack
 
 Doc = NerDocument | ClsDocument
 Encoded = EncodedNer | EncodedCls
 
 ALL_CODES = 10**9
 """``icd9-top-k`` that keeps every ICD-9 code (read a site's codes, restrict them later)."""
-
-FULL_FINETUNE_METHODS = ("fedavg",)
-"""Methods that train every parameter (embeddings included) whatever ``layers`` says."""
 
 
 @dataclass
@@ -181,8 +184,9 @@ def label_space(sites: dict[str, Dataset]) -> tuple[list[str], bool]:
     A site with fewer types than another still shares the one label list.
     """
     datasets = list(sites.values())
-    if all(isinstance(ds, NerDataset) for ds in datasets):
-        types = sorted({t for ds in datasets for t in ds.entity_types})  # type: ignore[union-attr]
+    ner_sets = [ds for ds in datasets if isinstance(ds, NerDataset)]
+    if len(ner_sets) == len(datasets):
+        types = sorted({t for ds in ner_sets for t in ds.entity_types})
         return NerDataset([], types).bio_labels(), False
     cls_sets = [ds for ds in datasets if isinstance(ds, ClsDataset)]
     names = sorted({name for ds in cls_sets for name in ds.label_names})
@@ -221,77 +225,13 @@ def _report(
 
 
 # --------------------------------------------------------------------------- model
-def is_full_finetune(cfg: Config, stack: Any) -> bool:
-    """Full fine-tuning: a full-model method (FedAvg), or ``layers`` equal to every block."""
-    if cfg.method in FULL_FINETUNE_METHODS:
-        return True
-    return cfg.layer_strategy != "explicit" and cfg.layers == stack.num_blocks
-
-
-def layer_plan(
-    cfg: Config, stack: Any, round: int = 1, *, scores: Sequence[float] | None = None
-) -> list[int]:
-    """Block indices trained in ``round`` (1-based) by the configured strategy; all blocks for
-    full fine-tuning. ``scores`` are per-block importances for ``layer-strategy=importance``."""
-    if is_full_finetune(cfg, stack):
-        return list(range(stack.num_blocks))
-    from fedskip.selection import get_selector
-
-    return get_selector(cfg.layer_strategy).select(
-        stack.num_blocks,
-        cfg.layers,
-        round=round,
-        ids=cfg.layer_id_list(),
-        scores=scores,
-        every=cfg.layer_every,
-    )
-
-
-def apply_plan(model: Any, stack: Any, selected: Sequence[int], cfg: Config) -> list[str]:
-    """Set ``requires_grad`` for ``selected`` blocks (+ head); returns the trainable names."""
-    from fedskip.models.freeze import apply_full_finetune, apply_layer_skip
-
-    if is_full_finetune(cfg, stack):
-        return apply_full_finetune(model, stack)
-    return apply_layer_skip(model, stack, selected, train_final_norm=cfg.train_final_norm)
-
-
-def build_model(
-    cfg: Config, prepared: Prepared, *, selected: Sequence[int] | None = None
-) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, layer stack) with the task head and the layer plan of round 1 applied
-    (or ``selected`` blocks). Importance scores, when the strategy needs them, come from
-    ``importance-batches`` batches of the training documents."""
-    from fedskip.models.layers import discover_layers
-    from fedskip.models.loading import load_model
-
-    model, tokenizer = load_model(
-        cfg.model,
-        task=prepared.task,
-        labels=prepared.label_list,
-        multi_label=prepared.multi_label,
-        dtype=cfg.dtype,
-        device=cfg.device,
-        seed=cfg.seed,
-    )
-    stack = discover_layers(model)
-    if selected is None:
-        scores = None
-        if cfg.layer_strategy == "importance" and not is_full_finetune(cfg, stack):
-            scores = importance_scores(cfg, model, stack, tokenizer, prepared, prepared.train_docs)
-        selected = layer_plan(cfg, stack, 1, scores=scores)
-    apply_plan(model, stack, selected, cfg)
-    return model, tokenizer, stack
-
-
-def trainable_blocks(model: Any, stack: Any) -> list[int]:
-    """Indices of the blocks that hold a trainable parameter."""
-    blocks = {stack.block_of(n) for n, p in model.named_parameters() if p.requires_grad}
-    return sorted(b for b in blocks if b is not None)
-
-
 def importance_scores(
-    cfg: Config, model: Any, stack: Any, tokenizer: Any, prepared: Prepared, docs: Sequence[Doc]
+    cfg: Config,
+    model: nn.Module,
+    stack: LayerStack,
+    tokenizer: PreTrainedTokenizerBase,
+    prepared: Prepared,
+    docs: Sequence[Doc],
 ) -> list[float]:
     """Per-block gradient norms over the first ``importance-batches`` shuffled batches of ``docs``."""
     import torch
@@ -311,7 +251,9 @@ def importance_scores(
     return score_layers(model, stack, batches)
 
 
-def activation_cache(cfg: Config, stack: Any, tokenizer: Any) -> ActivationCache | None:
+def activation_cache(
+    cfg: Config, stack: LayerStack, tokenizer: PreTrainedTokenizerBase
+) -> ActivationCache | None:
     """The frozen-prefix activation cache of ``cfg`` (None with ``activation-cache=off``); its key
     covers the tokenization settings of :func:`encode`."""
     if cfg.activation_cache == "off":
@@ -326,7 +268,7 @@ def activation_cache(cfg: Config, stack: Any, tokenizer: Any) -> ActivationCache
 
 
 # --------------------------------------------------------------------------- encoding
-def tokenization_key(tokenizer: Any, cfg: Config) -> tuple[Any, ...]:
+def tokenization_key(tokenizer: PreTrainedTokenizerBase, cfg: Config) -> tuple[Hashable, ...]:
     """What shapes the encoded examples besides the documents: the tokenizer and the window
     settings (part of the encoding cache's and the activation cache's keys)."""
     return (
@@ -338,11 +280,13 @@ def tokenization_key(tokenizer: Any, cfg: Config) -> tuple[Any, ...]:
     )
 
 
-_CACHE: OrderedDict[tuple[Any, ...], Encoded] = OrderedDict()
+_CACHE: OrderedDict[tuple[Hashable, ...], Encoded] = OrderedDict()
 _CACHE_SIZE = 16
 
 
-def encode(docs: Sequence[Doc], tokenizer: Any, prepared: Prepared, cfg: Config) -> Encoded:
+def encode(
+    docs: Sequence[Doc], tokenizer: PreTrainedTokenizerBase, prepared: Prepared, cfg: Config
+) -> Encoded:
     """Tokenize ``docs`` for the task (``max-length``/``stride`` from ``cfg``).
 
     Results are cached in-process per (tokenizer, labels, settings, documents); callers share
@@ -359,27 +303,37 @@ def encode(docs: Sequence[Doc], tokenizer: Any, prepared: Prepared, cfg: Config)
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
-    result: Encoded
-    if prepared.task == "ner":
-        ner_docs = [d for d in docs if isinstance(d, NerDocument)]
-        result = encode_ner(
-            ner_docs, tokenizer, prepared.label_list, max_length=cfg.max_length, stride=cfg.stride
-        )
-    else:
-        cls_docs = [d for d in docs if isinstance(d, ClsDocument)]
-        result = encode_cls(
-            cls_docs,
-            tokenizer,
-            prepared.label_list,
-            max_length=cfg.max_length,
-            multi_label=prepared.multi_label,
-        )
+    result = encode_docs(
+        docs, tokenizer, prepared.task_info, max_length=cfg.max_length, stride=cfg.stride
+    )
     _CACHE[key] = result
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return result
 
 
-def collator(tokenizer: Any, prepared: Prepared | TaskInfo) -> Callable[[list[Any]], Any]:
+def encode_docs(
+    docs: Sequence[Doc],
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskInfo,
+    *,
+    max_length: int,
+    stride: int,
+) -> Encoded:
+    """Tokenize ``docs`` for ``task`` (NER: windows of ``max_length`` subwords overlapping by
+    ``stride``; classification: the first ``max_length`` subwords). Not cached: what
+    ``evaluate`` and ``predict`` use on an exported model."""
+    if task.task == "ner":
+        ner_docs = [d for d in docs if isinstance(d, NerDocument)]
+        return encode_ner(
+            ner_docs, tokenizer, task.label_list, max_length=max_length, stride=stride
+        )
+    cls_docs = [d for d in docs if isinstance(d, ClsDocument)]
+    return encode_cls(
+        cls_docs, tokenizer, task.label_list, max_length=max_length, multi_label=task.multi_label
+    )
+
+
+def collator(tokenizer: PreTrainedTokenizerBase, prepared: Prepared | TaskInfo) -> Collate:
     """The batch collator of the task (right padding with the tokenizer's pad id)."""
     return ner_collator(tokenizer) if prepared.task == "ner" else cls_collator(tokenizer)

@@ -24,9 +24,18 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from fedskip.errors import ModelError
+from fedskip.errors import ConfigError, ModelError
+from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.train.metrics import TaskInfo
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+    from fedskip.config import Config
+    from fedskip.tracking import Trackers
 
 MANIFEST = "fedskip.json"
 MANIFEST_VERSION = 1
@@ -48,6 +57,27 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def read_metrics(path: Path) -> list[MetricsRow]:
+    """The rows of a ``metrics.jsonl`` (empty when there is none; a torn last line of a killed
+    run is skipped)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text("utf-8").splitlines()
+    rows: list[MetricsRow] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break  # the run was killed while writing its last line
+            raise ConfigError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if isinstance(row, dict):
+            rows.append(MetricsRow.from_json(row))
+    return rows
+
+
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically (temp file + rename), so a crash never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -60,12 +90,10 @@ class RunDir:
 
     def __init__(self, out: str | Path) -> None:
         self.path = Path(out)
-        self.tracker: Any = None  # fedskip.tracking.Trackers, from write_config
+        self.tracker: Trackers | None = None  # from write_config
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            from fedskip.errors import ConfigError
-
             raise ConfigError(
                 f"config key 'out': cannot create {self.path} ({exc.strerror})"
             ) from None
@@ -86,7 +114,7 @@ class RunDir:
     def model_dir(self) -> Path:
         return self.path / "model"
 
-    def write_config(self, cfg: Any, *, resume: bool = False) -> Path:
+    def write_config(self, cfg: Config, *, resume: bool = False) -> Path:
         """Write ``config.json`` and start a run: unless ``resume``, the metrics and summary of a
         previous run in the same folder are removed so the records never mix two runs. Opens
         the trackers of config key ``tracking`` (closed by :meth:`close`)."""
@@ -100,10 +128,10 @@ class RunDir:
         self.tracker = open_trackers(cfg, self.path)
         return self.config_path
 
-    def append_metrics(self, row: Mapping[str, Any]) -> None:
-        """Append one JSON object as a line of ``metrics.jsonl`` and flush it to disk; the
-        trackers (if any) log its scalars."""
-        plain = to_jsonable(row)
+    def append_metrics(self, row: MetricsRow) -> None:
+        """Append one row as a line of ``metrics.jsonl`` and flush it to disk; the trackers (if
+        any) log its scalars."""
+        plain = to_jsonable(row.to_json())
         line = json.dumps(plain, sort_keys=False)
         with self.metrics_path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
@@ -118,23 +146,20 @@ class RunDir:
             tracker, self.tracker = self.tracker, None
             tracker.close(ok=ok)
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def read_metrics(self) -> list[MetricsRow]:
         """The rows of ``metrics.jsonl`` (empty when none were written)."""
-        if not self.metrics_path.exists():
-            return []
-        lines = self.metrics_path.read_text("utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return read_metrics(self.metrics_path)
 
-    def write_summary(self, summary: Mapping[str, Any]) -> Path:
-        _write_json(self.summary_path, summary)
+    def write_summary(self, summary: RunSummary) -> Path:
+        _write_json(self.summary_path, summary.to_json())
         return self.summary_path
 
     def save_model(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
         *,
-        cfg: Any = None,
+        cfg: Config | None = None,
         selected_layers: Sequence[int] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> Path:
@@ -147,9 +172,9 @@ class RunDir:
         plain = export_ready(model)
         target = self.model_dir
         target.mkdir(parents=True, exist_ok=True)
-        from fedskip.models.loading import _quiet_transformers
+        from fedskip.models.loading import quiet_transformers
 
-        with _quiet_transformers():  # no "Writing model shards" progress bar
+        with quiet_transformers():  # no "Writing model shards" progress bar
             plain.save_pretrained(target)
             tokenizer.save_pretrained(target)
         manifest = {
@@ -163,17 +188,19 @@ class RunDir:
         return target
 
 
-def export_ready(model: Any) -> Any:
+def export_ready(model: nn.Module) -> PreTrainedModel:
     """The plain Hugging Face model to save: unwrapped from Opacus, LoRA merged (on a copy)."""
+    from peft import PeftModel
+
     from fedskip.train.engine import unwrap_model
 
-    model = unwrap_model(model)
-    if hasattr(model, "merge_and_unload"):
-        model = copy.deepcopy(model).merge_and_unload()
-    return model
+    plain = unwrap_model(model)
+    if isinstance(plain, PeftModel):
+        return cast("PreTrainedModel", copy.deepcopy(plain).merge_and_unload())
+    return cast("PreTrainedModel", plain)
 
 
-def describe_model(model: Any, cfg: Any = None) -> dict[str, Any]:
+def describe_model(model: Any, cfg: Config | None = None) -> dict[str, Any]:
     """Task, label list (in id order) and multi-label flag of a task model."""
     config = model.config
     labels = [config.id2label[i] for i in sorted(config.id2label)]
@@ -184,7 +211,7 @@ def describe_model(model: Any, cfg: Any = None) -> dict[str, Any]:
     }
 
 
-def _task_of(config: Any) -> str:
+def _task_of(config: PretrainedConfig) -> str:
     architectures = getattr(config, "architectures", None) or []
     if any(a.endswith("ForTokenClassification") for a in architectures):
         return "ner"
@@ -199,12 +226,27 @@ def _task_of(config: Any) -> str:
 class Exported:
     """An exported model loaded for inference."""
 
-    model: Any
-    tokenizer: Any
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     task: str
     label_list: list[str]
     multi_label: bool
     manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_info(self) -> TaskInfo:
+        """Task, labels and multi-label flag (what encoding and scoring need)."""
+        return TaskInfo(self.task, list(self.label_list), self.multi_label)
+
+    @property
+    def max_length(self) -> int:
+        """The training run's ``max-length`` (128 when the export does not say)."""
+        return int(self.setting("max-length", 128))
+
+    @property
+    def stride(self) -> int:
+        """The training run's ``stride`` (32 when the export does not say)."""
+        return int(self.setting("stride", 32))
 
     def setting(self, key: str, default: Any) -> Any:
         """A training config value (kebab-case key) recorded in the export, else ``default``."""
@@ -234,10 +276,10 @@ def load_export(path: str | Path, *, device: str = "cpu") -> Exported:
         AutoTokenizer,
     )
 
-    from fedskip.models.loading import _quiet_transformers, resolve_device
+    from fedskip.models.loading import quiet_transformers, resolve_device
 
     try:
-        with _quiet_transformers():  # no load report or progress bar on stderr
+        with quiet_transformers():  # no load report or progress bar on stderr
             config = AutoConfig.from_pretrained(folder)
             task = manifest.get("task") or _task_of(config)
             ner = task == "ner"

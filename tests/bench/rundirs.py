@@ -1,8 +1,8 @@
 """Tiny run directories in the exact formats the training commands write.
 
 Federated runs go through the real row/summary writers (:func:`fedskip.fl.records.round_row`,
-:func:`~fedskip.fl.records.summarize`, :class:`fedskip.rundir.RunDir`); centralized runs use the
-keys of ``fedskip centralized`` (``epoch``, ``train_loss``, ``elapsed_s``, ``test``). Only the
+:func:`~fedskip.fl.records.summarize`, :class:`fedskip.rundir.RunDir`); centralized and local-only
+runs write :class:`~fedskip.runs.schema.MetricsRow` epoch rows as their run entries do. Only the
 numbers are made up, so that reports can be checked against hand-computed values.
 """
 
@@ -16,6 +16,7 @@ from fedskip.config import Config
 from fedskip.fl.records import round_row, summarize
 from fedskip.fl.rounds import RoundRecord
 from fedskip.rundir import RunDir
+from fedskip.runs.schema import MetricsRow, RunSummary
 
 FULL_PARAMS = 1000  # parameters of the pretend model: full FedAvg moves 4,000 bytes each way
 
@@ -38,7 +39,7 @@ def federated_run(
     )
     rundir = RunDir(out)
     rundir.write_config(cfg)
-    rows: list[dict[str, Any]] = []
+    rows: list[MetricsRow] = []
     for i, score in enumerate(scores, start=1):
         record = RoundRecord(
             round=i,
@@ -61,7 +62,7 @@ def federated_run(
         exchanged_parameters=bytes_per_round // 4,
         seconds=2.0 * len(scores),
     )
-    rundir.write_summary({**summary, "selected_layers": [4, 5], "num_blocks": 6})
+    rundir.write_summary(RunSummary({**summary, "selected_layers": [4, 5], "num_blocks": 6}))
     return out
 
 
@@ -75,24 +76,26 @@ def centralized_run(out: Path, *, scores: Sequence[float], task: str = "ner") ->
     rundir.write_config(cfg)
     for epoch, score in enumerate(scores, start=1):
         rundir.append_metrics(
-            {
-                "epoch": epoch,
-                "train_loss": 1.0 / epoch,
-                "elapsed_s": 3.0 * epoch,
-                "test": {metric: score, "precision": score},
-            }  # fmt: skip
+            MetricsRow(
+                epoch=epoch,
+                train_loss=1.0 / epoch,
+                elapsed_s=3.0 * epoch,
+                scores={metric: score, "precision": score},
+            )
         )
     rundir.write_summary(
-        {
-            "method": "centralized",
-            "task": task,
-            "model": "minilm",
-            "primary_metric": metric,
-            "final": {metric: scores[-1]},
-            "selected_layers": [0, 1, 2, 3, 4, 5],
-            "num_blocks": 6,
-            "seconds": 3.0 * len(scores),
-        }  # fmt: skip
+        RunSummary(
+            {
+                "method": "centralized",
+                "task": task,
+                "model": "minilm",
+                "primary_metric": metric,
+                "final": {metric: scores[-1]},
+                "selected_layers": [0, 1, 2, 3, 4, 5],
+                "num_blocks": 6,
+                "seconds": 3.0 * len(scores),
+            }
+        )
     )
     return out
 
@@ -107,12 +110,20 @@ def local_run(out: Path, *, scores: Sequence[Sequence[float]], task: str = "ner"
     for client, per_epoch in enumerate(scores):
         for epoch, score in enumerate(per_epoch, start=1):
             rundir.append_metrics(
-                {"client": client, "epoch": epoch, "train_loss": 0.5, metric: score}
+                MetricsRow(client=client, epoch=epoch, train_loss=0.5, scores={metric: score})
             )
     finals = [s[-1] for s in scores]
     rundir.write_summary(
-        {"method": "local", "task": task, "primary_metric": metric,
-         "sites": [{"client": c, metric: f} for c, f in enumerate(finals)],
-         "mean_metric": sum(finals) / len(finals), "best_metric": max(finals), "seconds": 7.0}
-    )  # fmt: skip
+        RunSummary(
+            {
+                "method": "local",
+                "task": task,
+                "primary_metric": metric,
+                "sites": [{"client": c, metric: f} for c, f in enumerate(finals)],
+                "mean_metric": sum(finals) / len(finals),
+                "best_metric": max(finals),
+                "seconds": 7.0,
+            }
+        )
+    )
     return out

@@ -30,7 +30,7 @@ def methods(skip: float = 0.88, central: float = 0.90, reduction: float = 0.8) -
             reduction=reduction,
             gap_points=100 * (skip - central),
             layers=2,
-        ),  # fmt: skip
+        ),
     ]
 
 

@@ -6,8 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-from rundirs import centralized_run, federated_run
-
 from fedskip.bench.frontier import (
     FRONTIER,
     POINTS,
@@ -22,6 +20,7 @@ from fedskip.bench.runner import SUITE_FILE, plan_suite
 from fedskip.bench.suites import SUITES
 from fedskip.bench.table import ResultRow
 from fedskip.config import Config
+from tests.bench.rundirs import centralized_run, federated_run
 
 
 def test_frontier_suite_expands_references_strategies_and_points() -> None:

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from rundirs import centralized_run, federated_run, local_run
 
 from fedskip.bench.records import load_run
 from fedskip.bench.table import build_rows, markdown_table, write_csv
 from fedskip.errors import ConfigError
+from tests.bench.rundirs import centralized_run, federated_run, local_run
 
 
 @pytest.fixture

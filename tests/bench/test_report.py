@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from rundirs import centralized_run, federated_run
 
 from fedskip.bench.report import publish, render_report, write_headline, write_results
 from fedskip.bench.runner import SUITE_FILE, plan_suite, run_path
 from fedskip.bench.suites import describe
 from fedskip.cli import main
+from tests.bench.rundirs import centralized_run, federated_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -27,8 +27,9 @@ def assert_png(path: Path) -> None:
 
 def test_render_report(tmp_path: Path) -> None:
     central = centralized_run(tmp_path / "central", scores=[0.5, 0.9])
-    skip = federated_run(tmp_path / "skip", method="layerskip", scores=[0.3, 0.87],
-                         bytes_per_round=2000)  # fmt: skip
+    skip = federated_run(
+        tmp_path / "skip", method="layerskip", scores=[0.3, 0.87], bytes_per_round=2000
+    )
     path = render_report([central, skip], tmp_path / "rep")
     text = path.read_text()
     assert "| `skip` | layerskip | ner | 2 | natural | 0.870 | 0.870 | -3.0 |" in text
@@ -57,15 +58,32 @@ def test_suite_results_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     plan = plan_suite("smoke")
     (tmp_path / SUITE_FILE).write_text(json.dumps(plan.manifest()))
     centralized_run(run_path(tmp_path, "ner-centralized"), scores=[0.6, 0.8])
-    federated_run(run_path(tmp_path, "ner-fedavg"), method="fedavg", scores=[0.5, 0.79],
-                  bytes_per_round=4000, clients=4)  # fmt: skip
-    federated_run(run_path(tmp_path, "ner-layerskip"), method="layerskip", scores=[0.5, 0.785],
-                  bytes_per_round=1000, clients=4)  # fmt: skip
-    federated_run(run_path(tmp_path, "ner-layerskip-dir0.3"), method="layerskip",
-                  scores=[0.5, 0.7], bytes_per_round=1000, clients=4,
-                  partition="dirichlet", alpha=0.3)  # fmt: skip
-    running = federated_run(run_path(tmp_path, "ner-fedprox"), method="fedprox", scores=[0.1],
-                            bytes_per_round=10)  # fmt: skip
+    federated_run(
+        run_path(tmp_path, "ner-fedavg"),
+        method="fedavg",
+        scores=[0.5, 0.79],
+        bytes_per_round=4000,
+        clients=4,
+    )
+    federated_run(
+        run_path(tmp_path, "ner-layerskip"),
+        method="layerskip",
+        scores=[0.5, 0.785],
+        bytes_per_round=1000,
+        clients=4,
+    )
+    federated_run(
+        run_path(tmp_path, "ner-layerskip-dir0.3"),
+        method="layerskip",
+        scores=[0.5, 0.7],
+        bytes_per_round=1000,
+        clients=4,
+        partition="dirichlet",
+        alpha=0.3,
+    )
+    running = federated_run(
+        run_path(tmp_path, "ner-fedprox"), method="fedprox", scores=[0.1], bytes_per_round=10
+    )
     (running / "summary.json").unlink()  # still training
     text = write_results(tmp_path).read_text()
     assert text.startswith("# fedskip bench: suite `smoke`")
@@ -97,13 +115,18 @@ def test_publish_copies_records_not_models(tmp_path: Path) -> None:
     out, dest = tmp_path / "out", tmp_path / "docs"
     out.mkdir()
     (out / SUITE_FILE).write_text(json.dumps(plan_suite("smoke").manifest()))
-    run = federated_run(run_path(out, "ner-layerskip"), method="layerskip", scores=[0.5],
-                        bytes_per_round=10)  # fmt: skip
+    run = federated_run(
+        run_path(out, "ner-layerskip"), method="layerskip", scores=[0.5], bytes_per_round=10
+    )
     (run / "model").mkdir()
     (run / "model" / "model.safetensors").write_bytes(b"weights")
     page = publish(out, dest)
     copied = sorted(p.relative_to(dest / "runs").as_posix() for p in (dest / "runs").rglob("*"))
-    assert copied == ["ner-layerskip", "ner-layerskip/config.json",
-                      "ner-layerskip/metrics.jsonl", "ner-layerskip/summary.json"]  # fmt: skip
+    assert copied == [
+        "ner-layerskip",
+        "ner-layerskip/config.json",
+        "ner-layerskip/metrics.jsonl",
+        "ner-layerskip/summary.json",
+    ]
     assert page == dest / "results.md"
     assert "(1 of 12 configs finished)" in page.read_text()

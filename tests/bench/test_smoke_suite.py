@@ -77,8 +77,9 @@ def test_report_and_plots(smoke: Path) -> None:
 
 @pytest.mark.slow
 def test_resume_skips_finished_configs(smoke: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--suite", "smoke", "--out", str(smoke), "--only", "methods",
-                 "--set", *TINY])  # fmt: skip
+    code = main(
+        ["bench", "--suite", "smoke", "--out", str(smoke), "--only", "methods", "--set", *TINY]
+    )
     assert code == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
     assert len(lines) == 9 and all(": skipped (" in x for x in lines)

@@ -91,8 +91,13 @@ def test_failed_config_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None
         return {}
 
     lines: list[str] = []
-    result = run_suite("smoke", tmp_path, only=["ner-centralized", "ner-local"],
-                       progress=lines.append, trainer=trainer)  # fmt: skip
+    result = run_suite(
+        "smoke",
+        tmp_path,
+        only=["ner-centralized", "ner-local"],
+        progress=lines.append,
+        trainer=trainer,
+    )
     assert [o.status for o in result.outcomes] == ["failed", "trained"]
     assert (
         "RuntimeError: out of memory" in (tmp_path / "runs/ner-centralized/error.txt").read_text()
@@ -109,7 +114,9 @@ def test_failed_config_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None
         trainer=trainer,
     )
     assert [(o.name, o.status) for o in again.outcomes] == [
-        ("ner-centralized", "failed"), ("ner-local", "skipped")]  # fmt: skip
+        ("ner-centralized", "failed"),
+        ("ner-local", "skipped"),
+    ]
     assert seen == ["centralized", "local", "centralized"]
     assert json.loads((tmp_path / SUITE_FILE).read_text())["suite"] == "smoke"
     with pytest.raises(ConfigError, match="resume with the same settings or use another --out"):
@@ -125,8 +132,12 @@ def test_run_with_failed_rounds_counts_as_failed_and_is_retried(tmp_path: Path) 
 
     def trainer(cfg: Config) -> dict[str, Any]:
         attempts.append(1)
-        summary = {"method": cfg.method, "task": cfg.task, "rounds": 2,
-                   "failed_rounds": [1, 2] if len(attempts) == 1 else []}  # fmt: skip
+        summary = {
+            "method": cfg.method,
+            "task": cfg.task,
+            "rounds": 2,
+            "failed_rounds": [1, 2] if len(attempts) == 1 else [],
+        }
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         Path(cfg.out, "config.json").write_text(json.dumps(cfg.to_run_config()))
         Path(cfg.out, "summary.json").write_text(json.dumps(summary))
@@ -134,7 +145,8 @@ def test_run_with_failed_rounds_counts_as_failed_and_is_retried(tmp_path: Path) 
 
     first = run_suite("smoke", tmp_path, only=["ner-fedavg"], trainer=trainer)
     assert [(o.status, o.error.split(" (")[0]) for o in first.outcomes] == [
-        ("failed", "rounds [1, 2] failed")]  # fmt: skip
+        ("failed", "rounds [1, 2] failed")
+    ]
     run_dir = tmp_path / "runs" / "ner-fedavg"
     assert "rounds [1, 2] failed" in (run_dir / "error.txt").read_text()
     assert not load_run(run_dir).complete
@@ -170,22 +182,31 @@ def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> N
     from mlflow.tracking import MlflowClient
 
     from fedskip.rundir import RunDir
+    from fedskip.runs.schema import MetricsRow, RunSummary
 
     def trainer(cfg: Config) -> dict[str, Any]:  # what every real trainer does with its rows
         run = RunDir(cfg.out)
         run.write_config(cfg)
-        run.append_metrics({"epoch": 1, "train_loss": 0.5})
+        run.append_metrics(MetricsRow(epoch=1, train_loss=0.5))
         run.close()
-        run.write_summary({})
+        run.write_summary(RunSummary({}))
         return {}
 
     only = ["ner-centralized", "ner-local"]
-    run_suite("smoke", tmp_path, ["tracking=tensorboard,mlflow"], only=only,
-              progress=lambda line: None, trainer=trainer)  # fmt: skip
+    run_suite(
+        "smoke",
+        tmp_path,
+        ["tracking=tensorboard,mlflow"],
+        only=only,
+        progress=lambda line: None,
+        trainer=trainer,
+    )
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fedskip").experiment_id])
     assert sorted((r.info.run_name, r.data.metrics["train_loss"]) for r in runs) == [
-        ("ner-centralized", 0.5), ("ner-local", 0.5)]  # fmt: skip
+        ("ner-centralized", 0.5),
+        ("ner-local", 0.5),
+    ]
     for name in only:
         assert any((tmp_path / "runs" / name / "tensorboard").iterdir())
         assert not (tmp_path / "runs" / name / "mlflow.db").exists()

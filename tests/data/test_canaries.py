@@ -10,8 +10,9 @@ BIO = ["O", "B-problem", "I-problem", "B-test", "I-test"]
 
 def _make(count: int = 12, *, seed: int = 1, task: str = "ner") -> list:  # type: ignore[type-arg]
     labels = BIO if task == "ner" else ["a", "b", "c"]
-    return make_canaries(count, task=task, label_list=labels, client_names=["x", "y", "z"],
-                         seed=seed)  # fmt: skip
+    return make_canaries(
+        count, task=task, label_list=labels, client_names=["x", "y", "z"], seed=seed
+    )
 
 
 def test_deterministic_given_the_seed_and_different_across_seeds() -> None:

@@ -28,9 +28,22 @@ from fedskip.errors import ConfigError, DataError
 
 LABELS = ["O", "B-PROBLEM", "I-PROBLEM"]
 BERT_VOCAB = {
-    "[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "pt": 4, "has": 5, "chest": 6, "pain": 7,
-    "and": 8, "hyper": 9, "##tension": 10, "no": 11, "fever": 12, ".": 13, "severe": 14,
-}  # fmt: skip
+    "[PAD]": 0,
+    "[UNK]": 1,
+    "[CLS]": 2,
+    "[SEP]": 3,
+    "pt": 4,
+    "has": 5,
+    "chest": 6,
+    "pain": 7,
+    "and": 8,
+    "hyper": 9,
+    "##tension": 10,
+    "no": 11,
+    "fever": 12,
+    ".": 13,
+    "severe": 14,
+}
 LONG = "pt has severe chest pain and hypertension no fever ."
 # content subwords: 0 pt, 1 has, 2 severe, 3 chest, 4 pain, 5 and, 6 hyper, 7 ##tension, 8 no,
 # 9 fever, 10 .   entities: "severe chest pain" (words 2-4), "hypertension" (6), "fever" (8)
@@ -175,8 +188,11 @@ def test_window_start_moves_back_to_word_start(bert_tok) -> None:
     # budget 4, stride 0: third window would open at "##tension" (7); it opens at "hyper" (6)
     enc = encode_ner([long_doc()], bert_tok, LABELS, max_length=6, stride=0)
     assert [f["input_ids"][1:-1] for f in enc.features] == [
-        [4, 5, 14, 6], [7, 8, 9, 10], [9, 10, 11, 12], [10, 11, 12, 13],
-    ]  # fmt: skip
+        [4, 5, 14, 6],
+        [7, 8, 9, 10],
+        [9, 10, 11, 12],
+        [10, 11, 12, 13],
+    ]
     assert enc.windows == 3
     assert decode_ner(enc, gold_predictions(enc)) == [LONG_TAGS]
 

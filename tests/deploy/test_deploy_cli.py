@@ -3,10 +3,10 @@ starts); ``fedskip deploy certs`` writes a pilot PKI for the given hosts and sit
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from flwr.common.config import validate_config
 
 from fedskip.cli import main
@@ -50,8 +50,22 @@ def test_parse_site_at_round() -> None:
 
 def test_certs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pki"
-    code = main(["deploy", "certs", "--out", str(out), "--host", "fl.example.org",
-                 "--host", "10.0.0.5", "--site", "st-mary", "--site", "general"])  # fmt: skip
+    code = main(
+        [
+            "deploy",
+            "certs",
+            "--out",
+            str(out),
+            "--host",
+            "fl.example.org",
+            "--host",
+            "10.0.0.5",
+            "--site",
+            "st-mary",
+            "--site",
+            "general",
+        ]
+    )
     assert code == 0
     assert certificate_hosts(out / "server.pem") == ["fl.example.org", "10.0.0.5"]
     assert sorted(p.name for p in (out / "nodes").iterdir()) == [
@@ -75,15 +89,34 @@ def test_certs_default_hosts_and_bad_days(
 
 def test_app_command_writes_a_submittable_app(tmp_path: Path) -> None:
     folder = tmp_path / "app"
-    code = main(["deploy", "app", "--out", str(folder), "--sites", "3", "--run-dir", "/srv/run1",
-                 "--set", "labels=problem,test,treatment", "rounds=7"])  # fmt: skip
+    code = main(
+        [
+            "deploy",
+            "app",
+            "--out",
+            str(folder),
+            "--sites",
+            "3",
+            "--run-dir",
+            "/srv/run1",
+            "--set",
+            "labels=problem,test,treatment",
+            "rounds=7",
+        ]
+    )
     assert code == 0
     project = tomllib.loads((folder / "pyproject.toml").read_text())
     valid, errors, _ = validate_config(project, check_module=True, project_dir=folder)
     assert valid, errors
     run_config = tomllib.loads((folder / "run-config.toml").read_text())
-    expected = Config(data="sites", labels="problem,test,treatment", rounds=7, clients=3,
-                      partition="natural", out="/srv/run1")  # fmt: skip
+    expected = Config(
+        data="sites",
+        labels="problem,test,treatment",
+        rounds=7,
+        clients=3,
+        partition="natural",
+        out="/srv/run1",
+    )
     assert run_config == expected.to_run_config()
 
 

@@ -4,10 +4,10 @@ wrapper; plus the monitor helpers (log tail, rounds, checkpoints, training in pr
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from flwr.common.config import parse_config_args, validate_config
 
 from fedskip.config import Config
@@ -37,18 +37,34 @@ TLS = TlsFiles(Path("/p/ca.pem"), Path("/p/server.pem"), Path("/p/server.key"))
 
 def test_superlink_command_with_tls_auth_and_database() -> None:
     assert superlink_command("127.0.0.1", 9000, tls=TLS, auth=True, database=Path("/d/s.db")) == [
-        "flower-superlink", "--host", "127.0.0.1", "--port", "9000",
-        "--ssl-ca-certfile", "/p/ca.pem", "--ssl-certfile", "/p/server.pem",
-        "--ssl-keyfile", "/p/server.key", "--enable-supernode-auth",
-        "--database", "/d/s.db", "--disable-runtime-dependency-installation",
-    ]  # fmt: skip
+        "flower-superlink",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9000",
+        "--ssl-ca-certfile",
+        "/p/ca.pem",
+        "--ssl-certfile",
+        "/p/server.pem",
+        "--ssl-keyfile",
+        "/p/server.key",
+        "--enable-supernode-auth",
+        "--database",
+        "/d/s.db",
+        "--disable-runtime-dependency-installation",
+    ]
 
 
 def test_superlink_command_insecure() -> None:
     assert superlink_command("0.0.0.0", 1, tls=None, auth=False, database=None) == [
-        "flower-superlink", "--host", "0.0.0.0", "--port", "1", "--insecure",
+        "flower-superlink",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "1",
+        "--insecure",
         "--disable-runtime-dependency-installation",
-    ]  # fmt: skip
+    ]
 
 
 def test_auth_without_tls_is_refused() -> None:
@@ -58,18 +74,38 @@ def test_auth_without_tls_is_refused() -> None:
 
 def test_supernode_command() -> None:
     argv = supernode_command(
-        "127.0.0.1:9000", 9101, ca_cert=Path("/p/ca.pem"), private_key=Path("/k/site-1"),
+        "127.0.0.1:9000",
+        9101,
+        ca_cert=Path("/p/ca.pem"),
+        private_key=Path("/k/site-1"),
         node_config={"data-path": "/data/site 1", "client-id": 0},
-    )  # fmt: skip
+    )
     assert argv == [
-        "flower-supernode", "--superlink", "127.0.0.1:9000", "--host", "127.0.0.1",
-        "--port", "9101", "--root-certificates", "/p/ca.pem",
-        "--auth-supernode-private-key", "/k/site-1",
-        "--node-config", "data-path='/data/site 1' client-id=0",
-    ]  # fmt: skip
+        "flower-supernode",
+        "--superlink",
+        "127.0.0.1:9000",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9101",
+        "--root-certificates",
+        "/p/ca.pem",
+        "--auth-supernode-private-key",
+        "/k/site-1",
+        "--node-config",
+        "data-path='/data/site 1' client-id=0",
+    ]
     insecure = supernode_command("h:1", 2, ca_cert=None, private_key=None, node_config={})
-    assert insecure == ["flower-supernode", "--superlink", "h:1", "--host", "127.0.0.1",
-                        "--port", "2", "--insecure"]  # fmt: skip
+    assert insecure == [
+        "flower-supernode",
+        "--superlink",
+        "h:1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "2",
+        "--insecure",
+    ]
 
 
 def test_node_config_round_trips_through_flowers_parser() -> None:

@@ -27,19 +27,46 @@ from fedskip.deploy.processes import port_open
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
 
 TINY = [
-    "model=llama-tiny", "synth_docs=6", "max_length=32", "stride=8", "batch_size=8",
-    "layers=1", "eval_clients=false", "seed=7",
-]  # fmt: skip
+    "model=llama-tiny",
+    "synth_docs=6",
+    "max_length=32",
+    "stride=8",
+    "batch_size=8",
+    "layers=1",
+    "eval_clients=false",
+    "seed=7",
+]
 
 
 def _command(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fedskip.cli", "deploy", "local", "--sites", "2",
-            "--rounds", "2", "--out", str(out), "--grace", "5", *extra, "--set", *TINY]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "fedskip.cli",
+        "deploy",
+        "local",
+        "--sites",
+        "2",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+        "--grace",
+        "5",
+        *extra,
+        "--set",
+        *TINY,
+    ]
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    return {**os.environ, "FEDSKIP_CACHE": str(tmp / "cache"), "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    return {
+        **os.environ,
+        "FEDSKIP_CACHE": str(tmp / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def _leftovers(out: Path, ports: list[int]) -> list[str]:
@@ -67,8 +94,16 @@ def _ports(record: dict[str, Any]) -> list[int]:
 def drilled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("deploy")
     out = tmp / "run"
-    cmd = _command(out, "--probe-unregistered", "--restart-superlink-after", "1",
-                   "--kill-site", "1@2", "--timeout", "700")  # fmt: skip
+    cmd = _command(
+        out,
+        "--probe-unregistered",
+        "--restart-superlink-after",
+        "1",
+        "--kill-site",
+        "1@2",
+        "--timeout",
+        "700",
+    )
     done = subprocess.run(cmd, env=_env(tmp), capture_output=True, text=True, timeout=850)
     record = json.loads((out / "deployment.json").read_text())
     events = [json.loads(line) for line in (out / "logs" / "events.jsonl").read_text().splitlines()]
@@ -135,8 +170,13 @@ def test_no_process_or_port_left_behind(drilled: dict[str, Any]) -> None:
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(_command(out, "--timeout", "600"), env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _command(out, "--timeout", "600"),
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:  # wait for the deployment to be up, not for a fixed time

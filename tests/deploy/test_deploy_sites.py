@@ -55,9 +55,12 @@ def test_coordinator_classification_schema() -> None:
 
 @pytest.mark.parametrize(
     ("labels", "message"),
-    [("", "'labels' is required with data=sites"), (" , ", "'labels' is required"),
-     ("a,b,a", "names a label twice")],
-)  # fmt: skip
+    [
+        ("", "'labels' is required with data=sites"),
+        (" , ", "'labels' is required"),
+        ("a,b,a", "names a label twice"),
+    ],
+)
 def test_coordinator_schema_errors(labels: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         prepare(Config(data="sites", labels=labels))
@@ -176,8 +179,9 @@ def test_local_sites_from_a_folder(tmp_path: Path) -> None:
         ("{tmp}/corpus", 3, DataError, r"2 site subfolder\(s\), but --sites 3"),
     ],
 )
-def test_site_folder_errors(tmp_path: Path, data: str, count: int, error: type,
-                            message: str) -> None:  # fmt: skip
+def test_site_folder_errors(
+    tmp_path: Path, data: str, count: int, error: type, message: str
+) -> None:
     for name in ("a", "b"):
         (tmp_path / "corpus" / name).mkdir(parents=True)
     with pytest.raises(error, match=message):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from local_grid import LocalGrid, set_task_identity  # noqa: E402
-
-from fedskip.config import Config  # noqa: E402
+from fedskip.config import Config
+from tests.fl.local_grid import LocalGrid, set_task_identity
 
 SENTENCES = [
     (["patient", "denies", "chest", "pain"], ["O", "O", "B-problem", "I-problem"]),
@@ -52,10 +48,20 @@ def sites(tmp_path: Path) -> Path:
 def make_cfg(sites: Path, tmp_path: Path) -> Callable[..., Config]:
     def make(**changes: Any) -> Config:
         base: dict[str, Any] = dict(
-            data=str(sites), model="llama-tiny", device="cpu", quiet=True, max_length=16,
-            stride=4, test_fraction=0.2, batch_size=2, layers=1, rounds=2, lr=1e-3, local_epochs=1,
+            data=str(sites),
+            model="llama-tiny",
+            device="cpu",
+            quiet=True,
+            max_length=16,
+            stride=4,
+            test_fraction=0.2,
+            batch_size=2,
+            layers=1,
+            rounds=2,
+            lr=1e-3,
+            local_epochs=1,
             out=str(tmp_path / "run"),
-        )  # fmt: skip
+        )
         base.update(changes)
         return Config(**base)
 

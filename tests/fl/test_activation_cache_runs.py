@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import torch
-from local_grid import wire_bytes
 
 from fedskip.config import Config
 from fedskip.privacy.dpsgd import DPSGD
 from fedskip.train import prefix_cache as pc
+from tests.fl.local_grid import wire_bytes
 
 SCALARS = ("train_loss", "f1", "precision", "recall")
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import Message, RecordDict
-from local_grid import wire_bytes as _all_wire_bytes
 
-from conftest import DATA_WORDS
 from fedskip.config import Config
 from fedskip.fl import messages as M
+from tests.fl.conftest import DATA_WORDS
+from tests.fl.local_grid import wire_bytes as _all_wire_bytes
 
 
 @pytest.mark.slow
@@ -24,9 +24,9 @@ def test_messages_carry_only_trainable_tensors_and_numbers(
 ) -> None:
     cfg = make_cfg(rounds=1)
     summary, grid = run_local(cfg)
-    from fedskip.fl.planning import load_bundle
     from fedskip.models.freeze import trainable_names_for
     from fedskip.pipeline import prepare
+    from fedskip.trainability import load_bundle
 
     bundle = load_bundle(cfg, prepare(cfg))
     top = bundle.stack.num_blocks - 1
@@ -72,8 +72,8 @@ def test_frozen_layers_are_unchanged_after_a_federated_run(
     run_local(cfg)
     from transformers import AutoModelForTokenClassification
 
-    from fedskip.fl.planning import load_bundle
     from fedskip.pipeline import prepare
+    from fedskip.trainability import load_bundle
 
     pretrained = load_bundle(cfg, prepare(cfg))
     exported = AutoModelForTokenClassification.from_pretrained(Path(cfg.out) / "model")

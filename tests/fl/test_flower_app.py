@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-import tomllib
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 

@@ -31,8 +31,8 @@ def _rows(cfg: Config) -> list[dict[str, Any]]:
 
 
 def _param_names(cfg: Config) -> set[str]:
-    from fedskip.fl.planning import load_bundle
     from fedskip.pipeline import prepare
+    from fedskip.trainability import load_bundle
 
     return {
         n

@@ -21,6 +21,7 @@ from fedskip.fl.checkpoint import (
 )
 from fedskip.fl.records import round_row, summarize
 from fedskip.fl.rounds import RoundRecord
+from fedskip.runs.schema import MetricsRow
 
 
 def test_checkpoint_round_trip_with_optimizer_moments(tmp_path: Path) -> None:
@@ -71,22 +72,37 @@ def test_rng_states_are_restored() -> None:
 def _record(
     rnd: int, down: int, up: int, clients: list[int], *, failed: bool = False
 ) -> RoundRecord:
-    return RoundRecord(round=rnd, bytes_down=down, bytes_up=up, clients=clients, replies_ok=len(clients),
-                       failed=failed, train_metrics={"train-loss": 0.5}, seconds=1.0)  # fmt: skip
+    return RoundRecord(
+        round=rnd,
+        bytes_down=down,
+        bytes_up=up,
+        clients=clients,
+        replies_ok=len(clients),
+        failed=failed,
+        train_metrics={"train-loss": 0.5},
+        seconds=1.0,
+    )
 
 
 def test_rows_accumulate_bytes_and_the_summary_compares_with_full_fedavg() -> None:
-    rows: list[dict] = []
+    rows: list[MetricsRow] = []
     rows.append(
         round_row(_record(1, 100, 80, [0, 1]), {"f1": 0.4, "per_type": {}}, rows, elapsed=1.0)
     )
     rows.append(
         round_row(_record(2, 100, 90, [0, 1, 2], failed=True), {"f1": 0.3}, rows, elapsed=2.0)
     )
-    assert [r["cum_bytes"] for r in rows] == [180, 370]
-    assert rows[1]["status"] == "failed" and rows[0]["train_loss"] == 0.5
-    summary = summarize(rows, cfg=Config(rounds=2), primary="f1", full_model_bytes=1000,
-                        exchanged_parameters=10, seconds=3.0)  # fmt: skip
+    assert [r.cum_bytes for r in rows] == [180, 370]
+    assert [r.to_json()["cum_bytes"] for r in rows] == [180, 370]
+    assert rows[1].status == "failed" and rows[0].train_loss == 0.5
+    summary = summarize(
+        rows,
+        cfg=Config(rounds=2),
+        primary="f1",
+        full_model_bytes=1000,
+        exchanged_parameters=10,
+        seconds=3.0,
+    )
     # full FedAvg: 1000 bytes down + 1000 up for each of 2 + 3 client-rounds
     assert summary["fedavg_bytes"] == 10_000
     assert summary["reduction"] == pytest.approx(1 - 370 / 10_000)

@@ -173,8 +173,12 @@ def test_console_shows_fedskip_lines_only_and_run_log_keeps_the_rest(
     sets = [f"data={sites}", f"out={out}", "rounds=1", "tracking=tensorboard,mlflow", *TINY]
     done = subprocess.run(
         [sys.executable, "-m", "fedskip.cli", "run", "--set", *sets],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert (done.returncode, done.stderr) == (0, "")
     lines = done.stdout.splitlines()
     assert len(lines) == 6 and all(line.startswith(FEDSKIP_LINES) for line in lines), lines

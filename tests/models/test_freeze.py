@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import build_tiny, random_batch
 
 from fedskip.errors import ConfigError, ModelError
 from fedskip.models.freeze import (
@@ -17,6 +16,7 @@ from fedskip.models.freeze import (
 )
 from fedskip.models.layers import discover_layers
 from fedskip.models.loading import load_model
+from tests.models.tiny_models import build_tiny, random_batch
 
 LABELS = ["O", "B-PROBLEM", "I-PROBLEM"]
 MINILM_BLOCK = 1_774_464

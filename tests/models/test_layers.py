@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import build_tiny
 from torch import nn
 
 from fedskip.errors import ModelError
 from fedskip.models.layers import LayerStack, discover_layers, parameter_groups
+from tests.models.tiny_models import build_tiny
 
 # family, head kind, blocks_prefix, head_prefixes, final_norm_prefix, embedding_prefixes, other_prefixes
 CASES = [

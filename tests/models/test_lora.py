@@ -8,7 +8,6 @@ import re
 
 import pytest
 import torch
-from tiny_models import random_batch
 
 from fedskip.cli import main
 from fedskip.errors import ConfigError
@@ -20,6 +19,7 @@ from fedskip.models.lora import (
     lora_target_modules,
     set_lora_trainable,
 )
+from tests.models.tiny_models import random_batch
 
 LABELS = ["O", "B-PROBLEM", "I-PROBLEM"]
 TINY_HEAD = 64 * 3 + 3
@@ -237,9 +237,8 @@ def test_explicit_targets_restrict_the_adapters() -> None:
 
 
 def test_sequence_classification_head_with_pooler_is_trained_and_exported() -> None:
-    from tiny_models import build_tiny
-
     from fedskip.rundir import export_ready
+    from tests.models.tiny_models import build_tiny
 
     model = build_tiny("bert", kind="seq", num_labels=2)
     stack = discover_layers(model)

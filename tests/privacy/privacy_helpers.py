@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
-from local_grid import LocalGrid
 
 from fedskip.fl import messages as M
 from fedskip.fl.rounds import RoundPlan
+from tests.fl.local_grid import LocalGrid
 
 VOCAB = 32
 LABELS = 3

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import torch
-from local_grid import LocalGrid
 
 from fedskip.cli import main
 from fedskip.config import Config
@@ -18,6 +17,7 @@ from fedskip.data.canaries import is_canary
 from fedskip.fl.client_app import build_client_app
 from fedskip.fl.server import run_server
 from fedskip.pipeline import prepare
+from tests.fl.local_grid import LocalGrid
 
 pytestmark = pytest.mark.slow
 CANARIES = 32
@@ -145,10 +145,10 @@ def test_audit_of_a_plain_run_is_a_one_line_error(
 
 
 def test_a_centralized_run_is_audited_by_its_trainer(tmp_path: Path) -> None:
-    from fedskip.commands.centralized import train_centralized
+    from fedskip.runs.centralized import run_centralized
 
     cfg = _cfg(tmp_path, method="centralized", epochs=1, audit_canaries=8)
-    summary = train_centralized(cfg)
+    summary = run_centralized(cfg)
     audit = summary["audit"]
     assert summary["audit_run"] is True
     assert (audit["canaries"], audit["guesses"]) == (8, 4)

@@ -15,8 +15,6 @@ from flwr.supercore.differential_privacy import (
     compute_clip_model_update,
     compute_stdv,
 )
-from local_grid import LocalGrid
-from privacy_helpers import SIZE, TwoTensorPlanner, delta_client_app
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
@@ -32,6 +30,8 @@ from fedskip.privacy.client_dp import (
     next_clip_norm,
     noise_std,
 )
+from tests.fl.local_grid import LocalGrid
+from tests.privacy.privacy_helpers import SIZE, TwoTensorPlanner, delta_client_app
 
 DELTA = 1e-5
 

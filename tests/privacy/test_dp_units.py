@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import torch
-from privacy_helpers import collate, tiny_bert, tiny_llama, token_features, train_only
 
 from fedskip.errors import ConfigError, DataError
 from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings, per_example_mean_loss
 from fedskip.privacy.units import resolve_unit, units_for
 from fedskip.train.engine import TrainSettings, train
+from tests.privacy.privacy_helpers import collate, tiny_bert, tiny_llama, token_features, train_only
 
 DELTA = 1e-5
 

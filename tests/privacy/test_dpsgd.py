@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 import torch
-from privacy_helpers import (
+
+from fedskip.errors import ConfigError, ModelError, PrivacyBudgetExceeded
+from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for, noise_multiplier_for
+from fedskip.privacy.checks import PrivacyWarning
+from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings, per_example_mean_loss
+from fedskip.train.engine import TrainSettings, train
+from tests.privacy.privacy_helpers import (
     collate,
     frozen_state,
     tiny_bert,
@@ -16,12 +22,6 @@ from privacy_helpers import (
     train_only,
     trainable_state,
 )
-
-from fedskip.errors import ConfigError, ModelError, PrivacyBudgetExceeded
-from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for, noise_multiplier_for
-from fedskip.privacy.checks import PrivacyWarning
-from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings, per_example_mean_loss
-from fedskip.train.engine import TrainSettings, train
 
 DELTA = 1e-5
 

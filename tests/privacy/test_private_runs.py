@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 import torch
-from local_grid import LocalGrid
-from privacy_helpers import WireGrid
 
 from fedskip.config import Config
 from fedskip.fl.client_app import build_client_app
@@ -20,6 +18,8 @@ from fedskip.fl.dp import DPSGD_STATE
 from fedskip.fl.server import run_server
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
+from tests.fl.local_grid import LocalGrid
+from tests.privacy.privacy_helpers import WireGrid
 
 pytestmark = pytest.mark.slow
 NODES = 3
@@ -132,11 +132,11 @@ def test_secagg_run_with_dpsgd(tmp_path: Path) -> None:
 
 
 def test_centralized_training_with_dpsgd(tmp_path: Path) -> None:
-    from fedskip.commands.centralized import train_centralized
     from fedskip.privacy.accounting import sample_rate, steps_per_epoch
+    from fedskip.runs.centralized import run_centralized
 
     cfg = _cfg(tmp_path, dp="sample", noise_multiplier=1.0, epochs=1, method="centralized")
-    summary = train_centralized(cfg)
+    summary = run_centralized(cfg)
     # dp-unit=auto on the synthetic i2b2 records (one record = one patient): ε per patient
     assert summary["privacy_unit"] == "patient"
     assert summary["dp_units"] == summary["data"]["train_documents"] < summary["train"]["examples"]

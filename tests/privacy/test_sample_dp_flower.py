@@ -8,15 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
-from privacy_helpers import (
-    SIZE,
-    TwoTensorPlanner,
-    WireGrid,
-    collate,
-    delta_client_app,
-    tiny_bert,
-    token_features,
-)
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
@@ -36,6 +27,15 @@ from fedskip.fl.round_loop import RoundLoop
 from fedskip.privacy.accounting import epsilon_for, noise_multiplier_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.train.engine import TrainSettings, train
+from tests.privacy.privacy_helpers import (
+    SIZE,
+    TwoTensorPlanner,
+    WireGrid,
+    collate,
+    delta_client_app,
+    tiny_bert,
+    token_features,
+)
 
 
 def _context() -> Context:

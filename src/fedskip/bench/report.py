@@ -38,9 +38,11 @@ def _curve_section(records: Sequence[RunRecord], out: Path, tag: str) -> list[st
         group = [r for r in records if r.task == task]
         for x, what in (("round", "round"), ("mb", "cumulative MB")):
             path = plots.plot_curves(
-                group, out / PLOTS / f"{tag}{task}-metric-vs-{x}.png", x=x,
+                group,
+                out / PLOTS / f"{tag}{task}-metric-vs-{x}.png",
+                x=x,
                 title=f"{task}: {group[0].metric_name} vs {what}",
-            )  # fmt: skip
+            )
             lines += _image(path, out, f"{task} metric vs {what}")
     return lines
 
@@ -59,11 +61,12 @@ def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     rows = build_rows(records)
     write_csv(rows, folder / "report.csv")
     lines = ["# fedskip report", ""]
-    columns = ["run", "method", "task", "k", "partition", "final", "best", "gap (pts)", "MB",
-               "reduction", "rounds to 95%", "ε spent", "s"]  # fmt: skip
+    columns = ["run", "method", "task", "k", "partition", *SCORE_COLUMNS, "ε spent", "s"]
     lines += [markdown_table(rows, columns), ""]
-    lines += [f"- `{r.name}`: {r.path}" + ("" if r.complete else " (no summary.json: unfinished)")
-              for r in records]  # fmt: skip
+    lines += [
+        f"- `{r.name}`: {r.path}" + ("" if r.complete else " (no summary.json: unfinished)")
+        for r in records
+    ]
     lines += ["", _legend(), ""]
     lines += _audit_section(records)
     lines += ["## Learning curves", ""]
@@ -218,11 +221,15 @@ def _suite_header(manifest: dict[str, Any], records: Sequence[RunRecord]) -> lis
         f"Reproduce: `{command}` ({done} of {len(manifest['configs'])} configs finished).",
         "",
         f"Shared settings: `{settings_line(manifest['settings'])}`"
-        + (f", overridden by `{settings_line(manifest['overrides'])}`." if manifest.get("overrides") else "."),
+        + (
+            f", overridden by `{settings_line(manifest['overrides'])}`."
+            if manifest.get("overrides")
+            else "."
+        ),
         "",
         _legend(),
         "",
-    ]  # fmt: skip
+    ]
 
 
 def _in(rows: Sequence[ResultRow], group: str) -> list[ResultRow]:
@@ -240,22 +247,14 @@ def _methods_section(
         task_rows = sorted(
             (r for r in chosen if r.task == task), key=lambda r: rank.get(r.method, 99)
         )
-        lines += [f"### {task} ({task_rows[0].metric})", "", markdown_table(task_rows), ""]  # fmt: skip
+        lines += [f"### {task} ({task_rows[0].metric})", "", markdown_table(task_rows), ""]
     lines += _curve_section([r for r in records if r.name in names], out, "")
     return lines
 
 
-ABLATION_COLUMNS = [
-    "run",
-    "k",
-    "final",
-    "best",
-    "gap (pts)",
-    "MB",
-    "reduction",
-    "rounds to 95%",
-    "s",
-]
+SCORE_COLUMNS = ["final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%"]
+"""What every results table shows of a run's scores and traffic."""
+ABLATION_COLUMNS = ["run", "k", *SCORE_COLUMNS, "s"]
 
 
 @dataclass(frozen=True)
@@ -273,13 +272,25 @@ class Axis:
 
 
 AXES = (
-    Axis("noniid", "partition", ("iid", "dir1", "dir0.3", "dir0.1", "natural"),
-         "partition (IID → most skewed, then by site)", "Non-IID partitions", "noniid.png",
-         ("run", "method", "partition", "final", "best", "gap (pts)", "MB", "s")),
-    Axis("privacy", "target_epsilon", (0, 8.0, 4.0, 2.0, 1.0), "target ε per patient (DP-SGD)",
-         "Differential privacy", "privacy.png",
-         ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s")),
-)  # fmt: skip
+    Axis(
+        "noniid",
+        "partition",
+        ("iid", "dir1", "dir0.3", "dir0.1", "natural"),
+        "partition (IID → most skewed, then by site)",
+        "Non-IID partitions",
+        "noniid.png",
+        ("run", "method", "partition", "final", "best", "gap (pts)", "MB", "s"),
+    ),
+    Axis(
+        "privacy",
+        "target_epsilon",
+        (0, 8.0, 4.0, 2.0, 1.0),
+        "target ε per patient (DP-SGD)",
+        "Differential privacy",
+        "privacy.png",
+        ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s"),
+    ),
+)
 
 
 def _ablation_sections(rows: Sequence[ResultRow], out: Path) -> list[str]:
@@ -298,8 +309,14 @@ def _ablation_sections(rows: Sequence[ResultRow], out: Path) -> list[str]:
             continue
         order = _with_extra(list(axis.order), [r.extra.get(axis.key) for r in chosen])
         lines += [f"## {axis.title}", "", markdown_table(chosen, axis.columns), ""]
-        path = plots.plot_axis(chosen, out / PLOTS / axis.png, key=axis.key, order=order,
-                               xlabel=axis.xlabel, title=axis.title)  # fmt: skip
+        path = plots.plot_axis(
+            chosen,
+            out / PLOTS / axis.png,
+            key=axis.key,
+            order=order,
+            xlabel=axis.xlabel,
+            title=axis.title,
+        )
         lines += _image(path, out, axis.title)
     frontier = _in(rows, "frontier")
     if frontier:
@@ -318,7 +335,11 @@ def _missing_section(manifest: dict[str, Any], records: Sequence[RunRecord]) -> 
     missing = [c["name"] for c in manifest["configs"] if c["name"] not in finished]
     if not missing:
         return []
-    return ["## Not finished", "", "Configs without a summary.json (not run yet, or failed — "
-            "see `runs/<name>/error.txt`) or with rounds that failed for lack of valid replies "
-            "(`failed_rounds` in its summary.json): " + ", ".join(f"`{m}`" for m in missing) + ".",
-            ""]  # fmt: skip
+    return [
+        "## Not finished",
+        "",
+        "Configs without a summary.json (not run yet, or failed — "
+        "see `runs/<name>/error.txt`) or with rounds that failed for lack of valid replies "
+        "(`failed_rounds` in its summary.json): " + ", ".join(f"`{m}`" for m in missing) + ".",
+        "",
+    ]

@@ -23,7 +23,7 @@ import fnmatch
 import json
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from fedskip.bench.records import finished
 from fedskip.bench.suites import BenchConfig, Suite, describe, expand, get_suite, resolve
 from fedskip.config import Config, Scalar, parse_overrides
 from fedskip.errors import ConfigError
+from fedskip.runs.schema import RunSummary
 
 SUITE_FILE = "suite.json"
 LOG_FILE = "bench.log"
@@ -143,22 +144,12 @@ def select(configs: Sequence[BenchConfig], only: Sequence[str]) -> list[BenchCon
 
 
 # --------------------------------------------------------------------------- training
-def train_one(cfg: Config) -> dict[str, Any]:
-    """Train one config with the function ``fedskip run`` uses for its method; returns the run's
-    summary: ``centralized`` → :func:`fedskip.commands.centralized.train_centralized`, ``local``
-    → :func:`fedskip.commands.run.train_local`, federated methods → the Flower app on the
-    Simulation Engine (:func:`fedskip.fl.simulation.simulate`)."""
-    if cfg.method == "centralized":
-        from fedskip.commands.centralized import train_centralized
+def train_one(cfg: Config) -> RunSummary:
+    """Train one config with the run layer's entry for its method (what ``fedskip run`` uses:
+    :func:`fedskip.runs.run`); returns the run's summary."""
+    from fedskip.runs import run
 
-        return train_centralized(cfg)
-    if cfg.method == "local":
-        from fedskip.commands.run import train_local
-
-        return train_local(cfg)
-    from fedskip.fl.simulation import simulate
-
-    return simulate(cfg)
+    return run(cfg)
 
 
 def _check_manifest(out: Path, plan: Plan) -> None:
@@ -182,7 +173,7 @@ def run_suite(
     *,
     only: Sequence[str] = (),
     progress: Progress = print_now,
-    trainer: Callable[[Config], dict[str, Any]] = train_one,
+    trainer: Callable[[Config], Mapping[str, Any]] = train_one,
 ) -> SuiteRun:
     """Train every config of suite ``name`` not yet finished under ``out``; see module doc."""
     from fedskip.tracking import require_backends
@@ -208,7 +199,7 @@ def run_suite(
 
 
 def _run_entry(
-    plan: Plan, out: Path, entry: BenchConfig, trainer: Callable[[Config], dict[str, Any]]
+    plan: Plan, out: Path, entry: BenchConfig, trainer: Callable[[Config], Mapping[str, Any]]
 ) -> Outcome:
     run_dir = run_path(out, entry.name)
     if _finished(run_dir):

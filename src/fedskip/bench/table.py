@@ -57,9 +57,8 @@ def trained_layers(record: RunRecord) -> int | None:
     """Blocks trained and exchanged per round: the first round's selection when the run logged
     one, else the summary's, else the ``layers`` setting."""
     for row in record.rows:
-        selected = row.get("selected_layers")
-        if isinstance(selected, list) and selected:
-            return len(selected)
+        if row.selected_layers:
+            return len(row.selected_layers)
     selected = record.summary.get("selected_layers")
     if isinstance(selected, list) and selected and not isinstance(selected[0], list):
         return len(selected)
@@ -189,8 +188,10 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
         "rounds to 95%": lambda r: "–" if r.rounds_to_95 is None else str(r.rounds_to_95),
         "s": lambda r: fmt(r.seconds, ".0f"),
     }
-    columns = list(columns or ["run", "method", "final", "best", "gap (pts)", "MB", "reduction",
-                               "rounds to 95%", "s"])  # fmt: skip
+    columns = list(
+        columns
+        or ["run", "method", "final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%", "s"]
+    )
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(cells[c](row) for c in columns) + " |")

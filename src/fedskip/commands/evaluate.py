@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedskip.config import DATA_FORMATS, DEVICES, LABELS
+from fedskip.data.types import ClsDataset, Dataset, NerDataset
 from fedskip.errors import DataError
+
+if TYPE_CHECKING:
+    from fedskip.rundir import Exported
 
 
 def register(subparsers: Any) -> None:
@@ -78,9 +82,8 @@ def evaluate_export(
 
     ICD-9 data is scored on the model's codes: other codes are ignored and notes with none of
     the model's codes are left out (counted in ``dropped_documents``)."""
-    from fedskip.data.encode import cls_collator, encode_cls, encode_ner, ner_collator
     from fedskip.data.readers import read_sites
-    from fedskip.pipeline import ALL_CODES
+    from fedskip.pipeline import ALL_CODES, collator, encode_docs
     from fedskip.rundir import load_export
     from fedskip.train.engine import evaluate
 
@@ -95,28 +98,28 @@ def evaluate_export(
         extra["dropped_documents"] = _keep_codes(sites, exported.label_list, str(data))
     else:
         sites = read_sites(data, data_format, label=label)
-    docs: list[Any] = [d for ds in sites.values() for d in ds.documents]
+    docs = [d for ds in sites.values() for d in ds.documents]
     check_labels(exported, list(sites.values()), str(data))
-    max_length = exported.setting("max-length", 128)
-    encoded: Any
-    if exported.task == "ner":
-        encoded = encode_ner(docs, exported.tokenizer, exported.label_list,
-                             max_length=max_length, stride=exported.setting("stride", 32))  # fmt: skip
-        collate = ner_collator(exported.tokenizer)
-    else:
-        encoded = encode_cls(docs, exported.tokenizer, exported.label_list,
-                             max_length=max_length, multi_label=exported.multi_label)  # fmt: skip
-        collate = cls_collator(exported.tokenizer)
+    encoded = encode_docs(
+        docs,
+        exported.tokenizer,
+        exported.task_info,
+        max_length=exported.max_length,
+        stride=exported.stride,
+    )
+    collate = collator(exported.tokenizer, exported.task_info)
     metrics = evaluate(
         exported.model, encoded, collate, batch_size=batch_size, device=exported.model.device
     )
     return {"task": exported.task, "model": str(model_dir), "data": str(data), **metrics, **extra}
 
 
-def _keep_codes(sites: dict[str, Any], codes: list[str], where: str) -> int:
+def _keep_codes(sites: dict[str, Dataset], codes: list[str], where: str) -> int:
     """Restrict multi-label documents to ``codes``; drop (and count) those left without one."""
     allowed, dropped = set(codes), 0
     for ds in sites.values():
+        if not isinstance(ds, ClsDataset):
+            continue
         for doc in ds.documents:
             doc.labels = [c for c in doc.labels if c in allowed]
         kept = [d for d in ds.documents if d.labels]
@@ -127,7 +130,7 @@ def _keep_codes(sites: dict[str, Any], codes: list[str], where: str) -> int:
     return dropped
 
 
-def check_labels(exported: Any, datasets: list[Any], where: str) -> None:
+def check_labels(exported: Exported, datasets: list[Dataset], where: str) -> None:
     """DataError when the data's task or labels do not fit the model's head."""
     tasks = {ds.task for ds in datasets}
     if tasks != {exported.task}:
@@ -136,14 +139,15 @@ def check_labels(exported: Any, datasets: list[Any], where: str) -> None:
         )
     if exported.task == "ner":
         known = {lab[2:] for lab in exported.label_list if lab[:2] in ("B-", "I-")}
-        found = {t for ds in datasets for t in ds.entity_types}
+        found = {t for ds in datasets if isinstance(ds, NerDataset) for t in ds.entity_types}
         what = "entity types"
     else:
-        if any(ds.multi_label != exported.multi_label for ds in datasets):
+        cls_sets = [ds for ds in datasets if isinstance(ds, ClsDataset)]
+        if any(ds.multi_label != exported.multi_label for ds in cls_sets):
             kind = "multi-label" if exported.multi_label else "single-label"
             raise DataError(f"{where}: label kind differs from the model's ({kind}); check --label")
         known = set(exported.label_list)
-        found = {n for ds in datasets for n in ds.label_names}
+        found = {n for ds in cls_sets for n in ds.label_names}
         what = "labels"
     unknown = sorted(found - known)
     if unknown:
@@ -156,16 +160,20 @@ def check_labels(exported: Any, datasets: list[Any], where: str) -> None:
 def format_metrics(metrics: dict[str, Any]) -> str:
     """Text lines: headline scores, then a per-type table for NER."""
     if "f1" in metrics:
-        lines = [f"strict entity F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "
-                 f"recall {metrics['recall']:.4f}"]  # fmt: skip
+        lines = [
+            f"strict entity F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "
+            f"recall {metrics['recall']:.4f}"
+        ]
         per_type = metrics.get("per_type", {})
         if per_type:
             width = max(8, *(len(t) for t in per_type))
             lines.append(f"  {'type':<{width}}  precision  recall      f1  support")
             for name, row in per_type.items():
-                lines.append(f"  {name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  "
-                             f"{row['f1']:6.4f}  {row['support']:7d}")  # fmt: skip
+                lines.append(
+                    f"  {name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  "
+                    f"{row['f1']:6.4f}  {row['support']:7d}"
+                )
         return "\n".join(lines)
-    parts = [f"{k} {v:.4f}" for k, v in metrics.items()
-             if k in ("accuracy", "micro_f1", "macro_f1", "auroc") and v is not None]  # fmt: skip
+    headline = ("accuracy", "micro_f1", "macro_f1", "auroc")
+    parts = [f"{k} {v:.4f}" for k, v in metrics.items() if k in headline and v is not None]
     return "  ".join(parts) or "no test data"

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedskip.config import DEVICES
 from fedskip.errors import DataError
 from fedskip.train.metrics import MULTI_LABEL_THRESHOLD
+
+if TYPE_CHECKING:
+    from fedskip.rundir import Exported
 
 
 def register(subparsers: Any) -> None:
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def predict_text(exported: Any, text: str, *, batch_size: int = 16) -> dict[str, Any]:
+def predict_text(exported: Exported, text: str, *, batch_size: int = 16) -> dict[str, Any]:
     """Entities (NER) or label scores (classification) of ``text``; JSON-ready."""
     if exported.task == "ner":
         return {"task": "ner", "entities": predict_entities(exported, text, batch_size=batch_size)}
@@ -76,23 +79,35 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def predict_entities(exported: Any, text: str, *, batch_size: int = 16) -> list[dict[str, Any]]:
+def predict_entities(
+    exported: Exported, text: str, *, batch_size: int = 16
+) -> list[dict[str, Any]]:
     """Entities as ``{type, start, end, text, score}`` in text order."""
     from fedskip.data.brat import sentence_starts, tokenize_words
-    from fedskip.data.encode import IGNORE_INDEX, decode_ner, encode_ner, ner_collator
-    from fedskip.data.encode import _entity_spans as entity_spans
+    from fedskip.data.encode import IGNORE_INDEX, EncodedNer, decode_ner, entity_spans
     from fedskip.data.types import NerDocument
+    from fedskip.pipeline import collator, encode_docs
     from fedskip.train.engine import predict
 
     tokens = tokenize_words(text)
     cuts = [0, *sentence_starts(text, tokens), len(tokens)]
     sentences = [tokens[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
     doc = NerDocument("input", text, sentences, [])
-    encoded = encode_ner([doc], exported.tokenizer, exported.label_list,
-                         max_length=exported.setting("max-length", 128),
-                         stride=exported.setting("stride", 32))  # fmt: skip
-    logits = predict(exported.model, encoded.features, ner_collator(exported.tokenizer),
-                     batch_size=batch_size, device=exported.model.device)  # fmt: skip
+    encoded = encode_docs(
+        [doc],
+        exported.tokenizer,
+        exported.task_info,
+        max_length=exported.max_length,
+        stride=exported.stride,
+    )
+    assert isinstance(encoded, EncodedNer)
+    logits = predict(
+        exported.model,
+        encoded.features,
+        collator(exported.tokenizer, exported.task_info),
+        batch_size=batch_size,
+        device=exported.model.device,
+    )
     tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
     confidence: dict[tuple[int, int], float] = {}
     for feat, words, sid, lg in zip(
@@ -107,25 +122,37 @@ def predict_entities(exported: Any, text: str, *, batch_size: int = 16) -> list[
         for first, last in entity_spans(sent_tags):
             start, end = sent[first].start, sent[last].end
             scores = [confidence.get((sid, w), 0.0) for w in range(first, last + 1)]
-            entities.append({"type": sent_tags[first][2:], "start": start, "end": end,
-                             "text": text[start:end], "score": round(float(np.mean(scores)), 4)})  # fmt: skip
+            entity = {"type": sent_tags[first][2:], "start": start, "end": end}
+            entity.update(text=text[start:end], score=round(float(np.mean(scores)), 4))
+            entities.append(entity)
     return entities
 
 
-def predict_labels(exported: Any, text: str) -> dict[str, Any]:
+def predict_labels(exported: Exported, text: str) -> dict[str, Any]:
     """``labels``: [{label, score}] by descending score; ``predicted``: the argmax label, or
     every label with probability > 0.5 for multi-label models."""
-    from fedskip.data.encode import cls_collator, encode_cls
+    from fedskip.data.encode import EncodedCls
     from fedskip.data.types import ClsDocument
+    from fedskip.pipeline import collator, encode_docs
     from fedskip.train.engine import predict
 
     names = exported.label_list
     placeholder = [] if exported.multi_label else [names[0]]  # targets are not used
-    encoded = encode_cls([ClsDocument("input", text, placeholder)], exported.tokenizer, names,
-                         max_length=exported.setting("max-length", 128),
-                         multi_label=exported.multi_label)  # fmt: skip
-    (logits,) = predict(exported.model, encoded.features, cls_collator(exported.tokenizer),
-                        batch_size=1, device=exported.model.device)  # fmt: skip
+    encoded = encode_docs(
+        [ClsDocument("input", text, placeholder)],
+        exported.tokenizer,
+        exported.task_info,
+        max_length=exported.max_length,
+        stride=exported.stride,
+    )
+    assert isinstance(encoded, EncodedCls)
+    (logits,) = predict(
+        exported.model,
+        encoded.features,
+        collator(exported.tokenizer, exported.task_info),
+        batch_size=1,
+        device=exported.model.device,
+    )
     if exported.multi_label:
         probs = 1.0 / (1.0 + np.exp(-logits))
         predicted = [n for n, p in zip(names, probs) if p > MULTI_LABEL_THRESHOLD]

@@ -1,25 +1,25 @@
-"""``fedskip run``: one harness for every training method.
+"""``fedskip run``: one command for every training method.
 
-Federated methods (``layerskip``, ``fedavg``, ``fedprox``, ``lora``) run the fedskip Flower app
-on Flower's Simulation Engine (one SuperNode per client); ``centralized`` (all sites' data
-pooled) and ``local`` (each site alone) call the training engine directly. Every method reads
-the same data split and reports on the same global test set. ``--resume RUN_DIR`` continues an
-interrupted federated run from its last checkpoint.
+Parses the arguments and calls the run layer (:func:`fedskip.runs.run`): federated methods
+(``layerskip``, ``fedavg``, ``fedprox``, ``lora``) run the fedskip Flower app on Flower's
+Simulation Engine (one SuperNode per client); ``centralized`` (all sites' data pooled) and
+``local`` (each site alone) train in this process. Every method reads the same data split and
+reports on the same global test set. ``--resume RUN_DIR`` continues an interrupted federated
+run from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fedskip.commands.common import add_config_args, config_from_args
 from fedskip.config import Config
 from fedskip.errors import ConfigError
-
-FEDERATED = ("layerskip", "fedavg", "fedprox", "lora")
+from fedskip.runs.federated import FEDERATED
 
 
 def register(subparsers: Any) -> None:
@@ -70,26 +70,25 @@ def resume_config(args: argparse.Namespace) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fedskip.runs import run as run_method
     from fedskip.tracking import require_backends
 
     cfg = resume_config(args) if args.resume else config_from_args(args)
     require_backends(cfg)  # a one-line error before any data is read
+    summary = run_method(cfg)
     if cfg.method == "centralized":
-        from fedskip.commands.centralized import format_summary, train_centralized
+        from fedskip.commands.centralized import format_summary
 
-        print(format_summary(train_centralized(cfg)))
+        print(format_summary(summary))
         return 0
     if cfg.method == "local":
-        print(format_local(train_local(cfg)))
+        print(format_local(summary))
         return 0
-    from fedskip.fl.simulation import simulate
-
-    summary = simulate(cfg)
     print(format_federated(summary))
-    return 1 if summary.get("failed_rounds") else 0
+    return 0 if summary.finished else 1
 
 
-def format_federated(summary: dict[str, Any]) -> str:
+def format_federated(summary: Mapping[str, Any]) -> str:
     """The closing lines of a federated run: final metric, bytes, reduction vs FedAvg."""
     from fedskip.fl.progress import human_bytes
 
@@ -118,98 +117,7 @@ def format_federated(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- local-only baseline
-def train_local(cfg: Config) -> dict[str, Any]:
-    """Each client trains alone on its own data (``epochs`` epochs) and is scored on the global
-    test set; no model is exported (there is no single model). Returns ``summary.json``."""
-    from fedskip.pipeline import prepare
-    from fedskip.rundir import RunDir
-    from fedskip.train.metrics import primary_metric
-
-    started = time.perf_counter()
-    prepared = prepare(cfg)
-    rundir = RunDir(cfg.out)
-    rundir.write_config(cfg)
-    primary = primary_metric(prepared.task_info)
-    sites = []
-    try:
-        for index, name in enumerate(prepared.client_names):
-            scores = _train_one_site(cfg, prepared, index, rundir, primary)
-            sites.append({"client": index, "site": name, **scores})
-    except BaseException:
-        rundir.close(ok=False)
-        raise
-    rundir.close()
-    values = [s[primary] for s in sites if isinstance(s.get(primary), float)]
-    summary = {
-        "method": "local",
-        "model": cfg.model,
-        "task": prepared.task,
-        "primary_metric": primary,
-        "sites": sites,
-        "mean_metric": sum(values) / len(values) if values else None,
-        "best_metric": max(values) if values else None,
-        "seconds": time.perf_counter() - started,
-        "out": str(rundir.path),
-    }
-    rundir.write_summary(summary)
-    return summary
-
-
-def _train_one_site(
-    cfg: Config, prepared: Any, index: int, rundir: Any, primary: str
-) -> dict[str, Any]:
-    from fedskip.models.loading import resolve_device
-    from fedskip.pipeline import (
-        activation_cache,
-        apply_plan,
-        build_model,
-        collator,
-        encode,
-        importance_scores,
-        is_full_finetune,
-        layer_plan,
-    )
-    from fedskip.train.engine import TrainSettings, evaluate, train
-
-    docs = prepared.client_train[index]
-    model, tokenizer, stack = build_model(cfg, prepared, selected=[0])
-    scores = None
-    if cfg.layer_strategy == "importance" and not is_full_finetune(cfg, stack):
-        scores = importance_scores(cfg, model, stack, tokenizer, prepared, docs)
-    apply_plan(model, stack, layer_plan(cfg, stack, 1, scores=scores), cfg)
-    collate, device = collator(tokenizer, prepared), resolve_device(cfg.device)
-    test_set = encode(prepared.global_test, tokenizer, prepared, cfg)
-    cache = activation_cache(cfg, stack, tokenizer)
-    last: dict[str, Any] = {}
-
-    def after_epoch(epoch: int, loss: float) -> None:
-        last.clear()
-        scores = evaluate(
-            model, test_set, collate, batch_size=cfg.batch_size, device=device, cache=cache
-        )
-        last.update(scores)
-        rundir.append_metrics({"client": index, "epoch": epoch, "train_loss": loss, **last})
-        if not cfg.quiet:
-            name = prepared.client_names[index]
-            print(f"{name} epoch {epoch}/{cfg.epochs}: loss {loss:.4f}, {primary} "
-                  f"{last.get(primary, 0.0):.4f}", flush=True)  # fmt: skip
-
-    train(
-        model,
-        encode(docs, tokenizer, prepared, cfg).features,
-        collate,
-        TrainSettings.from_config(cfg),
-        epochs=cfg.epochs,
-        device=device,
-        desc=f"local {prepared.client_names[index]}",
-        on_epoch_end=after_epoch,
-        cache=cache,
-    )
-    return dict(last)
-
-
-def format_local(summary: dict[str, Any]) -> str:
+def format_local(summary: Mapping[str, Any]) -> str:
     name = summary["primary_metric"]
     lines = [f"{s['site']}: {name} {s.get(name, float('nan')):.4f}" for s in summary["sites"]]
     mean = summary.get("mean_metric")

@@ -151,7 +151,7 @@ def repair_bio(tags: Sequence[str]) -> list[str]:
     return out
 
 
-def _entity_spans(tags: Sequence[str]) -> list[tuple[int, int]]:
+def entity_spans(tags: Sequence[str]) -> list[tuple[int, int]]:
     """Word spans ``(first, last)`` (inclusive) of the entities in repaired BIO tags."""
     spans: list[tuple[int, int]] = []
     for i, tag in enumerate(tags):
@@ -228,7 +228,7 @@ def _count_cut_entities(
             first.setdefault(w, pos)
             last[w] = pos
     cut = 0
-    for a, b in _entity_spans(tags):
+    for a, b in entity_spans(tags):
         positions = [p for w in range(a, b + 1) if w in first for p in (first[w], last[w])]
         if not positions or not any(
             s <= min(positions) and max(positions) < s + budget for s in starts
@@ -306,7 +306,7 @@ def encode_ner(
     for sid, (ids, word_ids) in zip(nonempty, encoded):
         if all(w is None for w in word_ids):
             out.dropped_words += len(words[sid])
-            out.truncated_entities += len(_entity_spans(gold[sid]))
+            out.truncated_entities += len(entity_spans(gold[sid]))
             continue
         label_ids = [label_index[t] for t in gold[sid]]
         _encode_sentence(out, sid, ids, word_ids, label_ids, stride, max_length)

@@ -163,9 +163,14 @@ def _dirichlet(keys: list[str], num_partitions: int, alpha: float, seed: int) ->
     from flwr_datasets.partitioner import DirichletPartitioner
 
     partitioner = DirichletPartitioner(
-        num_partitions=num_partitions, partition_by="key", alpha=alpha, min_partition_size=1,
-        self_balancing=True, shuffle=True, seed=seed,
-    )  # fmt: skip
+        num_partitions=num_partitions,
+        partition_by="key",
+        alpha=alpha,
+        min_partition_size=1,
+        self_balancing=True,
+        shuffle=True,
+        seed=seed,
+    )
     with warnings.catch_warnings(record=True) as retries:
         warnings.simplefilter("always")
         try:
@@ -194,12 +199,14 @@ def partition_report(
     for p, indices in enumerate(parts):
         labels = Counter(lab for i in indices for lab in fn(docs[i]))
         sites = Counter(str(getattr(docs[i], "site", None)) for i in indices)
-        report.append({
-            "partition": p,
-            "documents": len(indices),
-            "sites": dict(sorted(sites.items())),
-            "labels": dict(sorted(labels.items())),
-        })  # fmt: skip
+        report.append(
+            {
+                "partition": p,
+                "documents": len(indices),
+                "sites": dict(sorted(sites.items())),
+                "labels": dict(sorted(labels.items())),
+            }
+        )
     return report
 
 

@@ -102,7 +102,7 @@ def generate_ca(
     out = Path(out_dir)
     key = ec.generate_private_key(_KEY_CURVE)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -156,7 +156,7 @@ def generate_server_cert(
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ConfigError(f"{ca.key}: the CA key must be an EC private key")
     key = ec.generate_private_key(_KEY_CURVE)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))

@@ -28,8 +28,9 @@ import torch
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError, DataError
-from fedskip.fl.planning import ModelBundle, load_bundle, set_trainable
 from fedskip.fl.rounds import client_seed
+from fedskip.pipeline import Prepared
+from fedskip.trainability import ModelBundle, load_bundle, set_trainable
 
 THREADS_ENV = "FEDSKIP_CLIENT_THREADS"
 """Torch threads of a client process (set by ``fedskip run`` for the simulation's workers)."""
@@ -169,7 +170,7 @@ def site_data_from_node_config(
     return _SITE_DATA[key]
 
 
-def _within_schema(docs: list[Any], prepared: Any, path: Path) -> list[Any]:
+def _within_schema(docs: list[Any], prepared: Prepared, path: Path) -> list[Any]:
     """Check (NER, single-label) or restrict (multi-label) the documents' labels to the schema."""
     allowed = set(prepared.label_list)
     if prepared.task == "ner":

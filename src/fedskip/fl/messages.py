@@ -109,7 +109,8 @@ def numeric_metrics(values: Mapping[str, Any]) -> dict[str, int | float]:
 
 def to_metric_record(values: Mapping[str, Any]) -> MetricRecord:
     """Numeric metrics → ``MetricRecord`` (see :func:`numeric_metrics`)."""
-    return MetricRecord(numeric_metrics(values))  # type: ignore[arg-type]
+    record: dict[str, int | float | list[int] | list[float]] = {**numeric_metrics(values)}
+    return MetricRecord(record)
 
 
 def metric_dict(content: RecordDict) -> dict[str, Any]:

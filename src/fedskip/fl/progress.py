@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
+
+from fedskip.runs.schema import MetricsRow
 
 
 def human_bytes(n: float) -> str:
@@ -52,28 +53,28 @@ class RoundReporter:
             self.status.stop()
             self.status = None
 
-    def round(self, row: Mapping[str, Any], total: int) -> None:
+    def round(self, row: MetricsRow, total: int) -> None:
         if self.console is None:
             return
         self._stop_status()
-        score = row.get(self.primary)
+        score = row.scores.get(self.primary)
         score_text = f"{self.primary} {score:.4f}" if isinstance(score, float) else "no eval"
-        loss = row.get("train_loss")
+        loss = row.train_loss
         loss_text = f"loss {loss:.4f}" if isinstance(loss, float) else "loss –"
-        status = "[red]FAILED[/red] " if row.get("status") == "failed" else ""
-        layers = row.get("selected_layers") or []
+        status = "[red]FAILED[/red] " if row.status == "failed" else ""
+        layers = row.selected_layers
         layers_text = f"  blocks {layers}" if layers else ""
         self.console.print(
-            f"round {row['round']}/{total} {status}{loss_text}  {score_text}  "
-            f"↑{human_bytes(row['bytes_up'])} ↓{human_bytes(row['bytes_down'])}  "
-            f"replies {row['replies_ok']} ok / {row['replies_rejected']} rejected{layers_text}  "
-            f"{row['seconds']:.1f} s",
+            f"round {row.round}/{total} {status}{loss_text}  {score_text}  "
+            f"↑{human_bytes(row.bytes_up)} ↓{human_bytes(row.bytes_down)}  "
+            f"replies {row.replies_ok} ok / {row.replies_rejected} rejected{layers_text}  "
+            f"{row.seconds:.1f} s",
             soft_wrap=True,
         )
-        for line in row.get("rejections", []):
+        for line in row.rejections:
             self.console.print(f"  [yellow]{line}[/yellow]", soft_wrap=True)
-        if row.get("failure"):
-            self.console.print(f"  [red]{row['failure']}[/red]", soft_wrap=True)
+        if row.failure:
+            self.console.print(f"  [red]{row.failure}[/red]", soft_wrap=True)
 
     def note(self, text: str) -> None:
         self._stop_status()

@@ -32,13 +32,17 @@ from fedskip.fl.checkpoint import (
 )
 from fedskip.fl.dp import privacy_summary
 from fedskip.fl.optimizers import build_strategy
-from fedskip.fl.planning import LayerPlanner, ModelBundle, load_bundle
+from fedskip.fl.planning import LayerPlanner
 from fedskip.fl.progress import RoundReporter, human_bytes
 from fedskip.fl.records import round_row, summarize, truncate_metrics
 from fedskip.fl.round_loop import Exchange, RoundLoop, plain_exchange
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.strategy import LayerSkipStrategy
 from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.pipeline import Prepared
+from fedskip.rundir import RunDir
+from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.trainability import ModelBundle, load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +54,14 @@ class ServerRun:
     """The state of one federated run on the server."""
 
     cfg: Config
-    prepared: Any
+    prepared: Prepared
     bundle: ModelBundle
     planner: LayerPlanner
     strategy: LayerSkipStrategy | StrategyWrapper
-    rundir: Any
+    rundir: RunDir
     reporter: RoundReporter
     primary: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[MetricsRow] = field(default_factory=list)
     last_eval: dict[str, Any] = field(default_factory=dict)
     score_sites: bool = False
     """Evaluate once: per-site figures come from the server's global-test predictions
@@ -106,9 +110,9 @@ class ServerRun:
 
     # ------------------------------------------------------------------ per round
     def on_round_end(self, server_round: int, arrays: ArrayRecord, record: RoundRecord) -> None:
-        row = round_row(record, self.last_eval, self.rows, elapsed=self.elapsed())
-        if self.last_sites:
-            row["site_eval"] = self.last_sites
+        row = round_row(
+            record, self.last_eval, self.rows, elapsed=self.elapsed(), site_eval=self.last_sites
+        )
         self.last_eval, self.last_sites = {}, {}
         self.rows.append(row)
         self.rundir.append_metrics(row)
@@ -134,7 +138,6 @@ class ServerRun:
 def setup(cfg: Config) -> ServerRun:
     """Data, model, planner, strategy and run directory for ``cfg``."""
     from fedskip.pipeline import prepare
-    from fedskip.rundir import RunDir
     from fedskip.train.metrics import primary_metric
 
     prepared = prepare(cfg)
@@ -198,7 +201,7 @@ def raise_mismatch(run: ServerRun, ckpt: Checkpoint) -> None:
     )
 
 
-def run_server(grid: Grid, cfg: Config) -> dict[str, Any]:
+def run_server(grid: Grid, cfg: Config) -> RunSummary:
     """Run (or resume) the federated training of ``cfg`` over ``grid``; returns the summary."""
     run = setup(cfg)
     ok = False
@@ -236,10 +239,10 @@ def _train_exchange(run: ServerRun) -> Exchange:
     return SecAggExchange(run.cfg, train_keys=run.strategy.core.train_keys_of)
 
 
-def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
+def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
     """Export the global model and write ``summary.json``."""
     run.load_global(arrays)
-    layers = sorted({b for row in run.rows for b in row.get("selected_layers") or []})
+    layers = sorted({b for row in run.rows for b in row.selected_layers})
     full_bytes = run.bundle.full_parameters * BYTES_PER_VALUE_FP32
     summary = summarize(
         run.rows,
@@ -252,22 +255,31 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> dict[str, Any]:
     summary["selected_layers"] = layers
     summary["num_blocks"] = run.bundle.stack.num_blocks
     summary["out"] = str(run.rundir.path)
-    summary.update(privacy_summary(run.cfg, run.rows, run.strategy, stopped=run.stopped))
+    rows = [row.to_json() for row in run.rows]
+    summary.update(privacy_summary(run.cfg, rows, run.strategy, stopped=run.stopped))
     marker: dict[str, Any] = {}
     if run.cfg.audit_canaries:  # [audit] the server is the auditor: canaries under the model
         from fedskip.audit import audit_marker, run_audit
 
         summary["audit_run"] = True
         summary["audit"] = run_audit(
-            run.cfg, run.bundle.model, run.bundle.tokenizer, run.bundle.stack, run.prepared,
-            out=run.rundir.path, accountant_epsilon=summary.get("epsilon"),
-        )  # fmt: skip
+            run.cfg,
+            run.bundle.model,
+            run.bundle.tokenizer,
+            run.bundle.stack,
+            run.prepared,
+            out=run.rundir.path,
+            accountant_epsilon=summary.get("epsilon"),
+        )
         marker = audit_marker(run.cfg)
     run.rundir.write_summary(summary)
     run.rundir.save_model(
-        run.bundle.model, run.bundle.tokenizer, cfg=run.cfg, selected_layers=layers or None,
+        run.bundle.model,
+        run.bundle.tokenizer,
+        cfg=run.cfg,
+        selected_layers=layers or None,
         extra=marker,
-    )  # fmt: skip
+    )
     return summary
 
 

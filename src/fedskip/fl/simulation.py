@@ -205,7 +205,7 @@ def simulate(cfg: Config) -> dict[str, Any]:
             server_app=build_server_app(run_config),
             client_app=build_client_app(run_config),
             num_supernodes=num_clients,
-            backend_config=backend_config(cfg, num_clients),  # type: ignore[arg-type]
+            backend_config=backend_config(cfg, num_clients),
         )
     summary_path = Path(cfg.out) / "summary.json"
     return dict(json.loads(summary_path.read_text("utf-8")))

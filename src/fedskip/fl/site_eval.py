@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from fedskip.config import Config
+from fedskip.pipeline import Prepared
 
 Encode = Callable[[Sequence[Any]], Any]
 """Documents → their encoding (the pipeline's :func:`~fedskip.pipeline.encode`)."""
 
 
-def sites_scored_here(cfg: Config, prepared: Any) -> bool:
+def sites_scored_here(cfg: Config, prepared: Prepared) -> bool:
     """Whether the server can score every client's test split from its global-test predictions."""
     if not cfg.eval_clients or cfg.partition != "natural" or not prepared.global_test:
         return False
@@ -34,7 +35,7 @@ def sites_scored_here(cfg: Config, prepared: Any) -> bool:
 
 
 def site_scores(
-    prepared: Any,
+    prepared: Prepared,
     encode: Encode,
     logits: Sequence[np.ndarray],
     score: Callable[[Any, Sequence[np.ndarray]], dict[str, Any]],

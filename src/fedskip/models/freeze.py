@@ -21,7 +21,8 @@ from fedskip.errors import ConfigError, ModelError
 from fedskip.models.layers import LayerStack
 
 
-def _validate_selected(stack: LayerStack, selected: Sequence[int]) -> list[int]:
+def validate_selected(stack: LayerStack, selected: Sequence[int]) -> list[int]:
+    """The sorted distinct block indices of ``selected``; ConfigError when none or out of range."""
     chosen = sorted(set(int(i) for i in selected))
     if not chosen:
         raise ConfigError("config key 'layers': at least one block must be selected")
@@ -46,7 +47,7 @@ def trainable_names_for(
     model: nn.Module, stack: LayerStack, selected: Sequence[int], *, train_final_norm: bool = True
 ) -> list[str]:
     """Names (sorted) that layer skipping trains for ``selected`` blocks, without changing the model."""
-    chosen = set(_validate_selected(stack, selected))
+    chosen = set(validate_selected(stack, selected))
     with_norm = train_final_norm and (stack.num_blocks - 1) in chosen
     tied = _embedding_param_ids(model, stack)
     names = []

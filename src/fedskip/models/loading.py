@@ -110,7 +110,7 @@ def _source(name: str) -> tuple[str | None, PretrainedConfig | None]:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence the load report and progress bars (a missing head is expected, checked by us)."""
     from transformers.utils import logging as hf_logging
 
@@ -134,7 +134,7 @@ def _load_config(
     from transformers import AutoConfig
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return AutoConfig.from_pretrained(source or name)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{_offline_hint(name)} ({_first_line(exc)})") from None
@@ -155,7 +155,7 @@ def _instantiate(
 ) -> PreTrainedModel:
     auto = _auto_class(task)
     # The fresh head (and llama-tiny's body) is seeded: every client starts from the same weights.
-    with torch.random.fork_rng(devices=[]), _quiet_transformers():
+    with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
         if source is None:
             return _from_config(name, task, auto, config, dtype=dtype)
@@ -233,7 +233,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
     source, _ = _source(name)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return AutoTokenizer.from_pretrained(source or name)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{_offline_hint(name)} ({_first_line(exc)})") from None
@@ -285,5 +285,5 @@ def build_meta_model(name: str, *, task: str = "ner", num_labels: int = 3) -> Pr
         config.problem_type = (
             "single_label_classification" if num_labels > 1 else "multi_label_classification"
         )
-    with torch.device("meta"), _quiet_transformers():
+    with torch.device("meta"), quiet_transformers():
         return _from_config(name, task, auto, config)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from fedskip.errors import ConfigError
-from fedskip.models.freeze import _validate_selected
+from fedskip.models.freeze import validate_selected
 from fedskip.models.layers import LayerStack
 
 PEFT_PREFIX = "base_model.model."
@@ -72,7 +72,7 @@ def lora_target_modules(
     ``"." + target`` (``query`` or ``attention.self.query``). A target that matches no linear
     layer of the selected blocks raises :class:`ConfigError` listing the candidates.
     """
-    chosen = _validate_selected(stack, selected)
+    chosen = validate_selected(stack, selected)
     wanted = parse_targets(targets)
     found: list[str] = []
     used: set[str] = set()
@@ -114,13 +114,12 @@ def init_adapters(model: nn.Module, seed: int) -> None:
             if not isinstance(lora_a, nn.ModuleDict) or not isinstance(lora_b, nn.ModuleDict):
                 continue
             for adapter, layer in lora_a.items():
-                weight: torch.Tensor = layer.weight  # type: ignore[assignment]
+                weight = layer.get_parameter("weight")
                 gen = torch.Generator().manual_seed(_module_seed(seed, f"{name}.{adapter}"))
                 fresh = torch.empty(weight.shape, dtype=torch.float32)
                 nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=gen)
                 weight.copy_(fresh.to(device=weight.device, dtype=weight.dtype))
-                b_weight: torch.Tensor = lora_b[adapter].weight  # type: ignore[assignment]
-                b_weight.zero_()
+                lora_b[adapter].get_parameter("weight").zero_()
 
 
 def is_adapter(name: str) -> bool:
@@ -138,7 +137,7 @@ def set_lora_trainable(
     """(Re)apply the trainable flags of a peft-wrapped model: adapters (``B`` only with
     ``freeze_a``), the head copy, and the final norm when ``train_final_norm`` and the top block
     is selected. Everything else is frozen. Returns the sorted trainable names."""
-    chosen = set(_validate_selected(stack, selected))
+    chosen = set(validate_selected(stack, selected))
     with_norm = train_final_norm and (stack.num_blocks - 1) in chosen
     names = []
     for name, param in model.named_parameters():
@@ -191,7 +190,7 @@ def apply_lora_to_selected(
         lora_dropout=0.0,
         bias="none",
     )
-    wrapped = get_peft_model(model, config)  # type: ignore[arg-type]
+    wrapped = get_peft_model(model, config)
     init_adapters(wrapped, seed)
     names = set_lora_trainable(
         wrapped, stack, selected, freeze_a=freeze_a, train_final_norm=train_final_norm

@@ -1,5 +1,8 @@
 """Client-level DP (DP-FedAvg): clip each hospital's update, add Gaussian noise to the aggregate.
 
+if TYPE_CHECKING:
+    from fedskip.config import Config
+
 What is protected, against whom: the global model released after every round is (ε, δ)-DP with
 respect to the *whole contribution of one hospital* (all its notes at once) — against the other
 hospitals and anyone who receives the model. The server that clips and noises is trusted (central
@@ -22,12 +25,15 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fedskip.errors import ConfigError
 from fedskip.privacy.accounting import noise_multiplier_for
+
+if TYPE_CHECKING:
+    from fedskip.config import Config
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -62,7 +68,7 @@ class ClientDPSettings:
             raise ConfigError("config key 'noise-multiplier': must be >= 0")
 
     @classmethod
-    def from_config(cls, cfg: Any) -> ClientDPSettings:
+    def from_config(cls, cfg: Config) -> ClientDPSettings:
         """From a :class:`fedskip.config.Config`; with ``target-epsilon`` > 0, σ is the smallest
         noise keeping ``rounds`` releases at q = fraction-train within the target."""
         sigma = cfg.noise_multiplier

@@ -31,7 +31,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -52,6 +52,9 @@ from fedskip.privacy.dpsgd_support import (
     per_example_embedding_inputs,
     per_example_mean_loss,
 )
+
+if TYPE_CHECKING:
+    from fedskip.config import Config
 
 __all__ = [
     "DPSGD",
@@ -106,7 +109,7 @@ class DPSGDSettings:
             )
 
     @classmethod
-    def from_config(cls, cfg: Any, *, federated: bool = True) -> DPSGDSettings:
+    def from_config(cls, cfg: Config, *, federated: bool = True) -> DPSGDSettings:
         """Settings from a :class:`fedskip.config.Config`; the budget covers ``rounds ×
         local-epochs`` (federated) or ``epochs`` (centralized / local-only) epochs."""
         epochs = cfg.rounds * cfg.local_epochs if federated else cfg.epochs
@@ -211,7 +214,7 @@ class DPSGD:
         )
         handles = [model.register_forward_hook(loss_hook, with_kwargs=True)]
         handles += per_example_embedding_inputs(model)
-        model._fedskip_dp_hooks = (hooks, handles)  # type: ignore[assignment]
+        vars(model)["_fedskip_dp_hooks"] = (hooks, handles)  # a plain attribute
         dp_optimizer = UnitDPOptimizer(
             optimizer,
             noise_multiplier=float(self.noise_multiplier or 0.0),
@@ -393,7 +396,7 @@ class DPSGD:
             self._safe_steps = self.planned_steps
 
 
-def local_dpsgd(cfg: Any) -> DPSGD | None:
+def local_dpsgd(cfg: Config) -> DPSGD | None:
     """The DP-SGD hook of a non-federated run (centralized / local-only) for ``cfg``: None for
     ``dp=none``; ``dp=client`` needs a federation (ConfigError: the config refuses it with
     method=centralized/local, this guards callers whose config says another method). The budget

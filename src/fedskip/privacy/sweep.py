@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedskip.privacy.accounting import (
     epsilon_for,
@@ -19,6 +19,9 @@ from fedskip.privacy.accounting import (
     sample_rate,
     steps_per_epoch,
 )
+
+if TYPE_CHECKING:
+    from fedskip.config import Config
 
 PAPER_EPSILONS: tuple[float | None, ...] = (None, 8.0, 4.0, 2.0, 1.0)
 """The benchmark's sweep: no DP, then target ε = 8, 4, 2, 1 (at the config's δ)."""
@@ -79,7 +82,7 @@ class SampleDPPlan:
     delta: float
 
 
-def sample_dp_plan(cfg: Any, num_examples: int, *, federated: bool = True) -> SampleDPPlan:
+def sample_dp_plan(cfg: Config, num_examples: int, *, federated: bool = True) -> SampleDPPlan:
     """The DP-SGD plan of a client with ``num_examples`` privacy *units* under ``cfg`` — its
     patients, notes or examples as ``dp-unit`` says (the n of q = batch-size / n; see
     :mod:`fedskip.privacy.units`) — (``target-epsilon`` → σ from it, else ``noise-multiplier``;

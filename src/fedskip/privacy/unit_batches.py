@@ -36,13 +36,13 @@ from torch import Tensor
 from fedskip.privacy.accounting import steps_per_epoch
 
 
-class MicroBatch(dict):  # type: ignore[type-arg]
+class MicroBatch(dict):
     """A collated micro-batch; ``ends_step`` tells the engine to step the optimizer after it."""
 
     ends_step: bool = False
 
 
-class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
+class UnitDPOptimizer(DPOptimizer):
     """Opacus' ``DPOptimizer`` whose per-sample gradients are per *unit*: the sum of the
     per-example gradients of the unit's examples, over all micro-batches of the step."""
 
@@ -101,7 +101,7 @@ class UnitDPOptimizer(DPOptimizer):  # type: ignore[misc]
             else:  # k parts, so Opacus divides by k draws' expected size (and accounts k·q)
                 p.grad_sample = [merged] + [p.new_zeros((0, *p.shape))] * (len(draws) - 1)
         self._draws, self._sums = [], {}
-        return super().pre_step(closure)  # type: ignore[no-any-return]
+        return super().pre_step(closure)
 
 
 class UnitBatches:

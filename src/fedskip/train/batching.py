@@ -38,8 +38,11 @@ class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
     def __len__(self) -> int:
         """Micro-batches per epoch (they depend only on the number of examples)."""
         n, step = len(self.lengths), self.batch_size * self.micro_batches
-        sizes = [min(step, n - s) for w in range(0, n, step * self.window)
-                 for s in range(w, min(w + step * self.window, n), step)]  # fmt: skip
+        sizes = [
+            min(step, n - s)
+            for w in range(0, n, step * self.window)
+            for s in range(w, min(w + step * self.window, n), step)
+        ]
         return sum(math.ceil(size / self.batch_size) for size in sizes)
 
     def __iter__(self) -> Iterator[list[int]]:

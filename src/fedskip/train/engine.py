@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -29,9 +29,10 @@ from fedskip.data.encode import EncodedCls, EncodedNer, decode_ner
 from fedskip.models.freeze import frozen_modules_eval
 from fedskip.train.batching import LengthGroupedBatches
 from fedskip.train.metrics import classification_metrics, ner_metrics
-from fedskip.train.prefix_cache import ActivationCache
+from fedskip.train.prefix_cache import ActivationCache, Collate
 
-Collate = Callable[[list[Any]], Mapping[str, Tensor]]
+if TYPE_CHECKING:
+    from fedskip.config import Config
 
 
 class PrivacyHook(Protocol):
@@ -59,7 +60,7 @@ class TrainSettings:
     quiet: bool = False
 
     @classmethod
-    def from_config(cls, cfg: Any) -> TrainSettings:
+    def from_config(cls, cfg: Config) -> TrainSettings:
         return cls(
             lr=cfg.lr,
             head_lr=cfg.head_lr,
@@ -121,6 +122,7 @@ def train(
         raise ValueError("the model has no trainable parameters")
     generator = torch.Generator().manual_seed(settings.seed)
     loader: Any
+    dataset = cast("torch.utils.data.Dataset[Any]", features)  # a sequence is a map dataset
     if privacy is None:  # length-grouped batches pad little (train/batching.py)
         sampler = LengthGroupedBatches(
             [len(f["input_ids"]) for f in features],
@@ -129,13 +131,13 @@ def train(
             micro_batches=settings.grad_accum,
         )
         loader = torch.utils.data.DataLoader(
-            features,  # type: ignore[arg-type]
+            dataset,
             batch_sampler=sampler,
             collate_fn=collate,
         )
     else:  # DP-SGD replaces the batches by Poisson draws (it reads dataset and batch_size)
         loader = torch.utils.data.DataLoader(
-            features,  # type: ignore[arg-type]
+            dataset,
             batch_size=settings.batch_size,
             shuffle=True,
             collate_fn=collate,
@@ -149,8 +151,18 @@ def train(
         model, optimizer, loader = privacy.attach(model, optimizer, loader)
     frozen_modules_eval(model)
     updates = math.ceil(len(loader) / settings.grad_accum) * epochs
-    loop = _Loop(model, optimizer, _schedule(optimizer, settings.warmup_ratio, updates), settings,
-                 device, multi_label, [p for _, p in named], prox, proximal_mu, privacy)  # fmt: skip
+    loop = _Loop(
+        model,
+        optimizer,
+        _schedule(optimizer, settings.warmup_ratio, updates),
+        settings,
+        device,
+        multi_label,
+        [p for _, p in named],
+        prox,
+        proximal_mu,
+        privacy,
+    )
 
     from tqdm.auto import tqdm
 
@@ -230,8 +242,9 @@ class _Loop:
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The Hugging Face model inside an Opacus ``GradSampleModule`` (or similar) wrapper."""
-    while isinstance(getattr(model, "_module", None), nn.Module):
-        model = model._module  # type: ignore[assignment]
+    inner = getattr(model, "_module", None)
+    while isinstance(inner, nn.Module):
+        model, inner = inner, getattr(inner, "_module", None)
     return model
 
 

@@ -127,7 +127,7 @@ def _tensor_digest(tensor: Tensor) -> bytes:
     data = tensor.detach().to("cpu").contiguous()
     if data.dtype == torch.bfloat16:
         data = data.view(torch.int16)
-    buffer = memoryview(data.numpy()).cast("B")  # type: ignore[arg-type]  # no copy
+    buffer = data.numpy().data.cast("B")  # no copy
     digest = hashlib.blake2b(buffer, digest_size=16).digest()
     if len(_TENSOR_HASHES) > 4096:
         _TENSOR_HASHES.clear()
@@ -352,7 +352,7 @@ def install_replay(model: nn.Module, stack: LayerStack, j: int, tuple_len: int) 
         model.register_forward_pre_hook(before, with_kwargs=True),
         model.register_forward_hook(after, with_kwargs=True, always_call=True),
     ]
-    model._fedskip_replay = _Replay(j, tuple_len, handles)  # type: ignore[assignment]
+    vars(model)["_fedskip_replay"] = _Replay(j, tuple_len, handles)  # a plain attribute
 
 
 def remove_replay(model: nn.Module) -> None:
@@ -477,7 +477,7 @@ def _write_spilled(path: Path, entry: PrefixStates) -> None:
     with open(tmp.with_suffix(".npy"), "wb") as fh:
         np.save(fh, raw.numpy())
     os.replace(tmp.with_suffix(".npy"), path.with_suffix(".npy"))
-    meta = {
+    meta: dict[str, Any] = {
         "j": entry.j,
         "offsets": entry.offsets,
         "lengths": entry.lengths,
@@ -485,7 +485,7 @@ def _write_spilled(path: Path, entry: PrefixStates) -> None:
         "dtype": str(entry.dtype).removeprefix("torch."),
     }
     with open(tmp.with_suffix(".npz"), "wb") as fh:
-        np.savez(fh, **meta)  # type: ignore[arg-type]
+        np.savez(fh, **meta)
     os.replace(tmp.with_suffix(".npz"), path.with_suffix(".npz"))  # written last: marks complete
 
 

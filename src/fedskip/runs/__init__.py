@@ -1,0 +1,37 @@
+"""The run layer: one entry per method, each taking a :class:`~fedskip.config.Config` and
+returning a :class:`~fedskip.runs.schema.RunSummary`, all writing :class:`MetricsRow` rows and
+``summary.json`` through :class:`fedskip.rundir.RunDir`.
+
+| method | entry |
+|---|---|
+| ``centralized`` | :func:`fedskip.runs.centralized.run_centralized` |
+| ``local`` | :func:`fedskip.runs.local.run_local` |
+| federated, Simulation Engine | :func:`fedskip.runs.federated.run_simulation` |
+| federated, Deployment Engine coordinator | :func:`fedskip.fl.server.run_server` (the ServerApp's work) |
+
+:func:`run` picks the entry for ``cfg.method``; ``fedskip run``, ``fedskip centralized`` and the
+bench runner call it. Importing this package is cheap (the entries import their work lazily), so
+the record schema can be used by any layer that writes run records.
+"""
+
+from __future__ import annotations
+
+from fedskip.config import Config
+from fedskip.runs.schema import MetricsRow, RunSummary
+
+__all__ = ["MetricsRow", "RunSummary", "run"]
+
+
+def run(cfg: Config) -> RunSummary:
+    """Train ``cfg`` with its method's entry; returns the run's summary."""
+    if cfg.method == "centralized":
+        from fedskip.runs.centralized import run_centralized
+
+        return run_centralized(cfg)
+    if cfg.method == "local":
+        from fedskip.runs.local import run_local
+
+        return run_local(cfg)
+    from fedskip.runs.federated import run_simulation
+
+    return run_simulation(cfg)

@@ -1,0 +1,94 @@
+"""``method=local``: each client trains alone on its own data, scored on the global test set.
+
+The lower bound of a federation: no client sees another's data or model. Each site's model is
+built like every other method's (:func:`fedskip.trainability.build_trainable`, importance scores
+from the site's own documents) and trained for ``epochs`` epochs; no model is exported (there is
+no single model).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fedskip.config import Config
+from fedskip.pipeline import Prepared
+from fedskip.rundir import RunDir
+from fedskip.runs.schema import RunSummary
+
+
+def run_local(cfg: Config) -> RunSummary:
+    """Train every client's own model; returns the summary written to ``summary.json``."""
+    from fedskip.pipeline import prepare
+    from fedskip.train.metrics import primary_metric
+
+    started = time.perf_counter()
+    prepared = prepare(cfg)
+    rundir = RunDir(cfg.out)
+    rundir.write_config(cfg)
+    primary = primary_metric(prepared.task_info)
+    sites = []
+    try:
+        for index, name in enumerate(prepared.client_names):
+            scores = train_site(cfg, prepared, index, rundir, primary)
+            sites.append({"client": index, "site": name, **scores})
+    except BaseException:
+        rundir.close(ok=False)
+        raise
+    rundir.close()
+    values = [s[primary] for s in sites if isinstance(s.get(primary), float)]
+    summary = RunSummary(
+        {
+            "method": "local",
+            "model": cfg.model,
+            "task": prepared.task,
+            "primary_metric": primary,
+            "sites": sites,
+            "mean_metric": sum(values) / len(values) if values else None,
+            "best_metric": max(values) if values else None,
+            "seconds": time.perf_counter() - started,
+            "out": str(rundir.path),
+        }
+    )
+    rundir.write_summary(summary)
+    return summary
+
+
+def train_site(
+    cfg: Config, prepared: Prepared, index: int, rundir: RunDir, primary: str
+) -> dict[str, Any]:
+    """Train client ``index`` alone; its test scores after the last epoch."""
+    from fedskip.models.loading import resolve_device
+    from fedskip.pipeline import activation_cache, collator, encode
+    from fedskip.runs.epochs import EpochLog
+    from fedskip.train.engine import TrainSettings, train
+    from fedskip.trainability import build_trainable
+
+    docs = prepared.client_train[index]
+    bundle, _ = build_trainable(cfg, prepared, docs)
+    tokenizer = bundle.tokenizer
+    log = EpochLog(
+        cfg,
+        bundle.model,
+        encode(prepared.global_test, tokenizer, prepared, cfg),
+        collator(tokenizer, prepared),
+        resolve_device(cfg.device),
+        rundir,
+        primary,
+        time.perf_counter(),
+        activation_cache(cfg, bundle.stack, tokenizer),
+        client=index,
+        client_name=prepared.client_names[index],
+    )
+    train(
+        bundle.model,
+        encode(docs, tokenizer, prepared, cfg).features,
+        log.collate,
+        TrainSettings.from_config(cfg),
+        epochs=cfg.epochs,
+        device=log.device,
+        desc=f"local {prepared.client_names[index]}",
+        on_epoch_end=log,
+        cache=log.cache,
+    )
+    return log.final

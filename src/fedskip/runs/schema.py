@@ -1,0 +1,230 @@
+"""The records a run writes: one typed row of ``metrics.jsonl``, one typed ``summary.json``.
+
+Every method writes :class:`MetricsRow` objects through :class:`fedskip.rundir.RunDir`; the
+reports read them back with :meth:`MetricsRow.from_json`. A row is one of three kinds, told
+apart by which step it counts, each with its own (historical) JSON layout:
+
+* an **epoch** of a run with one model (centralized):
+  ``{"epoch", "train_loss", "elapsed_s", "test": {scores}}``;
+* an **epoch of one site's model** (local-only: ``client`` set):
+  ``{"client", "epoch", "train_loss", **scores}``;
+* a **round** of a federated run: ``{"round", "status", "train_loss", **scores, "client_eval",
+  "bytes_down", "bytes_up", "bytes_eval", "cum_bytes_down", "cum_bytes_up", "cum_bytes",
+  "seconds", "elapsed_s", "selected_layers", "clients", "replies_ok", "replies_rejected",
+  "rejections", "failure", "epsilon"}`` (+ ``"site_eval"`` when the server scored the sites).
+
+``scores`` are the global-test metrics (``f1``, ``precision``, ``recall``, ``per_type`` for NER;
+``accuracy`` / ``macro_f1`` / ``micro_f1`` / ``auroc`` for classification). Bytes are training
+traffic measured on the messages (``bytes_eval``: federated-evaluation instructions).
+
+:class:`RunSummary` is the run's ``summary.json``: the JSON object (keys in the order written)
+with typed accessors for what every method reports.
+
+Flower-free and model-free: any layer that writes or reads run records may import this module.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Json = dict[str, Any]
+
+ROUND_KEYS = (
+    "round",
+    "status",
+    "train_loss",
+    "client_eval",
+    "bytes_down",
+    "bytes_up",
+    "bytes_eval",
+    "cum_bytes_down",
+    "cum_bytes_up",
+    "cum_bytes",
+    "seconds",
+    "elapsed_s",
+    "selected_layers",
+    "clients",
+    "replies_ok",
+    "replies_rejected",
+    "rejections",
+    "failure",
+    "epsilon",
+    "site_eval",
+)
+"""The fixed keys of a round row; every other key is a global-test score."""
+
+
+@dataclass
+class MetricsRow:
+    """One line of ``metrics.jsonl`` (see the module docstring for the three kinds)."""
+
+    epoch: int | None = None
+    round: int | None = None
+    client: int | None = None
+    """Local-only: the client (site) whose own model this epoch belongs to."""
+    train_loss: float | None = None
+    scores: Json = field(default_factory=dict)
+    """Global-test metrics of the model after this step (empty when not evaluated)."""
+    elapsed_s: float | None = None
+    """Seconds since the run started (a resumed run counts the time before the interruption)."""
+    # ---- rounds only
+    status: str = "ok"
+    client_eval: Json = field(default_factory=dict)
+    bytes_down: int = 0
+    """Training (and layer-scoring) instructions the server sent this round."""
+    bytes_up: int = 0
+    """Training replies the server received this round."""
+    bytes_eval: int = 0
+    """Federated-evaluation instructions of this round."""
+    epsilon: float | None = None
+    """ε spent so far (DP runs)."""
+    cum_bytes_down: int = 0
+    cum_bytes_up: int = 0
+    """Running totals of ``bytes_down`` / ``bytes_up`` up to this round."""
+    seconds: float = 0.0
+    """This round's wall time."""
+    selected_layers: list[int] = field(default_factory=list)
+    """Blocks trained this round (empty for ``method=lora``: adapters in every block)."""
+    clients: list[int] = field(default_factory=list)
+    """Client ids sampled for training."""
+    replies_ok: int = 0
+    replies_rejected: int = 0
+    rejections: list[str] = field(default_factory=list)
+    """Why each rejected reply was refused (one line each)."""
+    failure: str = ""
+    """Why the round failed (status ``failed``: too few valid replies)."""
+    site_eval: Json = field(default_factory=dict)
+    """Per-site scores from the server's global-test predictions (evaluate once)."""
+
+    @property
+    def kind(self) -> str:
+        """``round``, ``site-epoch`` (local-only) or ``epoch``."""
+        if self.round is not None:
+            return "round"
+        return "site-epoch" if self.client is not None else "epoch"
+
+    @property
+    def step(self) -> int:
+        """The 1-based epoch or round."""
+        return int(self.round if self.round is not None else self.epoch or 0)
+
+    @property
+    def cum_bytes(self) -> int:
+        """Training bytes exchanged up to and including this round (up + down)."""
+        return self.cum_bytes_down + self.cum_bytes_up
+
+    def metric(self, name: str) -> float | None:
+        """Metric ``name`` on the global test set, else from the clients' federated evaluation."""
+        for section in (self.scores, self.client_eval):
+            value = as_number(section.get(name))
+            if value is not None:
+                return value
+        return None
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self) -> Json:
+        """The JSON object of this row, in the layout of its kind."""
+        if self.kind == "epoch":
+            return {
+                "epoch": self.epoch,
+                "train_loss": self.train_loss,
+                "elapsed_s": self.elapsed_s,
+                "test": dict(self.scores),
+            }
+        if self.kind == "site-epoch":
+            return {
+                "client": self.client,
+                "epoch": self.epoch,
+                "train_loss": self.train_loss,
+                **self.scores,
+            }
+        row: Json = {"round": self.round, "status": self.status, "train_loss": self.train_loss}
+        row.update(self.scores)
+        for key in ROUND_KEYS[3:-1]:
+            value = self.cum_bytes if key == "cum_bytes" else getattr(self, key)
+            row[key] = copy.copy(value)  # lists and sections are not shared with the row
+        if self.site_eval:
+            row["site_eval"] = dict(self.site_eval)
+        return row
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> MetricsRow:
+        """The row of a ``metrics.jsonl`` line (inverse of :meth:`to_json`)."""
+        if "round" in row:
+            fields = {k: copy.copy(v) for k, v in row.items() if k in ROUND_KEYS}
+            fields.pop("cum_bytes", None)  # derived: cum_bytes_down + cum_bytes_up
+            scores = {k: v for k, v in row.items() if k not in ROUND_KEYS}
+            return cls(**fields, scores=scores)
+        if "client" in row:
+            fixed = ("client", "epoch", "train_loss")
+            return cls(
+                client=int(row["client"]),
+                epoch=int(row.get("epoch", 0)),
+                train_loss=row.get("train_loss"),
+                scores={k: v for k, v in row.items() if k not in fixed},
+            )
+        return cls(
+            epoch=int(row.get("epoch", 0)),
+            train_loss=row.get("train_loss"),
+            elapsed_s=row.get("elapsed_s"),
+            scores=dict(row.get("test") or {}),
+        )
+
+
+class RunSummary(dict[str, Any]):
+    """``summary.json`` of a run: the JSON object (keys in the order written) with typed
+    accessors for what every method reports."""
+
+    def to_json(self) -> Json:
+        return dict(self)
+
+    @property
+    def primary_metric(self) -> str:
+        """The headline metric's name (``f1``, ``macro_f1`` or ``micro_f1``)."""
+        return str(self.get("primary_metric", ""))
+
+    @property
+    def final_metric(self) -> float | None:
+        """The primary metric at the end of training: a federated run's last round, a
+        centralized run's last epoch, the mean over a local-only run's site models."""
+        for key in ("final_metric", "final", "mean_metric"):
+            value = self.get(key)
+            if isinstance(value, Mapping):
+                value = value.get(self.primary_metric)
+            number = as_number(value)
+            if number is not None:
+                return number
+        return None
+
+    def number(self, key: str) -> float | None:
+        """A numeric field (``best_metric``, ``seconds``, ``epsilon`` at δ, ``reduction`` versus
+        full-model FedAvg, ...) as a float; None when absent or not a number."""
+        return as_number(self.get(key))
+
+    @property
+    def total_bytes(self) -> int | None:
+        """Training bytes exchanged, up + down (None when the run reports no traffic)."""
+        traffic = self.get("bytes")
+        if not isinstance(traffic, Mapping):
+            return None
+        return int((as_number(traffic.get("up")) or 0) + (as_number(traffic.get("down")) or 0))
+
+    @property
+    def failed_rounds(self) -> list[int]:
+        """Rounds the server could not aggregate (too few valid replies)."""
+        return [int(r) for r in self.get("failed_rounds") or []]
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run measures its config: every round aggregated."""
+        return not self.failed_rounds
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float when it is an int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
