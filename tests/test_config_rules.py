@@ -100,6 +100,23 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
         "plain values); set compression=none",
     ),
     (
+        "_personalize_needs_a_federation",
+        {"personalize": "head", "method": "local"},
+        "config key 'personalize': head needs a federated method (a site's own model is what "
+        "method=local trains already); set personalize=none",
+    ),
+    (
+        "_personalize_needs_client_eval",
+        {"personalize": "norms", "eval_clients": False},
+        "config key 'eval-clients': personalize needs eval-clients=true (only a site can score "
+        "and export its personalized model)",
+    ),
+    (
+        "personalize choices",
+        {"personalize": "body"},
+        "config key 'personalize': 'body' is not one of none, head, norms, head+norms",
+    ),
+    (
         "audit guesses",
         {"audit_canaries": 4, "audit_guesses": 5},
         "config key 'audit-guesses': 5 exceeds audit-canaries (4)",
@@ -176,6 +193,9 @@ def test_strategy_lists_match_the_selectors() -> None:
         {"compression": "int8", "dp": "sample"},
         {"dp": "client", "dp_clipping": "adaptive"},
         {"dp": "sample", "method": "centralized"},
+        {"personalize": "head+norms", "secagg": True, "dp": "client"},
+        {"personalize": "head", "dp": "sample", "lora_rank": 4},
+        {"personalize": "norms", "compression": "int8", "method": "fedavg"},
     ],
 )
 def test_combinations_that_work_are_accepted(settings: dict[str, Any]) -> None:

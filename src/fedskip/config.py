@@ -31,6 +31,7 @@ DP_MODES = ("none", "sample", "client")
 DP_CLIPPING = ("fixed", "adaptive")
 DP_UNITS = ("auto", "patient", "note", "example")  # fedskip.privacy.units.DP_UNITS
 COMPRESSIONS = ("none", "fp16", "bf16", "int8")
+PERSONALIZE = ("none", "head", "norms", "head+norms")  # fedskip.trainability.personal_names
 DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATION_CACHE = ("auto", "off")
@@ -199,6 +200,12 @@ class Config:
     lora_targets: str = _opt("auto", "comma-separated module names for LoRA, or 'auto'")
     lora_freeze_a: bool = _opt(False, "freeze LoRA A matrices (only B travels)")
     compression: str = _opt("none", "update compression on the wire", COMPRESSIONS)
+    personalize: str = _opt(
+        "none",
+        "per-site parameters trained at each site and never sent (FedPer / FedBN style): the "
+        "task head, the norms inside the trained blocks, or both",
+        PERSONALIZE,
+    )
     # --- compute
     activation_cache: str = _opt(
         "auto",
@@ -430,6 +437,24 @@ def _secagg_plain_values(c: Config) -> str:
     )
 
 
+def _personalize_needs_a_federation(c: Config) -> str:
+    if c.personalize == "none" or c.method not in ("centralized", "local"):
+        return ""
+    return (
+        f"config key 'personalize': {c.personalize} needs a federated method (a site's own "
+        f"model is what method={c.method} trains already); set personalize=none"
+    )
+
+
+def _personalize_needs_client_eval(c: Config) -> str:
+    if c.personalize == "none" or c.eval_clients:
+        return ""
+    return (
+        "config key 'eval-clients': personalize needs eval-clients=true (only a site can score "
+        "and export its personalized model)"
+    )
+
+
 CROSS_FIELD_RULES = (
     _stride_below_max_length,
     _min_replies_within_clients,
@@ -443,6 +468,8 @@ CROSS_FIELD_RULES = (
     _secagg_threshold,
     _secagg_fixed_clipping,
     _secagg_plain_values,
+    _personalize_needs_a_federation,
+    _personalize_needs_client_eval,
 )
 """Checked in this order by :meth:`Config.validate`; the first that fails is the error."""
 

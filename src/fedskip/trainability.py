@@ -17,6 +17,10 @@ adapters); :func:`set_trainable` applies one round's blocks and returns the trai
 names — the server derives the exchanged names with the same code (:func:`trainable_names`).
 :func:`build_trainable` is the whole builder for runs without rounds: load, plan round 1
 (importance scores from the run's own training documents when the strategy needs them), apply.
+
+Personalization (``personalize``): :func:`personal_names` picks, among the trainable tensors,
+those a site trains and keeps for itself (the task head, the norms inside the trained blocks);
+:func:`shared_names` is the rest — what the server plans, sends, validates and aggregates.
 """
 
 from __future__ import annotations
@@ -204,6 +208,33 @@ def trainable_names(bundle: ModelBundle, cfg: Config, layers: Sequence[int]) -> 
     return trainable_names_for(
         bundle.model, bundle.stack, layers, train_final_norm=cfg.train_final_norm
     )
+
+
+def personal_names(bundle: ModelBundle, cfg: Config, names: Sequence[str]) -> list[str]:
+    """The tensors of ``names`` that stay at the site under ``personalize``: ``head`` = the task
+    head's parameters (LoRA: its trained copy), ``norms`` = LayerNorm / RMSNorm parameters among
+    ``names`` (the norms inside the trained blocks, and the final norm when it is trained)."""
+    if cfg.personalize == "none":
+        return []
+    from fedskip.models.layers import is_norm_module
+    from fedskip.models.lora import PEFT_PREFIX
+
+    parts = set(cfg.personalize.split("+"))
+    personal = []
+    for name in names:
+        plain = name.removeprefix(PEFT_PREFIX) if bundle.lora else name
+        owner = bundle.model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else None
+        if ("head" in parts and bundle.stack.is_head(plain)) or (
+            "norms" in parts and owner is not None and is_norm_module(owner)
+        ):
+            personal.append(name)
+    return sorted(personal)
+
+
+def shared_names(bundle: ModelBundle, cfg: Config, names: Sequence[str]) -> list[str]:
+    """The tensors of ``names`` the federation shares (``names`` minus :func:`personal_names`)."""
+    personal = set(personal_names(bundle, cfg, names))
+    return sorted(n for n in names if n not in personal)
 
 
 def trained_blocks(bundle: ModelBundle) -> list[int]:

@@ -30,7 +30,13 @@ from fedskip.config import Config
 from fedskip.errors import ConfigError, DataError
 from fedskip.fl.rounds import client_seed
 from fedskip.pipeline import Prepared
-from fedskip.trainability import ModelBundle, load_bundle, set_trainable
+from fedskip.trainability import (
+    ModelBundle,
+    load_bundle,
+    personal_names,
+    set_trainable,
+    shared_names,
+)
 
 THREADS_ENV = "FEDSKIP_CLIENT_THREADS"
 """Torch threads of a client process (set by ``fedskip run`` for the simulation's workers)."""
@@ -53,6 +59,8 @@ class ClientResult:
     num_examples: int
     metrics: dict[str, float] = field(default_factory=dict)
     state: dict[str, torch.Tensor] = field(default_factory=dict)
+    personal: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``personalize``: the site's personal tensors after training (never sent)."""
 
 
 class ClientRuntime:
@@ -204,9 +212,12 @@ def train_round(
     server_round: int,
     proximal_mu: float = 0.0,
     privacy: Any = None,
+    personal: Mapping[str, torch.Tensor] | None = None,
 ) -> ClientResult:
-    """Local training from the global tensors; returns exactly the trained tensors.
-    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.privacy.dpsgd_for`) or None."""
+    """Local training from the global tensors; returns exactly the trained shared tensors.
+    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.privacy.dpsgd_for`) or None;
+    ``personal``: the site's personal tensors of earlier rounds (``personalize``), loaded over
+    the global ones and returned updated in :attr:`ClientResult.personal`."""
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.privacy.units import bind_units
@@ -216,16 +227,18 @@ def train_round(
     bundle = runtime.fresh()
     try:
         trainable = set_trainable(bundle, cfg, layers)
-        missing = [n for n in trainable if n not in global_state]
+        shared = shared_names(bundle, cfg, trainable)
+        missing = [n for n in shared if n not in global_state]
         if missing:
             raise DataError(f"the server did not send trained tensor(s), e.g. {missing[0]}")
         _load_global(bundle, global_state)
+        _load_global(bundle, personal or {})
         encoded = encode(data.train_docs, bundle.tokenizer, runtime.prepared, cfg)
         if not encoded.features:
             raise DataError(f"client {data.client_id} ({data.name}) has no training examples")
         seed = client_seed(cfg.seed, server_round, data.client_id)
         settings = dataclasses.replace(TrainSettings.from_config(cfg), seed=seed, quiet=True)
-        reference = {n: global_state[n] for n in trainable} if proximal_mu > 0 else None
+        reference = {n: global_state[n] for n in shared} if proximal_mu > 0 else None
         bind_units(privacy, data.train_docs, encoded)  # [privacy] examples → patients / notes
         result = train(
             bundle.model,
@@ -247,16 +260,27 @@ def train_round(
             "train-steps": result.steps,
             "train-seconds": result.seconds,
         }
-        return ClientResult(result.num_examples, metrics, trainable_state(bundle.model))
+        state = trainable_state(bundle.model)
+        mine = set(personal_names(bundle, cfg, trainable))
+        kept = {**(personal or {}), **{k: v for k, v in state.items() if k in mine}}
+        shared_state = {k: v for k, v in state.items() if k not in mine}
+        return ClientResult(result.num_examples, metrics, shared_state, personal=kept)
     finally:
         del bundle
         gc.collect()
 
 
 def evaluate_round(
-    runtime: ClientRuntime, data: ClientData, global_state: Mapping[str, torch.Tensor]
+    runtime: ClientRuntime,
+    data: ClientData,
+    global_state: Mapping[str, torch.Tensor],
+    *,
+    personal: Mapping[str, torch.Tensor] | None = None,
+    export_to: Path | None = None,
 ) -> ClientResult:
-    """Metrics of the global model on this client's test documents."""
+    """Metrics of the global model on this client's test documents — of the site's own model
+    when ``personal`` (its personal tensors) is given; ``export_to``: also save that model
+    there (``RunDir`` layout: ``export_to/model``)."""
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.train.engine import evaluate
@@ -265,6 +289,9 @@ def evaluate_round(
     bundle = runtime.fresh()
     try:
         _load_global(bundle, global_state)
+        _load_global(bundle, personal or {})
+        if export_to is not None:
+            _export(bundle, cfg, export_to)
         encoded = encode(data.test_docs, bundle.tokenizer, runtime.prepared, cfg)
         if not encoded.features:
             raise DataError(f"client {data.client_id} ({data.name}) has no test examples")
@@ -280,6 +307,14 @@ def evaluate_round(
     finally:
         del bundle
         gc.collect()
+
+
+def _export(bundle: ModelBundle, cfg: Config, folder: Path) -> None:
+    """The site's own model (shared + personal tensors) as a plain transformers export."""
+    from fedskip.rundir import RunDir
+
+    extra = {"personalized": cfg.personalize, "site_model": True}
+    RunDir(folder).save_model(bundle.model, bundle.tokenizer, cfg=cfg, extra=extra)
 
 
 def score_round(

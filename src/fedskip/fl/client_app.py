@@ -35,12 +35,15 @@ from fedskip.fl.messages import (
     CLIENT_ID,
     CONFIG,
     METRICS,
+    PERSONAL_PREFIX,
     PROXIMAL_MU,
     SERVER_ROUND,
     TRAIN_LAYERS,
+    numeric_metrics,
     to_array_record,
     to_metric_record,
 )
+from fedskip.fl.personal import site_state
 from fedskip.fl.secagg import secagg_dispatch_mod
 from fedskip.fl.simulation import attach_worker_log
 from fedskip.fl.validation import NUM_EXAMPLES
@@ -88,15 +91,20 @@ def train(message: Message, context: Context) -> Message:
     received = _received(message, runtime)
     steps = known_dp_steps(config, data.client_id)  # [privacy]
     dp = dpsgd_for(context, runtime.cfg, known_steps=steps)  # accountant from Context.state
+    server_round = int(config[SERVER_ROUND])
+    site = site_state(runtime.cfg, context, data.name, config)  # [personalize] never sent
     result = train_round(
         runtime,
         data,
         received,
         layers=[int(i) for i in config.get(TRAIN_LAYERS, [])],
-        server_round=int(config[SERVER_ROUND]),
+        server_round=server_round,
         proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
         privacy=dp,
+        personal=site.load(upto=server_round - 1) if site else None,
     )
+    if site is not None:
+        site.save(server_round, result.personal)
     if dp is not None:  # [privacy] keep composing next round; report ε
         save_dpsgd(context, dp)
         result.metrics.update(dpsgd_metrics(dp))
@@ -117,9 +125,26 @@ def _received(message: Message, runtime: Any) -> dict[str, Any]:
 
 
 def evaluate(message: Message, context: Context) -> Message:
-    """Evaluate the global model on the local test split; reply with metrics only."""
+    """Evaluate the global model on the local test split; reply with metrics only. Under
+    ``personalize`` the site's own model is scored too (``personal-<metric>``) and, on the last
+    round, exported to the site's folder."""
     runtime, data = _setup(context)
-    result = evaluate_round(runtime, data, _received(message, runtime))
+    received = _received(message, runtime)
+    result = evaluate_round(runtime, data, received)
+    config: dict[str, Any] = dict(message.content.config_records[CONFIG])
+    site = site_state(runtime.cfg, context, data.name, config)
+    if site is not None:
+        server_round = int(config[SERVER_ROUND])
+        last = server_round == runtime.cfg.rounds
+        own = evaluate_round(
+            runtime,
+            data,
+            received,
+            personal=site.load(upto=server_round),
+            export_to=site.folder if last else None,
+        )
+        scores = numeric_metrics(own.metrics)
+        result.metrics.update({PERSONAL_PREFIX + k: v for k, v in scores.items()})
     return _reply(message, result, with_arrays=False)
 
 

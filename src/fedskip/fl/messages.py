@@ -5,10 +5,15 @@ Protocol (Flower Message API; record names are the keys of the message's ``Recor
 - train instruction: ``arrays`` — current global values of the tensors the client needs
   (the tensors it trains, plus any tensor earlier rounds changed away from the pretrained
   weights), fp32; ``config`` — ``server-round``, ``train-layers`` (block indices trained this
-  round, layer skipping only) and ``proximal-mu`` (FedProx).
+  round, layer skipping only), ``proximal-mu`` (FedProx) and, under ``personalize``,
+  ``fedskip-run`` (the run's token, which keys the sites' personal state).
 - train reply: ``arrays`` — the updated values of exactly the tensors the client trained, fp32;
   ``metrics`` — ``num-examples`` (training examples, what FedAvg weights by) and numbers only.
-- evaluate instruction: ``arrays`` as above; reply: ``metrics`` with ``num-examples``.
+- evaluate instruction: ``arrays`` as above; reply: ``metrics`` with ``num-examples`` (and,
+  under ``personalize``, the site's own model's scores as ``personal-<metric>``).
+
+Under ``personalize`` a site's personal tensors (its head and/or norms) are in no message, in
+either direction: the train keys are the shared tensors only (:mod:`fedskip.fl.personal`).
 - query ``identify``: reply ``metrics`` with ``client-id`` (partition index) and ``num-examples``.
 - query ``score``: ``arrays`` as above; reply ``metrics`` with ``num-examples`` and ``score-<i>``
   per block (layer importance for ``layer-strategy=importance``).
@@ -40,6 +45,8 @@ TRAIN_LAYERS = "train-layers"
 PROXIMAL_MU = "proximal-mu"
 CLIENT_ID = "client-id"
 SCORE_PREFIX = "score-"
+RUN_TOKEN = "fedskip-run"
+PERSONAL_PREFIX = "personal-"
 
 QUERY_IDENTIFY = "query.identify"
 QUERY_SCORE = "query.score"

@@ -16,7 +16,7 @@ from typing import Any
 from fedskip.config import Config
 from fedskip.fl.rounds import RoundPlan
 from fedskip.selection import get_selector
-from fedskip.trainability import ModelBundle, static_layers, trainable_names
+from fedskip.trainability import ModelBundle, shared_names, static_layers, trainable_names
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,14 @@ class LayerPlanner:
         return int(self.bundle.stack.num_blocks)
 
     def candidate_keys(self) -> list[str]:
-        """Every tensor any round may train: the global state the server keeps."""
+        """Every shared tensor any round may train: the global state the server keeps (a site's
+        personal tensors, ``personalize``, are never part of it)."""
         layers = self.static if self.static is not None else list(range(self.num_blocks))
-        return trainable_names(self.bundle, self.cfg, layers)
+        return self.train_keys(layers)
+
+    def train_keys(self, layers: list[int]) -> list[str]:
+        """The shared tensors trained with ``layers`` (personal ones stay at the sites)."""
+        return shared_names(self.bundle, self.cfg, trainable_names(self.bundle, self.cfg, layers))
 
     def needs_scores(self, server_round: int) -> bool:
         if self.selector is None or not self.selector.needs_scores:
@@ -74,7 +79,7 @@ class LayerPlanner:
         layers = self.layers_for(server_round)
         self.history[server_round] = layers
         shown = layers if not (self.bundle.lora and self.cfg.method == "lora") else []
-        return RoundPlan(layers=shown, train_keys=trainable_names(self.bundle, self.cfg, layers))
+        return RoundPlan(layers=shown, train_keys=self.train_keys(layers))
 
     def state_dict(self) -> dict[str, Any]:
         return {"scores": self.scores, "history": {str(k): v for k, v in self.history.items()}}

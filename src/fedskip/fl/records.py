@@ -10,6 +10,7 @@ round's seconds, the elapsed time, the blocks, the clients and their replies (se
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ def round_row(
     *,
     elapsed: float,
     site_eval: Mapping[str, Any] | None = None,
+    personal: Mapping[str, Any] | None = None,
 ) -> MetricsRow:
     """The ``metrics.jsonl`` row of one round (``previous``: the rows before it)."""
     last = previous[-1] if previous else MetricsRow(round=0)
@@ -52,6 +54,7 @@ def round_row(
         failure=record.failure,
         epsilon=record.train_metrics.get("epsilon"),  # [privacy] ε spent so far (DP runs)
         site_eval=dict(site_eval or {}),
+        personal_eval=dict(personal or {}),
     )
 
 
@@ -115,6 +118,48 @@ _METRIC_KEYS = (
     "auroc",
     "train_loss",
 )
+
+
+def personal_eval(
+    site_metrics: Mapping[int, Mapping[str, Any]], names: Sequence[str], *, prefix: str
+) -> dict[str, Any]:
+    """``personalize``: the row's ``personal_eval`` from the sites' evaluation replies —
+    per site (named by ``names[client id]`` when known, else ``client-<id>``) its own model's
+    scores (metrics named ``prefix`` + metric) and the global model's, and the example-weighted
+    mean of each over the sites."""
+    sites: dict[str, Any] = {}
+    weights: dict[str, float] = {}
+    for client in sorted(site_metrics):
+        metrics = site_metrics[client]
+        name = names[client] if 0 <= client < len(names) else f"client-{client}"
+        own = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+        shared = {
+            k: v for k, v in metrics.items() if not k.startswith(prefix) and k != "num-examples"
+        }
+        sites[name] = {"personal": own, "global": shared}
+        weights[name] = float(metrics.get("num-examples", 1))
+    if not sites:
+        return {}
+    total = sum(weights.values())
+    mean = {
+        part: {
+            k: sum(weights[s] * float(sites[s][part][k]) for s in sites) / total
+            for k in sites[next(iter(sites))][part]
+            if all(k in sites[s][part] for s in sites)
+        }
+        for part in ("personal", "global")
+    }
+    return {"sites": sites, "mean": mean}
+
+
+def personal_summary(rows: Sequence[MetricsRow], mode: str) -> dict[str, Any]:
+    """``summary.json``'s ``personalization``: the last evaluated round's per-site and mean
+    figures (each site's own model, and the global model — shared part with the seeded head —
+    on the same split)."""
+    last = next((r for r in reversed(rows) if r.personal_eval), None)
+    if last is None:
+        return {"mode": mode}
+    return {"mode": mode, "round": last.round, **copy.deepcopy(last.personal_eval)}
 
 
 def truncate_metrics(rundir: RunDir, last_round: int) -> list[MetricsRow]:

@@ -51,6 +51,8 @@ class RoundRecord:
     failure: str = ""
     train_metrics: dict[str, float] = field(default_factory=dict)
     client_eval: dict[str, float] = field(default_factory=dict)
+    site_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Each valid evaluation reply's metrics, by client id (read under ``personalize``)."""
     server_eval: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 

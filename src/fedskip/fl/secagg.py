@@ -81,6 +81,7 @@ class SecAggClient(NumPyClient):
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         from fedskip.fl.client import train_round
         from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
+        from fedskip.fl.personal import site_state
 
         payload, train_keys = _keys(config[PAYLOAD_KEYS]), _keys(config[TRAIN_KEYS])
         received = {
@@ -90,15 +91,20 @@ class SecAggClient(NumPyClient):
         dp = dpsgd_for(
             self.context, self.cfg, known_steps=known_dp_steps(config, self.data.client_id)
         )
+        server_round = int(config[SERVER_ROUND])
+        site = site_state(self.cfg, self.context, self.data.name, config)  # [personalize]
         result = train_round(
             self.runtime,
             self.data,
             received,
             layers=[int(i) for i in json.loads(str(config[TRAIN_LAYERS]))],
-            server_round=int(config[SERVER_ROUND]),
+            server_round=server_round,
             proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
             privacy=dp,
+            personal=site.load(upto=server_round - 1) if site else None,
         )
+        if site is not None:
+            site.save(server_round, result.personal)
         metrics = {
             NUM_EXAMPLES: result.num_examples,
             CLIENT_ID: self.data.client_id,

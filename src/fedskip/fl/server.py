@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,13 @@ from fedskip.fl.dp import privacy_summary
 from fedskip.fl.optimizers import build_strategy
 from fedskip.fl.planning import LayerPlanner
 from fedskip.fl.progress import RoundReporter, human_bytes
-from fedskip.fl.records import round_row, summarize, truncate_metrics
+from fedskip.fl.records import (
+    personal_eval,
+    personal_summary,
+    round_row,
+    summarize,
+    truncate_metrics,
+)
 from fedskip.fl.round_loop import Exchange, RoundLoop, plain_exchange
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.strategy import LayerSkipStrategy
@@ -110,8 +117,17 @@ class ServerRun:
 
     # ------------------------------------------------------------------ per round
     def on_round_end(self, server_round: int, arrays: ArrayRecord, record: RoundRecord) -> None:
+        personal = {}
+        if self.cfg.personalize != "none":  # [personalize] the sites scored their own models
+            names = [] if self.cfg.data == "sites" else self.prepared.client_names
+            personal = personal_eval(record.site_metrics, names, prefix=M.PERSONAL_PREFIX)
         row = round_row(
-            record, self.last_eval, self.rows, elapsed=self.elapsed(), site_eval=self.last_sites
+            record,
+            self.last_eval,
+            self.rows,
+            elapsed=self.elapsed(),
+            site_eval=self.last_sites,
+            personal=personal,
         )
         self.last_eval, self.last_sites = {}, {}
         self.rows.append(row)
@@ -178,6 +194,8 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     if not cfg.resume:
         run.rundir.write_config(cfg)
         remove_checkpoint(run.rundir.path)
+        if cfg.personalize != "none":  # a fresh run: the sites start without personal state
+            run.strategy.core.run_token = uuid.uuid4().hex[:12]
         return M.to_array_record(fresh), 0
     ckpt = load_checkpoint(run.rundir.path)
     if set(ckpt.global_state) != set(fresh):
@@ -258,6 +276,9 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
     rows = [row.to_json() for row in run.rows]
     summary.update(privacy_summary(run.cfg, rows, run.strategy, stopped=run.stopped))
     marker: dict[str, Any] = {}
+    if run.cfg.personalize != "none":  # [personalize] the shared part with the seeded head
+        summary["personalization"] = personal_summary(run.rows, run.cfg.personalize)
+        marker = {"personalized": run.cfg.personalize, "site_exports": "sites/<site>/model"}
     if run.cfg.audit_canaries:  # [audit] the server is the auditor: canaries under the model
         from fedskip.audit import audit_marker, run_audit
 
@@ -271,7 +292,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
             out=run.rundir.path,
             accountant_epsilon=summary.get("epsilon"),
         )
-        marker = audit_marker(run.cfg)
+        marker.update(audit_marker(run.cfg))
     run.rundir.write_summary(summary)
     run.rundir.save_model(
         run.bundle.model,

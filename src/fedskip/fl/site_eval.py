@@ -28,6 +28,8 @@ def sites_scored_here(cfg: Config, prepared: Prepared) -> bool:
     """Whether the server can score every client's test split from its global-test predictions."""
     if not cfg.eval_clients or cfg.partition != "natural" or not prepared.global_test:
         return False
+    if cfg.personalize != "none":  # only a site can score its own (personalized) model
+        return False
     joined = [doc for part in prepared.client_test for doc in part]
     return len(joined) == len(prepared.global_test) and all(
         a is b for a, b in zip(joined, prepared.global_test)

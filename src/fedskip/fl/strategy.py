@@ -49,6 +49,7 @@ from fedskip.fl.messages import (
     PROXIMAL_MU,
     QUERY_IDENTIFY,
     QUERY_SCORE,
+    RUN_TOKEN,
     SCORE_PREFIX,
     SERVER_ROUND,
     TRAIN_LAYERS,
@@ -111,6 +112,8 @@ class LayerSkipStrategy(FedAvg):
         # [compression] scheme on the wire and the base values instructions are taken against
         self.compression = "none"
         self.base: dict[str, np.ndarray] = {}
+        # [personalize] token of this run (sent to the sites; keys their personal state)
+        self.run_token = ""
 
     @property
     def core(self) -> LayerSkipStrategy:
@@ -120,10 +123,11 @@ class LayerSkipStrategy(FedAvg):
     # ------------------------------------------------------------------ state for checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Strategy state a resumed run needs (JSON-ready except numpy arrays)."""
-        return {"touched": sorted(self.touched)}
+        return {"touched": sorted(self.touched), "run_token": self.run_token}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.touched = set(state.get("touched", []))
+        self.run_token = str(state.get("run_token", self.run_token))
 
     # ------------------------------------------------------------------ clients and sampling
     def _wait_for_nodes(self, grid: Grid, minimum: int | None = None) -> list[int]:
@@ -237,6 +241,8 @@ class LayerSkipStrategy(FedAvg):
         config = ConfigRecord(dict(config))  # this round's copy: messages keep their own
         config[SERVER_ROUND] = server_round
         config[TRAIN_LAYERS] = list(plan.layers)
+        if self.run_token:
+            config[RUN_TOKEN] = self.run_token
         if self.proximal_mu_clients > 0:
             config[PROXIMAL_MU] = float(self.proximal_mu_clients)
         content = RecordDict(
@@ -391,6 +397,8 @@ class LayerSkipStrategy(FedAvg):
         )
         config = ConfigRecord(dict(config))
         config[SERVER_ROUND] = server_round
+        if self.run_token:
+            config[RUN_TOKEN] = self.run_token
         content = RecordDict(
             {self.arrayrecord_key: self._payload(arrays, ()), self.configrecord_key: config}
         )
@@ -415,6 +423,8 @@ class LayerSkipStrategy(FedAvg):
                 )
             else:
                 good.append(reply.content)
+                client = self.client_of(reply.metadata.src_node_id)
+                record.site_metrics[client] = dict(metric_dict(reply.content))
         if not good:
             return None
         metrics = self.evaluate_metrics_aggr_fn(good, self.weighted_by_key)

@@ -89,7 +89,8 @@ def _base_model_name(model: nn.Module) -> str:
     return prefix if prefix and isinstance(getattr(model, prefix, None), nn.Module) else ""
 
 
-def _is_norm(module: nn.Module) -> bool:
+def is_norm_module(module: nn.Module) -> bool:
+    """A normalisation layer (LayerNorm, RMSNorm, ...), told by its class."""
     return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
 
 
@@ -115,7 +116,7 @@ def _final_norm_prefix(model: nn.Module, base: str, blocks_prefix: str) -> str |
     parent_name, _, list_name = blocks_prefix.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     for name, child in parent.named_children():
-        if name == list_name or not _is_norm(child) or _param_count(child) == 0:
+        if name == list_name or not is_norm_module(child) or _param_count(child) == 0:
             continue
         if parent_name == base or name.lower() in _FINAL_NORM_NAMES or "final" in name.lower():
             return f"{parent_name}.{name}." if parent_name else f"{name}."

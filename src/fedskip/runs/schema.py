@@ -11,7 +11,9 @@ apart by which step it counts, each with its own (historical) JSON layout:
 * a **round** of a federated run: ``{"round", "status", "train_loss", **scores, "client_eval",
   "bytes_down", "bytes_up", "bytes_eval", "cum_bytes_down", "cum_bytes_up", "cum_bytes",
   "seconds", "elapsed_s", "selected_layers", "clients", "replies_ok", "replies_rejected",
-  "rejections", "failure", "epsilon"}`` (+ ``"site_eval"`` when the server scored the sites).
+  "rejections", "failure", "epsilon"}`` (+ ``"site_eval"`` when the server scored the sites,
+  ``"personal_eval"`` under ``personalize``: ``{"sites": {site: {"personal": scores, "global":
+  scores}}, "mean": {"personal": scores, "global": scores}}``, example-weighted means).
 
 ``scores`` are the global-test metrics (``f1``, ``precision``, ``recall``, ``per_type`` for NER;
 ``accuracy`` / ``macro_f1`` / ``micro_f1`` / ``auroc`` for classification). Bytes are training
@@ -53,6 +55,7 @@ ROUND_KEYS = (
     "failure",
     "epsilon",
     "site_eval",
+    "personal_eval",
 )
 """The fixed keys of a round row; every other key is a global-test score."""
 
@@ -98,6 +101,8 @@ class MetricsRow:
     """Why the round failed (status ``failed``: too few valid replies)."""
     site_eval: Json = field(default_factory=dict)
     """Per-site scores from the server's global-test predictions (evaluate once)."""
+    personal_eval: Json = field(default_factory=dict)
+    """``personalize``: each site's own model and the global model on the site's test split."""
 
     @property
     def kind(self) -> str:
@@ -143,11 +148,13 @@ class MetricsRow:
             }
         row: Json = {"round": self.round, "status": self.status, "train_loss": self.train_loss}
         row.update(self.scores)
-        for key in ROUND_KEYS[3:-1]:
+        for key in ROUND_KEYS[3:-2]:
             value = self.cum_bytes if key == "cum_bytes" else getattr(self, key)
             row[key] = copy.copy(value)  # lists and sections are not shared with the row
         if self.site_eval:
             row["site_eval"] = dict(self.site_eval)
+        if self.personal_eval:
+            row["personal_eval"] = copy.deepcopy(self.personal_eval)
         return row
 
     @classmethod
