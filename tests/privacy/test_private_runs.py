@@ -144,3 +144,30 @@ def test_centralized_training_with_dpsgd(tmp_path: Path) -> None:
     assert summary["epsilon"] == epsilon_for(
         noise_multiplier=1.0, sample_rate=q, steps=steps_per_epoch(q), delta=1e-5
     )
+
+
+def test_personalized_secagg_run_with_dpsgd_keeps_the_heads_at_the_sites(tmp_path: Path) -> None:
+    """personalize=head under SecAgg+ and DP-SGD: the masked vectors hold the shared tensors
+    only (their length is the shared parameter count), the sites score and export their own
+    models."""
+    from fedskip.pipeline import prepare
+    from fedskip.trainability import load_bundle, personal_names, set_trainable, shared_names
+
+    cfg = _cfg(tmp_path, secagg=True, dp="sample", personalize="head", eval_clients=True)
+    grid = _grid(cfg)
+    summary = run_server(grid, cfg)
+    bundle = load_bundle(cfg, prepare(cfg))
+    trainable = set_trainable(bundle, cfg, [bundle.stack.num_blocks - 1])
+    personal = personal_names(bundle, cfg, trainable)
+    shared = shared_names(bundle, cfg, trainable)
+    assert personal and shared
+    size = sum(bundle.model.get_parameter(k).numel() for k in shared)
+    assert summary["parameters"]["exchanged"] == size
+    for message in grid.sent + grid.received:
+        if message.has_content():
+            for record in message.content.array_records.values():
+                assert not set(record.keys()) & set(personal)
+    rows = _rows(tmp_path)
+    assert all(r["status"] == "ok" and len(r["personal_eval"]["sites"]) == NODES for r in rows)
+    assert summary["personalization"]["mode"] == "head" and summary["epsilon"] > 0
+    assert len(list((tmp_path / "sites").glob("*/model/config.json"))) == NODES
