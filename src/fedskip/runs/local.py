@@ -1,5 +1,9 @@
 """``method=local``: each client trains alone on its own data, scored on the global test set.
 
+After the last epoch each site's model is also scored on the site's own test split
+(``own_test`` in the summary's ``sites``), the split a personalized federation
+(``personalize``) scores its sites' models on.
+
 The lower bound of a federation: no client sees another's data or model. Each site's model is
 built like every other method's (:func:`fedskip.trainability.build_trainable`, importance scores
 from the site's own documents) and trained for ``epochs`` epochs; no model is exported (there is
@@ -91,4 +95,23 @@ def train_site(
         on_epoch_end=log,
         cache=log.cache,
     )
-    return log.final
+    return {**log.final, "own_test": _own_test(cfg, prepared, index, bundle, log)}
+
+
+def _own_test(cfg: Config, prepared: Prepared, index: int, bundle: Any, log: Any) -> Any:
+    """Scores of the site's model on its own test split (empty when the site has none)."""
+    from fedskip.pipeline import encode
+    from fedskip.train.engine import evaluate
+
+    encoded = encode(prepared.client_test[index], bundle.tokenizer, prepared, cfg)
+    if not encoded.features:
+        return {}
+    scores = evaluate(
+        bundle.model,
+        encoded,
+        log.collate,
+        batch_size=cfg.batch_size,
+        device=log.device,
+        cache=log.cache,
+    )
+    return {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
