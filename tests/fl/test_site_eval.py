@@ -41,8 +41,11 @@ def test_site_scores_equal_federated_evaluation(
         assert set(a["client_eval"]) == set(b["client_eval"]) and "f1" in a["client_eval"]
         for key, value in b["client_eval"].items():
             assert a["client_eval"][key] == pytest.approx(value, abs=1e-6), key
-        assert sorted(a["site_eval"]) == ["site-0", "site-1", "site-2"]
-        assert "site_eval" not in b
+        assert sorted(a["site_eval"]) == sorted(b["site_eval"]) == ["site-0", "site-1", "site-2"]
+        for site, scores in b["site_eval"].items():  # the clients' own replies, per site
+            assert set(scores) == set(a["site_eval"][site]), site
+            for key, value in scores.items():
+                assert a["site_eval"][site][key] == pytest.approx(value, abs=1e-6), (site, key)
         assert a["f1"] == pytest.approx(b["f1"], abs=1e-6)
 
 

@@ -18,8 +18,11 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.fl.rounds import RoundRecord
+from fedskip.fl.validation import NUM_EXAMPLES
 from fedskip.rundir import RunDir
 from fedskip.runs.schema import MetricsRow, RunSummary
+
+PERSONAL = "personal-"  # fedskip.fl.messages.PERSONAL_PREFIX (messages imports flwr)
 
 
 def round_row(
@@ -120,26 +123,41 @@ _METRIC_KEYS = (
 )
 
 
+def site_name(client: int, names: Sequence[str]) -> str:
+    """A client's site name (``names[client]`` when known, else ``client-<id>``)."""
+    return names[client] if 0 <= client < len(names) else f"client-{client}"
+
+
+def site_figures(
+    site_metrics: Mapping[int, Mapping[str, Any]], names: Sequence[str], *, prefix: str = ""
+) -> dict[str, dict[str, Any]]:
+    """Per site, the metrics of its evaluation reply: those named ``prefix`` + metric (prefix
+    removed) when ``prefix`` is given, else the global model's (no ``personal-`` metrics)."""
+    out: dict[str, dict[str, Any]] = {}
+    for client in sorted(site_metrics):
+        metrics = site_metrics[client]
+        if prefix:
+            chosen = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+        else:
+            chosen = {
+                k: v for k, v in metrics.items() if k != NUM_EXAMPLES and not k.startswith(PERSONAL)
+            }
+        out[site_name(client, names)] = chosen
+    return out
+
+
 def personal_eval(
     site_metrics: Mapping[int, Mapping[str, Any]], names: Sequence[str], *, prefix: str
 ) -> dict[str, Any]:
     """``personalize``: the row's ``personal_eval`` from the sites' evaluation replies —
-    per site (named by ``names[client id]`` when known, else ``client-<id>``) its own model's
-    scores (metrics named ``prefix`` + metric) and the global model's, and the example-weighted
-    mean of each over the sites."""
-    sites: dict[str, Any] = {}
-    weights: dict[str, float] = {}
-    for client in sorted(site_metrics):
-        metrics = site_metrics[client]
-        name = names[client] if 0 <= client < len(names) else f"client-{client}"
-        own = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
-        shared = {
-            k: v for k, v in metrics.items() if not k.startswith(prefix) and k != "num-examples"
-        }
-        sites[name] = {"personal": own, "global": shared}
-        weights[name] = float(metrics.get("num-examples", 1))
-    if not sites:
+    per site its own model's scores (metrics named ``prefix`` + metric) and the global model's,
+    and the example-weighted mean of each over the sites."""
+    own = site_figures(site_metrics, names, prefix=prefix)
+    shared = site_figures(site_metrics, names)
+    if not own:
         return {}
+    sites = {name: {"personal": own[name], "global": shared[name]} for name in own}
+    weights = {site_name(c, names): float(m.get(NUM_EXAMPLES, 1)) for c, m in site_metrics.items()}
     total = sum(weights.values())
     mean = {
         part: {

@@ -39,6 +39,7 @@ from fedskip.fl.records import (
     personal_eval,
     personal_summary,
     round_row,
+    site_figures,
     summarize,
     truncate_metrics,
 )
@@ -117,16 +118,17 @@ class ServerRun:
 
     # ------------------------------------------------------------------ per round
     def on_round_end(self, server_round: int, arrays: ArrayRecord, record: RoundRecord) -> None:
+        names = [] if self.cfg.data == "sites" else self.prepared.client_names
+        sites = self.last_sites or site_figures(record.site_metrics, names)  # the global model
         personal = {}
         if self.cfg.personalize != "none":  # [personalize] the sites scored their own models
-            names = [] if self.cfg.data == "sites" else self.prepared.client_names
             personal = personal_eval(record.site_metrics, names, prefix=M.PERSONAL_PREFIX)
         row = round_row(
             record,
             self.last_eval,
             self.rows,
             elapsed=self.elapsed(),
-            site_eval=self.last_sites,
+            site_eval=sites,
             personal=personal,
         )
         self.last_eval, self.last_sites = {}, {}

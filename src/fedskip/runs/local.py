@@ -114,4 +114,6 @@ def _own_test(cfg: Config, prepared: Prepared, index: int, bundle: Any, log: Any
         device=log.device,
         cache=log.cache,
     )
-    return {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }

@@ -11,7 +11,7 @@ apart by which step it counts, each with its own (historical) JSON layout:
 * a **round** of a federated run: ``{"round", "status", "train_loss", **scores, "client_eval",
   "bytes_down", "bytes_up", "bytes_eval", "cum_bytes_down", "cum_bytes_up", "cum_bytes",
   "seconds", "elapsed_s", "selected_layers", "clients", "replies_ok", "replies_rejected",
-  "rejections", "failure", "epsilon"}`` (+ ``"site_eval"`` when the server scored the sites,
+  "rejections", "failure", "epsilon"}`` (+ ``"site_eval"``: per-site scores of the global model,
   ``"personal_eval"`` under ``personalize``: ``{"sites": {site: {"personal": scores, "global":
   scores}}, "mean": {"personal": scores, "global": scores}}``, example-weighted means).
 
@@ -100,7 +100,8 @@ class MetricsRow:
     failure: str = ""
     """Why the round failed (status ``failed``: too few valid replies)."""
     site_eval: Json = field(default_factory=dict)
-    """Per-site scores from the server's global-test predictions (evaluate once)."""
+    """Per-site scores of the global model: from the server's global-test predictions (evaluate
+    once), else from the sites' federated-evaluation replies."""
     personal_eval: Json = field(default_factory=dict)
     """``personalize``: each site's own model and the global model on the site's test split."""
 
