@@ -18,7 +18,7 @@ from fedskip.errors import ConfigError
 def test_paper_suite_configs() -> None:
     plan = plan_suite("paper")
     names = [c.name for c in plan.configs]
-    assert len(names) == len(set(names)) == 36
+    assert len(names) == len(set(names)) == 41  # 36 + personalization (ner-local shared)
     assert names[:6] == [f"ner-{m}" for m in METHOD_ORDER]
     groups = {c.name: c.groups for c in plan.configs}
     # the default layer-skipping run serves every axis; k = all blocks is the FedAvg run

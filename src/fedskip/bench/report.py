@@ -13,6 +13,7 @@ from typing import Any
 
 from fedskip.bench import plots
 from fedskip.bench.claims import check_claims, claims_markdown
+from fedskip.bench.personalization import personalization_sections, run_section
 from fedskip.bench.records import RunRecord, load_run, load_runs
 from fedskip.bench.runner import LOG_FILE, SUITE_FILE, read_manifest, run_path, settings_line
 from fedskip.bench.suites import METHOD_ORDER
@@ -69,6 +70,7 @@ def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     ]
     lines += ["", _legend(), ""]
     lines += _audit_section(records)
+    lines += run_section(records)  # [personalize] per-site own-model figures
     lines += ["## Learning curves", ""]
     lines += _curve_section(records, folder, "")
     path = folder / "report.md"
@@ -132,6 +134,7 @@ def write_results(out: str | Path) -> Path:
     lines = _suite_header(manifest, records)
     lines += _methods_section(finished, rows, folder)
     lines += _ablation_sections(rows, folder)
+    lines += personalization_sections(finished, labels, folder)
     lines += _missing_section(manifest, records)
     lines += ["## The paper's claims on our data", "", claims_markdown(check_claims(rows)), ""]
     path = folder / "results.md"

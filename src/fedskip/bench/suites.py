@@ -16,6 +16,8 @@ Groups (the ``groups`` of a config; the report plots and claims read them):
 ``noniid``      IID, Dirichlet α and natural by-site partitions, for layer skipping and FedAvg
 ``privacy``     no DP and sample-level DP-SGD at target ε, for layer skipping and FedAvg
 ``frontier``    (extension point) added by builders registered with :func:`register_group`
+``personalization``  (registered) ``paper`` suite: personalize none vs head and local-only on
+                natural and Dirichlet α = 0.1 partitions (:mod:`fedskip.bench.personalization`)
 
 Every name is a run-directory name: ``<task>-<method>[-<variant>]``.
 """
@@ -30,7 +32,7 @@ from fedskip.config import Config, Scalar
 from fedskip.errors import ConfigError
 
 METHOD_ORDER = ("centralized", "local", "fedavg", "fedprox", "lora", "layerskip")
-GROUPS = ("methods", "layers", "strategies", "noniid", "privacy", "frontier")
+GROUPS = ("methods", "layers", "strategies", "noniid", "privacy", "frontier", "personalization")
 
 
 @dataclass(frozen=True)
@@ -354,3 +356,4 @@ def describe(configs: Sequence[BenchConfig]) -> list[dict[str, Any]]:
 
 # [frontier helper] the k x LoRA-rank x compression frontier registers its suite and group
 from fedskip.bench import frontier as _frontier  # noqa: E402, F401
+from fedskip.bench import personalization as _personalization  # noqa: E402, F401
