@@ -146,16 +146,27 @@ def test_centralized_training_with_dpsgd(tmp_path: Path) -> None:
     )
 
 
-def test_personalized_secagg_run_with_dpsgd_keeps_the_heads_at_the_sites(tmp_path: Path) -> None:
-    """personalize=head under SecAgg+ and DP-SGD: the masked vectors hold the shared tensors
-    only (their length is the shared parameter count), the sites score and export their own
-    models."""
+@pytest.mark.parametrize(
+    "privacy",
+    [{"secagg": True, "dp": "sample"}, {"dp": "client", "noise_multiplier": 0.5}],
+    ids=["secagg-dpsgd", "client-dp"],
+)
+def test_personalized_private_runs_keep_the_heads_at_the_sites(
+    tmp_path: Path, privacy: dict[str, Any]
+) -> None:
+    """personalize=head under SecAgg+ with DP-SGD, and under client-level DP: no message holds
+    a personal tensor (under SecAgg+ the masked vectors hold the shared tensors only), the
+    sites score and export their own models."""
+    import warnings
+
     from fedskip.pipeline import prepare
     from fedskip.trainability import load_bundle, personal_names, set_trainable, shared_names
 
-    cfg = _cfg(tmp_path, secagg=True, dp="sample", personalize="head", eval_clients=True)
+    cfg = _cfg(tmp_path, personalize="head", eval_clients=True, **privacy)
     grid = _grid(cfg)
-    summary = run_server(grid, cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrivacyWarning)  # 3 clients: a weak client-level ε
+        summary = run_server(grid, cfg)
     bundle = load_bundle(cfg, prepare(cfg))
     trainable = set_trainable(bundle, cfg, [bundle.stack.num_blocks - 1])
     personal = personal_names(bundle, cfg, trainable)
