@@ -146,3 +146,28 @@ def test_resume_with_personal_state_is_exact(
     checkpoint = np.load(Path(cut.out, "checkpoint", "global.npz"))
     personal, _ = _personal_and_shared(cut)
     assert not set(checkpoint.files) & personal  # the server never holds personal tensors
+
+
+def test_the_closing_lines_name_the_sites_own_models() -> None:
+    from fedskip.commands.run import format_federated
+
+    summary = {
+        "primary_metric": "f1",
+        "final_metric": 0.5,
+        "best_metric": 0.5,
+        "best_round": 1,
+        "bytes": {"total": 8, "down": 4, "up": 4},
+        "rounds_completed": 1,
+        "seconds": 1.0,
+        "out": "runs/x",
+        "personalization": {
+            "mode": "head",
+            "sites": {"a": {}},
+            "mean": {"personal": {"f1": 0.75}, "global": {"f1": 0.25}},
+        },
+    }
+    assert (
+        "personalized (head): mean F1 0.7500 of the sites' own models on their test splits "
+        "(global model: 0.2500); site exports in runs/x/sites/<site>/model (or each node's "
+        "state-dir)"
+    ) in format_federated(summary).splitlines()

@@ -111,10 +111,28 @@ def format_federated(summary: Mapping[str, Any]) -> str:
             f"reduction vs full-model FedAvg: {100 * reduction:.1f}% "
             f"(FedAvg would move {human_bytes(summary['fedavg_bytes'])})"
         )
+    lines += _personalization_lines(summary, name, label)
     if summary.get("failed_rounds"):
         lines.append(f"FAILED rounds (too few valid replies): {summary['failed_rounds']}")
     lines.append(f"wall time {summary['seconds']:.1f} s; run directory: {summary['out']}")
     return "\n".join(lines)
+
+
+def _personalization_lines(summary: Mapping[str, Any], name: str, label: str) -> list[str]:
+    """``personalize``: the sites' own models beside the global one, on the sites' splits."""
+    report = summary.get("personalization")
+    if not isinstance(report, Mapping) or not report.get("sites"):
+        return []
+    mean = report.get("mean") or {}
+    own = (mean.get("personal") or {}).get(name)
+    shared = (mean.get("global") or {}).get(name)
+    if not isinstance(own, (int, float)) or not isinstance(shared, (int, float)):
+        return []
+    return [
+        f"personalized ({report['mode']}): mean {label} {own:.4f} of the sites' own models on "
+        f"their test splits (global model: {shared:.4f}); site exports in "
+        f"{summary['out']}/sites/<site>/model (or each node's state-dir)"
+    ]
 
 
 def format_local(summary: Mapping[str, Any]) -> str:
