@@ -171,3 +171,26 @@ def test_the_closing_lines_name_the_sites_own_models() -> None:
         "(global model: 0.2500); site exports in runs/x/sites/<site>/model (or each node's "
         "state-dir)"
     ) in format_federated(summary).splitlines()
+
+
+@pytest.mark.slow
+def test_a_reply_that_sends_its_personal_head_is_refused(
+    make_cfg: Callable[..., Config], run_local: Any
+) -> None:
+    from flwr.app import Array, Message
+
+    cfg = make_cfg(rounds=1, personalize="head", min_replies=2)
+    personal, _ = _personal_and_shared(cfg)
+    name = sorted(personal)[0]
+
+    def leak_head(message: Message, reply: Message) -> Message:
+        if message.metadata.message_type == "train" and message.metadata.dst_node_id == 1007:
+            arrays = reply.content["arrays"]
+            arrays[name] = Array(np.zeros((2, 2), np.float32))
+        return reply
+
+    summary, _ = run_local(cfg, tamper=leak_head)
+    row = json.loads(Path(cfg.out, "metrics.jsonl").read_text().splitlines()[0])
+    assert (row["replies_ok"], row["replies_rejected"]) == (2, 1)
+    assert f"sent 1 frozen tensor(s): {name!r}" in row["rejections"][0]
+    assert summary["failed_rounds"] == []
