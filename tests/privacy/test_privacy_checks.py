@@ -20,6 +20,7 @@ def _cfg(**kw: object) -> Config:
         ({"dp": "client", "fraction_train": 0.5}, "fraction-train=0.5"),
         ({"target_epsilon": 4.0}, "dp=none"),
         ({"dp": "client", "layer_strategy": "importance"}, "ε does not cover them"),
+        ({"dp": "client", "personalize": "head"}, "not a site's own model or its export"),
     ],
 )
 def test_warned(settings: dict[str, object], match: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -37,6 +38,7 @@ def test_warned(settings: dict[str, object], match: str, caplog: pytest.LogCaptu
         {"dp": "client", "secagg": True, "layer_strategy": "rotating"},
         {"dp": "sample", "target_epsilon": 1.0, "noise_multiplier": 0.0},
         {"dp": "client", "dp_clipping": "adaptive"},
+        {"dp": "sample", "personalize": "head+norms"},
     ],
 )
 def test_accepted_silently(settings: dict[str, object], recwarn: pytest.WarningsRecorder) -> None:

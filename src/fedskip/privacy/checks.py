@@ -75,4 +75,10 @@ def _client_dp_warnings(cfg: Any) -> list[str]:
             "number of clients per round from the run's seed, which is no secret to whoever holds "
             "the config; the reported ε is an approximation that assumes secret, random sampling"
         )
+    if cfg.personalize != "none":
+        out.append(
+            f"dp=client with personalize={cfg.personalize}: the sites' personal tensors are "
+            "trained without DP and never sent; ε covers the shared updates (the global model), "
+            "not a site's own model or its export"
+        )
     return out
