@@ -217,7 +217,7 @@ def _one(name: str, det: str) -> Slot:
 
     def fill(ctx: NoteContext, arg: str) -> list[Seg]:
         text, kind = make(ctx, arg)
-        chance = 0.8 if det == "a" else 0.3 if ctx.sentence else 0.0  # prose has more articles
+        chance = 0.8 if det == "a" else 0.45 if ctx.sentence else 0.0  # prose has more articles
         if det == "p" or ctx.chance(chance):
             text = with_determiner(ctx, text, kind, possessive=det == "p")
         return entity_segs(text, kind)
