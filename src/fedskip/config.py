@@ -30,7 +30,7 @@ SERVER_OPTIMIZERS = ("none", "adam", "yogi")
 DP_MODES = ("none", "sample", "client")
 DP_CLIPPING = ("fixed", "adaptive")
 DP_UNITS = ("auto", "patient", "note", "example")  # fedskip.privacy.units.DP_UNITS
-COMPRESSIONS = ("none", "fp16", "bf16", "int8")
+COMPRESSIONS = ("auto", "none", "fp16", "bf16", "int8")
 DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATION_CACHE = ("auto", "off")
@@ -97,7 +97,7 @@ class Config:
         32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0
     )
     # --- layer skipping
-    layers: int = _opt(1, "k: number of transformer blocks trained and exchanged", minimum=1)
+    layers: int = _opt(2, "k: number of transformer blocks trained and exchanged", minimum=1)
     layer_strategy: str = _opt("top", "which blocks to train", LAYER_STRATEGIES)
     layer_ids: str = _opt("", "comma-separated block indices for layer-strategy=explicit")
     layer_every: int = _opt(
@@ -128,11 +128,11 @@ class Config:
     grad_accum: int = _opt(1, "gradient accumulation steps", minimum=1)
     batch_size: int = _opt(32, "examples per step", minimum=1)
     epochs: int = _opt(3, "epochs of centralized / local-only training", minimum=1)
-    local_epochs: int = _opt(3, "epochs each client trains per round", minimum=1)
+    local_epochs: int = _opt(1, "epochs each client trains per round", minimum=1)
     seed: int = _opt(42, "seed for data splits, initialisation and sampling")
     # --- federation
     method: str = _opt("layerskip", "training method", METHODS)
-    rounds: int = _opt(3, "federated rounds", minimum=1)
+    rounds: int = _opt(4, "federated rounds", minimum=1)
     clients: int = _opt(
         4, "number of clients (ignored for partition=natural: one per site)", minimum=1
     )
@@ -198,7 +198,12 @@ class Config:
     lora_alpha: float = _opt(16.0, "LoRA alpha", minimum=0.0)
     lora_targets: str = _opt("auto", "comma-separated module names for LoRA, or 'auto'")
     lora_freeze_a: bool = _opt(False, "freeze LoRA A matrices (only B travels)")
-    compression: str = _opt("none", "update compression on the wire", COMPRESSIONS)
+    compression: str = _opt(
+        "auto",
+        "update compression on the wire; auto = fp16 deltas where the run allows them (not with "
+        "secagg=true or dp=client), else none",
+        COMPRESSIONS,
+    )
     # --- compute
     activation_cache: str = _opt(
         "auto",
@@ -275,6 +280,15 @@ class Config:
                 else ("method=local (no single model)")
             )
             raise ConfigError(f"config key 'audit-canaries': no privacy audit with {what}")
+
+    @property
+    def wire_compression(self) -> str:
+        """The scheme updates travel in: ``compression``, with ``auto`` resolved to ``fp16``
+        deltas (half the bytes of fp32; error feedback keeps the rounding error from adding
+        up) unless ``secagg=true`` or ``dp=client`` need the plain update, then ``none``."""
+        if self.compression != "auto":
+            return self.compression
+        return "none" if self.secagg or self.dp == "client" else "fp16"
 
     def audit_guess_count(self) -> int:
         """Membership guesses of the audit: ``audit-guesses``, or half the canaries."""
@@ -379,7 +393,7 @@ def _client_dp_needs_a_federation(c: Config) -> str:
 
 
 def _compression_with_client_dp(c: Config) -> str:
-    if c.compression == "none" or c.dp != "client":
+    if c.compression in ("none", "auto") or c.dp != "client":
         return ""
     return (
         f"config key 'compression': {c.compression} cannot be combined with dp=client "
@@ -422,7 +436,7 @@ def _secagg_fixed_clipping(c: Config) -> str:
 
 
 def _secagg_plain_values(c: Config) -> str:
-    if not c.secagg or c.compression == "none":
+    if not c.secagg or c.compression in ("none", "auto"):
         return ""
     return (
         f"config key 'compression': {c.compression} cannot be combined with secagg=true "

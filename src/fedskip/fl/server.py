@@ -152,10 +152,10 @@ def setup(cfg: Config) -> ServerRun:
     strategy = build_strategy(
         cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
     )
-    if cfg.compression != "none":  # [compression] instructions travel as global - base
+    if cfg.wire_compression != "none":  # [compression] instructions travel as global - base
         from fedskip.fl.wire_compression import base_values
 
-        strategy.core.compression = cfg.compression
+        strategy.core.compression = cfg.wire_compression
         strategy.core.base = base_values(bundle.model, planner.candidate_keys())
     from fedskip.fl.site_eval import sites_scored_here
 
@@ -254,6 +254,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
     )
     summary["selected_layers"] = layers
     summary["num_blocks"] = run.bundle.stack.num_blocks
+    summary["wire_compression"] = run.cfg.wire_compression  # compression=auto resolved
     summary["out"] = str(run.rundir.path)
     rows = [row.to_json() for row in run.rows]
     summary.update(privacy_summary(run.cfg, rows, run.strategy, stopped=run.stopped))
