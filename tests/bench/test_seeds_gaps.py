@@ -110,3 +110,16 @@ def test_paper_suites_define_what_the_issue_asks() -> None:
             assert "gaps" in same.groups
         assert "classification-centralized-k2" in by_name
     assert plan_suite("paper").base.synth_docs == 60
+
+
+def test_published_records_re_render_byte_identical(page: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from fedskip.bench.report import publish
+
+    published = publish(page.parent, tmp_path / "docs").parent
+    copy = tmp_path / "copy"
+    shutil.copytree(published, copy)
+    write_results(copy)
+    for name in ("results.csv", "results.md"):
+        assert (copy / name).read_bytes() == (published / name).read_bytes(), name
