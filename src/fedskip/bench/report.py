@@ -343,6 +343,15 @@ AXES = (
         "privacy.png",
         ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s"),
     ),
+    Axis(
+        "client-dp",
+        "target_epsilon",
+        (0, 8.0, 4.0, 2.0, 1.0),
+        "target ε per client (client-level DP-FedAvg)",
+        "Client-level differential privacy",
+        "client-dp.png",
+        ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s"),
+    ),
 )
 
 

@@ -15,6 +15,8 @@ Groups (the ``groups`` of a config; the report plots and claims read them):
 ``strategies``  top / bottom / interleaved / importance / rotating at the default k
 ``noniid``      IID, Dirichlet α and natural by-site partitions, for layer skipping and FedAvg
 ``privacy``     no DP and sample-level DP-SGD at target ε, for layer skipping and FedAvg
+``client-dp``   (``Sweep.client_dp_clients`` > 0) client-level DP-FedAvg over that many simulated
+                clients (IID partition of the privacy corpus) at each target ε, and no DP
 ``gaps``        (``Sweep.same_blocks``) centralized training of the same blocks as each
                 layer-skipping k (``<task>-centralized-k<k>``): the federation gap apart from
                 the capacity gap
@@ -37,7 +39,16 @@ from fedskip.config import Config, Scalar
 from fedskip.errors import ConfigError
 
 METHOD_ORDER = ("centralized", "local", "fedavg", "fedprox", "lora", "layerskip")
-GROUPS = ("methods", "layers", "strategies", "noniid", "privacy", "gaps", "frontier")
+GROUPS = (
+    "methods",
+    "layers",
+    "strategies",
+    "noniid",
+    "privacy",
+    "client-dp",
+    "gaps",
+    "frontier",
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,12 @@ class Sweep:
     """Config keys per task on top of the suite's settings (data size, window length)."""
     method_settings: dict[str, dict[str, Scalar]] = field(default_factory=dict)
     """Config keys per method, e.g. LoRA's larger learning rate (adapters start at zero)."""
+    privacy_settings: dict[str, Scalar] = field(default_factory=dict)
+    """Config keys of every ``privacy`` / ``client-dp`` run, DP or not (a larger corpus, DP
+    batch sizes); when set, those runs are named ``<task>-<method>-dp…`` (they are not the
+    methods group's configs)."""
+    client_dp_clients: int = 0
+    """``client-dp`` group: simulated clients of client-level DP (0 = no such group)."""
     same_blocks: bool = False
     """``gaps`` group: a centralized run training the same blocks as each layer-skipping k."""
     seeds: tuple[int, ...] = ()
@@ -170,6 +187,20 @@ validation."""
 SEEDS = (42, 43, 44)
 """The seeds of the methods, layer-count and same-blocks groups (mean ± std in the tables)."""
 
+DP_SETTINGS: dict[str, Scalar] = {
+    "synth-docs": 240,
+    "batch-size": 64,
+    "grad-accum": 4,
+    "lr": 2e-3,
+    "head-lr": 5e-3,
+    "clip-norm": 1.0,
+}
+"""The privacy groups' settings (issue #16, "DP where it can work"): a 4x larger corpus
+(240 notes per site), ε per patient (the sweep's unit), large expected batches (Poisson draws of 64 units merged 4 to
+a step: about 256 notes per update) and a larger learning rate, as DP-SGD needs; the same
+settings without DP are the reference. The learning rate is one fixed value, not yet tuned on
+validation."""
+
 PAPER = Suite(
     name="paper",
     description="the paper's comparison at CPU scale, every run to a validation plateau "
@@ -199,6 +230,8 @@ PAPER = Suite(
             "classification": {"synth-docs": 150, "max-length": 128, "label": "icd9"},
         },
         method_settings={"lora": LORA_SETTINGS},
+        privacy_settings=DP_SETTINGS,
+        client_dp_clients=64,
         same_blocks=True,
         seeds=SEEDS,
     ),
@@ -376,14 +409,44 @@ def _privacy_entries(sweep: Sweep) -> list[BenchConfig]:
     from fedskip.privacy.sweep import sweep_settings
 
     task = sweep.ablation_task
+    own = "-dp" if sweep.privacy_settings else ""  # its own corpus: not the methods' configs
     out = []
     for method in sweep.privacy_methods:
         for eps in (None, *sweep.epsilons):
             base: dict[str, Scalar] = {"task": task, "method": method, "lora-rank": 0}
-            settings: dict[str, Scalar] = {**base, **sweep_settings(eps)}
-            name = f"{task}-{method}" + ("" if eps is None else f"-eps{eps:g}")
+            settings: dict[str, Scalar] = {
+                **base,
+                **sweep.privacy_settings,
+                **sweep_settings(eps),
+            }
+            name = f"{task}-{method}{own}" + ("" if eps is None else f"-eps{eps:g}")
             labels: dict[str, Scalar] = {"target_epsilon": eps or 0}
             out.append(BenchConfig(name, settings, ["privacy"], labels))
+    return out + _client_dp_entries(sweep)
+
+
+def _client_dp_entries(sweep: Sweep) -> list[BenchConfig]:
+    """Client-level DP-FedAvg (a hospital's whole contribution protected) over
+    ``client_dp_clients`` simulated clients, at each ε and without DP."""
+    from fedskip.privacy.sweep import sweep_settings
+
+    if sweep.client_dp_clients <= 0:
+        return []
+    task, out = sweep.ablation_task, []
+    for method in sweep.privacy_methods:
+        for eps in (None, *sweep.epsilons):
+            settings: dict[str, Scalar] = {
+                "task": task,
+                "method": method,
+                "lora-rank": 0,
+                **sweep.privacy_settings,
+                "partition": "iid",
+                "clients": sweep.client_dp_clients,
+                **sweep_settings(eps, dp="client"),
+            }
+            name = f"{task}-{method}-cdp" + ("" if eps is None else f"-eps{eps:g}")
+            labels: dict[str, Scalar] = {"target_epsilon": eps or 0, "partition": "iid"}
+            out.append(BenchConfig(name, settings, ["client-dp"], labels))
     return out
 
 
