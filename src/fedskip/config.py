@@ -92,6 +92,26 @@ class Config:
         minimum=0.0,
         maximum=0.9,
     )
+    val_fraction: float = _opt(
+        0.0,
+        "share of each client's training documents held out as its validation split (never "
+        "trained on, never the test set): scored after every round / epoch to pick the model "
+        "and to stop at a plateau (0 = no validation split)",
+        minimum=0.0,
+        maximum=0.5,
+    )
+    patience: int = _opt(
+        0,
+        "train to a plateau: stop after this many rounds / epochs without a validation gain of "
+        "at least min-delta (needs val-fraction > 0; 0 = train to the maximum)",
+        minimum=0,
+    )
+    min_delta: float = _opt(
+        0.005,
+        "smallest validation gain (metric units: 0.005 = half a point) that counts as an "
+        "improvement for patience",
+        minimum=0.0,
+    )
     max_length: int = _opt(128, "maximum subword tokens per example", minimum=8)
     stride: int = _opt(
         32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0
@@ -444,6 +464,24 @@ def _secagg_plain_values(c: Config) -> str:
     )
 
 
+def _patience_needs_validation(c: Config) -> str:
+    if c.patience == 0 or c.val_fraction > 0:
+        return ""
+    return (
+        f"config key 'patience': {c.patience} needs a validation split; set val-fraction > 0 "
+        "(the plateau is never judged on the test set)"
+    )
+
+
+def _validation_needs_data_here(c: Config) -> str:
+    if c.val_fraction == 0 or c.data != "sites":
+        return ""
+    return (
+        "config key 'val-fraction': not supported with data=sites (the coordinator holds no "
+        "data to score a validation split on); set val-fraction=0 and patience=0"
+    )
+
+
 CROSS_FIELD_RULES = (
     _stride_below_max_length,
     _min_replies_within_clients,
@@ -457,6 +495,8 @@ CROSS_FIELD_RULES = (
     _secagg_threshold,
     _secagg_fixed_clipping,
     _secagg_plain_values,
+    _patience_needs_validation,
+    _validation_needs_data_here,
 )
 """Checked in this order by :meth:`Config.validate`; the first that fails is the error."""
 
