@@ -141,6 +141,9 @@ _SHARED: dict[str, Scalar] = {
     "seed": 42,
     "quiet": True,
     "eval-clients": False,
+    # every method exchanges plain fp32 tensors, as in the paper; wire compression is studied
+    # on its own axis (the frontier suite sets it per point)
+    "compression": "none",
 }
 
 LORA_SETTINGS: dict[str, Scalar] = {"lr": 2e-3}
