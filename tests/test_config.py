@@ -105,3 +105,24 @@ def test_pyproject_app_config_uses_only_known_keys() -> None:
     app_config = data["tool"]["flwr"]["app"]["config"]
     assert set(app_config) <= set(known_keys())
     Config.from_mapping(app_config)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, "fp16"),
+        ({"secagg": True}, "none"),
+        ({"dp": "client", "rounds": 2}, "none"),
+        ({"dp": "sample"}, "fp16"),
+        ({"compression": "int8"}, "int8"),
+        ({"compression": "none"}, "none"),
+    ],
+)
+def test_compression_auto_resolves_to_what_the_run_allows(
+    changes: dict[str, object], expected: str
+) -> None:
+    from fedskip.config import Config
+
+    cfg = Config.from_mapping(changes)
+    assert cfg.wire_compression == expected
+    assert cfg.to_run_config()["compression"] == changes.get("compression", "auto")

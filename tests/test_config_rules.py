@@ -132,6 +132,18 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
         {"audit_canaries": 4, "method": "local"},
         "config key 'audit-canaries': no privacy audit with method=local (no single model)",
     ),
+    (
+        "_patience_needs_validation",
+        {"patience": 3},
+        "config key 'patience': 3 needs a validation split; set val-fraction > 0 (the plateau "
+        "is never judged on the test set)",
+    ),
+    (
+        "_validation_needs_data_here",
+        {"val_fraction": 0.1, "data": "sites"},
+        "config key 'val-fraction': not supported with data=sites (the coordinator holds no "
+        "data to score a validation split on); set val-fraction=0 and patience=0",
+    ),
 ]
 IDS = [f"{rule}-{i}" for i, (rule, _, _) in enumerate(RULES)]
 

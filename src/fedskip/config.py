@@ -30,7 +30,7 @@ SERVER_OPTIMIZERS = ("none", "adam", "yogi")
 DP_MODES = ("none", "sample", "client")
 DP_CLIPPING = ("fixed", "adaptive")
 DP_UNITS = ("auto", "patient", "note", "example")  # fedskip.privacy.units.DP_UNITS
-COMPRESSIONS = ("none", "fp16", "bf16", "int8")
+COMPRESSIONS = ("auto", "none", "fp16", "bf16", "int8")
 PERSONALIZE = ("none", "head", "norms", "head+norms")  # fedskip.trainability.personal_names
 DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -93,12 +93,32 @@ class Config:
         minimum=0.0,
         maximum=0.9,
     )
+    val_fraction: float = _opt(
+        0.0,
+        "share of each client's training documents held out as its validation split (never "
+        "trained on, never the test set): scored after every round / epoch to pick the model "
+        "and to stop at a plateau (0 = no validation split)",
+        minimum=0.0,
+        maximum=0.5,
+    )
+    patience: int = _opt(
+        0,
+        "train to a plateau: stop after this many rounds / epochs without a validation gain of "
+        "at least min-delta (needs val-fraction > 0; 0 = train to the maximum)",
+        minimum=0,
+    )
+    min_delta: float = _opt(
+        0.005,
+        "smallest validation gain (metric units: 0.005 = half a point) that counts as an "
+        "improvement for patience",
+        minimum=0.0,
+    )
     max_length: int = _opt(128, "maximum subword tokens per example", minimum=8)
     stride: int = _opt(
         32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0
     )
     # --- layer skipping
-    layers: int = _opt(1, "k: number of transformer blocks trained and exchanged", minimum=1)
+    layers: int = _opt(2, "k: number of transformer blocks trained and exchanged", minimum=1)
     layer_strategy: str = _opt("top", "which blocks to train", LAYER_STRATEGIES)
     layer_ids: str = _opt("", "comma-separated block indices for layer-strategy=explicit")
     layer_every: int = _opt(
@@ -129,11 +149,11 @@ class Config:
     grad_accum: int = _opt(1, "gradient accumulation steps", minimum=1)
     batch_size: int = _opt(32, "examples per step", minimum=1)
     epochs: int = _opt(3, "epochs of centralized / local-only training", minimum=1)
-    local_epochs: int = _opt(3, "epochs each client trains per round", minimum=1)
+    local_epochs: int = _opt(1, "epochs each client trains per round", minimum=1)
     seed: int = _opt(42, "seed for data splits, initialisation and sampling")
     # --- federation
     method: str = _opt("layerskip", "training method", METHODS)
-    rounds: int = _opt(3, "federated rounds", minimum=1)
+    rounds: int = _opt(4, "federated rounds", minimum=1)
     clients: int = _opt(
         4, "number of clients (ignored for partition=natural: one per site)", minimum=1
     )
@@ -199,7 +219,12 @@ class Config:
     lora_alpha: float = _opt(16.0, "LoRA alpha", minimum=0.0)
     lora_targets: str = _opt("auto", "comma-separated module names for LoRA, or 'auto'")
     lora_freeze_a: bool = _opt(False, "freeze LoRA A matrices (only B travels)")
-    compression: str = _opt("none", "update compression on the wire", COMPRESSIONS)
+    compression: str = _opt(
+        "auto",
+        "update compression on the wire; auto = fp16 deltas where the run allows them (not with "
+        "secagg=true or dp=client), else none",
+        COMPRESSIONS,
+    )
     personalize: str = _opt(
         "none",
         "per-site parameters trained at each site and never sent (FedPer / FedBN style): the "
@@ -282,6 +307,15 @@ class Config:
                 else ("method=local (no single model)")
             )
             raise ConfigError(f"config key 'audit-canaries': no privacy audit with {what}")
+
+    @property
+    def wire_compression(self) -> str:
+        """The scheme updates travel in: ``compression``, with ``auto`` resolved to ``fp16``
+        deltas (half the bytes of fp32; error feedback keeps the rounding error from adding
+        up) unless ``secagg=true`` or ``dp=client`` need the plain update, then ``none``."""
+        if self.compression != "auto":
+            return self.compression
+        return "none" if self.secagg or self.dp == "client" else "fp16"
 
     def audit_guess_count(self) -> int:
         """Membership guesses of the audit: ``audit-guesses``, or half the canaries."""
@@ -386,7 +420,7 @@ def _client_dp_needs_a_federation(c: Config) -> str:
 
 
 def _compression_with_client_dp(c: Config) -> str:
-    if c.compression == "none" or c.dp != "client":
+    if c.compression in ("none", "auto") or c.dp != "client":
         return ""
     return (
         f"config key 'compression': {c.compression} cannot be combined with dp=client "
@@ -429,7 +463,7 @@ def _secagg_fixed_clipping(c: Config) -> str:
 
 
 def _secagg_plain_values(c: Config) -> str:
-    if not c.secagg or c.compression == "none":
+    if not c.secagg or c.compression in ("none", "auto"):
         return ""
     return (
         f"config key 'compression': {c.compression} cannot be combined with secagg=true "
@@ -455,6 +489,24 @@ def _personalize_needs_client_eval(c: Config) -> str:
     )
 
 
+def _patience_needs_validation(c: Config) -> str:
+    if c.patience == 0 or c.val_fraction > 0:
+        return ""
+    return (
+        f"config key 'patience': {c.patience} needs a validation split; set val-fraction > 0 "
+        "(the plateau is never judged on the test set)"
+    )
+
+
+def _validation_needs_data_here(c: Config) -> str:
+    if c.val_fraction == 0 or c.data != "sites":
+        return ""
+    return (
+        "config key 'val-fraction': not supported with data=sites (the coordinator holds no "
+        "data to score a validation split on); set val-fraction=0 and patience=0"
+    )
+
+
 CROSS_FIELD_RULES = (
     _stride_below_max_length,
     _min_replies_within_clients,
@@ -470,6 +522,8 @@ CROSS_FIELD_RULES = (
     _secagg_plain_values,
     _personalize_needs_a_federation,
     _personalize_needs_client_eval,
+    _patience_needs_validation,
+    _validation_needs_data_here,
 )
 """Checked in this order by :meth:`Config.validate`; the first that fails is the error."""
 

@@ -64,6 +64,9 @@ class Prepared:
     client_test: list[list[Doc]]
     global_test: list[Doc]
     report: list[dict[str, Any]] = field(default_factory=list)
+    client_val: list[list[Doc]] = field(default_factory=list)
+    """``val-fraction``: each client's validation documents, held out of its training part
+    (never trained on by any method, never in a test set); empty lists when off."""
     data_path: Path | None = None
     canaries: list[Canary] = field(default_factory=list)
     """``audit-canaries``: every canary with its coin flip (the included ones are already in
@@ -77,6 +80,12 @@ class Prepared:
     def train_docs(self) -> list[Doc]:
         """Every client's training documents, in client order (what centralized trains on)."""
         return [d for part in self.client_train for d in part]
+
+    @property
+    def val_docs(self) -> list[Doc]:
+        """Every client's validation documents, in client order (the global validation set the
+        server, the centralized trainer and each local model are stopped and chosen on)."""
+        return [d for part in self.client_val for d in part]
 
     @property
     def task_info(self) -> TaskInfo:
@@ -120,6 +129,7 @@ def prepare(cfg: Config) -> Prepared:
         test = [list(splits[n][1]) for n in names]
     else:
         names, train, test = _pooled_clients(cfg, [d for tr, _ in splits.values() for d in tr])
+    train, val = hold_out_validation(train, cfg.val_fraction, cfg.seed)
     canaries = make_canaries(
         cfg.audit_canaries, task=task, label_list=labels, client_names=names, seed=cfg.seed
     )
@@ -134,6 +144,7 @@ def prepare(cfg: Config) -> Prepared:
         client_test=test,
         global_test=global_test,
         report=_report(names, train, test),
+        client_val=val,
         data_path=path,
         canaries=canaries,
     )
@@ -191,6 +202,31 @@ def label_space(sites: dict[str, Dataset]) -> tuple[list[str], bool]:
     cls_sets = [ds for ds in datasets if isinstance(ds, ClsDataset)]
     names = sorted({name for ds in cls_sets for name in ds.label_names})
     return names, any(ds.multi_label for ds in cls_sets)
+
+
+VAL_SEED_OFFSET = 7919
+"""Added to ``seed + client`` for the validation draw, so it differs from the test split's."""
+
+
+def hold_out_validation(
+    train: list[list[Doc]], fraction: float, seed: int
+) -> tuple[list[list[Doc]], list[list[Doc]]]:
+    """(train, validation) per client: ``fraction`` of each client's training documents (at
+    least one when positive, never all) drawn with ``seed + VAL_SEED_OFFSET + client``.
+    ``fraction`` 0 returns the training parts unchanged and empty validation parts."""
+    if fraction <= 0:
+        return train, [[] for _ in train]
+    kept, val = [], []
+    for i, part in enumerate(train):
+        if len(part) < 2:
+            raise ConfigError(
+                f"config key 'val-fraction': client {i} has {len(part)} training document(s), "
+                "too few to hold out a validation split"
+            )
+        tr, va = split_train_test(part, fraction, seed + VAL_SEED_OFFSET + i)
+        kept.append(tr)
+        val.append(va)
+    return kept, val
 
 
 def _pooled_clients(

@@ -29,10 +29,12 @@ def federated_run(
     bytes_per_round: int,
     task: str = "ner",
     clients: int = 2,
+    summary_extra: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Path:
     """A finished federated run: ``scores[i]`` is the global-test metric after round i+1;
-    each round moves ``bytes_per_round`` down and the same up."""
+    each round moves ``bytes_per_round`` down and the same up (``summary_extra``: more
+    ``summary.json`` fields, e.g. a validation choice's ``test_at_best``)."""
     metric = "f1" if task == "ner" else "macro_f1"
     cfg = Config.from_mapping(
         {"method": method, "task": task, "rounds": len(scores), "out": str(out), **settings}
@@ -62,15 +64,26 @@ def federated_run(
         exchanged_parameters=bytes_per_round // 4,
         seconds=2.0 * len(scores),
     )
-    rundir.write_summary(RunSummary({**summary, "selected_layers": [4, 5], "num_blocks": 6}))
+    extra = {"selected_layers": [4, 5], "num_blocks": 6, **(summary_extra or {})}
+    rundir.write_summary(RunSummary({**summary, **extra}))
     return out
 
 
-def centralized_run(out: Path, *, scores: Sequence[float], task: str = "ner") -> Path:
-    """A finished ``fedskip centralized`` run with one test score per epoch."""
+def centralized_run(
+    out: Path, *, scores: Sequence[float], task: str = "ner", layers: int = 6, **settings: Any
+) -> Path:
+    """A finished ``fedskip centralized`` run with one test score per epoch, training the top
+    ``layers`` of 6 blocks."""
     metric = "f1" if task == "ner" else "macro_f1"
     cfg = Config.from_mapping(
-        {"method": "centralized", "task": task, "epochs": len(scores), "out": str(out)}
+        {
+            "method": "centralized",
+            "task": task,
+            "epochs": len(scores),
+            "out": str(out),
+            "layers": layers,
+            **settings,
+        }
     )
     rundir = RunDir(out)
     rundir.write_config(cfg)
@@ -91,7 +104,7 @@ def centralized_run(out: Path, *, scores: Sequence[float], task: str = "ner") ->
                 "model": "minilm",
                 "primary_metric": metric,
                 "final": {metric: scores[-1]},
-                "selected_layers": [0, 1, 2, 3, 4, 5],
+                "selected_layers": list(range(6 - layers, 6)),
                 "num_blocks": 6,
                 "seconds": 3.0 * len(scores),
             }

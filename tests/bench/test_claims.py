@@ -52,14 +52,14 @@ def verdicts(rows: list[ResultRow]) -> list[bool | None]:
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [
-        (methods() + axes(0.88, 0.86, 0.88, 0.85), [True, True, True, True, True]),
+        (methods() + axes(0.88, 0.86, 0.88, 0.85), [True, True, None, None, True, True, True]),
         # 64% less: below 70% - 5 points
-        (methods(reduction=0.64), [False, True, True, None, None]),
+        (methods(reduction=0.64), [False, True, None, None, True, None, None]),
         # 2.1 points below centralized, and below FedAvg's 0.86
-        (methods(skip=0.849), [True, False, False, None, None]),
+        (methods(skip=0.849), [True, False, None, None, False, None, None]),
         # non-IID costs 6 points; DP at ε=8 costs 5.5 points
-        (methods() + axes(0.88, 0.82, 0.88, 0.825), [True, True, True, False, False]),
-        ([], [None, None, None, None, None]),
+        (methods() + axes(0.88, 0.82, 0.88, 0.825), [True, True, None, None, True, False, False]),
+        ([], [None, None, None, None, None, None, None]),
     ],
 )
 def test_verdicts(rows: list[ResultRow], expected: list[bool | None]) -> None:
@@ -70,13 +70,13 @@ def test_evidence_quotes_the_numbers() -> None:
     claims = check_claims(methods() + axes(0.88, 0.86, 0.88, 0.85))
     assert claims[0].evidence.startswith("ner: 20.0 MB vs FedAvg 100.0 MB → 80.0% less")
     assert "0.880 vs centralized 0.900 (-2.0 points, -2.2% relative)" in claims[1].evidence
-    assert "fedavg 0.860 (≤)" in claims[2].evidence and "local 0.600 (≤)" in claims[2].evidence
-    assert "worst dir0.1 0.860 (2.0 points lower)" in claims[3].evidence
-    assert "ε=8: 0.850 (spent 7.90), ε=1: 0.100 (spent 0.99)" in claims[4].evidence
-    assert [c.verdict for c in claims] == ["held"] * 5
+    assert "fedavg 0.860 (≤)" in claims[4].evidence and "local 0.600 (≤)" in claims[4].evidence
+    assert "worst dir0.1 0.860 (2.0 points lower)" in claims[5].evidence
+    assert "ε=8: 0.850 (spent 7.90), ε=1: 0.100 (spent 0.99)" in claims[6].evidence
+    assert [c.verdict for c in claims] == ["held"] * 2 + ["not tested"] * 2 + ["held"] * 3
 
 
 def test_noniid_evidence_says_higher_when_skewed_data_scores_better() -> None:
     claims = check_claims(methods() + axes(0.86, 0.88, 0.88, 0.85))
-    assert "worst dir0.1 0.880 (2.0 points higher)" in claims[3].evidence
-    assert claims[3].verdict == "held"
+    assert "worst dir0.1 0.880 (2.0 points higher)" in claims[5].evidence
+    assert claims[5].verdict == "held"

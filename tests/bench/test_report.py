@@ -97,7 +97,7 @@ def test_suite_results_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "| robust to non-IID data | **not tested** |" in text  # no IID run in smoke
     assert "`classification-fedavg`" in text.split("## Not finished")[1]
     rows = (tmp_path / "results.csv").read_text().splitlines()
-    assert rows[0].startswith("name,groups,task,method,metric,status,layers")
+    assert rows[0].startswith("name,groups,task,method,metric,status,variant,seed,layers")
     assert len(rows) == 1 + 4
     for png in (tmp_path / "plots").glob("*.png"):
         assert_png(png)

@@ -62,7 +62,7 @@ def test_report_and_plots(smoke: Path) -> None:
 
     text = (smoke / "results.md").read_text()
     claims = text.split("## The paper's claims on our data")[1]
-    assert claims.count("| **") == 5
+    assert claims.count("| **") == 7
     rows = read_csv(smoke)
     reduction = 100 * float(rows["ner-layerskip"]["reduction"])
     assert f"→ {reduction:.1f}% less" in claims  # computed from the results, not stored

@@ -18,19 +18,30 @@ from fedskip.errors import ConfigError
 def test_paper_suite_configs() -> None:
     plan = plan_suite("paper")
     names = [c.name for c in plan.configs]
-    assert len(names) == len(set(names)) == 41  # 36 + personalization (ner-local shared)
+    # personalization: 5 more (ner-local shared); 6 NER + 3 classification methods, k, strategies, non-IID, DP, 6 same-blocks runs, and
+    # seeds 43 and 44 of the 19 methods / layers / gaps configs; the DP groups on their own
+    # corpus: 2 x 5 sample-level and 2 x 5 client-level runs
+    assert len(names) == len(set(names)) == 94
     assert names[:6] == [f"ner-{m}" for m in METHOD_ORDER]
     groups = {c.name: c.groups for c in plan.configs}
     # the default layer-skipping run serves every axis; k = all blocks is the FedAvg run
-    assert groups["ner-layerskip"] == ["methods", "layers", "strategies", "noniid", "privacy"]
-    assert groups["ner-fedavg"] == ["methods", "layers", "noniid", "privacy"]
-    layer_runs = [c for c in plan.configs if "layers" in c.groups]
+    assert groups["ner-layerskip"] == ["methods", "layers", "strategies", "noniid"]
+    assert groups["ner-fedavg"] == ["methods", "layers", "noniid"]
+    assert groups["ner-layerskip-dp"] == ["privacy"] and groups["ner-fedavg-cdp-eps1"] == [
+        "client-dp"
+    ]
+    layer_runs = [c for c in plan.configs if "layers" in c.groups and "variant" not in c.labels]
     assert sorted(int(c.labels["k"]) for c in layer_runs) == [1, 2, 3, 4, 5, 6]
     by_name = {c.name: c for c in plan.configs}
     assert by_name["ner-layerskip-dir0.1"].settings["alpha"] == 0.1
-    assert by_name["ner-fedavg-eps2"].settings["target-epsilon"] == 2.0
+    assert by_name["ner-fedavg-dp-eps2"].settings["target-epsilon"] == 2.0
+    assert by_name["ner-fedavg-dp-eps2"].settings["synth-docs"] == 240
+    assert by_name["ner-layerskip-cdp-eps8"].settings["clients"] == 64
     assert by_name["ner-fedprox"].settings["layers"] == 6  # a full-model baseline
-    assert by_name["classification-centralized"].settings["epochs"] == 5  # = rounds x local epochs
+    assert by_name["classification-centralized"].settings["epochs"] == 20  # rounds x local epochs
+    assert by_name["ner-centralized-k3"].groups == ["gaps"]
+    assert by_name["ner-layerskip-s44"].settings["seed"] == 44
+    assert by_name["ner-layerskip-s44"].labels["variant"] == "ner-layerskip"
 
 
 def test_overrides_reach_every_config(tmp_path: Path) -> None:

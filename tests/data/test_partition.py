@@ -78,6 +78,32 @@ def test_split_rounding_keeps_one_train_doc(
     assert (len(train), len(test)) == sizes
 
 
+def test_split_keeps_each_patients_notes_on_one_side() -> None:
+    # 6 patients with 1-4 notes each (16 notes), and 2 notes without a patient id
+    patients = ["p1"] * 4 + ["p2"] * 3 + ["p3"] * 3 + ["p4"] * 2 + ["p5"] * 2 + ["p6"] * 2
+    docs = [
+        ClsDocument(doc_id=f"n{i}", text="x", labels=["a"], patient_id=p)
+        for i, p in enumerate([*patients, None, None])
+    ]
+    for seed in range(20):
+        train, test = split_train_test(docs, 0.25, seed=seed)
+        assert len(train) + len(test) == len(docs) and train and test
+        train_patients = {d.patient_id for d in train if d.patient_id}
+        test_patients = {d.patient_id for d in test if d.patient_id}
+        assert not train_patients & test_patients
+        # whole patients until int(18 * 0.25 + 0.5) = 5 notes; the overshoot is less than the
+        # largest patient's 4 notes
+        assert 5 <= len(test) <= 5 - 1 + 4
+
+
+def test_split_without_patients_is_the_plain_shuffle_split() -> None:
+    docs = [ClsDocument(doc_id=f"n{i}", text="x", labels=["a"]) for i in range(10)]
+    train, test = split_train_test(docs, 0.2, seed=7)
+    plain_train, plain_test = split_train_test(list(range(10)), 0.2, seed=7)
+    assert [int(d.doc_id[1:]) for d in test] == plain_test
+    assert [int(d.doc_id[1:]) for d in train] == plain_train
+
+
 def test_split_errors() -> None:
     with pytest.raises(ConfigError, match=r"'test-fraction': 1.0 must be >= 0 and < 1"):
         split_train_test([1, 2], 1.0, seed=0)

@@ -312,39 +312,161 @@ def test_ensure_synth_unwritable_cache_is_a_data_error(
         ensure_synth(Config(synth_sites=1, synth_docs=2))
 
 
-DETERMINER_WORDS = ("a", "an", "the", "his", "her", "any", "some", "this", "their", "these")
+DETERMINER_WORDS = ("a", "an", "the", "his", "her", "some", "several", "multiple", "two")
+NEGATION_CUES = ("no", "denies", "without", "negative", "ruled", "not")
+UNCERTAINTY_CUES = (
+    "r/o",
+    "rule",
+    "concern",
+    "concerning",
+    "possible",
+    "likely",
+    "versus",
+    "evaluate",
+    "suspected",
+    "differential",
+    "workup",
+)
+HYPOTHETICAL_CUES = ("if", "return", "call", "develop")
+FAMILY_CUES = ("mother", "father", "brother", "sister", "family")
+AST = re.compile(
+    r'^(c=".+" \d+:\d+ \d+:\d+\|\|t="problem")\|\|a="(present|absent|possible|conditional|'
+    r'hypothetical|associated_with_someone_else)"$'
+)
 
 
-def test_sites_follow_their_annotation_conventions(clean_ner: dict) -> None:
-    def det_share(site: str) -> float:
-        texts = [t for concepts in clean_ner[site] for t, *_ in concepts]
-        return sum(t.split(" ", 1)[0] in DETERMINER_WORDS for t in texts) / len(texts)
+def note_files(root: Path) -> list[tuple[Path, Path, Path]]:
+    """(txt, con, ast) of every generated note."""
+    return [
+        (site / "txt" / f"{con.stem}.txt", con, site / "ast" / f"{con.stem}.ast")
+        for site in sorted((root / "ner").iterdir())
+        for con in sorted((site / "concept").glob("*.con"))
+    ]
 
-    assert det_share("site-1") > 0.02 and det_share("site-3") > 0.02  # i2b2 style: "her pain"
-    assert det_share("site-2") == 0.0 and det_share("site-4") == 0.0  # determiner left outside
+
+def test_every_site_puts_determiners_and_modifiers_inside_spans(clean_ner: dict) -> None:
+    """i2b2 2010: articles, possessives, quantifiers and modifiers belong to the concept."""
+    for site, docs in clean_ner.items():
+        texts = [t for concepts in docs for t, *_ in concepts]
+        first = Counter(t.split(" ", 1)[0] for t in texts)
+        assert sum(first[w] for w in DETERMINER_WORDS) / len(texts) > 0.08, site
+        assert first["a"] and first["an"] and first["his"] + first["her"] and first["the"], site
+        assert sum(first[w] for w in ("severe", "mild", "acute", "chronic", "left", "right")), site
+
+
+def test_no_determiner_is_left_outside_a_span(clean: Path) -> None:
+    left_out = 0
+    for txt, con, _ in note_files(clean):
+        lines = txt.read_text(encoding="utf-8").split("\n")
+        for _, line, start, _, _ in parse_con(txt, con):
+            before = lines[line - 1].split(" ")[start - 1].lower() if start else ""
+            left_out += before in ("a", "an", "the", "his", "her")
+    assert left_out == 0
+
+
+def test_guideline_phrases_appear_whole(clean_ner: dict) -> None:
+    texts = {t for docs in clean_ner.values() for concepts in docs for t, *_ in concepts}
+    assert any(re.fullmatch(r"an? \d+(\.\d)? (cm|mm) [a-z ]+", t) for t in texts)  # a 2 cm mass
+    assert any(re.fullmatch(r"an? (mri|ct|ultrasound) of the [a-z ]+", t) for t in texts)
+    assert any(t in ("his home medications", "her home medications") for t in texts)
+    assert any(t.startswith(("her worsening ", "his worsening ")) for t in texts)
+
+
+def test_ast_files_list_the_problems_with_cue_consistent_assertions(clean: Path) -> None:
+    counts: Counter[str] = Counter()
+    for txt, con, ast in note_files(clean):
+        problems = [
+            raw.split("||t=")[0] for raw in con.read_text().splitlines() if 'problem"' in raw
+        ]
+        lines = txt.read_text(encoding="utf-8").split("\n")
+        asserted = []
+        for raw in ast.read_text().splitlines():
+            m = AST.match(raw)
+            assert m, f"{ast}: bad line {raw!r}"
+            asserted.append(m.group(1).split("||t=")[0])
+            where = m.group(1).split('" ', 1)[1].split()[0]
+            line, start = (int(x) for x in where.split(":"))
+            words = [w.lower() for w in lines[line - 1].split(" ")]
+            before = words[:start]
+            kind = m.group(2)
+            counts[kind] += 1
+            cues = {
+                "absent": NEGATION_CUES,
+                "possible": UNCERTAINTY_CUES,
+                "hypothetical": HYPOTHETICAL_CUES,
+                "associated_with_someone_else": FAMILY_CUES,
+            }.get(kind)
+            if cues:
+                assert set(words) & set(cues), f"{ast}: {kind} without a cue: {raw!r}"
+            if before[-1:] in (["denies"], ["no"], ["without"]):
+                assert kind == "absent", f"{ast}: negated but {kind}: {raw!r}"
+        assert asserted == problems, ast
+    assert all(counts[k] > 20 for k in ("present", "absent", "possible", "hypothetical"))
+    assert counts["associated_with_someone_else"] > 5
+
+
+def test_patients_have_several_notes_that_share_their_history(clean: Path) -> None:
+    from fedskip.data.readers import read_sites
+
+    for site_dir in sorted((clean / "ner").iterdir()):
+        with (site_dir / "patients.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        stems = sorted(p.stem for p in (site_dir / "txt").glob("*.txt"))
+        assert sorted(r["record"] for r in rows) == stems
+        notes: dict[str, list[str]] = defaultdict(list)
+        for r in rows:
+            notes[r["patient"]].append(r["record"])
+        assert sum(len(v) > 1 for v in notes.values()) >= len(notes) // 3, site_dir.name
+        for records in (v for v in notes.values() if len(v) > 1):
+            concepts = [
+                {
+                    t
+                    for t, *_ in parse_con(
+                        site_dir / "txt" / f"{r}.txt", site_dir / "concept" / f"{r}.con"
+                    )
+                }
+                for r in records
+            ]
+            assert set.intersection(*concepts), f"{records}: notes of one patient share no concept"
+    ner = read_sites(clean / "ner")
+    for ds in ner.values():
+        patients = {d.patient_id for d in ds.documents}
+        assert None not in patients and len(patients) < len(ds.documents)
+
+
+def test_notes_have_dated_sections(clean: Path) -> None:
+    kinds: Counter[str] = Counter()
+    for txt, _, _ in note_files(clean):
+        lines = [line.lower() for line in txt.read_text(encoding="utf-8").split("\n")]
+        headers = [line for line in lines if line.endswith(":") or re.match(r"^[a-z /&]+ : ", line)]
+        assert len(headers) >= 3, txt
+        if lines[0] == "admission date :":
+            kinds["discharge"] += 1
+            assert lines[2] == "discharge date :" and any("course" in h for h in headers), txt
+        elif "progress" in lines[0] or "interval" in lines[0]:
+            kinds["progress"] += 1
+        else:
+            kinds["admission"] += 1
+            assert any("history of" in h or "hpi" in h for h in headers), txt
+    assert all(kinds[k] >= 20 for k in ("discharge", "admission", "progress")), kinds
+
+
+def test_entity_segs_keep_every_prefix_inside_the_span() -> None:
+    from fedskip.data.synth.text import entity_segs
+
+    segs = entity_segs("her|severe|chest pain", "problem")
+    assert [(s.text, s.type) for s in segs] == [("her severe chest pain", "problem")]
+    assert [(s.text, s.type) for s in entity_segs("cxr", "test")] == [("cxr", "test")]
 
 
 @pytest.mark.parametrize(
-    ("det_in", "mod_in", "expected"),
-    [
-        (True, True, [("her severe chest pain", "problem")]),
-        (False, True, [("her", None), ("severe chest pain", "problem")]),
-        (True, False, [("her severe", None), ("chest pain", "problem")]),
-        (False, False, [("her severe", None), ("chest pain", "problem")]),
-    ],
+    ("word", "article"),
+    [("mri", "an"), ("ekg", "an"), ("cxr", "a"), ("infiltrate", "an"), ("rash", "a")],
 )
-def test_entity_segs_places_prefixes_by_convention(
-    det_in: bool, mod_in: bool, expected: list[tuple[str, str | None]]
-) -> None:
-    from dataclasses import replace
+def test_articles_agree_by_sound(word: str, article: str) -> None:
+    from fedskip.data.synth.text import _article
 
-    from fedskip.data.synth.sites import site_profile
-    from fedskip.data.synth.text import entity_segs
-
-    profile = replace(site_profile(1), det_in_span=det_in, modifier_in_span=mod_in)
-    segs = entity_segs(profile, "her|severe|chest pain", "problem")
-    assert [(s.text, s.type) for s in segs] == expected
-    assert [(s.text, s.type) for s in entity_segs(profile, "cxr", "test")] == [("cxr", "test")]
+    assert _article(word) == article
 
 
 def test_no_internal_markup_reaches_the_files(corpus: Path) -> None:

@@ -60,6 +60,7 @@ def make_cfg(sites: Path, tmp_path: Path) -> Callable[..., Config]:
             rounds=2,
             lr=1e-3,
             local_epochs=1,
+            compression="none",
             out=str(tmp_path / "run"),
         )
         base.update(changes)

@@ -1,14 +1,26 @@
 """The paper's claims, checked on a suite's own results.
 
 Each check reads the results table (never a stored number) and returns a :class:`Claim`:
-``held`` True / False, or None when the suite did not run what the claim needs. The
-thresholds below are how we read the paper's wording; they are printed with every verdict.
+``held`` True / False, or None when the suite did not run what the claim needs — or when the
+claim is **inconclusive**: with several seeds per run, a claim that compares a difference with
+a threshold reads held / not held only when the difference clears the threshold by more than
+the seed spread (:func:`fedskip.bench.spread.verdict`), else inconclusive. Runs with one seed
+are compared plainly (their spread is unknown; the evidence then shows no ± figure). Every
+metric is the run's reported one (:attr:`~fedskip.bench.table.ResultRow.score`: the test metric
+of the validation-chosen model when the run had a validation split). The thresholds below are
+how we read the paper's wording; they are printed with every verdict.
 
 1. Communication: layer skipping exchanges about 70% less than full FedAvg
    (held when the measured reduction is at least :data:`COMM_REDUCTION` - :data:`COMM_TOLERANCE`).
-2. Accuracy: within 2% of centralized training (held when the final metric is at most
-   :data:`CENTRAL_GAP_POINTS` points below the centralized run of the same task).
-3. Baselines: layer skipping's final metric is at least that of every baseline run
+2. Accuracy: within 2% of centralized training (held when the metric is at most
+   :data:`CENTRAL_GAP_POINTS` points below the centralized full fine-tuning run of the same
+   task), judged apart for its two parts:
+
+   * the **federation gap**: layer skipping versus centralized training of the *same blocks*
+     (``gaps`` group: ``method=centralized``, ``layers=k``) — what federating costs;
+   * the **capacity gap**: centralized training of the same blocks versus centralized full
+     fine-tuning — what training only k blocks costs.
+3. Baselines: layer skipping's metric is at least that of every baseline run
    (FedAvg, FedProx, LoRA, local-only) of the same task.
 4. Non-IID: going from IID to the most skewed partition costs layer skipping at most
    :data:`NONIID_MAX_DROP` points.
@@ -21,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fedskip.bench.spread import HELD, INCONCLUSIVE, NOT_HELD, Spread, spread, verdict
 from fedskip.bench.table import ResultRow
 
 COMM_REDUCTION = 0.70
@@ -39,19 +52,59 @@ class Claim:
     title: str
     held: bool | None
     evidence: str
+    outcome: str = ""
+    """``inconclusive`` when the seed spread decides nothing (``held`` is then None)."""
 
     @property
     def verdict(self) -> str:
-        return {True: "held", False: "not held", None: "not tested"}[self.held]
+        if self.outcome:
+            return self.outcome
+        return {True: HELD, False: NOT_HELD, None: "not tested"}[self.held]
 
 
 def _method_row(rows: Sequence[ResultRow], task: str, method: str) -> ResultRow | None:
     """The ``methods``-group run of ``method`` on ``task`` (the headline comparison)."""
-    for row in rows:
-        in_methods = "methods" in row.groups.split()
-        if row.task == task and row.method == method and in_methods and row.final is not None:
-            return row
-    return None
+    found = _replicas(rows, task, method)
+    return found[0] if found else None
+
+
+def _replicas(
+    rows: Sequence[ResultRow], task: str, method: str, group: str = "methods"
+) -> list[ResultRow]:
+    """Every seed of the first ``group`` run of ``method`` on ``task`` that has a score."""
+    chosen = [
+        r
+        for r in rows
+        if r.task == task and r.method == method and group in r.groups.split()
+        if r.score is not None
+    ]
+    return [r for r in chosen if r.group == chosen[0].group] if chosen else []
+
+
+def _spread(rows: Sequence[ResultRow]) -> Spread:
+    return spread([r.score for r in rows if r.score is not None])
+
+
+def _show(side: Spread) -> str:
+    """``0.850`` (one seed) or ``0.850 ± 0.010`` (mean ± std over seeds)."""
+    return side.format(1.0, 3)
+
+
+def _judge(points: float, threshold: float, sides: Sequence[Spread]) -> tuple[str, str]:
+    """(outcome, ``± s`` text) of the claim ``points <= threshold`` (both in points)."""
+    outcome, s = verdict(points / 100 - EPS, threshold / 100, sides, single_seed_ok=True)
+    return outcome, ("" if s is None else f" ± {100 * s:.1f}")
+
+
+def _combine(outcomes: Sequence[str]) -> tuple[bool | None, str]:
+    """(held, outcome) over tasks: not held if any is, else inconclusive if any is, else held."""
+    if not outcomes:
+        return None, ""
+    if NOT_HELD in outcomes:
+        return False, ""
+    if INCONCLUSIVE in outcomes:
+        return None, INCONCLUSIVE
+    return True, ""
 
 
 def _tasks(rows: Sequence[ResultRow]) -> list[str]:
@@ -85,43 +138,109 @@ def check_communication(rows: Sequence[ResultRow]) -> Claim:
 
 
 def check_centralized_gap(rows: Sequence[ResultRow]) -> Claim:
-    verdicts, notes = [], []
+    outcomes, notes = [], []
     for task in _tasks(rows):
-        ours = _method_row(rows, task, OURS)
-        central = _method_row(rows, task, "centralized")
-        if ours is None or central is None or ours.gap_points is None:
+        ours, central = _replicas(rows, task, OURS), _replicas(rows, task, "centralized")
+        if not ours or not central:
             continue
-        verdicts.append(ours.gap_points >= -CENTRAL_GAP_POINTS - EPS)
+        a, b = _spread(ours), _spread(central)
+        gap = 100.0 * (a.mean - b.mean)
+        outcome, pm = _judge(-gap, CENTRAL_GAP_POINTS, [a, b])
+        outcomes.append(outcome)
         notes.append(
-            f"{task}: {ours.metric} {ours.final:.3f} vs centralized {central.final:.3f} "
-            f"({ours.gap_points:+.1f} points, {_relative(ours.final, central.final)} relative)"
+            f"{task}: {ours[0].metric} {_show(a)} vs centralized {_show(b)} "
+            f"({gap:+.1f}{pm} points, {_relative(a.mean, b.mean)} relative)"
         )
     rule = f"held when at most {CENTRAL_GAP_POINTS:g} points below centralized"
-    return Claim("within 2% of centralized training", _all(verdicts), _join(notes, rule))
+    held, outcome = _combine(outcomes)
+    return Claim("within 2% of centralized training", held, _join(notes, rule), outcome)
+
+
+GAPS = "gaps"
+"""The suite group of centralized runs that train the same blocks as a layer-skipping k."""
+
+
+def _same_blocks(rows: Sequence[ResultRow], task: str, k: int | None) -> list[ResultRow]:
+    """Every seed of the centralized ``gaps`` run of ``task`` that trains ``k`` blocks."""
+    chosen = [
+        r
+        for r in rows
+        if r.task == task and r.method == "centralized" and GAPS in r.groups.split()
+        if r.layers == k and r.score is not None
+    ]
+    return [r for r in chosen if r.group == chosen[0].group] if chosen else []
+
+
+def check_federation_gap(rows: Sequence[ResultRow]) -> Claim:
+    """Layer skipping versus centralized training of the same blocks (what federating costs)."""
+    outcomes, notes = [], []
+    for task in _tasks(rows):
+        ours = _replicas(rows, task, OURS)
+        same = _same_blocks(rows, task, ours[0].layers if ours else None)
+        if not ours or not same:
+            continue
+        a, b = _spread(ours), _spread(same)
+        gap = 100.0 * (a.mean - b.mean)
+        outcome, pm = _judge(-gap, CENTRAL_GAP_POINTS, [a, b])
+        outcomes.append(outcome)
+        notes.append(
+            f"{task} k={ours[0].layers}: federated {_show(a)} vs centralized same blocks "
+            f"{_show(b)} ({gap:+.1f}{pm} points)"
+        )
+    rule = f"held when at most {CENTRAL_GAP_POINTS:g} points below centralized, same blocks"
+    held, outcome = _combine(outcomes)
+    title = "federation gap: within 2 points of centralized, same blocks"
+    return Claim(title, held, _join(notes, rule), outcome)
+
+
+def check_capacity_gap(rows: Sequence[ResultRow]) -> Claim:
+    """Centralized training of layer skipping's blocks versus centralized full fine-tuning
+    (what training only k blocks costs, federation aside)."""
+    outcomes, notes = [], []
+    for task in _tasks(rows):
+        ours = _replicas(rows, task, OURS)
+        same = _same_blocks(rows, task, ours[0].layers if ours else None)
+        full = _replicas(rows, task, "centralized")
+        if not same or not full:
+            continue
+        a, b = _spread(same), _spread(full)
+        gap = 100.0 * (a.mean - b.mean)
+        outcome, pm = _judge(-gap, CENTRAL_GAP_POINTS, [a, b])
+        outcomes.append(outcome)
+        notes.append(
+            f"{task} k={same[0].layers}: centralized same blocks {_show(a)} vs full "
+            f"{_show(b)} ({gap:+.1f}{pm} points)"
+        )
+    rule = f"held when k blocks are at most {CENTRAL_GAP_POINTS:g} points below all blocks"
+    held, outcome = _combine(outcomes)
+    title = "capacity gap: k blocks within 2 points of full fine-tuning (centralized)"
+    return Claim(title, held, _join(notes, rule), outcome)
 
 
 def check_baselines(rows: Sequence[ResultRow]) -> Claim:
-    verdicts, notes = [], []
+    outcomes, notes = [], []
     for task in _tasks(rows):
-        ours = _method_row(rows, task, OURS)
-        assert ours is not None and ours.final is not None
+        ours = _spread(_replicas(rows, task, OURS))
         compared = []
         for method in BASELINES:
-            other = _method_row(rows, task, method)
-            if other is None or other.final is None:
+            others = _replicas(rows, task, method)
+            if not others:
                 continue
-            won = ours.final >= other.final - EPS
-            verdicts.append(won)
-            compared.append(f"{method} {other.final:.3f} ({'≤' if won else '>'})")
+            other = _spread(others)
+            outcome, pm = _judge(100.0 * (other.mean - ours.mean), 0.0, [ours, other])
+            outcomes.append(outcome)
+            mark = {HELD: "≤", NOT_HELD: ">"}.get(outcome, "≈")
+            compared.append(f"{method} {_show(other)} ({mark})")
         if compared:
-            notes.append(f"{task}: layerskip {ours.final:.3f} vs " + ", ".join(compared))
+            notes.append(f"{task}: layerskip {_show(ours)} vs " + ", ".join(compared))
     rule = "held when layer skipping ≥ every baseline on every task"
-    return Claim("beats the baselines", _all(verdicts), _join(notes, rule))
+    held, outcome = _combine(outcomes)
+    return Claim("beats the baselines", held, _join(notes, rule), outcome)
 
 
 def _axis_rows(rows: Sequence[ResultRow], group: str, method: str) -> list[ResultRow]:
     return [
-        r for r in rows if r.method == method and group in r.groups.split() and r.final is not None
+        r for r in rows if r.method == method and group in r.groups.split() and r.score is not None
     ]
 
 
@@ -134,20 +253,20 @@ def check_noniid(rows: Sequence[ResultRow]) -> Claim:
     ours = _axis_rows(rows, "noniid", OURS)
     iid = next((r for r in ours if r.extra.get("partition") == "iid"), None)
     skewed = [r for r in ours if r.extra.get("partition") not in (None, "iid")]
-    if iid is None or not skewed or iid.final is None:
+    if iid is None or not skewed or iid.score is None:
         return Claim("robust to non-IID data", None, "needs the IID and non-IID layerskip runs")
-    worst = min(skewed, key=lambda r: r.final or 0.0)
-    drop = 100.0 * (iid.final - (worst.final or 0.0))
+    worst = min(skewed, key=lambda r: r.score or 0.0)
+    drop = 100.0 * (iid.score - (worst.score or 0.0))
     notes = [
-        f"layerskip IID {iid.final:.3f}, worst {worst.extra.get('partition')} "
-        f"{worst.final:.3f} ({_lower(drop)})"
+        f"layerskip IID {iid.score:.3f}, worst {worst.extra.get('partition')} "
+        f"{worst.score:.3f} ({_lower(drop)})"
     ]
     fed = _axis_rows(rows, "noniid", "fedavg")
     fed_iid = next((r for r in fed if r.extra.get("partition") == "iid"), None)
     fed_skewed = [r for r in fed if r.extra.get("partition") not in (None, "iid")]
-    if fed_iid is not None and fed_skewed and fed_iid.final is not None:
-        fed_worst = min(fed_skewed, key=lambda r: r.final or 0.0)
-        fed_drop = 100.0 * (fed_iid.final - (fed_worst.final or 0.0))
+    if fed_iid is not None and fed_skewed and fed_iid.score is not None:
+        fed_worst = min(fed_skewed, key=lambda r: r.score or 0.0)
+        fed_drop = 100.0 * (fed_iid.score - (fed_worst.score or 0.0))
         notes.append(f"FedAvg for comparison: {_lower(fed_drop)}")
     rule = f"held when the drop is at most {NONIID_MAX_DROP:g} points"
     return Claim("robust to non-IID data", drop <= NONIID_MAX_DROP + EPS, _join(notes, rule))
@@ -160,18 +279,18 @@ def check_privacy(rows: Sequence[ResultRow]) -> Claim:
         (r for r in ours if r.target_epsilon is not None),
         key=lambda r: -(r.target_epsilon or 0.0),
     )
-    if plain is None or not private or plain.final is None:
+    if plain is None or not private or plain.score is None:
         return Claim(
             "robust with differential privacy", None, "needs layerskip with and without DP"
         )
     loosest = private[0]
-    drop = 100.0 * (plain.final - (loosest.final or 0.0))
+    drop = 100.0 * (plain.score - (loosest.score or 0.0))
     each = ", ".join(
-        f"ε={r.target_epsilon:g}: {r.final:.3f}"
+        f"ε={r.target_epsilon:g}: {r.score:.3f}"
         + (f" (spent {r.epsilon:.2f})" if r.epsilon is not None else "")
         for r in private
     )
-    notes = [f"layerskip no DP {plain.final:.3f}; {each}"]
+    notes = [f"layerskip no DP {plain.score:.3f}; {each}"]
     rule = f"held when ε={loosest.target_epsilon:g} loses at most {DP_MAX_DROP:g} points"
     return Claim("robust with differential privacy", drop <= DP_MAX_DROP + EPS, _join(notes, rule))
 
@@ -181,6 +300,8 @@ def check_claims(rows: Sequence[ResultRow]) -> list[Claim]:
     return [
         check_communication(rows),
         check_centralized_gap(rows),
+        check_federation_gap(rows),
+        check_capacity_gap(rows),
         check_baselines(rows),
         check_noniid(rows),
         check_privacy(rows),

@@ -10,7 +10,8 @@ rounds with server-side and client-side evaluations and the bytes that crossed t
   (server-side evaluation when there is one, else the clients' federated evaluation), the
   cumulative bytes exchanged (up + down, training messages only) and the elapsed seconds; a
   local-only run's point is the mean over its site models;
-* ``final`` is the metric after the last round, ``best`` the highest over the curve;
+* ``final`` is the metric after the last round, ``best`` the highest over the curve (with a
+  validation split: ``test_at_best``, the test metric of the round chosen on validation);
 * runs that exchange nothing (centralized, local-only) have zero bytes.
 """
 
@@ -100,7 +101,12 @@ class RunRecord:
 
     @property
     def best(self) -> float | None:
-        """Highest primary metric of the run (over the curve and the summary's best/final)."""
+        """Highest primary metric of the run (over the curve and the summary's best/final);
+        with a validation split the test metric of the validation-chosen round, never a best
+        picked on the test set."""
+        chosen = self.summary.number("test_at_best")
+        if chosen is not None:
+            return chosen
         values = [p.metric for p in self.curve if p.metric is not None]
         if self.per_client:  # its best_metric is the best single client, not the best epoch
             return max(values) if values else self.final

@@ -17,7 +17,15 @@ from fedskip.bench.personalization import personalization_sections, run_section
 from fedskip.bench.records import RunRecord, load_run, load_runs
 from fedskip.bench.runner import LOG_FILE, SUITE_FILE, read_manifest, run_path, settings_line
 from fedskip.bench.suites import METHOD_ORDER
-from fedskip.bench.table import ResultRow, build_rows, markdown_table, write_csv
+from fedskip.bench.table import (
+    ResultRow,
+    build_rows,
+    collapse_seeds,
+    fmt,
+    markdown_table,
+    with_spread,
+    write_csv,
+)
 from fedskip.errors import ConfigError
 
 PLOTS = "plots"
@@ -130,10 +138,12 @@ def write_results(out: str | Path) -> Path:
     labels = {c["name"]: c["labels"] for c in manifest["configs"]}
     finished = [r for r in records if r.complete]  # running or failed ones: "Not finished"
     rows = build_rows(finished, groups, labels)
-    write_csv(rows, folder / "results.csv")
+    write_csv(rows, folder / "results.csv")  # one row per run and seed
+    shown = collapse_seeds(rows)  # tables: one row per configuration, mean ± std over seeds
     lines = _suite_header(manifest, records)
-    lines += _methods_section(finished, rows, folder)
-    lines += _ablation_sections(rows, folder)
+    lines += _methods_section(finished, shown, folder)
+    lines += _gaps_section(shown)
+    lines += _ablation_sections(shown, folder)
     lines += personalization_sections(finished, labels, folder)
     lines += _missing_section(manifest, records)
     lines += ["## The paper's claims on our data", "", claims_markdown(check_claims(rows)), ""]
@@ -255,6 +265,49 @@ def _methods_section(
     return lines
 
 
+def _gaps_section(rows: Sequence[ResultRow]) -> list[str]:
+    """Per layer-skipping k with a centralized same-blocks run (``gaps`` group): the federation
+    gap (federated − centralized, same blocks) and the capacity gap (centralized same blocks −
+    centralized full fine-tuning), in points."""
+    same = {(r.task, r.layers): r for r in _in(rows, "gaps") if r.method == "centralized"}
+    if not same:
+        return []
+    full = {r.task: r for r in _in(rows, "methods") if r.method == "centralized"}
+    skips = [
+        r for r in rows if r.method == "layerskip" and {"methods", "layers"} & set(r.groups.split())
+    ]
+    lines = [
+        "## Federation gap and capacity gap",
+        "",
+        "| task | k | federated | centralized, same blocks | centralized, full | "
+        "federation gap (pts) | capacity gap (pts) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for skip in sorted(skips, key=lambda r: (r.task, r.layers or 0)):
+        key = (skip.task, skip.layers)
+        central = same.get(key)
+        if central is None or key in seen or skip.score is None or central.score is None:
+            continue
+        seen.add(key)
+        base = full.get(skip.task)
+        federation = 100.0 * (skip.score - central.score)
+        capacity = (
+            None if base is None or base.score is None else 100 * (central.score - base.score)
+        )
+        cells = [
+            skip.task,
+            str(skip.layers),
+            with_spread(skip, "score", fmt(skip.score)),
+            with_spread(central, "score", fmt(central.score)),
+            "–" if base is None else with_spread(base, "score", fmt(base.score)),
+            fmt(federation, ".1f", signed=True),
+            fmt(capacity, ".1f", signed=True),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, "", "Gaps are differences of the means over seeds.", ""]
+
+
 SCORE_COLUMNS = ["final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%"]
 """What every results table shows of a run's scores and traffic."""
 ABLATION_COLUMNS = ["run", "k", *SCORE_COLUMNS, "s"]
@@ -291,6 +344,15 @@ AXES = (
         "target ε per patient (DP-SGD)",
         "Differential privacy",
         "privacy.png",
+        ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s"),
+    ),
+    Axis(
+        "client-dp",
+        "target_epsilon",
+        (0, 8.0, 4.0, 2.0, 1.0),
+        "target ε per client (client-level DP-FedAvg)",
+        "Client-level differential privacy",
+        "client-dp.png",
         ("run", "method", "ε target", "ε spent", "final", "best", "gap (pts)", "s"),
     ),
 )

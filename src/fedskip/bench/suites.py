@@ -15,9 +15,18 @@ Groups (the ``groups`` of a config; the report plots and claims read them):
 ``strategies``  top / bottom / interleaved / importance / rotating at the default k
 ``noniid``      IID, Dirichlet α and natural by-site partitions, for layer skipping and FedAvg
 ``privacy``     no DP and sample-level DP-SGD at target ε, for layer skipping and FedAvg
+``client-dp``   (``Sweep.client_dp_clients`` > 0) client-level DP-FedAvg over that many simulated
+                clients (IID partition of the privacy corpus) at each target ε, and no DP
+``gaps``        (``Sweep.same_blocks``) centralized training of the same blocks as each
+                layer-skipping k (``<task>-centralized-k<k>``): the federation gap apart from
+                the capacity gap
 ``frontier``    (extension point) added by builders registered with :func:`register_group`
 ``personalization``  (registered) ``paper`` suite: personalize none vs head and local-only on
                 natural and Dirichlet α = 0.1 partitions (:mod:`fedskip.bench.personalization`)
+
+Seeds (``Sweep.seeds``): every config of the ``Sweep.seed_groups`` is also run with each other
+seed, as ``<name>-s<seed>`` (label ``variant`` = the name it replicates); reports show mean ±
+std over a variant's seeds. The replicas come after every first-seed config in run order.
 
 Every name is a run-directory name: ``<task>-<method>[-<variant>]``.
 """
@@ -32,7 +41,17 @@ from fedskip.config import Config, Scalar
 from fedskip.errors import ConfigError
 
 METHOD_ORDER = ("centralized", "local", "fedavg", "fedprox", "lora", "layerskip")
-GROUPS = ("methods", "layers", "strategies", "noniid", "privacy", "frontier", "personalization")
+GROUPS = (
+    "methods",
+    "layers",
+    "strategies",
+    "noniid",
+    "privacy",
+    "client-dp",
+    "gaps",
+    "frontier",
+    "personalization",
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,17 @@ class Sweep:
     """Config keys per task on top of the suite's settings (data size, window length)."""
     method_settings: dict[str, dict[str, Scalar]] = field(default_factory=dict)
     """Config keys per method, e.g. LoRA's larger learning rate (adapters start at zero)."""
+    privacy_settings: dict[str, Scalar] = field(default_factory=dict)
+    """Config keys of every ``privacy`` / ``client-dp`` run, DP or not (a larger corpus, DP
+    batch sizes); when set, those runs are named ``<task>-<method>-dp…`` (they are not the
+    methods group's configs)."""
+    client_dp_clients: int = 0
+    """``client-dp`` group: simulated clients of client-level DP (0 = no such group)."""
+    same_blocks: bool = False
+    """``gaps`` group: a centralized run training the same blocks as each layer-skipping k."""
+    seeds: tuple[int, ...] = ()
+    """Seeds of the ``seed_groups`` configs (empty: the suite's ``seed`` only)."""
+    seed_groups: tuple[str, ...] = ("methods", "layers", "gaps")
 
 
 @dataclass
@@ -114,6 +144,9 @@ _SHARED: dict[str, Scalar] = {
     "seed": 42,
     "quiet": True,
     "eval-clients": False,
+    # every method exchanges plain fp32 tensors, as in the paper; wire compression is studied
+    # on its own axis (the frontier suite sets it per point)
+    "compression": "none",
 }
 
 LORA_SETTINGS: dict[str, Scalar] = {"lr": 2e-3}
@@ -151,19 +184,45 @@ SMOKE = Suite(
     ),
 )
 
+PLATEAU: dict[str, Scalar] = {"val-fraction": 0.2, "patience": 3, "min-delta": 0.005}
+"""Train to a plateau (issue #16): each client holds out a fifth of its training notes for
+validation; a run stops after 3 rounds / epochs without half a point of validation gain, at
+``rounds`` / ``epochs`` at the latest, and reports the test metric of the round chosen on
+validation."""
+
+SEEDS = (42, 43, 44)
+"""The seeds of the methods, layer-count and same-blocks groups (mean ± std in the tables)."""
+
+DP_SETTINGS: dict[str, Scalar] = {
+    "synth-docs": 240,
+    "batch-size": 64,
+    "grad-accum": 4,
+    "lr": 2e-3,
+    "head-lr": 5e-3,
+    "clip-norm": 1.0,
+}
+"""The privacy groups' settings (issue #16, "DP where it can work"): a 4x larger corpus
+(240 notes per site), ε per patient (the sweep's unit), large expected batches (Poisson draws of 64 units merged 4 to
+a step: about 256 notes per update) and a larger learning rate, as DP-SGD needs; the same
+settings without DP are the reference. The learning rate is one fixed value, not yet tuned on
+validation."""
+
 PAPER = Suite(
     name="paper",
-    description="the paper's comparison at CPU scale: 6 methods on NER and note classification, "
-    "k = 1..6, five layer strategies, IID / Dirichlet 1.0, 0.3, 0.1 / natural partitions and "
-    "DP-SGD at ε 8, 4, 2, 1 (NER: 8 notes per site, 64-token windows; classification: 50 notes "
-    "per site, 128 tokens; 5 rounds)",
+    description="the paper's comparison at CPU scale, every run to a validation plateau "
+    "(at most 20 rounds / epochs) with 3 seeds for the methods, layer counts and "
+    "centralized same-blocks runs: 6 methods on NER (60 notes per site, 64-token windows), "
+    "centralized / FedAvg / layer skipping on multi-label ICD-9 note coding (150 notes per "
+    "site, 128 tokens), k = 1..6 each with its centralized same-blocks run, five layer "
+    "strategies, IID / Dirichlet 1.0, 0.3, 0.1 / natural partitions and DP-SGD at ε 8, 4, 2, 1",
     settings={
         **_SHARED,
-        "synth-docs": 8,
+        **PLATEAU,
+        "synth-docs": 60,
         "max-length": 64,
         "stride": 16,
-        "rounds": 5,
-        "epochs": 5,
+        "rounds": 20,
+        "epochs": 20,
         "local-epochs": 1,
         "batch-size": 16,
         "lr": 5e-4,
@@ -172,12 +231,57 @@ PAPER = Suite(
         "importance-batches": 2,
     },
     sweep=Sweep(
-        task_settings={"classification": {"synth-docs": 50, "max-length": 128}},
+        other_task_methods=("centralized", "fedavg", "layerskip"),
+        task_settings={
+            "classification": {"synth-docs": 150, "max-length": 128, "label": "icd9"},
+        },
         method_settings={"lora": LORA_SETTINGS},
+        privacy_settings=DP_SETTINGS,
+        client_dp_clients=64,
+        same_blocks=True,
+        seeds=SEEDS,
     ),
 )
 
-SUITES: dict[str, Suite] = {s.name: s for s in (SMOKE, PAPER)}
+PAPER_QUICK = Suite(
+    name="paper-quick",
+    description="the paper suite's tables at a smaller scale (about 20 minutes on 2 cores): "
+    "every run to a validation plateau (at most 10 rounds / epochs), 3 seeds for the methods, "
+    "layer counts and same-blocks runs; NER with 20 notes per site and 32-token windows, "
+    "ICD-9 coding with 40 notes per site; k = 1, 2, 3 with their centralized same-blocks runs, "
+    "top / bottom strategies, IID / Dirichlet 0.3 / natural, DP-SGD at ε 8 and 1",
+    settings={
+        **_SHARED,
+        **PLATEAU,
+        "patience": 2,
+        "synth-docs": 20,
+        "max-length": 32,
+        "stride": 8,
+        "rounds": 10,
+        "epochs": 10,
+        "local-epochs": 1,
+        "batch-size": 16,
+        "lr": 5e-4,
+        "head-lr": 2e-3,
+        "lora-rank": 4,
+        "importance-batches": 1,
+    },
+    sweep=Sweep(
+        other_task_methods=("centralized", "fedavg", "layerskip"),
+        layer_counts=(1, 2, 3),
+        strategies=("top", "bottom"),
+        partitions=(IID, dirichlet(0.3), NATURAL),
+        epsilons=(8.0, 1.0),
+        privacy_methods=("layerskip",),
+        noniid_methods=("layerskip",),
+        task_settings={"classification": {"synth-docs": 40, "max-length": 64, "label": "icd9"}},
+        method_settings={"lora": LORA_SETTINGS},
+        same_blocks=True,
+        seeds=SEEDS,
+    ),
+)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (SMOKE, PAPER, PAPER_QUICK)}
 
 
 def get_suite(name: str) -> Suite:
@@ -221,11 +325,14 @@ def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
         entries += _strategy_entries(sweep, base)
         entries += _noniid_entries(sweep)
         entries += _privacy_entries(sweep)
+    if sweep.same_blocks:
+        entries += _same_block_entries(sweep, base, num_blocks)
     for group, builder in _EXTRA_GROUPS.items():
         for entry in builder(suite, base, num_blocks):
             entry.groups = entry.groups or [group]
             entries.append(entry)
-    return _merge([_with_defaults(sweep, e) for e in entries], base)
+    merged = _merge([_with_defaults(sweep, e) for e in entries], base)
+    return merged + _seed_replicas(sweep, merged, base)
 
 
 def _with_defaults(sweep: Sweep, entry: BenchConfig) -> BenchConfig:
@@ -308,14 +415,92 @@ def _privacy_entries(sweep: Sweep) -> list[BenchConfig]:
     from fedskip.privacy.sweep import sweep_settings
 
     task = sweep.ablation_task
+    own = "-dp" if sweep.privacy_settings else ""  # its own corpus: not the methods' configs
     out = []
     for method in sweep.privacy_methods:
         for eps in (None, *sweep.epsilons):
             base: dict[str, Scalar] = {"task": task, "method": method, "lora-rank": 0}
-            settings: dict[str, Scalar] = {**base, **sweep_settings(eps)}
-            name = f"{task}-{method}" + ("" if eps is None else f"-eps{eps:g}")
+            settings: dict[str, Scalar] = {
+                **base,
+                **sweep.privacy_settings,
+                **sweep_settings(eps),
+            }
+            name = f"{task}-{method}{own}" + ("" if eps is None else f"-eps{eps:g}")
             labels: dict[str, Scalar] = {"target_epsilon": eps or 0}
             out.append(BenchConfig(name, settings, ["privacy"], labels))
+    return out + _client_dp_entries(sweep)
+
+
+def _client_dp_entries(sweep: Sweep) -> list[BenchConfig]:
+    """Client-level DP-FedAvg (a hospital's whole contribution protected) over
+    ``client_dp_clients`` simulated clients, at each ε and without DP."""
+    from fedskip.privacy.sweep import sweep_settings
+
+    if sweep.client_dp_clients <= 0:
+        return []
+    task, out = sweep.ablation_task, []
+    for method in sweep.privacy_methods:
+        for eps in (None, *sweep.epsilons):
+            settings: dict[str, Scalar] = {
+                "task": task,
+                "method": method,
+                "lora-rank": 0,
+                **sweep.privacy_settings,
+                "partition": "iid",
+                "clients": sweep.client_dp_clients,
+                **sweep_settings(eps, dp="client"),
+            }
+            name = f"{task}-{method}-cdp" + ("" if eps is None else f"-eps{eps:g}")
+            labels: dict[str, Scalar] = {"target_epsilon": eps or 0, "partition": "iid"}
+            out.append(BenchConfig(name, settings, ["client-dp"], labels))
+    return out
+
+
+def _same_block_entries(sweep: Sweep, base: Config, num_blocks: int) -> list[BenchConfig]:
+    """Centralized training of the blocks each layer-skipping k trains (same layer strategy):
+    every k of the layer axis on the ablation task, the default k on the other tasks. k = all
+    blocks is the centralized full fine-tuning run of the methods group."""
+    counts = {task: {base.layers} for task in sweep.tasks}
+    if sweep.ablation_task in counts:
+        counts[sweep.ablation_task] |= set(sweep.layer_counts or range(1, num_blocks + 1))
+    out = []
+    for task in sweep.tasks:
+        methods = sweep.methods
+        if task != sweep.ablation_task and sweep.other_task_methods is not None:
+            methods = sweep.other_task_methods
+        if "layerskip" not in methods and task != sweep.ablation_task:
+            continue
+        for k in sorted(counts[task]):
+            name = f"{task}-centralized" if k == num_blocks else f"{task}-centralized-k{k}"
+            settings: dict[str, Scalar] = {
+                "task": task,
+                "method": "centralized",
+                "layers": k,
+                "epochs": base.rounds * base.local_epochs,
+                "lora-rank": 0,
+            }
+            labels: dict[str, Scalar] = {"partition": NATURAL.label, "k": k}
+            out.append(BenchConfig(name, settings, ["gaps"], labels))
+    return out
+
+
+SEED_SUFFIX = "-s{seed}"
+"""A seed replica's name: ``<name>-s<seed>``."""
+
+
+def _seed_replicas(sweep: Sweep, entries: Sequence[BenchConfig], base: Config) -> list[BenchConfig]:
+    """Each ``seed_groups`` config again with every seed of ``sweep.seeds`` but the suite's."""
+    out = []
+    for seed in sweep.seeds:
+        if seed == base.seed:
+            continue
+        for entry in entries:
+            groups = [g for g in entry.groups if g in sweep.seed_groups]
+            if not groups:
+                continue
+            name = entry.name + SEED_SUFFIX.format(seed=seed)
+            labels = {**entry.labels, "variant": entry.name}
+            out.append(BenchConfig(name, {**entry.settings, "seed": seed}, groups, labels))
     return out
 
 

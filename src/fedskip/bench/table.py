@@ -2,8 +2,13 @@
 
 Columns (``results.csv``; ``results.md`` shows the same numbers):
 
+``variant`` / ``seed`` the configuration a run replicates (its name without the ``-s<seed>``
+                       suffix) and its seed; tables show mean ± std over a variant's seeds
 ``final`` / ``best``   primary metric (NER: strict entity F1; classification: macro F1), 0..1
-``gap_points``         ``final - centralized final`` of the same task, in points (x 100)
+``test_at_best``       with a validation split: the test metric of the round / epoch chosen on
+                       validation (what tables and claims report; ``final`` otherwise)
+``stopped_round``      the last round / epoch trained (a plateau stops before ``rounds``)
+``gap_points``         ``score - centralized score`` of the same task, in points (x 100)
 ``mb``                 megabytes exchanged over the whole run, up + down (1 MB = 10^6 bytes)
 ``reduction``          ``1 - bytes / bytes of full FedAvg`` (measured; same task, partition, rounds
                        and clients), blank for runs that exchange nothing
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.bench.records import MB, RunRecord
+from fedskip.bench.spread import Spread, spread
 
 REACH_FRACTION = 0.95
 
@@ -32,12 +38,17 @@ class ResultRow:
     method: str
     metric: str
     status: str
+    variant: str = ""
+    """The configuration this run replicates with another seed ("" = its own name)."""
+    seed: int | None = None
     layers: int | None = None
     strategy: str = ""
     partition: str = ""
     target_epsilon: float | None = None
     final: float | None = None
     best: float | None = None
+    test_at_best: float | None = None
+    stopped_round: int | None = None
     gap_points: float | None = None
     mb: float | None = None
     reduction: float | None = None
@@ -48,9 +59,28 @@ class ResultRow:
     epsilon: float | None = None
     privacy_unit: str = ""  # what ε is per: patient, note, example (dp=sample) or client
     extra: dict[str, Any] = field(default_factory=dict)
+    spreads: dict[str, Spread] = field(default_factory=dict)
+    """Set on a row that stands for several seeds (:func:`collapse_seeds`): per column."""
+
+    @property
+    def group(self) -> str:
+        """The variant's name: what the seeds of one configuration share."""
+        return self.variant or self.name
+
+    @property
+    def score(self) -> float | None:
+        """The reported test metric: of the validation-chosen model when there is one, else
+        the final one (nothing is ever picked on the test set)."""
+        return self.test_at_best if self.test_at_best is not None else self.final
+
+    @property
+    def seeds(self) -> int:
+        """How many seeds this row stands for."""
+        found = self.spreads.get("score")
+        return found.n if found is not None else 1
 
 
-CSV_COLUMNS = [f for f in ResultRow.__dataclass_fields__ if f != "extra"]
+CSV_COLUMNS = [f for f in ResultRow.__dataclass_fields__ if f not in ("extra", "spreads")]
 
 
 def trained_layers(record: RunRecord) -> int | None:
@@ -70,14 +100,17 @@ def trained_layers(record: RunRecord) -> int | None:
 
 
 def reference(records: Sequence[RunRecord], record: RunRecord, method: str) -> RunRecord | None:
-    """The ``method`` run of the same task to compare ``record`` with: same partition (and α)
-    and no DP preferred, else any complete one of that task."""
+    """The ``method`` run of the same task to compare ``record`` with: same partition (and α),
+    no DP, most blocks (centralized full fine-tuning, not a same-blocks run) and the same seed
+    preferred, in that order, else any complete one of that task."""
     same_task = [r for r in records if r.method == method and r.task == record.task and r.complete]
 
-    def score(r: RunRecord) -> tuple[int, int]:
+    def score(r: RunRecord) -> tuple[int, int, int, bool]:
         same_part = all(r.setting(k) == record.setting(k) for k in ("partition", "alpha"))
         no_dp = r.setting("dp", "none") == "none"
-        return (int(same_part), int(no_dp))
+        layers = r.setting("layers", 0)  # full fine-tuning before a same-blocks centralized run
+        same_seed = r.setting("seed") == record.setting("seed")
+        return (int(same_part), int(no_dp), layers if isinstance(layers, int) else 0, same_seed)
 
     return max(same_task, key=score) if same_task else None
 
@@ -98,12 +131,16 @@ def build_rows(
             method=record.method,
             metric=record.metric_name,
             status="done" if record.complete else "incomplete",
+            variant=str(label.pop("variant", "")),
+            seed=_int_or_none(record.setting("seed")),
             layers=trained_layers(record),
             strategy=str(record.setting("layer-strategy", "")),
             partition=str(label.get("partition") or _partition_label(record)),
             target_epsilon=_target_epsilon(record),
             final=record.final,
             best=record.best,
+            test_at_best=record.summary.number("test_at_best"),
+            stopped_round=_int_or_none(record.summary.get("stopped_round")),
             mb=record.total_bytes / MB,
             analytic_reduction=record.reported_reduction,
             rounds=record.rounds,
@@ -114,13 +151,60 @@ def build_rows(
             extra=label,
         )
         central = reference(records, record, "centralized")
-        if central is not None and central.final is not None and row.final is not None:
-            row.gap_points = 100.0 * (row.final - central.final)
+        central_score = None if central is None else _score(central)
+        if central_score is not None and row.score is not None:
+            row.gap_points = 100.0 * (row.score - central_score)
         fedavg = reference(records, record, "fedavg")
         if fedavg is not None and fedavg.total_bytes > 0 and record.total_bytes > 0:
             row.reduction = 1.0 - record.total_bytes / fedavg.total_bytes
         rows.append(row)
     return rows
+
+
+def _score(record: RunRecord) -> float | None:
+    """A record's reported metric (:attr:`ResultRow.score`)."""
+    chosen = record.summary.number("test_at_best")
+    return chosen if chosen is not None else record.final
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+SPREAD_COLUMNS = ("score", "final", "best", "test_at_best", "gap_points", "mb", "seconds")
+"""The numbers a seed-collapsed row averages (mean ± std over its seeds)."""
+
+
+def collapse_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
+    """One row per variant (in first-seen order): a variant run with one seed is its row as is;
+    with several, a row named after the variant whose numbers are the means over the seeds and
+    whose :attr:`ResultRow.spreads` hold each column's :class:`Spread`."""
+    groups: dict[str, list[ResultRow]] = {}
+    for row in rows:
+        groups.setdefault(row.group, []).append(row)
+    out = []
+    for name, members in groups.items():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        first = members[0]
+        merged = ResultRow(**{**asdict(first), "name": name, "variant": "", "seed": None})
+        merged.extra = dict(first.extra)
+        for column in SPREAD_COLUMNS:
+            values = [getattr(m, column) for m in members]
+            known = [float(v) for v in values if v is not None]
+            if len(known) != len(values) or not known:
+                continue
+            found = spread(known)
+            merged.spreads[column] = found
+            if column != "score":
+                setattr(merged, column, found.mean)
+        if "test_at_best" not in merged.spreads:  # some seeds without: report the scores
+            merged.test_at_best = None
+            if "score" in merged.spreads:
+                merged.final = merged.spreads["score"].mean
+        out.append(merged)
+    return out
 
 
 def _partition_label(record: RunRecord) -> str:
@@ -146,6 +230,7 @@ def write_csv(rows: Sequence[ResultRow], path: Path) -> Path:
         for row in rows:
             values = asdict(row)
             values.pop("extra")
+            values.pop("spreads")
             writer.writerow({k: "" if v is None else v for k, v in values.items()})
     return path
 
@@ -166,8 +251,30 @@ def fmt_mb(value: float | None) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.3f}"
 
 
+def with_spread(row: ResultRow, column: str, text: str, spec: str = ".3f") -> str:
+    """``text`` (the mean), followed by `` ± std`` when ``row`` stands for several seeds."""
+    found = row.spreads.get(column)
+    if found is None or found.std is None:
+        return text
+    return f"{text} ± {found.std:{spec}}"
+
+
+def with_optional_columns(rows: Sequence[ResultRow], columns: Sequence[str]) -> list[str]:
+    """``columns`` plus ``seeds`` (after the first) when a row stands for several seeds and
+    ``stopped`` (before ``s``, else last) when a run stopped at a plateau's round: tables of
+    single-seed runs without validation look as they always did."""
+    out = list(columns)
+    if any(r.seeds > 1 for r in rows) and "seeds" not in out:
+        out.insert(1, "seeds")
+    if any(r.stopped_round is not None for r in rows) and "stopped" not in out:
+        out.insert(out.index("s") if "s" in out else len(out), "stopped")
+    return out
+
+
 def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = None) -> str:
-    """A Markdown table of ``rows`` (metric 0..1 as 3 decimals, gap in points, MB, reduction)."""
+    """A Markdown table of ``rows`` (metric 0..1 as 3 decimals, gap in points, MB, reduction);
+    a row standing for several seeds (:func:`collapse_seeds`) shows mean ± std and its seed
+    count. ``final`` is the reported metric (:attr:`ResultRow.score`)."""
     cells = {
         "run": lambda r: f"`{r.name}`",
         "method": lambda r: r.method,
@@ -180,17 +287,22 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
             fmt(r.epsilon, ".2f")
             + (f" per {r.privacy_unit}" if r.privacy_unit and r.epsilon is not None else "")
         ),
-        "final": lambda r: fmt(r.final),
-        "best": lambda r: fmt(r.best),
-        "gap (pts)": lambda r: fmt(r.gap_points, ".1f", signed=True),
+        "final": lambda r: with_spread(r, "score", fmt(r.score)),
+        "best": lambda r: with_spread(r, "best", fmt(r.best)),
+        "gap (pts)": lambda r: with_spread(
+            r, "gap_points", fmt(r.gap_points, ".1f", signed=True), ".1f"
+        ),
+        "seeds": lambda r: str(r.seeds),
+        "stopped": lambda r: "–" if r.stopped_round is None else str(r.stopped_round),
         "MB": lambda r: fmt_mb(r.mb),
         "reduction": lambda r: fmt(r.reduction, pct=True),
         "rounds to 95%": lambda r: "–" if r.rounds_to_95 is None else str(r.rounds_to_95),
         "s": lambda r: fmt(r.seconds, ".0f"),
     }
-    columns = list(
+    columns = with_optional_columns(
+        rows,
         columns
-        or ["run", "method", "final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%", "s"]
+        or ["run", "method", "final", "best", "gap (pts)", "MB", "reduction", "rounds to 95%", "s"],
     )
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:

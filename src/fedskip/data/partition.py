@@ -39,22 +39,35 @@ Doc = Any  # NerDocument | ClsDocument (or anything a custom ``key`` understands
 
 
 def split_train_test(docs: Sequence[T], test_fraction: float, seed: int) -> tuple[list[T], list[T]]:
-    """Seeded shuffle-split into (train, test), each in the documents' original order.
+    """Seeded split into (train, test), each in the documents' original order, **by patient**.
 
-    The test set holds ``round(n × test_fraction)`` documents, at least one when the fraction is
-    positive and there are two or more documents, and never all of them (train keeps ≥ 1).
+    All notes of one patient (``patient_id``) land on the same side, so a test note never has a
+    sibling from the same stay in training (that would flatter the test score, and a patient
+    would be both trained on and tested). Documents without a patient id are their own group.
+    The test set holds about ``round(n × test_fraction)`` documents: whole patients are taken in
+    a seeded random order until the count is reached, at least one document when the fraction
+    is positive and there are two or more groups, and never all groups (train keeps ≥ 1).
+    With one document per patient (or no patient ids) this is a plain seeded shuffle-split.
     """
     if not 0.0 <= test_fraction < 1.0:
         raise ConfigError(f"config key 'test-fraction': {test_fraction!r} must be >= 0 and < 1")
     n = len(docs)
     if n == 0:
         raise DataError("cannot split an empty set of documents into train and test")
+    groups: dict[object, list[int]] = {}
+    for i, doc in enumerate(docs):
+        patient = getattr(doc, "patient_id", None)
+        groups.setdefault(("patient", patient) if patient else ("doc", i), []).append(i)
+    members = list(groups.values())
     n_test = int(n * test_fraction + 0.5)
-    if test_fraction > 0 and n >= 2:
+    if test_fraction > 0 and len(members) >= 2:
         n_test = max(n_test, 1)
-    n_test = min(n_test, n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    test_idx = set(order[:n_test].tolist())
+    order = np.random.default_rng(seed).permutation(len(members))
+    test_idx: set[int] = set()
+    for taken, g in enumerate(order.tolist()):
+        if len(test_idx) >= n_test or taken >= len(members) - 1:
+            break
+        test_idx.update(members[g])
     train = [d for i, d in enumerate(docs) if i not in test_idx]
     test = [d for i, d in enumerate(docs) if i in test_idx]
     return train, test

@@ -4,6 +4,7 @@
 
 - ``global.npz``: the global state (every tensor the server keeps, fp32), no pickles;
 - ``optimizer.npz``: server-optimizer moments per tensor (FedAdam / FedYogi), if any;
+- ``best.npz``: the global state of the best-validation round (``val-fraction`` > 0), if any;
 - ``state.json``: the round, the resolved config, the strategy's and planner's state (tensors
   changed so far, layer scores, blocks trained per round), traffic totals and the Python /
   NumPy / PyTorch RNG states.
@@ -42,6 +43,11 @@ class Checkpoint:
     totals: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    """The plateau / validation-choice state (``val-fraction`` > 0), so a resume stops where an
+    uninterrupted run would."""
+    best_state: dict[str, np.ndarray] = field(default_factory=dict)
+    """The global state of the best-validation round (what the run exports)."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -91,6 +97,8 @@ def save_checkpoint(out: str | Path, ckpt: Checkpoint) -> Path:
     plain, moments = _split_moments(ckpt.strategy)
     if moments:
         _savez(new / "optimizer.npz", moments)
+    if ckpt.best_state:
+        _savez(new / "best.npz", ckpt.best_state)
     meta = {
         "format": FORMAT,
         "round": ckpt.round,
@@ -99,6 +107,7 @@ def save_checkpoint(out: str | Path, ckpt: Checkpoint) -> Path:
         "totals": ckpt.totals,
         "config": ckpt.config,
         "rng": ckpt.rng,
+        "validation": ckpt.validation,
     }
     (new / "state.json").write_text(json.dumps(meta, indent=1) + "\n", "utf-8")
     shutil.rmtree(old, ignore_errors=True)
@@ -144,6 +153,10 @@ def load_checkpoint(out: str | Path) -> Checkpoint:
             for name in data.files:
                 group, key = name.split(_MOMENT_SEP, 1)
                 strategy.setdefault(group, {})[key] = data[name]
+    best: dict[str, np.ndarray] = {}
+    if (folder / "best.npz").is_file():
+        with np.load(folder / "best.npz", allow_pickle=False) as data:
+            best = {k: data[k] for k in data.files}
     return Checkpoint(
         round=int(meta["round"]),
         global_state=global_state,
@@ -152,4 +165,6 @@ def load_checkpoint(out: str | Path) -> Checkpoint:
         totals=meta.get("totals", {}),
         config=meta.get("config", {}),
         rng=meta.get("rng", {}),
+        validation=meta.get("validation", {}),
+        best_state=best,
     )

@@ -109,7 +109,7 @@ def train(message: Message, context: Context) -> Message:
         save_dpsgd(context, dp)
         result.metrics.update(dpsgd_metrics(dp))
     reply = _reply(message, result, with_arrays=True)
-    scheme = runtime.cfg.compression
+    scheme = runtime.cfg.wire_compression
     if wire_compression.enabled(scheme):  # delta with error feedback instead
         sent = {k: received[k] for k in result.state}
         reply.content[ARRAYS] = wire_compression.encode_reply(
@@ -121,7 +121,9 @@ def train(message: Message, context: Context) -> Message:
 def _received(message: Message, runtime: Any) -> dict[str, Any]:
     """The global tensors sent (decoded against the local base model when compressed)."""
     record = message.content.array_records[ARRAYS]
-    return wire_compression.received_tensors(record, runtime.base.model, runtime.cfg.compression)
+    return wire_compression.received_tensors(
+        record, runtime.base.model, runtime.cfg.wire_compression
+    )
 
 
 def evaluate(message: Message, context: Context) -> Message:

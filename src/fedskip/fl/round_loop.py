@@ -117,6 +117,8 @@ class RoundLoop:
         self.train_exchange = train_exchange
         self.stopped = ""
         """Why the privacy budget ended the run early ("" when it did not)."""
+        self.ended_at = 0
+        """The round ``until`` ended the run after (0 when it did not)."""
         self._timeout: float | None = 3600.0
         self._on_phase: PhaseCallback = lambda rnd, name: None
 
@@ -133,11 +135,14 @@ class RoundLoop:
         start_round: int = 1,
         on_round_end: RoundCallback | None = None,
         on_phase: PhaseCallback | None = None,
+        until: Callable[[int], bool] | None = None,
     ) -> Result:
         """Rounds ``start_round..num_rounds``; ``on_round_end(round, global_arrays, record)``
         after each, ``on_phase(round, phase)`` when a phase begins and as client replies
-        arrive (live progress: ``training: 3/4 clients done``). ``result.arrays`` is the global
-        state after the last completed round."""
+        arrive (live progress: ``training: 3/4 clients done``). ``until(round)`` after
+        ``on_round_end``: True ends the run there (a plateau on validation;
+        :attr:`ended_at` records the round). ``result.arrays`` is the global state after the
+        last completed round."""
         self._timeout = timeout
         self._on_phase = on_phase or (lambda rnd, name: None)
         result = Result()
@@ -162,6 +167,9 @@ class RoundLoop:
                 record.seconds = time.perf_counter() - began
                 if on_round_end is not None:
                     on_round_end(rnd, arrays, record)
+                if until is not None and until(rnd):
+                    self.ended_at = rnd
+                    break
         except PrivacyBudgetExceeded as exc:  # refused before the round sent anything
             self.stopped = str(exc)
             warn_loudly(f"run stopped: {exc}")

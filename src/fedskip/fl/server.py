@@ -50,6 +50,7 @@ from fedskip.fl.strategy_wrapper import StrategyWrapper
 from fedskip.pipeline import Prepared
 from fedskip.rundir import RunDir
 from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.train.plateau import ValidationChoice
 from fedskip.trainability import ModelBundle, load_bundle
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ class ServerRun:
     started: float = field(default_factory=time.perf_counter)
     stopped: str = ""
     """Why the privacy budget ended the run early (the round loop's ``stopped``)."""
+    choice: ValidationChoice | None = None
+    """``val-fraction`` > 0: the plateau rule and the best-validation round."""
+    best_state: dict[str, np.ndarray] = field(default_factory=dict)
+    """The global state of the best-validation round (exported at the end)."""
+    last_val: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ evaluation
     def load_global(self, arrays: ArrayRecord) -> None:
@@ -88,24 +94,33 @@ class ServerRun:
 
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """Server-side evaluation of the global model on the global test set (and, with
-        :attr:`score_sites`, of every site on its slice of the same predictions)."""
+        :attr:`score_sites`, of every site on its slice of the same predictions); with a
+        validation split also on the clients' validation documents (:attr:`last_val`)."""
         from fedskip.models.loading import resolve_device
         from fedskip.pipeline import activation_cache, collator, encode
         from fedskip.train.engine import predict, score
 
-        if not self.prepared.global_test:
+        tokenizer, cfg, prepared = self.bundle.tokenizer, self.cfg, self.prepared
+        if not prepared.global_test and not prepared.val_docs:
             return None
         self.load_global(arrays)
-        tokenizer, cfg, prepared = self.bundle.tokenizer, self.cfg, self.prepared
-        encoded = encode(prepared.global_test, tokenizer, prepared, cfg)
-        logits = predict(
-            self.bundle.model,
-            encoded.features,
-            collator(tokenizer, prepared),
-            batch_size=cfg.batch_size,
-            device=resolve_device(cfg.device),
-            cache=activation_cache(cfg, self.bundle.stack, tokenizer),
-        )
+
+        def predict_docs(docs: list[Any]) -> tuple[Any, list[np.ndarray]]:
+            encoded = encode(docs, tokenizer, prepared, cfg)
+            return encoded, predict(
+                self.bundle.model,
+                encoded.features,
+                collator(tokenizer, prepared),
+                batch_size=cfg.batch_size,
+                device=resolve_device(cfg.device),
+                cache=activation_cache(cfg, self.bundle.stack, tokenizer),
+            )
+
+        if prepared.val_docs:  # [validation] the clients' held-out documents, scored here
+            self.last_val = score(*predict_docs(prepared.val_docs))
+        if not prepared.global_test:
+            return None
+        encoded, logits = predict_docs(prepared.global_test)
         self.last_eval = score(encoded, logits)
         if self.score_sites:
             from fedskip.fl.site_eval import site_scores
@@ -131,7 +146,10 @@ class ServerRun:
             site_eval=sites,
             personal=personal,
         )
-        self.last_eval, self.last_sites = {}, {}
+        row.val = self.last_val
+        if self.choice is not None and self.choice.observe(server_round, row.val, row.scores):
+            self.best_state = M.to_numpy(arrays)
+        self.last_eval, self.last_sites, self.last_val = {}, {}, {}
         self.rows.append(row)
         self.rundir.append_metrics(row)
         self.save(server_round, arrays)
@@ -149,8 +167,17 @@ class ServerRun:
             totals={"seconds": self.elapsed()},
             config=self.cfg.to_run_config(),
             rng=capture_rng(),
+            validation=self.choice.state_dict() if self.choice is not None else {},
+            best_state=self.best_state,
         )
         save_checkpoint(self.rundir.path, ckpt)
+
+    @property
+    def last_round(self) -> int:
+        """The last round to train: ``rounds``, or the round a restored plateau stopped at."""
+        if self.choice is not None and self.choice.stop:
+            return self.choice.last_step
+        return self.cfg.rounds
 
 
 def setup(cfg: Config) -> ServerRun:
@@ -170,10 +197,10 @@ def setup(cfg: Config) -> ServerRun:
     strategy = build_strategy(
         cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
     )
-    if cfg.compression != "none":  # [compression] instructions travel as global - base
+    if cfg.wire_compression != "none":  # [compression] instructions travel as global - base
         from fedskip.fl.wire_compression import base_values
 
-        strategy.core.compression = cfg.compression
+        strategy.core.compression = cfg.wire_compression
         strategy.core.base = base_values(bundle.model, planner.candidate_keys())
     from fedskip.fl.site_eval import sites_scored_here
 
@@ -183,9 +210,12 @@ def setup(cfg: Config) -> ServerRun:
     rundir = RunDir(cfg.out)
     primary = primary_metric(prepared.task_info)
     reporter = RoundReporter(quiet=cfg.quiet, primary=primary)
-    return ServerRun(
+    run = ServerRun(
         cfg, prepared, bundle, planner, strategy, rundir, reporter, primary, score_sites=score_sites
     )
+    if prepared.val_docs:
+        run.choice = ValidationChoice.of(primary, patience=cfg.patience, min_delta=cfg.min_delta)
+    return run
 
 
 def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
@@ -206,6 +236,9 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     run.planner.load_state_dict(ckpt.planner)
     restore_rng(ckpt.rng)
     run.seconds_before = float(ckpt.totals.get("seconds", 0.0))
+    if run.choice is not None and ckpt.validation:
+        run.choice = ValidationChoice.from_state_dict(ckpt.validation)
+        run.best_state = dict(ckpt.best_state)
     run.rundir.write_config(cfg, resume=True)
     run.rows = truncate_metrics(run.rundir, ckpt.round)
     state = {k: np.asarray(v, dtype=np.float32) for k, v in ckpt.global_state.items()}
@@ -233,16 +266,17 @@ def run_server(grid: Grid, cfg: Config) -> RunSummary:
             result = loop.start(
                 grid=grid,
                 initial_arrays=arrays,
-                num_rounds=cfg.rounds,
+                num_rounds=run.last_round,
                 evaluate_fn=run.evaluate,
                 start_round=done + 1,
                 on_round_end=run.on_round_end,
                 on_phase=lambda rnd, phase: run.reporter.phase(rnd, cfg.rounds, phase),
+                until=lambda rnd: run.choice is not None and run.choice.stop,
             )
         finally:
             run.reporter.close()
         run.stopped = loop.stopped
-        final = result.arrays if done < cfg.rounds else arrays
+        final = result.arrays if done < run.last_round else arrays
         summary = finish(run, final)
         ok = not summary.get("failed_rounds")
         return summary
@@ -260,7 +294,10 @@ def _train_exchange(run: ServerRun) -> Exchange:
 
 
 def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
-    """Export the global model and write ``summary.json``."""
+    """Export the global model and write ``summary.json``; with a validation split the model
+    exported (and audited) is the best-validation round's, and ``best_round`` /
+    ``best_metric`` are that round and its test metric (``test_at_best``), never a best picked
+    on the test set."""
     run.load_global(arrays)
     layers = sorted({b for row in run.rows for b in row.selected_layers})
     full_bytes = run.bundle.full_parameters * BYTES_PER_VALUE_FP32
@@ -274,7 +311,13 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
     )
     summary["selected_layers"] = layers
     summary["num_blocks"] = run.bundle.stack.num_blocks
+    summary["wire_compression"] = run.cfg.wire_compression  # compression=auto resolved
     summary["out"] = str(run.rundir.path)
+    if run.choice is not None:  # [validation] report and export the best-validation round
+        summary.update(run.choice.summary())
+        summary["best_metric"] = summary["test_at_best"]
+        if run.best_state:
+            run.load_global(M.to_array_record(run.best_state))
     rows = [row.to_json() for row in run.rows]
     summary.update(privacy_summary(run.cfg, rows, run.strategy, stopped=run.stopped))
     marker: dict[str, Any] = {}

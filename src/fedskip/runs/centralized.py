@@ -2,7 +2,10 @@
 
 The upper bound a federation is compared with. Same data split, model, trainability (layer
 skip, full fine-tuning or LoRA: :mod:`fedskip.trainability`) and training engine as the
-federated methods; evaluated on the global test set after every epoch.
+federated methods; evaluated on the global test set after every epoch. With ``val-fraction`` > 0 it is also scored
+on the validation split, stops at a plateau (``patience``) and exports the best-validation
+epoch's model; ``summary.json`` then carries ``stopped_round``, ``best_round``, ``best_val`` and
+``test_at_best`` (``final`` stays the last epoch's scores).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def run_centralized(cfg: Config) -> RunSummary:
         primary_metric(prepared.task_info),
         started,
         activation_cache(cfg, stack, tokenizer),
+        val_set=encode(prepared.val_docs, tokenizer, prepared, cfg) if prepared.val_docs else None,
     )
     try:
         result = train(
@@ -73,7 +77,9 @@ def run_centralized(cfg: Config) -> RunSummary:
         rundir.close(ok=False)
         raise
     rundir.close()
+    log.restore_best()  # [validation] export (and audit) the best-validation epoch's model
     summary = _summary(cfg, prepared, bundle, result, log, train_set)
+    summary.update(log.choice_summary())
     if privacy is not None:  # [privacy] ε spent at δ over all epochs
         summary.update(
             dp="sample",

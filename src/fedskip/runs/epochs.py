@@ -1,4 +1,10 @@
-"""What centralized and local-only runs share: evaluate after every epoch, write the row."""
+"""What centralized and local-only runs share: evaluate after every epoch, write the row.
+
+With a validation split (``val-fraction`` > 0) each epoch is also scored on it; the
+:class:`~fedskip.train.plateau.ValidationChoice` keeps the best-validation epoch (its trainable
+state and its test scores) and stops training at a plateau (``patience`` > 0). The model a run
+exports, and the test scores it reports, are then those of the best-validation epoch.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from fedskip.config import Config
 from fedskip.data.encode import EncodedCls, EncodedNer
 from fedskip.rundir import RunDir
 from fedskip.runs.schema import MetricsRow
+from fedskip.train.plateau import ValidationChoice
 from fedskip.train.prefix_cache import ActivationCache, Collate
 
 if TYPE_CHECKING:
@@ -37,28 +44,62 @@ class EpochLog:
     cache: ActivationCache | None = None
     client: int | None = None
     client_name: str = ""
+    val_set: EncodedNer | EncodedCls | None = None
+    """The validation split (None: ``val-fraction`` = 0, train to ``epochs``)."""
     rows: list[MetricsRow] = field(default_factory=list)
+    choice: ValidationChoice | None = None
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Trainable state of the best-validation epoch (empty without a validation split)."""
 
-    def __call__(self, epoch: int, loss: float) -> None:
-        from fedskip.train.engine import evaluate
+    def __post_init__(self) -> None:
+        if self.val_set is not None:
+            self.choice = ValidationChoice.of(
+                self.primary, patience=self.cfg.patience, min_delta=self.cfg.min_delta
+            )
 
+    def __call__(self, epoch: int, loss: float) -> bool:
+        """Score and record the epoch; True when the plateau rule stops training here."""
         scores: dict[str, Any] = {}
         if self.test_set.features or self.client is not None:  # test-fraction=0: no test set
-            scores = evaluate(
-                self.model,
-                self.test_set,
-                self.collate,
-                batch_size=self.cfg.batch_size,
-                device=self.device,
-                cache=self.cache,
-            )
+            scores = self._evaluate(self.test_set)
         row = MetricsRow(epoch=epoch, client=self.client, train_loss=loss, scores=scores)
+        if self.val_set is not None and self.choice is not None:
+            from fedskip.models.freeze import trainable_state
+
+            row.val = self._evaluate(self.val_set)
+            if self.choice.observe(epoch, row.val, scores):
+                self.best_state = trainable_state(self.model)
         if self.client is None:
             row.elapsed_s = time.perf_counter() - self.started
         self.rundir.append_metrics(row)
         self.rows.append(row)
         if not self.cfg.quiet:
             self.report(epoch, loss, scores)
+        return self.choice is not None and self.choice.stop
+
+    def _evaluate(self, encoded: EncodedNer | EncodedCls) -> dict[str, Any]:
+        from fedskip.train.engine import evaluate
+
+        return evaluate(
+            self.model,
+            encoded,
+            self.collate,
+            batch_size=self.cfg.batch_size,
+            device=self.device,
+            cache=self.cache,
+        )
+
+    def restore_best(self) -> None:
+        """Load the best-validation epoch's trainable state back into the model (the one a
+        run exports); nothing without a validation split."""
+        if self.best_state:
+            from fedskip.models.freeze import load_trainable_state
+
+            load_trainable_state(self.model, self.best_state, strict_keys=False)
+
+    def choice_summary(self) -> dict[str, Any]:
+        """``summary.json`` fields of the validation choice (empty without validation)."""
+        return self.choice.summary() if self.choice is not None else {}
 
     def report(self, epoch: int, loss: float, scores: dict[str, Any]) -> None:
         p, total = self.primary, self.cfg.epochs
@@ -76,3 +117,11 @@ class EpochLog:
     def final(self) -> dict[str, Any]:
         """The test scores after the last epoch (empty before the first)."""
         return dict(self.rows[-1].scores) if self.rows else {}
+
+    @property
+    def reported(self) -> dict[str, Any]:
+        """The test scores of the model a run reports: the best-validation epoch's with a
+        validation split, else the last epoch's."""
+        if self.choice is not None and self.choice.best_scores:
+            return dict(self.choice.best_scores)
+        return self.final

@@ -41,6 +41,9 @@ def run_local(cfg: Config) -> RunSummary:
         raise
     rundir.close()
     values = [s[primary] for s in sites if isinstance(s.get(primary), float)]
+    chosen: dict[str, Any] = {}
+    if prepared.val_docs:  # [validation] each site's model is its best-validation epoch
+        chosen["test_at_best"] = sum(values) / len(values) if values else None
     summary = RunSummary(
         {
             "method": "local",
@@ -50,6 +53,7 @@ def run_local(cfg: Config) -> RunSummary:
             "sites": sites,
             "mean_metric": sum(values) / len(values) if values else None,
             "best_metric": max(values) if values else None,
+            **chosen,
             "seconds": time.perf_counter() - started,
             "out": str(rundir.path),
         }
@@ -61,7 +65,8 @@ def run_local(cfg: Config) -> RunSummary:
 def train_site(
     cfg: Config, prepared: Prepared, index: int, rundir: RunDir, primary: str
 ) -> dict[str, Any]:
-    """Train client ``index`` alone; its test scores after the last epoch."""
+    """Train client ``index`` alone; its test scores after the last epoch, or (validation
+    split) of its best-validation epoch with ``best_round`` / ``stopped_round``."""
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.runs.epochs import EpochLog
@@ -83,6 +88,7 @@ def train_site(
         activation_cache(cfg, bundle.stack, tokenizer),
         client=index,
         client_name=prepared.client_names[index],
+        val_set=_site_validation(prepared, index, tokenizer, cfg),
     )
     train(
         bundle.model,
@@ -95,7 +101,11 @@ def train_site(
         on_epoch_end=log,
         cache=log.cache,
     )
-    return {**log.final, "own_test": _own_test(cfg, prepared, index, bundle, log)}
+    choice = log.choice_summary()
+    keys = ("best_round", "stopped_round", "best_val")
+    picked: dict[str, Any] = {k: choice[k] for k in keys if k in choice}
+    log.restore_best()  # [validation] the site's own test split scores the reported model
+    return {**log.reported, **picked, "own_test": _own_test(cfg, prepared, index, bundle, log)}
 
 
 def _own_test(cfg: Config, prepared: Prepared, index: int, bundle: Any, log: Any) -> Any:
@@ -117,3 +127,12 @@ def _own_test(cfg: Config, prepared: Prepared, index: int, bundle: Any, log: Any
     return {
         k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
+
+
+def _site_validation(prepared: Prepared, index: int, tokenizer: Any, cfg: Config) -> Any:
+    """Site ``index``'s own validation split, encoded (None without one): a local model is
+    chosen on its own site's held-out documents."""
+    from fedskip.pipeline import encode
+
+    docs = prepared.client_val[index] if prepared.client_val else []
+    return encode(docs, tokenizer, prepared, cfg) if docs else None

@@ -15,6 +15,9 @@ apart by which step it counts, each with its own (historical) JSON layout:
   ``"personal_eval"`` under ``personalize``: ``{"sites": {site: {"personal": scores, "global":
   scores}}, "mean": {"personal": scores, "global": scores}}``, example-weighted means).
 
+Any kind carries ``"val"`` (scores on the validation split, ``val-fraction`` > 0) when it was
+measured; rows without a validation split keep the layouts above unchanged.
+
 ``scores`` are the global-test metrics (``f1``, ``precision``, ``recall``, ``per_type`` for NER;
 ``accuracy`` / ``macro_f1`` / ``micro_f1`` / ``auroc`` for classification). Bytes are training
 traffic measured on the messages (``bytes_eval``: federated-evaluation instructions).
@@ -55,9 +58,12 @@ ROUND_KEYS = (
     "failure",
     "epsilon",
     "site_eval",
+    "val",
     "personal_eval",
 )
 """The fixed keys of a round row; every other key is a global-test score."""
+_OPTIONAL = ("site_eval", "val", "personal_eval")
+"""Written only when not empty (older rows have none of them)."""
 
 
 @dataclass
@@ -102,6 +108,9 @@ class MetricsRow:
     site_eval: Json = field(default_factory=dict)
     """Per-site scores of the global model: from the server's global-test predictions (evaluate
     once), else from the sites' federated-evaluation replies."""
+    val: Json = field(default_factory=dict)
+    """Scores on the validation split after this step (``val-fraction`` > 0; else empty): what
+    the plateau rule and the choice of the reported model read, never the test scores."""
     personal_eval: Json = field(default_factory=dict)
     """``personalize``: each site's own model and the global model on the site's test split."""
 
@@ -133,12 +142,14 @@ class MetricsRow:
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> Json:
         """The JSON object of this row, in the layout of its kind."""
+        val = {"val": dict(self.val)} if self.val else {}
         if self.kind == "epoch":
             return {
                 "epoch": self.epoch,
                 "train_loss": self.train_loss,
                 "elapsed_s": self.elapsed_s,
                 "test": dict(self.scores),
+                **val,
             }
         if self.kind == "site-epoch":
             return {
@@ -146,16 +157,16 @@ class MetricsRow:
                 "epoch": self.epoch,
                 "train_loss": self.train_loss,
                 **self.scores,
+                **val,
             }
         row: Json = {"round": self.round, "status": self.status, "train_loss": self.train_loss}
         row.update(self.scores)
-        for key in ROUND_KEYS[3:-2]:
+        for key in ROUND_KEYS[3 : -len(_OPTIONAL)]:
             value = self.cum_bytes if key == "cum_bytes" else getattr(self, key)
             row[key] = copy.copy(value)  # lists and sections are not shared with the row
-        if self.site_eval:
-            row["site_eval"] = dict(self.site_eval)
-        if self.personal_eval:
-            row["personal_eval"] = copy.deepcopy(self.personal_eval)
+        for key in _OPTIONAL:
+            if getattr(self, key):
+                row[key] = copy.deepcopy(getattr(self, key))
         return row
 
     @classmethod
@@ -167,18 +178,20 @@ class MetricsRow:
             scores = {k: v for k, v in row.items() if k not in ROUND_KEYS}
             return cls(**fields, scores=scores)
         if "client" in row:
-            fixed = ("client", "epoch", "train_loss")
+            fixed = ("client", "epoch", "train_loss", "val")
             return cls(
                 client=int(row["client"]),
                 epoch=int(row.get("epoch", 0)),
                 train_loss=row.get("train_loss"),
                 scores={k: v for k, v in row.items() if k not in fixed},
+                val=dict(row.get("val") or {}),
             )
         return cls(
             epoch=int(row.get("epoch", 0)),
             train_loss=row.get("train_loss"),
             elapsed_s=row.get("elapsed_s"),
             scores=dict(row.get("test") or {}),
+            val=dict(row.get("val") or {}),
         )
 
 

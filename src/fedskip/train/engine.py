@@ -99,14 +99,15 @@ def train(
     proximal_mu: float = 0.0,
     privacy: PrivacyHook | None = None,
     desc: str = "train",
-    on_epoch_end: Callable[[int, float], None] | None = None,
+    on_epoch_end: Callable[[int, float], bool | None] | None = None,
     cache: ActivationCache | None = None,
 ) -> TrainResult:
     """Train ``model`` (already on ``device``) in place for ``epochs`` passes over ``features``.
 
     ``prox_reference`` maps each trainable parameter name to the global weights; with
     ``proximal_mu`` > 0 the loss gets ``mu/2 * ||w - w_global||²`` over the trainable parameters
-    (FedProx). ``on_epoch_end(epoch, mean_loss)`` is called after each epoch (1-based).
+    (FedProx). ``on_epoch_end(epoch, mean_loss)`` is called after each epoch (1-based); when it
+    returns True training stops there (a plateau on validation; the schedule is not shortened).
     ``cache``: the frozen-prefix activation cache (:mod:`fedskip.train.prefix_cache`); when the
     blocks below the lowest trained one are frozen, they run once per example, not per epoch.
     Modules whose parameters are all frozen run in eval mode (no dropout), the rest in train mode.
@@ -171,8 +172,8 @@ def train(
         for epoch in range(1, epochs + 1):
             epoch_loss, epoch_seen = loop.run_epoch(loader, bar)
             loss_sum, seen = loss_sum + epoch_loss * epoch_seen, seen + epoch_seen
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, epoch_loss)
+            if on_epoch_end is not None and on_epoch_end(epoch, epoch_loss):
+                break
     return TrainResult(
         loss=loss_sum / seen if seen else 0.0,
         num_examples=len(features),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Plateau"]
+__all__ = ["Plateau", "ValidationChoice"]
 
 
 @dataclass
@@ -72,4 +72,71 @@ class Plateau:
             best_round=int(state.get("best_round", 0)),
             stale=int(state.get("stale", 0)),
             history=history,
+        )
+
+
+@dataclass
+class ValidationChoice:
+    """The model chosen on validation: a :class:`Plateau` plus the *test* scores of its best
+    step, so a report shows the test metric of the validation-chosen model (``test_at_best``)
+    and never a best picked on the test set.
+
+    ``observe(step, val, test)`` after each round / epoch; ``summary()`` the ``summary.json``
+    fields: ``stopped_round`` (the last step trained), ``stopped_early`` (the plateau rule
+    ended training before the maximum), ``best_round``, ``best_val`` and ``test_at_best``
+    (primary metric, metric units) and ``best_scores`` (every test score of that step).
+    """
+
+    primary: str
+    plateau: Plateau
+    best_scores: dict[str, Any] = field(default_factory=dict)
+    last_step: int = 0
+
+    @classmethod
+    def of(cls, primary: str, *, patience: int, min_delta: float) -> ValidationChoice:
+        return cls(primary, Plateau(patience=patience, min_delta=min_delta))
+
+    def observe(self, step: int, val: dict[str, Any], test: dict[str, Any]) -> bool:
+        """Record step ``step``; True when its validation ``primary`` is a new best."""
+        self.last_step = int(step)
+        value = val.get(self.primary)
+        if not isinstance(value, (int, float)):
+            return False
+        improved = self.plateau.update(step, float(value))
+        if improved:
+            self.best_scores = dict(test)
+        return improved
+
+    @property
+    def stop(self) -> bool:
+        return self.plateau.stop
+
+    def summary(self) -> dict[str, Any]:
+        test = self.best_scores.get(self.primary)
+        return {
+            "stopped_round": self.last_step,
+            "stopped_early": self.plateau.stop,
+            "patience": self.plateau.patience,
+            "min_delta": self.plateau.min_delta,
+            "best_round": self.plateau.best_round or None,
+            "best_val": self.plateau.best,
+            "test_at_best": test if isinstance(test, (int, float)) else None,
+            "best_scores": dict(self.best_scores),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "primary": self.primary,
+            "plateau": self.plateau.state_dict(),
+            "best_scores": dict(self.best_scores),
+            "last_step": self.last_step,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> ValidationChoice:
+        return cls(
+            str(state["primary"]),
+            Plateau.from_state_dict(state["plateau"]),
+            dict(state.get("best_scores", {})),
+            int(state.get("last_step", 0)),
         )

@@ -1,4 +1,4 @@
-"""Site-level generation: i2b2-style NER notes with annotation noise.
+"""Site-level generation: i2b2-style NER notes of patients with several notes, and annotation noise.
 
 Every site draws from its own ``random.Random`` seeded by a string of (seed, task, site), so a
 site's notes do not change when other sites are added, and noise has its own RNG so that the
@@ -11,11 +11,11 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
-from fedskip.data.synth.notes import clinical_note
+from fedskip.data.synth.notes import NOTE_PLANS, patient_notes
 from fedskip.data.synth.sites import SiteProfile
 from fedskip.data.synth.text import ENTITY_TYPES, Line, NoteContext
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 """Bump when the generator's output changes: it is part of the ``ensure_synth`` cache key."""
 
 
@@ -27,6 +27,8 @@ class Mention:
     start: int
     end: int
     type: str
+    assertion: str = "present"
+    """The i2b2 assertion of a problem (``.ast``); meaningless for tests and treatments."""
 
 
 @dataclass
@@ -36,6 +38,7 @@ class NerNote:
     doc_id: str
     lines: list[list[str]]
     mentions: list[Mention] = field(default_factory=list)
+    patient_id: str = ""
 
     def mention_text(self, m: Mention) -> str:
         """The concept's words as the .con file quotes them (lower case)."""
@@ -55,29 +58,39 @@ def new_context(rng: random.Random, profile: SiteProfile) -> NoteContext:
     )
 
 
-def tokenize(doc_id: str, lines: list[Line]) -> NerNote:
+def tokenize(doc_id: str, lines: list[Line], patient_id: str = "") -> NerNote:
     """Whitespace-split each line; a typed segment becomes a mention over its tokens."""
-    note = NerNote(doc_id=doc_id, lines=[])
+    note = NerNote(doc_id=doc_id, lines=[], patient_id=patient_id)
     for number, line in enumerate(lines, start=1):
         tokens: list[str] = []
         for seg in line:
             words = seg.text.split()
             if seg.type and words:
-                note.mentions.append(
-                    Mention(number, len(tokens), len(tokens) + len(words) - 1, seg.type)
-                )
+                end = len(tokens) + len(words) - 1
+                assertion = seg.assertion or "present"
+                note.mentions.append(Mention(number, len(tokens), end, seg.type, assertion))
             tokens.extend(words)
         note.lines.append(tokens)
     return note
 
 
 def generate_ner_site(site: int, profile: SiteProfile, n_docs: int, seed: int) -> list[NerNote]:
-    """``n_docs`` clean (noise-free) annotated notes of one site."""
+    """``n_docs`` clean (noise-free) annotated notes of one site, patient after patient.
+
+    Each patient leaves the notes of one stay (``NOTE_PLANS``: a discharge summary, or an
+    admission note, progress notes and the discharge summary); the last patient's plan is cut
+    to fit ``n_docs``. Notes are numbered in order; ``patient_id`` is ``site<K>-p<NNN>``.
+    """
     rng = site_rng(seed, "ner", site)
-    notes = []
-    for i in range(n_docs):
+    plans = [plan for plan, _ in NOTE_PLANS]
+    weights = [w for _, w in NOTE_PLANS]
+    notes: list[NerNote] = []
+    while len(notes) < n_docs:
         ctx = new_context(rng, profile)
-        notes.append(tokenize(f"site{site}-{i + 1:04d}", clinical_note(ctx)))
+        kinds = rng.choices(plans, weights=weights)[0][: n_docs - len(notes)]
+        patient = f"site{site}-p{len({n.patient_id for n in notes}) + 1:03d}"
+        for lines in patient_notes(ctx, kinds):
+            notes.append(tokenize(f"site{site}-{len(notes) + 1:04d}", lines, patient))
     return notes
 
 
@@ -122,6 +135,7 @@ def apply_ner_noise(notes: list[NerNote], rate: float, rng: random.Random) -> di
             op = "retyped"
         if op == "retyped":
             m.type = rng.choice([t for t in ENTITY_TYPES if t != m.type])
+            m.assertion = "present"
         elif op == "dropped":
             dropped.add((d, j))
         counts[op] += 1

@@ -10,155 +10,21 @@ from __future__ import annotations
 
 import re
 
+from fedskip.data.synth.datafiles import load, strings
 from fedskip.data.synth.notes import discharge_summary
 from fedskip.data.synth.slots import render
 from fedskip.data.synth.text import Line, NoteContext, Seg, apply_casing
 
-RADIOLOGY_EXAMS = (
-    "CHEST (PORTABLE AP)",
-    "CHEST (PA & LAT)",
-    "CT HEAD W/O CONTRAST",
-    "CT ABDOMEN W/CONTRAST",
-    "CT CHEST W/CONTRAST",
-    "MR HEAD W & W/O CONTRAST",
-    "RENAL U.S.",
-    "LIVER OR GALLBLADDER US (SINGLE ORGAN)",
-    "CTA CHEST W&W/O C&RECONS, NON-CORONARY",
-    "BILAT LOWER EXT VEINS",
-    "ABDOMEN (SUPINE & ERECT)",
-    "CT PELVIS W/CONTRAST",
-    "MR L SPINE W/O CONTRAST",
-    "UNILAT UP EXT VEINS US",
-)
-RADIOLOGY_FINDINGS = (
-    "there is {aP} in the <right lower lobe~left lower lobe~right upper lobe~lingula~retrocardiac region> .",
-    "no {P} or {P} .",
-    "the cardiomediastinal silhouette is within normal limits .",
-    "{X:icu} tip terminates in the <lower svc~right atrium~mid trachea~stomach> .",
-    "interval worsening of {P} compared to prior study .",
-    "there is no evidence of {P} .",
-    "small bilateral {P} with adjacent atelectasis .",
-    "findings are concerning for {P} .",
-    "{P} is again noted , not significantly changed .",
-    "osseous structures are unremarkable .",
-    "the liver , spleen , and pancreas are unremarkable .",
-    "there is a {num:n} mm {P:onc} .",
-    "no acute intracranial process .",
-    "moderate {P} , unchanged .",
-)
-RADIOLOGY_IMPRESSIONS = (
-    "{aP} .",
-    "no acute cardiopulmonary process .",
-    "findings consistent with {P} .",
-    "interval improvement in {P} .",
-    "{P} , recommend {T} for further evaluation .",
-    "no evidence of {P} .",
-    "stable {P} .",
-)
-ECG_FINDINGS = (
-    "sinus rhythm",
-    "sinus tachycardia",
-    "sinus bradycardia",
-    "atrial fibrillation with rapid ventricular response",
-    "atrial fibrillation with controlled ventricular response",
-    "left axis deviation",
-    "right bundle-branch block",
-    "left bundle-branch block",
-    "first degree a-v delay",
-    "low qrs voltages in the limb leads",
-    "non-specific st-t wave changes",
-    "prolonged qt interval",
-    "ventricular premature beats",
-    "inferior myocardial infarction , age undetermined",
-    "poor r wave progression",
-    "left ventricular hypertrophy with secondary repolarization abnormalities",
-    "intraventricular conduction delay",
-    "anterior st segment elevations consistent with acute myocardial infarction",
-    "paced rhythm",
-    "lateral t wave inversions",
-    "borderline ecg",
-    "normal ecg",
-)
-ECG_CLOSINGS = (
-    "since the previous tracing of {date:-30} no significant change .",
-    "compared to the previous tracing the rate has increased .",
-    "clinical correlation is suggested .",
-    "no previous tracing available for comparison .",
-    "st-t wave changes may be due to {P:cardio} .",
-)
-ECHO_LINES = (
-    "left atrium : <mild~moderate~no> la enlargement .",
-    "left ventricle : normal lv wall thickness , cavity size and regional / global systolic function . lvef > 55 % .",
-    "left ventricle : <mild~moderate~severe> global lv hypokinesis . lvef = {num:ef} % .",
-    "right ventricle : normal rv chamber size and free wall motion .",
-    "aortic valve : <mildly thickened~normal> aortic valve leaflets . <no~mild~moderate> as . <no~trace~1+> ar .",
-    "mitral valve : mildly thickened mitral valve leaflets . <mild~moderate~trace> ( 1+ ) mr .",
-    "tricuspid valve : <mild~moderate> [ 1+ ] tr . <mild~moderate> pa systolic hypertension .",
-    "pericardium : <no~small~trivial> pericardial effusion .",
-    "conclusions : the left atrium is <normal in size~mildly dilated> . there is {P:cardio} .",
-    "compared with the prior study ( images reviewed ) of {date:-90} , {P:cardio} is now seen .",
-)
-NURSING_LINES = (
-    "neuro : a&ox3 , mae , follows commands , {P:neuro} noted .",
-    "neuro : sedated on {D:icu} , rass -2 .",
-    "cv : {VITALS} , {P:cardio} , {D:cardio} given as ordered .",
-    "cv : hr 80s-90s nsr , no ectopy , k repleted .",
-    "resp : ls {P:exam} , on {X:icu} , sats {num:sat} % .",
-    "resp : lungs clear , weaned to 2l nc .",
-    "gi/gu : abd soft , + bs , foley draining clear yellow urine , {P:gi} .",
-    "gi : tolerating tube feeds at goal , {D:gi} given .",
-    "id : tmax {num:temp} , {D:id} as ordered , {T:id} pending .",
-    "skin : {P:exam} on coccyx , wound care per protocol .",
-    "social : family in to visit , updated on plan of care .",
-    "plan : continue to monitor , {FILL} .",
-    "pain : c/o {P} , medicated with {D} with good effect .",
-    "endo : riss , {T:lab} {num:glu} , covered per scale .",
-    "access : {X:icu} , piv x2 .",
-)
-PHYSICIAN_LINES = (
-    "chief complaint : {P}",
-    "24 hour events :",
-    "{X} - at {date:1} 10:00 am",
-    "allergies :",
-    "{D} ( {P:allergy} )",
-    "last dose of antibiotics :",
-    "{D:id} - {date:1} 08:00 pm",
-    "infusions :",
-    "{D:icu} - 0.1 mcg / kg / min",
-    "other icu medications :",
-    "{D} - {date:1} 12:00 am",
-    "flowsheet data as of {date:2} 06:46 am",
-    "vital signs",
-    "{VITALS}",
-    "hemodynamic monitoring",
-    "fluid balance : 24 hours , since 12 am",
-    "physical examination",
-    "general appearance : {P:exam}",
-    "labs / radiology",
-    "{LABS}",
-    "assessment and plan",
-    "{P} , {P}",
-    "# {P} - continue {R}",
-    "- f/u {T}",
-    "icu care",
-    "nutrition : {X:icu}",
-    "glycemic control : {D:general}",
-    "prophylaxis : dvt : {D:cardio} , stress ulcer : {D:gi}",
-    "code status : full code",
-    "disposition : icu",
-)
-RESPIRATORY_LINES = (
-    "respiratory care : pt remains intubated on a/c 500 x {num:bun} , peep 5 , fio2 40 % .",
-    "bs coarse bilat , suctioned for mod amts thick tan secretions .",
-    "abg <7.38/42/88~7.29/55/71~7.44/36/102~7.21/61/64> on current settings .",
-    "mdi 's given as ordered : {D:general} .",
-    "plan : wean as tolerated , sbt in am .",
-    "pt placed on {X:icu} overnight for {P:icu} .",
-    "rsbi {num:plt} .",
-    "pt extubated to {X:icu} , tolerating well .",
-    "will continue to follow .",
-    "ventilator changes : peep increased to 10 for {P:icu} .",
-)
+_M = load("mimic.json")
+RADIOLOGY_EXAMS = strings(_M["radiology_exams"])
+RADIOLOGY_FINDINGS = strings(_M["radiology_findings"])
+RADIOLOGY_IMPRESSIONS = strings(_M["radiology_impressions"])
+ECG_FINDINGS = strings(_M["ecg_findings"])
+ECG_CLOSINGS = strings(_M["ecg_closings"])
+ECHO_LINES = strings(_M["echo_lines"])
+NURSING_LINES = strings(_M["nursing_lines"])
+PHYSICIAN_LINES = strings(_M["physician_lines"])
+RESPIRATORY_LINES = strings(_M["respiratory_lines"])
 
 
 def _lines(ctx: NoteContext, templates: tuple[str, ...], lo: int, hi: int) -> list[Line]:

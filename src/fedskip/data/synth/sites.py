@@ -30,10 +30,9 @@ class SiteProfile:
     """Probability of a telegraphic line (no verbs, lists) instead of a full sentence."""
     blank_between_sections: bool
     categories: dict[str, float]
-    det_in_span: bool = True
-    """Annotation convention: determiners/possessives inside spans (``c="her chest pain"``)."""
-    modifier_in_span: bool = True
-    """Annotation convention: severity/route/test modifiers inside spans (``c="severe chest pain"``)."""
+    house_style: int = 0
+    """Which of each section's header and note title variants the site mostly writes
+    (``HPI :`` vs ``History of Present Illness :``): the hospital's own templates."""
 
 
 CATEGORIES = (
@@ -67,6 +66,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="upper_headers",
         terse=0.25,
         blank_between_sections=True,
+        house_style=0,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 1.5,
@@ -96,8 +96,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="title",
         terse=0.1,
         blank_between_sections=True,
-        det_in_span=False,
-        modifier_in_span=True,
+        house_style=1,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 4,
@@ -127,8 +126,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="lower",
         terse=0.55,
         blank_between_sections=False,
-        det_in_span=True,
-        modifier_in_span=False,
+        house_style=2,
         categories={
             "Discharge summary": 2.7,
             "Radiology": 2,
@@ -158,8 +156,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="upper_headers",
         terse=0.35,
         blank_between_sections=True,
-        det_in_span=False,
-        modifier_in_span=False,
+        house_style=3,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 2,
@@ -189,8 +186,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="title",
         terse=0.3,
         blank_between_sections=False,
-        det_in_span=True,
-        modifier_in_span=False,
+        house_style=4,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 1.5,
@@ -220,8 +216,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="upper_headers",
         terse=0.2,
         blank_between_sections=True,
-        det_in_span=False,
-        modifier_in_span=True,
+        house_style=5,
         categories={
             "Discharge summary": 4.5,
             "Radiology": 3,
@@ -251,6 +246,7 @@ PROFILES: tuple[SiteProfile, ...] = (
         casing="lower",
         terse=0.45,
         blank_between_sections=False,
+        house_style=6,
         categories={
             "Discharge summary": 5.4,
             "Radiology": 2.5,

@@ -3,8 +3,12 @@
 A template is whitespace-separated text with three kinds of markup:
 
 * ``{NAME}`` or ``{NAME:arg}`` — a slot filled by a function of the note context
-  (``{P:cardio}`` a cardiology problem, ``{aT}`` a test with a determiner kept in the span, ...);
-* ``[type:alt1~alt2]`` — a literal entity mention of ``type`` (one alternative at random): this is
+  (``{P:cardio}`` a cardiology problem, ``{aT}`` a test with an article or possessive inside the
+  span, ``{pHMED}`` one of the patient's home medications with ``his``/``her``, ``{DX}`` the
+  admitting problem, ``{PMH}`` the next item of the patient's history, ...);
+  ``{P!absent}`` gives the problems of the slot an i2b2 assertion (``present`` otherwise);
+* ``[type:alt1~alt2]`` / ``[problem!possible:alt]`` — a literal entity mention of ``type`` (one
+  alternative at random; ``|`` separates a prefix such as ``the|procedure``): this is
   how the same surface form gets different types by context (``[test:potassium]`` was low and was
   repleted with ``[treatment:potassium]``);
 * ``<alt1~alt2>`` — literal non-entity words (``<ct surgery~the dialysis unit>``); an empty
@@ -20,6 +24,7 @@ from functools import lru_cache
 from fedskip.data.synth.text import (
     ENTITY_TYPES,
     PHRASERS,
+    SEP,
     Line,
     NoteContext,
     Seg,
@@ -43,7 +48,7 @@ from fedskip.data.synth.vocab import (
 
 Slot = Callable[[NoteContext, str], list[Seg]]
 
-_MARKUP = re.compile(r"(\{[^}]+\}|\[[a-z]+:[^\]]+\]|<[^>]*>)")
+_MARKUP = re.compile(r"(\{[^}]+\}|\[[a-z_!]+:[^\]]+\]|<[^>]*>)")
 
 RANGES: dict[str, tuple[float, float, int]] = {
     "k": (2.6, 6.1, 1),
@@ -106,27 +111,25 @@ VITALS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+ASSERTIONS = (
+    "present",
+    "absent",
+    "possible",
+    "conditional",
+    "hypothetical",
+    "associated_with_someone_else",
+)
+
+
 def _entity(code: str) -> Slot:
     phrase, kind = PHRASERS[code]
-    return lambda ctx, arg: entity_segs(ctx.profile, phrase(ctx, arg or None), kind)
-
-
-def _entity_det(code: str) -> Slot:
-    phrase, kind = PHRASERS[code]
-
-    def fill(ctx: NoteContext, arg: str) -> list[Seg]:
-        text = phrase(ctx, arg or None)
-        if ctx.chance(0.45):
-            text = with_determiner(ctx, text)
-        return entity_segs(ctx.profile, text, kind)
-
-    return fill
+    return lambda ctx, arg: entity_segs(phrase(ctx, arg or None), kind)
 
 
 def _any_entity(ctx: NoteContext, arg: str) -> list[Seg]:
     code = ctx.rng.choices(("P", "T", "R"), weights=(0.45, 0.25, 0.3))[0]
     phrase, kind = PHRASERS[code]
-    return entity_segs(ctx.profile, phrase(ctx, None), kind)
+    return entity_segs(phrase(ctx, None), kind)
 
 
 def _entity_list(code: str) -> Slot:
@@ -139,10 +142,98 @@ def _entity_list(code: str) -> Slot:
             if i:
                 last = i == n - 1
                 segs.append(Seg(ctx.rng.choice((", and", "and", ", or")) if last else ","))
-            segs.extend(entity_segs(ctx.profile, phrase(ctx, arg or None), kind))
+            segs.extend(entity_segs(phrase(ctx, arg or None), kind))
         return segs
 
     return fill
+
+
+def start_patient(ctx: NoteContext) -> None:
+    """Draw the patient's history once: main domain, admitting problem, past history, home meds.
+
+    Every note of the patient shares them (``ctx`` lives as long as the patient); a note with
+    coded diagnoses (``ctx.forced``) is admitted for the first of them."""
+    if ctx.dx:
+        return
+    from fedskip.data.synth.text import pick_domain, problem_phrase, raw_term
+
+    ctx.domain = pick_domain(ctx, "problem")
+    ctx.dx = ctx.forced[0] if ctx.forced else problem_phrase(ctx, ctx.domain)
+    chronic = [
+        style(ctx, raw_term(ctx, "problem", "chronic" if ctx.chance(0.5) else ctx.domain))
+        for _ in range(ctx.rng.randint(2, 6))
+    ]
+    ctx.pmh = list(dict.fromkeys(p for p in chronic if p != ctx.dx))
+    meds = [style(ctx, raw_term(ctx, "drug")) for _ in range(ctx.rng.randint(3, 8))]
+    ctx.home_meds = list(dict.fromkeys(meds))
+
+
+def _next(ctx: NoteContext, key: str, items: list[str]) -> str:
+    i = ctx.cursor.get(key, 0)
+    ctx.cursor[key] = i + 1
+    return items[i % len(items)] if items else ""
+
+
+def _history(key: str) -> Callable[[NoteContext], tuple[str, str]]:
+    """The patient's admitting problem, next history item or next home medication."""
+
+    def pick(ctx: NoteContext) -> tuple[str, str]:
+        start_patient(ctx)
+        if key == "DX":
+            return ctx.dx, "problem"
+        if key == "PMH":
+            return _next(ctx, "pmh", ctx.pmh or [ctx.dx]), "problem"
+        if key == "HMEDS":
+            return ctx.rng.choice(("home medications", "home meds", "outpatient medications")), (
+                "treatment"
+            )
+        return _next(ctx, "meds", ctx.home_meds), "treatment"
+
+    return pick
+
+
+Maker = Callable[[NoteContext, str], tuple[str, str]]
+
+
+def _phrase_maker(code: str) -> Maker:
+    phrase, kind = PHRASERS[code]
+    return lambda ctx, arg: (phrase(ctx, arg or None), kind)
+
+
+def _history_maker(key: str) -> Maker:
+    pick = _history(key)
+    return lambda ctx, arg: pick(ctx)
+
+
+ENTITY_MAKERS: dict[str, Maker] = {
+    **{code: _phrase_maker(code) for code in PHRASERS},
+    **{key: _history_maker(key) for key in ("DX", "PMH", "HMED", "HMEDS")},
+}
+"""Slots that make one entity phrase; ``a<NAME>`` / ``p<NAME>`` add a determiner / possessive."""
+
+
+def _one(name: str, det: str) -> Slot:
+    make = ENTITY_MAKERS[name]
+
+    def fill(ctx: NoteContext, arg: str) -> list[Seg]:
+        text, kind = make(ctx, arg)
+        chance = 0.8 if det == "a" else 0.45 if ctx.sentence else 0.0  # prose has more articles
+        if det == "p" or ctx.chance(chance):
+            text = with_determiner(ctx, text, kind, possessive=det == "p")
+        return entity_segs(text, kind)
+
+    return fill
+
+
+def _history_list(ctx: NoteContext, arg: str) -> list[Seg]:
+    start_patient(ctx)
+    items = (ctx.pmh or [ctx.dx])[: ctx.rng.randint(2, 3)]
+    segs: list[Seg] = []
+    for i, item in enumerate(items):
+        if i:
+            segs.append(Seg("and" if i == len(items) - 1 else ","))
+        segs.extend(entity_segs(item, "problem"))
+    return segs
 
 
 def _lab(ctx: NoteContext, arg: str) -> list[Seg]:
@@ -189,8 +280,8 @@ def _vitals(ctx: NoteContext, arg: str) -> list[Seg]:
     return segs
 
 
-def _med_line(ctx: NoteContext, arg: str) -> list[Seg]:
-    drug = drug_phrase(ctx, arg or None)
+def _med_line(ctx: NoteContext, arg: str, drug: str | None = None) -> list[Seg]:
+    drug = drug or drug_phrase(ctx, arg or None)
     r = ctx.rng
     dose = f"{r.choice((0.5, 1, 2, 5, 10, 12.5, 20, 25, 40, 50, 81, 100, 250, 325, 500, 650))}"
     unit, route, freq = r.choice(DOSE_UNITS), r.choice(ROUTES), r.choice(FREQUENCIES)
@@ -199,7 +290,12 @@ def _med_line(ctx: NoteContext, arg: str) -> list[Seg]:
         text = f"{dose} {unit} {form} sig : one ( 1 ) {form.split(' , ')[0]} {route} {freq} ."
     else:
         text = f"{dose} {unit} {route} {freq}"
-    return [*entity_segs(ctx.profile, drug, "treatment"), Seg(text)]
+    return [*entity_segs(drug, "treatment"), Seg(text)]
+
+
+def _home_med_line(ctx: NoteContext, arg: str) -> list[Seg]:
+    start_patient(ctx)
+    return _med_line(ctx, arg, _next(ctx, "meds", ctx.home_meds))
 
 
 def _words(options: tuple[str, ...]) -> Slot:
@@ -222,9 +318,10 @@ def _filler(ctx: NoteContext, arg: str) -> list[Seg]:
 
 
 SLOTS: dict[str, Slot] = {
-    **{code: _entity(code) for code in PHRASERS},
-    **{f"a{code}": _entity_det(code) for code in PHRASERS},
+    **{f"{det}{name}": _one(name, det) for name in ENTITY_MAKERS for det in ("", "a", "p")},
     **{f"{code}S": _entity_list(code) for code in PHRASERS},
+    "PMHS": _history_list,
+    "HOMEMED": _home_med_line,
     "E": _any_entity,
     "L": _lab,
     "LABS": _lab_panel,
@@ -257,41 +354,64 @@ SLOTS: dict[str, Slot] = {
 
 
 @lru_cache(maxsize=2048)
-def parse(template: str) -> tuple[tuple[str, str, str], ...]:
-    """Split a template into ``(kind, a, b)`` parts: ``lit``, ``slot`` (name, arg), ``ent`` (type, alts), ``alt``."""
-    parts: list[tuple[str, str, str]] = []
+def parse(template: str) -> tuple[tuple[str, str, str, str], ...]:
+    """Split a template into ``(kind, a, b, assertion)`` parts: ``lit``, ``slot`` (name, arg),
+    ``ent`` (type, alternatives), ``alt``; ``assertion`` is a slot's or mention's ``!assertion``."""
+    parts: list[tuple[str, str, str, str]] = []
     for piece in _MARKUP.split(template):
         if not _MARKUP.fullmatch(piece):
             if piece.strip():
-                parts.append(("lit", piece.strip(), ""))
+                parts.append(("lit", piece.strip(), "", ""))
             continue
-        if piece.startswith("{"):
-            name, _, arg = piece[1:-1].partition(":")
-            if name not in SLOTS:
-                raise ValueError(f"unknown slot {{{name}}} in template {template!r}")
-            parts.append(("slot", name, arg))
-        elif piece.startswith("["):
-            kind, _, alts = piece[1:-1].partition(":")
-            if kind not in ENTITY_TYPES:
-                raise ValueError(f"unknown entity type {kind!r} in template {template!r}")
-            parts.append(("ent", kind, alts))
-        else:
-            parts.append(("alt", piece[1:-1], ""))
+        if piece[0] == "<":
+            parts.append(("alt", piece[1:-1], "", ""))
+            continue
+        head, _, rest = piece[1:-1].partition(":")
+        name, _, assertion = head.partition("!")
+        if assertion and assertion not in ASSERTIONS:
+            raise ValueError(f"unknown assertion {assertion!r} in template {template!r}")
+        if piece[0] == "{" and name not in SLOTS:
+            raise ValueError(f"unknown slot {{{name}}} in template {template!r}")
+        if piece[0] == "[" and name not in ENTITY_TYPES:
+            raise ValueError(f"unknown entity type {name!r} in template {template!r}")
+        parts.append(("slot" if piece[0] == "{" else "ent", name, rest, assertion))
     return tuple(parts)
 
 
 def render(ctx: NoteContext, template: str) -> Line:
     """Fill a template into a line of segments (entity mentions typed)."""
     line: Line = []
-    for kind, a, b in parse(template):
+    for kind, a, b, assertion in parse(template):
         if kind == "lit":
             line.append(Seg(a))
-        elif kind == "slot":
-            line.extend(SLOTS[a](ctx, b))
-        elif kind == "ent":
-            line.extend(entity_segs(ctx.profile, style(ctx, ctx.rng.choice(b.split("~"))), a))
+        elif kind in ("slot", "ent"):
+            if kind == "slot":
+                ctx.asserting = assertion  # a negated slot names no problem the patient has
+                segs = SLOTS[a](ctx, b)
+                ctx.asserting = ""
+            else:
+                term = ctx.rng.choice(b.split("~"))
+                segs = entity_segs(SEP.join(style(ctx, w) for w in term.split(SEP)), a)
+            for seg in segs:
+                if seg.type == "problem" and assertion:
+                    seg.assertion = assertion
+            line.extend(segs)
         else:
             words = ctx.rng.choice(a.split("~"))
             if words:
                 line.append(Seg(words))
+    return _determiners_inside([seg for seg in line if seg.text.strip()])
+
+
+_DETERMINERS = frozenset(("a", "an", "the", "his", "her"))
+
+
+def _determiners_inside(line: Line) -> Line:
+    """Move a determiner written just before a mention (``{poss} [test:creatinine]``) into it."""
+    for i in range(1, len(line)):
+        prev, seg = line[i - 1], line[i]
+        words = prev.text.split(" ")
+        if seg.type and not prev.type and words[-1] in _DETERMINERS:
+            seg.text = f"{words[-1]} {seg.text}"
+            prev.text = " ".join(words[:-1])
     return [seg for seg in line if seg.text.strip()]

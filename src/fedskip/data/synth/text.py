@@ -18,7 +18,7 @@ from fedskip.data.synth.sites import SiteProfile
 from fedskip.data.synth.vocab import (
     ABBREVIATIONS,
     ANATOMY,
-    DETERMINERS,
+    COUNTABLE,
     DRUG_FORMS,
     LOCATABLE,
     LOCATIONS,
@@ -27,6 +27,7 @@ from fedskip.data.synth.vocab import (
     MODALITIES,
     NON_PREFIXABLE,
     PROBLEM_PREFIXES,
+    QUANTIFIERS,
     SIZEABLE,
     STAGEABLE,
     TEST_PREFIXES,
@@ -62,6 +63,8 @@ class Seg:
 
     text: str
     type: str | None = None
+    assertion: str | None = None
+    """i2b2 assertion of a problem mention (``present`` when ``None``)."""
 
 
 Line = list[Seg]
@@ -81,6 +84,18 @@ class NoteContext:
     """Problem phrases the note must mention (ICD-9-coded diagnoses of an admission)."""
     deid_dates: bool = False
     """Write dates as MIMIC de-identification placeholders (``[**2151-8-4**]``)."""
+    domain: str | None = None
+    """The patient's main clinical domain: most unqualified terms come from it."""
+    dx: str = ""
+    """The admitting problem, named in every note of the patient."""
+    pmh: list[str] = field(default_factory=list)
+    home_meds: list[str] = field(default_factory=list)
+    sentence: bool = False
+    """Filling a prose section (HPI, hospital course): bare slots often take an article too."""
+    asserting: str = ""
+    """The assertion of the slot being filled (``absent``, ``possible``, ...; empty: present)."""
+    cursor: dict[str, int] = field(default_factory=dict)
+    """Next index into ``pmh`` / ``home_meds`` (so a list section names distinct items)."""
 
     @property
     def pron(self) -> str:
@@ -115,6 +130,8 @@ def pick_domain(ctx: NoteContext, kind: str) -> str:
 def raw_term(ctx: NoteContext, kind: str, domain: str | None = None) -> str:
     """A lexicon term of entity ``kind`` from ``domain`` (or a site-weighted one), Zipf-sampled."""
     pools = POOLS[kind]
+    if domain is None and ctx.domain in pools and ctx.chance(0.7):
+        domain = ctx.domain
     if domain is None or domain not in pools:
         domain = pick_domain(ctx, kind)
     pool = pools[domain]
@@ -159,16 +176,15 @@ def style(ctx: NoteContext, term: str) -> str:
 
 
 SEP = "|"
-"""Marks a prefix (determiner or modifier) whose place, inside or outside the span, is a site
-annotation convention: ``"her|severe|chest pain"``. Resolved by :func:`entity_segs`."""
-_DETERMINER_SET = frozenset(DETERMINERS) | {"an"}
+"""Separates a prefix (determiner, quantifier or modifier) from the term it qualifies in a
+phrase: ``"her|severe|chest pain"``. Per the i2b2 2010 guidelines every prefix is inside the span."""
 
 
 def _qualified(ctx: NoteContext, term: str) -> str:
     """Add what i2b2 keeps inside a problem span: a body location, a size or a stage."""
     head = term.split()[-1]
     if head in LOCATABLE and not term.startswith(LOCATIONS_START) and ctx.chance(0.4):
-        if ctx.chance(0.3):
+        if ctx.chance(0.45):
             return f"{term} of the {ctx.rng.choice(ANATOMY)}"
         return f"{ctx.rng.choice(LOCATIONS)} {term}"
     if head in SIZEABLE and ctx.chance(0.35):
@@ -184,9 +200,10 @@ def problem_phrase(ctx: NoteContext, domain: str | None = None) -> str:
     Only mentions without a requested domain reuse the note's problems (or its forced ICD-9
     diagnoses): a ``{P:exam}`` slot must stay an exam finding.
     """
-    if domain is None and ctx.forced and ctx.chance(0.4):
+    present = ctx.asserting in ("", "present")
+    if domain is None and present and ctx.forced and ctx.chance(0.4):
         return style(ctx, ctx.rng.choice(ctx.forced))
-    if domain is None and ctx.problems and ctx.chance(0.2):
+    if domain is None and present and ctx.problems and ctx.chance(0.2):
         return ctx.rng.choice(ctx.problems)
     term = raw_term(ctx, "problem", domain)
     plain = domain in ("exam", "allergy") or term in NON_PREFIXABLE
@@ -194,7 +211,7 @@ def problem_phrase(ctx: NoteContext, domain: str | None = None) -> str:
     prefix = ctx.rng.choice(PROBLEM_PREFIXES)
     if not plain and ctx.chance(0.25) and not set(prefix.split()) & set(term.split()):
         text = f"{prefix}{SEP}{text}"
-    if domain not in ("exam", "allergy"):
+    if domain not in ("exam", "allergy") and present:
         ctx.problems.append(text)
     return text
 
@@ -243,33 +260,50 @@ PHRASERS: dict[str, tuple[Phraser, str]] = {
 """Slot code → (phrase maker, entity type)."""
 
 
-def with_determiner(ctx: NoteContext, text: str) -> str:
-    """Prefix a determiner or possessive (``a``/``an`` agreed), marked for the site's convention."""
-    det = ctx.rng.choice(DETERMINERS)
-    if det in ("his", "her"):
+def _article(word: str) -> str:
+    """``a`` or ``an`` by sound: ``an mri``, ``an ekg``, ``a cxr``, ``an infiltrate``."""
+    if word[:1] in "aeiou" or (word in ACRONYMS and word[:1] in "fhlmnrsx"):
+        return "an"
+    return "a"
+
+
+def _plural(head: str) -> bool:
+    return len(head) > 3 and head.endswith("s") and not head.endswith(("ss", "us", "is", "sis"))
+
+
+def with_determiner(ctx: NoteContext, text: str, kind: str, *, possessive: bool = False) -> str:
+    """Prefix an article, possessive or quantifier that agrees with the head noun.
+
+    Countable singular heads take ``a``/``an``, ``the`` or ``his``/``her``; plural heads a
+    possessive, ``the`` or a quantifier (problems); other heads ``the`` or a possessive.
+    ``possessive`` forces ``his``/``her``. The prefix stays inside the span (i2b2 2010)."""
+    words = text.replace(SEP, " ").split()
+    head = words[words.index("of") - 1] if "of" in words[1:] else words[-1]  # "an mri of the brain"
+    first = words[0]
+    if possessive:
+        return f"{ctx.poss}{SEP}{text}"
+    options: tuple[str, ...]
+    if head in COUNTABLE and not _plural(head):
+        options = ("a", "a", "the", "poss") if kind != "treatment" else ("a", "the", "poss", "poss")
+    elif _plural(head):
+        options = ("poss", "the", "quant", "quant") if kind == "problem" else ("poss", "the")
+    else:  # a mass noun: "her dyspnea", "his creatinine", "the heparin"; often nothing
+        options = ("poss", "", "", "") if kind == "problem" else ("poss", "poss", "the", "")
+    det = ctx.rng.choice(options)
+    if not det:
+        return text
+    if det == "poss":
         det = ctx.poss
-    if det == "a" and text[:1] in "aeiou":
-        det = "an"
+    elif det == "quant":
+        det = ctx.rng.choice(QUANTIFIERS)
+    elif det == "a":
+        det = _article(first)
     return f"{det}{SEP}{text}"
 
 
-def entity_segs(profile: SiteProfile, text: str, kind: str) -> list[Seg]:
-    """Split a marked phrase into the words before the span and the typed span itself.
-
-    Determiners and possessives are inside the span where ``profile.det_in_span`` (the i2b2
-    guideline), modifiers (``severe``, ``iv``, ``repeat``) where ``profile.modifier_in_span``;
-    the span stays contiguous, so a prefix left outside also leaves out everything before it.
-    """
-    *prefixes, core = text.split(SEP)
-    cut = len(prefixes)
-    while cut > 0:
-        word = prefixes[cut - 1]
-        keep = profile.det_in_span if word in _DETERMINER_SET else profile.modifier_in_span
-        if not keep:
-            break
-        cut -= 1
-    span = " ".join([*prefixes[cut:], core])
-    return ([Seg(" ".join(prefixes[:cut]))] if cut else []) + [Seg(span, kind)]
+def entity_segs(text: str, kind: str, assertion: str | None = None) -> list[Seg]:
+    """A marked phrase as one typed segment: prefixes and term all inside the span."""
+    return [Seg(" ".join(text.split(SEP)), kind, assertion)]
 
 
 def date_text(ctx: NoteContext, offset_days: int = 0) -> str:
@@ -304,5 +338,5 @@ def apply_casing(profile: SiteProfile, line: Line, *, header: bool = False) -> L
                 words = [w[:1].upper() + w[1:] for w in words]
             elif i == 0 and words and words[0][:1].isalpha() and words[0] not in ACRONYMS:
                 words[0] = words[0][:1].upper() + words[0][1:]
-        out.append(Seg(" ".join(words), seg.type))
+        out.append(Seg(" ".join(words), seg.type, seg.assertion))
     return out

@@ -4,6 +4,8 @@ Layout under ``out``::
 
     ner/site-K/txt/<id>.txt            one sentence per line, whitespace-tokenised
     ner/site-K/concept/<id>.con        c="chest pain" 4:17 4:18||t="problem"
+    ner/site-K/ast/<id>.ast            c="chest pain" 4:17 4:18||t="problem"||a="absent"
+    ner/site-K/patients.csv            record,patient (several notes per patient)
     classification/site-K/NOTEEVENTS.csv      MIMIC-III v1.4 columns, quoted multi-line TEXT
     classification/site-K/DIAGNOSES_ICD.csv   ICD-9 codes per admission, as strings
     README.txt, manifest.json
@@ -18,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from fedskip.data.mimic import NOTE_COLUMNS
+from fedskip.data.patients import PATIENTS_FILE
 from fedskip.data.synth.classification import ClsSite, generate_cls_site
 from fedskip.data.synth.generate import (
     GENERATOR_VERSION,
@@ -38,16 +41,27 @@ def con_line(note: NerNote, index: int) -> str:
     return f'c="{note.mention_text(m)}" {m.line}:{m.start} {m.line}:{m.end}||t="{m.type}"'
 
 
+def ast_line(note: NerNote, index: int) -> str:
+    """The .ast line of ``note.mentions[index]`` (a problem)."""
+    return f'{con_line(note, index)}||a="{note.mentions[index].assertion}"'
+
+
 def write_i2b2(notes: list[NerNote], folder: Path) -> None:
-    """``folder/txt/<id>.txt`` and ``folder/concept/<id>.con`` for each note."""
-    (folder / "txt").mkdir(parents=True, exist_ok=True)
-    (folder / "concept").mkdir(parents=True, exist_ok=True)
+    """``txt/<id>.txt``, ``concept/<id>.con`` and ``ast/<id>.ast`` per note, and ``patients.csv``."""
+    for sub in ("txt", "concept", "ast"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
     for note in notes:
         text = "\n".join(" ".join(tokens) for tokens in note.lines) + "\n"
         (folder / "txt" / f"{note.doc_id}.txt").write_text(text, encoding="utf-8")
         note.mentions.sort(key=lambda m: (m.line, m.start))
-        cons = "".join(con_line(note, i) + "\n" for i in range(len(note.mentions)))
+        indices = range(len(note.mentions))
+        cons = "".join(con_line(note, i) + "\n" for i in indices)
         (folder / "concept" / f"{note.doc_id}.con").write_text(cons, encoding="utf-8")
+        problems = [i for i in indices if note.mentions[i].type == "problem"]
+        asts = "".join(ast_line(note, i) + "\n" for i in problems)
+        (folder / "ast" / f"{note.doc_id}.ast").write_text(asts, encoding="utf-8")
+    rows = "".join(f"{note.doc_id},{note.patient_id}\n" for note in notes)
+    (folder / PATIENTS_FILE).write_text("record,patient\n" + rows, encoding="utf-8")
 
 
 def _csv_field(value: object) -> str:
@@ -95,8 +109,11 @@ def write_mimic(site: ClsSite, folder: Path, row_offset: int) -> None:
 
 def _ner_stats(notes: list[NerNote], noise: dict[str, int]) -> dict[str, object]:
     types = Counter(m.type for n in notes for m in n.mentions)
+    assertions = Counter(m.assertion for n in notes for m in n.mentions if m.type == "problem")
     return {
         "documents": len(notes),
+        "patients": len({n.patient_id for n in notes}),
+        "assertions": dict(sorted(assertions.items())),
         "lines": sum(len(n.lines) for n in notes),
         "tokens": sum(len(t) for n in notes for t in n.lines),
         "mentions": dict(sorted(types.items())),
@@ -147,8 +164,7 @@ def write_corpus(
                 "abbreviation_rate": profile.abbrev_rate,
                 "misspelling_rate": profile.typo_rate,
                 "casing": profile.casing,
-                "determiners_in_spans": profile.det_in_span,
-                "modifiers_in_spans": profile.modifier_in_span,
+                "house_style": profile.house_style,
             },
             "ner": _ner_stats(notes, noise),
             "classification": cls.stats,
@@ -173,17 +189,9 @@ def readme(manifest: dict[str, object]) -> str:
             f"(+{cls['error_rows']} ISERROR rows), {cls['admissions']} admissions"
         )
         style = info["style"]
-        inside = [
-            k
-            for k, key in (
-                ("determiners", "determiners_in_spans"),
-                ("modifiers", "modifiers_in_spans"),
-            )
-            if style[key]
-        ]
         site_lines.append(
             f"      style: {style['casing']}, abbreviations {style['abbreviation_rate']:.0%}, "
-            f"misspellings {style['misspelling_rate']:.0%}; inside spans: {', '.join(inside) or 'core words only'}"
+            f"misspellings {style['misspelling_rate']:.0%}, house templates #{style['house_style']}"
         )
     return README_TEMPLATE.format(
         version=manifest["version"], sites_detail="\n".join(site_lines), **params
@@ -202,21 +210,25 @@ Parameters: sites={sites} docs={docs} seed={seed} label_noise={label_noise}
 Regenerate: fedskip data synth --set synth-sites={sites} synth-docs={docs} seed={seed} label-noise={label_noise}
 
 Sites differ in specialty mix (which problems, tests and treatments they see), writing style
-(abbreviation and misspelling rates, casing, list vs. sentence style, date formats), note-category
-mix and size: the natural non-IID split used by partition=natural.
+(abbreviation and misspelling rates, casing, list vs. sentence style, date formats, their own
+section names and note titles), note-category mix and size: the natural non-IID split used by
+partition=natural.
 {sites_detail}
 
 ner/site-K/           i2b2 2010 concept extraction format
   txt/<id>.txt        one sentence per line, tokens separated by single spaces; blank lines count
   concept/<id>.con    c="<lower-cased text>" L:S L:E||t="problem|test|treatment"
                       L = 1-based line, S/E = 0-based first/last whitespace token (inclusive)
-  Annotation follows the i2b2 2010 guidelines: assertion cues (no, denies, r/o, possible) stay
-  outside spans, negated and hypothetical concepts are annotated, body locations, sizes and
-  stages are inside. Like real hospitals' annotation teams, sites differ in two conventions
-  (listed per site above): whether determiners/possessives ("her") and modifiers ("severe",
-  "iv", "repeat") belong to the span; i2b2 keeps both inside. The same words can take different
-  types, or none, by context (potassium: test or treatment; paracentesis: test or treatment;
-  ct surgery, the dialysis unit: no concept).
+  ast/<id>.ast        the problems again, with ||a="present|absent|possible|conditional|
+                      hypothetical|associated_with_someone_else" as the sentence's cues say
+  patients.csv        record,patient: a patient's stay leaves one to four notes (admission note,
+                      progress notes, discharge summary) sharing history and medications
+  Annotation follows the i2b2 2010 concept guidelines at every site: articles, possessives,
+  quantifiers and modifiers are inside a span ("a 2 cm liver lesion", "her worsening shortness
+  of breath", "his home medications", "an mri of the brain"); assertion cues (no, denies,
+  rule out, concern for) stay outside; negated and hypothetical concepts are annotated. The
+  same words can take different types, or none, by context (potassium: test or treatment;
+  paracentesis: test or treatment; ct surgery, the dialysis unit: no concept).
   Label noise: label_noise x (number of concepts) concepts per site were dropped, had one
   boundary shifted by a token, or were retyped (counts in manifest.json).
 
