@@ -127,10 +127,12 @@ def main() -> int:
         for name, rs in runs.items()
     }
     rows = rows_of(results)
-    print(f"{args.model}: {len(train_set)} training examples "
-          f"({sum(len(f['input_ids']) for f in train_set)} tokens), "
-          f"{len(test.features)} test examples, batch {cfg.batch_size}, "
-          f"{args.threads} thread(s)\n")  # fmt: skip
+    print(
+        f"{args.model}: {len(train_set)} training examples "
+        f"({sum(len(f['input_ids']) for f in train_set)} tokens), "
+        f"{len(test.features)} test examples, batch {cfg.batch_size}, "
+        f"{args.threads} thread(s)\n"
+    )
     publish(rows, {"runs": runs, "median": results}, args.json)
     return 0
 

@@ -64,9 +64,13 @@ def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
     if is_full(cfg, stack):
         params = report["full_params"]
     width = WIRE_BYTES_PER_VALUE[cfg.compression]
-    return {**report, "trainable_params": params, "compression": cfg.compression,
-            "bytes_per_round_up": round(params * width),
-            "bytes_per_round_down": round(params * width)}  # fmt: skip
+    return {
+        **report,
+        "trainable_params": params,
+        "compression": cfg.compression,
+        "bytes_per_round_up": round(params * width),
+        "bytes_per_round_down": round(params * width),
+    }
 
 
 def measure(run: Path) -> dict[str, Any]:
@@ -98,13 +102,18 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     results = [measure(run) for run in args.runs]
-    rows = [{
-        "run": f"`{r['run']}`", "method": r["method"], "compression": r["compression"],
-        "analytic up (bytes)": f"{r['analytic_up']:,}",
-        "measured up (bytes)": f"{r['measured_up']:,.0f}",
-        "measured / analytic up": f"{r['measured_up'] / r['analytic_up']:.4f}",
-        "measured / analytic down": f"{r['measured_down'] / r['analytic_down']:.4f}",
-    } for r in results]  # fmt: skip
+    rows = [
+        {
+            "run": f"`{r['run']}`",
+            "method": r["method"],
+            "compression": r["compression"],
+            "analytic up (bytes)": f"{r['analytic_up']:,}",
+            "measured up (bytes)": f"{r['measured_up']:,.0f}",
+            "measured / analytic up": f"{r['measured_up'] / r['analytic_up']:.4f}",
+            "measured / analytic down": f"{r['measured_down'] / r['analytic_down']:.4f}",
+        }
+        for r in results
+    ]
     publish(rows, results, args.json)
     return 0
 

@@ -34,12 +34,22 @@ from common import TreeMemorySampler, command_line, markdown, run_worker, write_
 def make_config(args: argparse.Namespace, out: str) -> Any:
     from fedskip.config import Config
 
-    return Config.from_mapping({
-        "model": args.model, "method": "layerskip", "layers": args.layers,
-        "rounds": args.rounds, "synth-docs": args.synth_docs, "max-length": args.max_length,
-        "stride": args.max_length // 4, "batch-size": args.batch_size, "eval-clients": False,
-        "quiet": True, "out": out,
-    })  # fmt: skip
+    return Config.from_mapping(
+        {
+            "model": args.model,
+            "method": "layerskip",
+            "layers": args.layers,
+            "rounds": args.rounds,
+            "synth-docs": args.synth_docs,
+            "max-length": args.max_length,
+            "stride": args.max_length // 4,
+            "batch-size": args.batch_size,
+            "eval-clients": False,
+            "compression": "none",
+            "quiet": True,
+            "out": out,
+        }
+    )
 
 
 def in_process(cfg: Any, threads: int) -> dict[str, Any]:
@@ -75,17 +85,24 @@ def in_process(cfg: Any, threads: int) -> dict[str, Any]:
         tensors = {k: torch.from_numpy(state[k]) for k in plan.train_keys}
         updates = []
         for data in clients:
-            result = train_round(runtime, data, tensors, layers=plan.layers,
-                                 server_round=server_round)  # fmt: skip
+            result = train_round(
+                runtime, data, tensors, layers=plan.layers, server_round=server_round
+            )
             updates.append(({k: v.numpy() for k, v in result.state.items()}, result.num_examples))
         state = merge_state(state, weighted_mean_per_key(updates))
-        load_trainable_state(server.model, {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()},
-                             strict_keys=False)  # fmt: skip
+        load_trainable_state(
+            server.model,
+            {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()},
+            strict_keys=False,
+        )
         scores = evaluate(
-            server.model, test_set, collator(server.tokenizer, prepared),
-            batch_size=cfg.batch_size, device="cpu",
+            server.model,
+            test_set,
+            collator(server.tokenizer, prepared),
+            batch_size=cfg.batch_size,
+            device="cpu",
             cache=activation_cache(cfg, server.stack, server.tokenizer),
-        )  # fmt: skip
+        )
         metric = scores.get(primary_metric(prepared.task_info))
         rounds.append(time.perf_counter() - begin)
     return {"total_s": time.perf_counter() - started, "round_s": rounds, "metric": metric}
@@ -98,8 +115,11 @@ def with_flower(cfg: Any) -> dict[str, Any]:
     summary = simulate(cfg)
     total = time.perf_counter() - started
     rows = [json.loads(line) for line in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
-    return {"total_s": total, "round_s": [r["seconds"] for r in rows],
-            "metric": summary.get("final_metric")}  # fmt: skip
+    return {
+        "total_s": total,
+        "round_s": [r["seconds"] for r in rows],
+        "metric": summary.get("final_metric"),
+    }
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,12 +152,17 @@ def main() -> int:
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
-    shared = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-              if k not in ("json", "worker", "side", "flower_parallel", "repeat")]  # fmt: skip
+    shared = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k not in ("json", "worker", "side", "flower_parallel", "repeat")
+    ]
     flower_env = {}
     if args.flower_parallel:
-        flower_env = {"FEDSKIP_PARALLEL_CLIENTS": str(args.flower_parallel),
-                      "FEDSKIP_CLIENT_THREADS": str(args.threads)}  # fmt: skip
+        flower_env = {
+            "FEDSKIP_PARALLEL_CLIENTS": str(args.flower_parallel),
+            "FEDSKIP_CLIENT_THREADS": str(args.threads),
+        }
     runs: dict[str, list[dict[str, Any]]] = {"inprocess": [], "flower": []}
     for _ in range(args.repeat):
         runs["inprocess"].append(run_worker(Path(__file__), [*shared, "--side", "inprocess"]))
@@ -148,13 +173,17 @@ def main() -> int:
     for name, side in (("in-process", "inprocess"), ("Flower simulation", "flower")):
         for i, r in enumerate(runs[side], 1):
             mean_round = sum(r["round_s"]) / len(r["round_s"])
-            rows.append({
-                "harness": name, "repeat": str(i), "total (s)": f"{r['total_s']:.1f}",
-                "mean round (s)": f"{mean_round:.1f}",
-                "outside rounds (s)": f"{r['total_s'] - sum(r['round_s']):.1f}",
-                "core-seconds": f"{r['cpu_s']:.0f}",
-                "final F1": f"{r['metric']:.3f}" if isinstance(r["metric"], float) else "–",
-            })  # fmt: skip
+            rows.append(
+                {
+                    "harness": name,
+                    "repeat": str(i),
+                    "total (s)": f"{r['total_s']:.1f}",
+                    "mean round (s)": f"{mean_round:.1f}",
+                    "outside rounds (s)": f"{r['total_s'] - sum(r['round_s']):.1f}",
+                    "core-seconds": f"{r['cpu_s']:.0f}",
+                    "final F1": f"{r['metric']:.3f}" if isinstance(r["metric"], float) else "–",
+                }
+            )
     local_round = sum(sum(r["round_s"]) for r in runs["inprocess"])
     flower_round = sum(sum(r["round_s"]) for r in runs["flower"])
     local_total = sum(r["total_s"] for r in runs["inprocess"])
@@ -164,12 +193,16 @@ def main() -> int:
     flower_cpu = sum(r["cpu_s"] for r in runs["flower"])
     print(f"`{command_line()}`\n")
     print(markdown(rows, list(rows[0])))
-    print(f"\nFlower / in-process (all repeats): total {flower_total / local_total:.2f}x, "
-          f"per round {flower_round / local_round:.2f}x "
-          f"({(flower_round - local_round) / n_rounds:+.1f} s per round); "
-          f"core-seconds {flower_cpu / local_cpu:.2f}x")  # fmt: skip
-    write_json(args.json, {"command": command_line(), "inprocess": runs["inprocess"],
-                           "flower": runs["flower"]})  # fmt: skip
+    print(
+        f"\nFlower / in-process (all repeats): total {flower_total / local_total:.2f}x, "
+        f"per round {flower_round / local_round:.2f}x "
+        f"({(flower_round - local_round) / n_rounds:+.1f} s per round); "
+        f"core-seconds {flower_cpu / local_cpu:.2f}x"
+    )
+    write_json(
+        args.json,
+        {"command": command_line(), "inprocess": runs["inprocess"], "flower": runs["flower"]},
+    )
     return 0
 
 

@@ -26,13 +26,23 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from fedskip.fl.simulation import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = Config.from_mapping({
-            "model": args.model, "method": "layerskip", "layers": args.layers,
-            "partition": "iid", "clients": args.num_clients, "rounds": args.rounds,
-            "synth-docs": args.synth_docs, "max-length": args.max_length,
-            "stride": args.max_length // 4, "batch-size": args.batch_size,
-            "eval-clients": False, "quiet": True, "out": tmp,
-        })  # fmt: skip
+        cfg = Config.from_mapping(
+            {
+                "model": args.model,
+                "method": "layerskip",
+                "layers": args.layers,
+                "partition": "iid",
+                "clients": args.num_clients,
+                "rounds": args.rounds,
+                "synth-docs": args.synth_docs,
+                "max-length": args.max_length,
+                "stride": args.max_length // 4,
+                "batch-size": args.batch_size,
+                "eval-clients": False,
+                "quiet": True,
+                "out": tmp,
+            }
+        )
         with TreeMemorySampler() as memory:
             started = time.perf_counter()
             summary = simulate(cfg)
@@ -66,22 +76,30 @@ def main() -> int:
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
-    shared = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-              if k in ("model", "layers", "rounds", "synth_docs", "max_length", "batch_size")]  # fmt: skip
+    shared = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k in ("model", "layers", "rounds", "synth_docs", "max_length", "batch_size")
+    ]
     results = [
         run_worker(Path(__file__), [*shared, f"--num-clients={n}"])
         for n in (int(c) for c in args.clients.split(","))
     ]
     base = results[0]
-    rows = [{
-        "clients": r["clients"], "wall (s)": f"{r['total_s']:.1f}",
-        "mean round (s)": f"{sum(r['round_s']) / len(r['round_s']):.1f}",
-        "per client-round (s)": f"{sum(r['round_s']) / (len(r['round_s']) * r['clients']):.2f}",
-        "time vs first": f"{r['total_s'] / base['total_s']:.2f}x",
-        "peak PSS (MiB)": f"{r['peak_pss'] / MIB:.0f}",
-        "memory vs first": f"{r['peak_pss'] / base['peak_pss']:.2f}x",
-        "processes": r["peak_processes"], "replies ok": sum(r["replies_ok"]),
-    } for r in results]  # fmt: skip
+    rows = [
+        {
+            "clients": r["clients"],
+            "wall (s)": f"{r['total_s']:.1f}",
+            "mean round (s)": f"{sum(r['round_s']) / len(r['round_s']):.1f}",
+            "per client-round (s)": f"{sum(r['round_s']) / (len(r['round_s']) * r['clients']):.2f}",
+            "time vs first": f"{r['total_s'] / base['total_s']:.2f}x",
+            "peak PSS (MiB)": f"{r['peak_pss'] / MIB:.0f}",
+            "memory vs first": f"{r['peak_pss'] / base['peak_pss']:.2f}x",
+            "processes": r["peak_processes"],
+            "replies ok": sum(r["replies_ok"]),
+        }
+        for r in results
+    ]
     publish(rows, results, args.json)
     return 0
 

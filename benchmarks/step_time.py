@@ -47,8 +47,15 @@ def build(model_name: str, *, random_weights: bool, dtype: str, device: str) -> 
     if not random_weights:
         from fedskip.models.loading import load_model
 
-        model, _ = load_model(model_name, task="ner", labels=labels, multi_label=False,
-                              dtype=dtype, device=device, seed=0)  # fmt: skip
+        model, _ = load_model(
+            model_name,
+            task="ner",
+            labels=labels,
+            multi_label=False,
+            dtype=dtype,
+            device=device,
+            seed=0,
+        )
         return model
     from transformers import AutoModelForTokenClassification
 
@@ -74,8 +81,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from fedskip.train.engine import TrainSettings, train
 
     torch.set_num_threads(args.threads)
-    model = build(args.model, random_weights=args.random_weights, dtype=args.dtype,
-                  device=args.device)  # fmt: skip
+    model = build(
+        args.model, random_weights=args.random_weights, dtype=args.dtype, device=args.device
+    )
     stack = discover_layers(model)
     if args.variant == "full":
         apply_full_finetune(model, stack)
@@ -133,16 +141,20 @@ def rows_of(results: list[dict[str, Any]], cuda: bool) -> list[dict[str, Any]]:
     for r in results:
         mem = r["cuda_peak"] if cuda else r["peak_rss"] - r["loaded_rss"]
         full_mem = full["cuda_peak"] if cuda else full["peak_rss"] - full["loaded_rss"]
-        rows.append({
-            "variant": "full fine-tuning" if r["variant"] == "full" else f"layer skip k={r['variant']}",
-            "trainable params": f"{r['trainable_params']:,}",
-            "step (s)": f"{r['step_s']:.3f}",
-            "range (s)": f"{min(r['all_step_s']):.3f}–{max(r['all_step_s']):.3f}",
-            "speed-up vs full": f"{full['step_s'] / r['step_s']:.2f}x",
-            "peak RSS (MiB)": f"{r['peak_rss'] / MIB:.0f}",
-            "training memory (MiB)": f"{mem / MIB:.0f}",
-            "memory vs full": f"{mem / full_mem:.2f}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "variant": "full fine-tuning"
+                if r["variant"] == "full"
+                else f"layer skip k={r['variant']}",
+                "trainable params": f"{r['trainable_params']:,}",
+                "step (s)": f"{r['step_s']:.3f}",
+                "range (s)": f"{min(r['all_step_s']):.3f}–{max(r['all_step_s']):.3f}",
+                "speed-up vs full": f"{full['step_s'] / r['step_s']:.2f}x",
+                "peak RSS (MiB)": f"{r['peak_rss'] / MIB:.0f}",
+                "training memory (MiB)": f"{mem / MIB:.0f}",
+                "memory vs full": f"{mem / full_mem:.2f}",
+            }
+        )
     return rows
 
 
@@ -165,8 +177,16 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [median_run(runs[v]) for v in variants]
 
 
-COLUMNS = ["variant", "trainable params", "step (s)", "range (s)", "speed-up vs full",
-           "peak RSS (MiB)", "training memory (MiB)", "memory vs full"]  # fmt: skip
+COLUMNS = [
+    "variant",
+    "trainable params",
+    "step (s)",
+    "range (s)",
+    "speed-up vs full",
+    "peak RSS (MiB)",
+    "training memory (MiB)",
+    "memory vs full",
+]
 
 
 def main() -> int:

@@ -136,7 +136,7 @@ def _history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 def test_mlflow_store_holds_the_run_its_params_and_metrics(tmp_path: Path) -> None:
-    run = _write_run(tmp_path / "run-a", "mlflow", ROWS)
+    run = _write_run(tmp_path / "run-a", "mlflow", ROWS, rounds=3)
     uri = f"sqlite:///{run.path.resolve() / 'mlflow.db'}"
     (found,) = _mlflow_runs(uri)
     assert found.info.run_name == "run-a" and found.info.status == "FINISHED"

@@ -12,7 +12,7 @@ from fedskip.bench.suites import METHOD_ORDER
 from fedskip.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TINY = ["model=llama-tiny", "rounds=1", "epochs=1", "synth-docs=2", "max-length=24", "stride=6"]
+TINY = ["model=llama-tiny", "rounds=1", "epochs=1", "synth-docs=3", "max-length=24", "stride=6"]
 """Random-init 4-block LLaMA, one round, 2 notes per site: structure and sanity, not accuracy."""
 
 

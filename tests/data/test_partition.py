@@ -96,6 +96,12 @@ def test_split_keeps_each_patients_notes_on_one_side() -> None:
         assert 5 <= len(test) <= 5 - 1 + 4
 
 
+def test_split_of_a_single_patient_falls_back_to_notes() -> None:
+    docs = [ClsDocument(doc_id=f"n{i}", text="x", labels=["a"], patient_id="p") for i in range(4)]
+    train, test = split_train_test(docs, 0.25, seed=0)
+    assert (len(train), len(test)) == (3, 1)
+
+
 def test_split_without_patients_is_the_plain_shuffle_split() -> None:
     docs = [ClsDocument(doc_id=f"n{i}", text="x", labels=["a"]) for i in range(10)]
     train, test = split_train_test(docs, 0.2, seed=7)

@@ -177,9 +177,13 @@ def test_bad_replies_are_rejected_and_the_round_completes() -> None:
     record = strategy.rounds[1]
     assert (record.replies_ok, record.replies_rejected) == (2, 5)
     reasons = "\n".join(record.rejections)
-    for expected in ("client 2 rejected: tensor 'head.b' has 1 non-finite", "client 3 rejected: tensor 'blk1.w' has shape (4,)",
-                     "client 4 rejected: sent 1 frozen tensor(s): 'embed.w'", "client 5 rejected: sent 1 unknown tensor(s): 'secret'",
-                     "client 6 rejected: client error: out of memory"):  # fmt: skip
+    for expected in (
+        "client 2 rejected: tensor 'head.b' has 1 non-finite",
+        "client 3 rejected: tensor 'blk1.w' has shape (4,)",
+        "client 4 rejected: sent 1 frozen tensor(s): 'embed.w'",
+        "client 5 rejected: sent 1 unknown tensor(s): 'secret'",
+        "client 6 rejected: client error: out of memory",
+    ):
         assert expected in reasons
 
 

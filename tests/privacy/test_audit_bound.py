@@ -89,9 +89,12 @@ def test_the_bound_holds_for_randomized_response() -> None:
 
 @pytest.mark.parametrize(
     "counts",
-    [dict(canaries=3, guesses=4, correct=1), dict(canaries=3, guesses=2, correct=3),
-     dict(canaries=3, guesses=2, correct=-1)],
-)  # fmt: skip
+    [
+        dict(canaries=3, guesses=4, correct=1),
+        dict(canaries=3, guesses=2, correct=3),
+        dict(canaries=3, guesses=2, correct=-1),
+    ],
+)
 def test_bad_counts(counts: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         p_value(**counts, epsilon=1.0, delta=0.0)

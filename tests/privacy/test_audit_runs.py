@@ -35,7 +35,7 @@ def _cfg(out: Path, **changes: Any) -> Config:
     """3 synthetic sites of 6 notes, 32 canaries; several local epochs at a high learning rate
     so that a non-private run memorizes the included canaries."""
     settings: dict[str, Any] = dict(
-        model="llama-tiny", synth_sites=3, synth_docs=6, rounds=3, local_epochs=15, layers=1,
+        model="llama-tiny", synth_sites=3, synth_docs=6, rounds=6, local_epochs=15, layers=1,
         max_length=32, stride=8, batch_size=4, lr=3e-3, head_lr=1e-2, eval_clients=False,
         quiet=True, audit_canaries=CANARIES, out=str(out),
     )  # fmt: skip

@@ -153,8 +153,9 @@ def test_epsilon_is_opacus_rdp_at_the_unit_level_sample_rate() -> None:
 
     dp = DPSGD(DPSGDSettings(noise_multiplier=1.0, clip_norm=1.0, noise_seed=5))
     dp.use_units("note", [i // 4 for i in range(40)])
-    result = train(tiny_bert(), token_features(40), collate, _settings(), epochs=2, device="cpu",
-                   privacy=dp)  # fmt: skip
+    result = train(
+        tiny_bert(), token_features(40), collate, _settings(), epochs=2, device="cpu", privacy=dp
+    )
     assert result.steps <= 10 and dp.accountant.history == [(1.0, 0.2, 10)]
     opacus = RDPAccountant()
     opacus.history = [(1.0, 0.2, 10)]
@@ -177,8 +178,7 @@ def test_a_note_with_many_sentences_counts_once_in_q() -> None:
     assert unit == "note" and units == [0] * 31 + list(range(1, 10))
     dp = DPSGD(DPSGDSettings(noise_multiplier=1.0, noise_seed=2))
     dp.use_units(unit, units)
-    train(tiny_bert(), token_features(40), collate, _settings(), epochs=1, device="cpu",
-          privacy=dp)  # fmt: skip
+    train(tiny_bert(), token_features(40), collate, _settings(), epochs=1, device="cpu", privacy=dp)
     assert dp.num_units == 10 and dp.accountant.history == [(1.0, 0.2, 5)]
 
 
@@ -198,8 +198,15 @@ def test_epsilon_per_patient_exceeds_epsilon_per_example() -> None:
     for unit, units in (("example", list(range(40))), ("patient", [i % 8 for i in range(40)])):
         dp = DPSGD(DPSGDSettings(noise_multiplier=1.0, noise_seed=3))
         dp.use_units(unit, units)
-        train(tiny_bert(), token_features(40), collate, _settings(), epochs=1, device="cpu",
-              privacy=dp)  # fmt: skip
+        train(
+            tiny_bert(),
+            token_features(40),
+            collate,
+            _settings(),
+            epochs=1,
+            device="cpu",
+            privacy=dp,
+        )
         eps[unit] = dp.epsilon()
     assert dp.accountant.history == [(1.0, 0.25, 4)]
     assert eps["patient"] > eps["example"] > 0

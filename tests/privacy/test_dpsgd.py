@@ -186,8 +186,10 @@ def test_dpsgd_full_fine_tuning_of_bert(mode: str) -> None:
     train(model, token_features(40), collate, _settings(), epochs=1, device="cpu", privacy=dp)
     after = trainable_state(model)
     assert dp.accountant.steps == 5
-    assert not torch.equal(after["bert.embeddings.position_embeddings.weight"],
-                           start["bert.embeddings.position_embeddings.weight"])  # fmt: skip
+    assert not torch.equal(
+        after["bert.embeddings.position_embeddings.weight"],
+        start["bert.embeddings.position_embeddings.weight"],
+    )
     position_table = model.bert.embeddings.position_embeddings
     assert len(position_table._forward_pre_hooks) == 1
     dp.detach(model)

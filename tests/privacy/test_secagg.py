@@ -262,8 +262,11 @@ def test_secagg_round_beyond_the_budget_is_refused_before_it_starts() -> None:
     with pytest.warns(PrivacyWarning, match="run stopped: privacy budget"):
         _, grid, loop = run(cfg, rounds=2)
     assert loop.ended == [1] and "the next round would raise ε" in loop.stopped
-    fit_rounds = {m.content.config_records["fitins.config"]["server-round"] for m in grid.sent
-                  if "fitins.config" in m.content.config_records}  # fmt: skip
+    fit_rounds = {
+        m.content.config_records["fitins.config"]["server-round"]
+        for m in grid.sent
+        if "fitins.config" in m.content.config_records
+    }
     assert fit_rounds == {1}
 
 

@@ -160,7 +160,7 @@ SMOKE = Suite(
     "round: checks the harness end to end in under 3 minutes",
     settings={
         **_SHARED,
-        "synth-docs": 2,
+        "synth-docs": 3,
         "max-length": 32,
         "stride": 8,
         "rounds": 1,

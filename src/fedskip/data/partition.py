@@ -47,7 +47,8 @@ def split_train_test(docs: Sequence[T], test_fraction: float, seed: int) -> tupl
     The test set holds about ``round(n × test_fraction)`` documents: whole patients are taken in
     a seeded random order until the count is reached, at least one document when the fraction
     is positive and there are two or more groups, and never all groups (train keeps ≥ 1).
-    With one document per patient (or no patient ids) this is a plain seeded shuffle-split.
+    With one document per patient (or no patient ids) this is a plain seeded shuffle-split; when
+    every document belongs to one patient it falls back to that (with a warning in the log).
     """
     if not 0.0 <= test_fraction < 1.0:
         raise ConfigError(f"config key 'test-fraction': {test_fraction!r} must be >= 0 and < 1")
@@ -59,6 +60,10 @@ def split_train_test(docs: Sequence[T], test_fraction: float, seed: int) -> tupl
         patient = getattr(doc, "patient_id", None)
         groups.setdefault(("patient", patient) if patient else ("doc", i), []).append(i)
     members = list(groups.values())
+    if len(members) == 1 and n >= 2 and test_fraction > 0:
+        # one patient only: no split by patient exists; split the notes (said in the log)
+        log.warning("all %d documents belong to one patient: the train/test split is by note", n)
+        members = [[i] for i in range(n)]
     n_test = int(n * test_fraction + 0.5)
     if test_fraction > 0 and len(members) >= 2:
         n_test = max(n_test, 1)
