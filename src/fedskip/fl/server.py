@@ -22,7 +22,7 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedskip.config import Config
-from fedskip.fl import messages as M
+from fedskip.fl import messages
 from fedskip.fl.checkpoint import (
     Checkpoint,
     capture_rng,
@@ -54,6 +54,14 @@ from fedskip.train.plateau import ValidationChoice
 from fedskip.trainability import ModelBundle, load_bundle
 
 log = logging.getLogger(__name__)
+
+_VALUE_BYTES = {"none": 4, "fp16": 2, "bf16": 2, "int8": 1}
+"""Bytes per value on the wire by ``wire_compression`` (int8 adds a scale per tensor)."""
+
+
+def _wire_note(scheme: str) -> str:
+    return "" if scheme == "none" else f", {scheme} deltas"
+
 
 BYTES_PER_VALUE_FP32 = 4
 
@@ -90,7 +98,7 @@ class ServerRun:
     def load_global(self, arrays: ArrayRecord) -> None:
         from fedskip.models.freeze import load_trainable_state
 
-        load_trainable_state(self.bundle.model, M.to_torch(arrays), strict_keys=False)
+        load_trainable_state(self.bundle.model, messages.to_torch(arrays), strict_keys=False)
 
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """Server-side evaluation of the global model on the global test set (and, with
@@ -129,7 +137,7 @@ class ServerRun:
                 prepared, lambda docs: encode(docs, tokenizer, prepared, cfg), logits, score
             )
             self.strategy.record(server_round).client_eval = mean
-        return M.to_metric_record(self.last_eval)
+        return messages.to_metric_record(self.last_eval)
 
     # ------------------------------------------------------------------ per round
     def on_round_end(self, server_round: int, arrays: ArrayRecord, record: RoundRecord) -> None:
@@ -137,7 +145,7 @@ class ServerRun:
         sites = self.last_sites or site_figures(record.site_metrics, names)  # the global model
         personal = {}
         if self.cfg.personalize != "none":  # [personalize] the sites scored their own models
-            personal = personal_eval(record.site_metrics, names, prefix=M.PERSONAL_PREFIX)
+            personal = personal_eval(record.site_metrics, names, prefix=messages.PERSONAL_PREFIX)
         row = round_row(
             record,
             self.last_eval,
@@ -148,7 +156,7 @@ class ServerRun:
         )
         row.val = self.last_val
         if self.choice is not None and self.choice.observe(server_round, row.val, row.scores):
-            self.best_state = M.to_numpy(arrays)
+            self.best_state = messages.to_numpy(arrays)
         self.last_eval, self.last_sites, self.last_val = {}, {}, {}
         self.rows.append(row)
         self.rundir.append_metrics(row)
@@ -161,7 +169,7 @@ class ServerRun:
     def save(self, server_round: int, arrays: ArrayRecord) -> None:
         ckpt = Checkpoint(
             round=server_round,
-            global_state=M.to_numpy(arrays),
+            global_state=messages.to_numpy(arrays),
             strategy=self.strategy.state_dict(),
             planner=self.planner.state_dict(),
             totals={"seconds": self.elapsed()},
@@ -228,7 +236,7 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
         remove_checkpoint(run.rundir.path)
         if cfg.personalize != "none":  # a fresh run: the sites start without personal state
             run.strategy.core.run_token = uuid.uuid4().hex[:12]
-        return M.to_array_record(fresh), 0
+        return messages.to_array_record(fresh), 0
     ckpt = load_checkpoint(run.rundir.path)
     if set(ckpt.global_state) != set(fresh):
         raise_mismatch(run, ckpt)
@@ -242,7 +250,7 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     run.rundir.write_config(cfg, resume=True)
     run.rows = truncate_metrics(run.rundir, ckpt.round)
     state = {k: np.asarray(v, dtype=np.float32) for k, v in ckpt.global_state.items()}
-    return M.to_array_record(state), ckpt.round
+    return messages.to_array_record(state), ckpt.round
 
 
 def raise_mismatch(run: ServerRun, ckpt: Checkpoint) -> None:
@@ -317,7 +325,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
         summary.update(run.choice.summary())
         summary["best_metric"] = summary["test_at_best"]
         if run.best_state:
-            run.load_global(M.to_array_record(run.best_state))
+            run.load_global(messages.to_array_record(run.best_state))
     rows = [row.to_json() for row in run.rows]
     summary.update(privacy_summary(run.cfg, rows, run.strategy, stopped=run.stopped))
     marker: dict[str, Any] = {}
@@ -362,5 +370,6 @@ def _header(run: ServerRun, done: int) -> str:
     return (
         f"fedskip: {what} on {cfg.model}, {prepared.num_clients} clients, {cfg.rounds} rounds; "
         f"{size:,} of {run.bundle.full_parameters:,} parameters in play "
-        f"(≤ {human_bytes(size * 4)} per client and direction){resumed}"
+        f"(≤ {human_bytes(size * _VALUE_BYTES.get(cfg.wire_compression, 4))} per client and "
+        f"direction{_wire_note(cfg.wire_compression)}){resumed}"
     )

@@ -49,7 +49,7 @@ def site_scores(
     from flwr.app import RecordDict
     from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
-    from fedskip.fl import messages as M
+    from fedskip.fl import messages
     from fedskip.fl.round_loop import scalars
     from fedskip.fl.validation import NUM_EXAMPLES
 
@@ -64,9 +64,11 @@ def site_scores(
         if count == 0:
             continue
         metrics = score(encoded, part)
-        per_site[name] = M.numeric_metrics(metrics)
+        per_site[name] = messages.numeric_metrics(metrics)
         replies.append(
-            RecordDict({M.METRICS: M.to_metric_record({NUM_EXAMPLES: count, **metrics})})
+            RecordDict(
+                {messages.METRICS: messages.to_metric_record({NUM_EXAMPLES: count, **metrics})}
+            )
         )
     if start != len(logits):
         raise RuntimeError(
