@@ -44,6 +44,27 @@ def test_paper_suite_configs() -> None:
     assert by_name["ner-layerskip-s44"].labels["variant"] == "ner-layerskip"
 
 
+def test_partial_settings_reach_runs_of_some_blocks_only(tmp_path: Path) -> None:
+    """Layer skipping (k < all) and its centralized same-blocks runs get the partial learning
+    rates; full fine-tuning, LoRA and the DP runs (their own keys win) do not."""
+    plan = plan_suite("paper")
+    lr = {c.name: plan.config_for(c, tmp_path) for c in plan.configs}
+    for name in (
+        "ner-layerskip",
+        "ner-layerskip-k1",
+        "ner-centralized-k2",
+        "ner-centralized-k5",
+        "classification-layerskip",
+        "ner-layerskip-iid",
+        "ner-layerskip-s43",
+    ):
+        assert (lr[name].lr, lr[name].head_lr) == (2e-3, 1e-2), name
+    for name in ("ner-centralized", "ner-fedavg", "ner-fedprox", "ner-local"):
+        assert (lr[name].lr, lr[name].head_lr) == (5e-4, 2e-3), name
+    assert (lr["ner-lora"].lr, lr["ner-lora"].head_lr) == (2e-3, 2e-3)
+    assert (lr["ner-layerskip-dp-eps8"].lr, lr["ner-layerskip-dp-eps8"].head_lr) == (2e-3, 5e-3)
+
+
 def test_overrides_reach_every_config(tmp_path: Path) -> None:
     plan = plan_suite("smoke", ["rounds=3", "synth-docs=6"])
     cfg = plan.config_for(plan.configs[0], tmp_path)

@@ -97,6 +97,11 @@ class Sweep:
     """Config keys per task on top of the suite's settings (data size, window length)."""
     method_settings: dict[str, dict[str, Scalar]] = field(default_factory=dict)
     """Config keys per method, e.g. LoRA's larger learning rate (adapters start at zero)."""
+    partial_settings: dict[str, Scalar] = field(default_factory=dict)
+    """Config keys of the runs that train only some blocks — layer skipping with k < all and
+    the centralized runs of the same blocks — e.g. the larger learning rate a few blocks take.
+    Federated and centralized runs of the same blocks get the same keys, so the federation gap
+    compares like with like. A config's own keys (``privacy_settings`` among them) override."""
     privacy_settings: dict[str, Scalar] = field(default_factory=dict)
     """Config keys of every ``privacy`` / ``client-dp`` run, DP or not (a larger corpus, DP
     batch sizes); when set, those runs are named ``<task>-<method>-dp…`` (they are not the
@@ -148,6 +153,13 @@ _SHARED: dict[str, Scalar] = {
     # on its own axis (the frontier suite sets it per point)
     "compression": "none",
 }
+
+PARTIAL_SETTINGS: dict[str, Scalar] = {"lr": 2e-3, "head-lr": 1e-2}
+"""Learning rates of the runs that train only some blocks (layer skipping k < all and its
+centralized same-blocks runs): ``fedskip run``'s defaults, chosen for k = 2 on the default
+corpus (docs/federated.md "The default run"). A few blocks on top of a frozen pretrained
+encoder take a larger step than full fine-tuning (lr 5e-4), whose pretrained lower blocks a
+step that large would disturb. Fixed per run kind, not tuned per run on validation."""
 
 LORA_SETTINGS: dict[str, Scalar] = {"lr": 2e-3}
 """The LoRA baseline's learning rate: adapters start at zero (B = 0) and need a larger step
@@ -211,20 +223,20 @@ PAPER = Suite(
     name="paper",
     description="the paper's comparison at CPU scale, every run to a validation plateau "
     "(at most 20 rounds / epochs) with 3 seeds for the methods, layer counts and "
-    "centralized same-blocks runs: 6 methods on NER (60 notes per site, 64-token windows), "
-    "centralized / FedAvg / layer skipping on multi-label ICD-9 note coding (150 notes per "
-    "site, 128 tokens), k = 1..6 each with its centralized same-blocks run, five layer "
+    "centralized same-blocks runs: 6 methods on NER (the default corpus: 60 notes per site, "
+    "128-token windows), centralized / FedAvg / layer skipping on multi-label ICD-9 note coding "
+    "(150 notes per site), k = 1..6 each with its centralized same-blocks run, five layer "
     "strategies, IID / Dirichlet 1.0, 0.3, 0.1 / natural partitions and DP-SGD at ε 8, 4, 2, 1",
     settings={
         **_SHARED,
         **PLATEAU,
         "synth-docs": 60,
-        "max-length": 64,
-        "stride": 16,
+        "max-length": 128,
+        "stride": 32,
         "rounds": 20,
         "epochs": 20,
         "local-epochs": 1,
-        "batch-size": 16,
+        "batch-size": 32,
         "lr": 5e-4,
         "head-lr": 2e-3,
         "lora-rank": 8,
@@ -232,10 +244,9 @@ PAPER = Suite(
     },
     sweep=Sweep(
         other_task_methods=("centralized", "fedavg", "layerskip"),
-        task_settings={
-            "classification": {"synth-docs": 150, "max-length": 128, "label": "icd9"},
-        },
+        task_settings={"classification": {"synth-docs": 150, "label": "icd9"}},
         method_settings={"lora": LORA_SETTINGS},
+        partial_settings=PARTIAL_SETTINGS,
         privacy_settings=DP_SETTINGS,
         client_dp_clients=64,
         same_blocks=True,
@@ -245,22 +256,22 @@ PAPER = Suite(
 
 PAPER_QUICK = Suite(
     name="paper-quick",
-    description="the paper suite's tables at a smaller scale (about 20 minutes on 2 cores): "
-    "every run to a validation plateau (at most 10 rounds / epochs), 3 seeds for the methods, "
-    "layer counts and same-blocks runs; NER with 20 notes per site and 32-token windows, "
-    "ICD-9 coding with 40 notes per site; k = 1, 2, 3 with their centralized same-blocks runs, "
-    "top / bottom strategies, IID / Dirichlet 0.3 / natural, DP-SGD at ε 8 and 1",
+    description="the paper suite's tables at a smaller scale (a fifth of its NER notes, fewer "
+    "axis points; meant to take about 20 minutes on 2 cores, not yet timed on corpus v4): every "
+    "run to a validation plateau (at most 10 rounds / epochs), 3 seeds for the methods, layer "
+    "counts and same-blocks runs; NER with 12 notes per site, ICD-9 coding with 40 notes per "
+    "site; k = 1, 2, 3 with their centralized same-blocks runs, top / bottom strategies, IID / "
+    "Dirichlet 0.3 / natural, DP-SGD at ε 8 and 1",
     settings={
         **_SHARED,
         **PLATEAU,
-        "patience": 2,
-        "synth-docs": 20,
-        "max-length": 32,
-        "stride": 8,
+        "synth-docs": 12,
+        "max-length": 128,
+        "stride": 32,
         "rounds": 10,
         "epochs": 10,
         "local-epochs": 1,
-        "batch-size": 16,
+        "batch-size": 32,
         "lr": 5e-4,
         "head-lr": 2e-3,
         "lora-rank": 4,
@@ -274,8 +285,9 @@ PAPER_QUICK = Suite(
         epsilons=(8.0, 1.0),
         privacy_methods=("layerskip",),
         noniid_methods=("layerskip",),
-        task_settings={"classification": {"synth-docs": 40, "max-length": 64, "label": "icd9"}},
+        task_settings={"classification": {"synth-docs": 40, "label": "icd9"}},
         method_settings={"lora": LORA_SETTINGS},
+        partial_settings=PARTIAL_SETTINGS,
         same_blocks=True,
         seeds=SEEDS,
     ),
@@ -331,17 +343,21 @@ def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
         for entry in builder(suite, base, num_blocks):
             entry.groups = entry.groups or [group]
             entries.append(entry)
-    merged = _merge([_with_defaults(sweep, e) for e in entries], base)
+    merged = _merge([_with_defaults(sweep, e, base, num_blocks) for e in entries], base)
     return merged + _seed_replicas(sweep, merged, base)
 
 
-def _with_defaults(sweep: Sweep, entry: BenchConfig) -> BenchConfig:
-    """``entry`` with its task's and method's suite settings under its own settings."""
+def _with_defaults(sweep: Sweep, entry: BenchConfig, base: Config, num_blocks: int) -> BenchConfig:
+    """``entry`` with its task's, method's and (when it trains only some blocks) the partial
+    suite settings under its own settings."""
     task = str(entry.settings.get("task", sweep.ablation_task))
     method = str(entry.settings.get("method", ""))
+    layers = int(entry.settings.get("layers", base.layers))
+    partial = method in ("layerskip", "centralized") and layers < num_blocks
     settings = {
         **sweep.task_settings.get(task, {}),
         **sweep.method_settings.get(method, {}),
+        **(sweep.partial_settings if partial else {}),
         **entry.settings,
     }
     return BenchConfig(entry.name, settings, entry.groups, entry.labels)
