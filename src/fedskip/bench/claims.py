@@ -30,7 +30,7 @@ how we read the paper's wording; they are printed with every verdict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fedskip.bench.spread import HELD, INCONCLUSIVE, NOT_HELD, Spread, spread, verdict
@@ -173,47 +173,64 @@ def _same_blocks(rows: Sequence[ResultRow], task: str, k: int | None) -> list[Re
 
 def check_federation_gap(rows: Sequence[ResultRow]) -> Claim:
     """Layer skipping versus centralized training of the same blocks (what federating costs)."""
-    outcomes, notes = [], []
-    for task in _tasks(rows):
+
+    def pair(task: str) -> tuple[list[ResultRow], list[ResultRow]] | None:
         ours = _replicas(rows, task, OURS)
         same = _same_blocks(rows, task, ours[0].layers if ours else None)
-        if not ours or not same:
-            continue
-        a, b = _spread(ours), _spread(same)
-        gap = 100.0 * (a.mean - b.mean)
-        outcome, pm = _judge(-gap, CENTRAL_GAP_POINTS, [a, b])
-        outcomes.append(outcome)
-        notes.append(
-            f"{task} k={ours[0].layers}: federated {_show(a)} vs centralized same blocks "
-            f"{_show(b)} ({gap:+.1f}{pm} points)"
-        )
-    rule = f"held when at most {CENTRAL_GAP_POINTS:g} points below centralized, same blocks"
-    held, outcome = _combine(outcomes)
-    title = "federation gap: within 2 points of centralized, same blocks"
-    return Claim(title, held, _join(notes, rule), outcome)
+        return (ours, same) if ours and same else None
+
+    return _gap_claim(
+        rows,
+        pair,
+        ("federated", "centralized same blocks"),
+        "federation gap: within 2 points of centralized, same blocks",
+        f"held when at most {CENTRAL_GAP_POINTS:g} points below centralized, same blocks",
+    )
 
 
 def check_capacity_gap(rows: Sequence[ResultRow]) -> Claim:
     """Centralized training of layer skipping's blocks versus centralized full fine-tuning
     (what training only k blocks costs, federation aside)."""
-    outcomes, notes = [], []
-    for task in _tasks(rows):
+
+    def pair(task: str) -> tuple[list[ResultRow], list[ResultRow]] | None:
         ours = _replicas(rows, task, OURS)
         same = _same_blocks(rows, task, ours[0].layers if ours else None)
         full = _replicas(rows, task, "centralized")
-        if not same or not full:
+        return (same, full) if same and full else None
+
+    return _gap_claim(
+        rows,
+        pair,
+        ("centralized same blocks", "full"),
+        "capacity gap: k blocks within 2 points of full fine-tuning (centralized)",
+        f"held when k blocks are at most {CENTRAL_GAP_POINTS:g} points below all blocks",
+    )
+
+
+def _gap_claim(
+    rows: Sequence[ResultRow],
+    pair: Callable[[str], tuple[list[ResultRow], list[ResultRow]] | None],
+    names: tuple[str, str],
+    title: str,
+    rule: str,
+) -> Claim:
+    """Per task, ``pair(task)`` = (measured replicas, reference replicas) or None: held when the
+    measured mean is at most :data:`CENTRAL_GAP_POINTS` below the reference's, inconclusive
+    when the difference is inside the seeds' spread."""
+    outcomes, notes = [], []
+    for task in _tasks(rows):
+        runs = pair(task)
+        if runs is None:
             continue
-        a, b = _spread(same), _spread(full)
+        a, b = _spread(runs[0]), _spread(runs[1])
         gap = 100.0 * (a.mean - b.mean)
         outcome, pm = _judge(-gap, CENTRAL_GAP_POINTS, [a, b])
         outcomes.append(outcome)
         notes.append(
-            f"{task} k={same[0].layers}: centralized same blocks {_show(a)} vs full "
+            f"{task} k={runs[0][0].layers}: {names[0]} {_show(a)} vs {names[1]} "
             f"{_show(b)} ({gap:+.1f}{pm} points)"
         )
-    rule = f"held when k blocks are at most {CENTRAL_GAP_POINTS:g} points below all blocks"
     held, outcome = _combine(outcomes)
-    title = "capacity gap: k blocks within 2 points of full fine-tuning (centralized)"
     return Claim(title, held, _join(notes, rule), outcome)
 
 
