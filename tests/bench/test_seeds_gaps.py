@@ -123,3 +123,17 @@ def test_published_records_re_render_byte_identical(page: Path, tmp_path: Path) 
     write_results(copy)
     for name in ("results.csv", "results.md"):
         assert (copy / name).read_bytes() == (published / name).read_bytes(), name
+
+
+def test_headline_shows_one_row_per_method_with_spread(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fedskip.bench.report import write_headline
+
+    monkeypatch.chdir(tmp_path)
+    snippet = write_headline(tmp_path, tmp_path / "snippet.md").read_text()
+    table = [line for line in snippet.splitlines() if line.startswith("| ")]
+    assert table[0] == "| method | seeds | final | gap (pts) | MB | reduction | stopped |"
+    assert len(table) == 1 + 2  # centralized and layerskip, three seeds each
+    assert table[1].startswith("| centralized | 3 | 0.900 ± 0.010 |")
+    assert table[2].startswith("| layerskip | 3 | 0.860 ± 0.010 | -4.0 ± 0.0 |")

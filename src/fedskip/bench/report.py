@@ -190,8 +190,10 @@ def write_headline(out: str | Path, dest: str | Path) -> Path:
     folder = Path(out)
     manifest, records = load_suite(folder)
     groups = {c["name"]: c["groups"] for c in manifest["configs"]}
+    labels = {c["name"]: c["labels"] for c in manifest["configs"]}
     finished = [r for r in records if r.complete]
-    rows = [r for r in build_rows(finished, groups) if "methods" in r.groups.split()]
+    rows = [r for r in build_rows(finished, groups, labels) if "methods" in r.groups.split()]
+    rows = collapse_seeds(rows)  # one row per method: mean ± std over its seeds
     if not rows:
         raise ConfigError(f"{folder}: no finished run of the methods group to summarize")
     task = rows[0].task
@@ -206,8 +208,10 @@ def write_headline(out: str | Path, dest: str | Path) -> Path:
         "",
         markdown_table(table_rows, HEADLINE_COLUMNS),
         "",
-        f"`final`: {table_rows[0].metric} on the global test set; gap in points versus "
-        "centralized training; MB exchanged over the run (up + down); reduction versus full "
+        f"`final`: {table_rows[0].metric} on the global test set (of the model chosen on the "
+        "validation split, where the run has one; mean ± std over seeds, where there are "
+        "several); gap in points versus centralized training; MB exchanged over the run "
+        "(up + down); reduction versus full "
         f"FedAvg. Every number comes from `{folder / 'results.csv'}`; all tables, plots and the "
         f"paper's claims checked on them: [{folder / 'results.md'}]({folder / 'results.md'}).",
         "",
