@@ -80,3 +80,18 @@ def test_noniid_evidence_says_higher_when_skewed_data_scores_better() -> None:
     claims = check_claims(methods() + axes(0.86, 0.88, 0.88, 0.85))
     assert "worst dir0.1 0.880 (2.0 points higher)" in claims[5].evidence
     assert claims[5].verdict == "held"
+
+
+def test_beats_the_baselines_is_partly_tested_while_baselines_are_missing() -> None:
+    from fedskip.bench.claims import check_baselines
+
+    present = [r for r in methods() if r.method in ("centralized", "local", "layerskip")]
+    claim = check_baselines(present)
+    assert (claim.held, claim.verdict) == (None, "partly tested")
+    assert claim.evidence == (
+        "ner: layerskip 0.880 vs local 0.600 (≤); not run: ner fedavg, ner fedprox, ner lora "
+        "— held when layer skipping ≥ every baseline on every task"
+    )
+    beaten = [*present, row("f", "fedavg", 0.95)]  # one baseline beats it: not held regardless
+    assert check_baselines(beaten).verdict == "not held"
+    assert check_baselines(methods()).verdict == "held"
