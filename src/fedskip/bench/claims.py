@@ -171,12 +171,19 @@ def _same_blocks(rows: Sequence[ResultRow], task: str, k: int | None) -> list[Re
     return [r for r in chosen if r.group == chosen[0].group] if chosen else []
 
 
+def _ours_and_same_blocks(
+    rows: Sequence[ResultRow], task: str
+) -> tuple[list[ResultRow], list[ResultRow]]:
+    """Layer skipping's seeds on ``task`` and the centralized runs of the same blocks."""
+    ours = _replicas(rows, task, OURS)
+    return ours, _same_blocks(rows, task, ours[0].layers if ours else None)
+
+
 def check_federation_gap(rows: Sequence[ResultRow]) -> Claim:
     """Layer skipping versus centralized training of the same blocks (what federating costs)."""
 
     def pair(task: str) -> tuple[list[ResultRow], list[ResultRow]] | None:
-        ours = _replicas(rows, task, OURS)
-        same = _same_blocks(rows, task, ours[0].layers if ours else None)
+        ours, same = _ours_and_same_blocks(rows, task)
         return (ours, same) if ours and same else None
 
     return _gap_claim(
@@ -193,8 +200,7 @@ def check_capacity_gap(rows: Sequence[ResultRow]) -> Claim:
     (what training only k blocks costs, federation aside)."""
 
     def pair(task: str) -> tuple[list[ResultRow], list[ResultRow]] | None:
-        ours = _replicas(rows, task, OURS)
-        same = _same_blocks(rows, task, ours[0].layers if ours else None)
+        same = _ours_and_same_blocks(rows, task)[1]
         full = _replicas(rows, task, "centralized")
         return (same, full) if same and full else None
 
