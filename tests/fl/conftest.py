@@ -85,3 +85,30 @@ def run_local() -> Callable[..., tuple[dict[str, Any], LocalGrid]]:
         return run_server(grid, cfg), grid
 
     return run
+
+
+@pytest.fixture
+def interrupted(
+    run_local: Callable[..., tuple[dict[str, Any], LocalGrid]], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Config, int], None]:
+    """``interrupted(cfg, after)``: run ``cfg`` and stop it with KeyboardInterrupt right after
+    round ``after`` has ended (its checkpoint written), as Ctrl-C would; a resume follows."""
+
+    def run(cfg: Config, after: int) -> None:
+        from fedskip.fl.server import ServerRun
+
+        original = ServerRun.on_round_end
+
+        def stop(self: ServerRun, rnd: int, arrays: Any, record: Any) -> None:
+            original(self, rnd, arrays, record)
+            if rnd == after:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(ServerRun, "on_round_end", stop)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_local(cfg)
+        finally:
+            monkeypatch.setattr(ServerRun, "on_round_end", original)
+
+    return run

@@ -143,26 +143,17 @@ def test_a_round_with_too_few_good_replies_fails_loudly(
 
 @pytest.mark.slow
 def test_resumed_run_ends_with_the_same_metrics(
-    make_cfg: Callable[..., Config], run_local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_cfg: Callable[..., Config],
+    run_local: Any,
+    tmp_path: Path,
+    interrupted: Callable[[Config, int], None],
 ) -> None:
     straight = make_cfg(
         rounds=2, out=str(tmp_path / "straight"), layer_strategy="rotating", fraction_train=0.67
     )
     run_local(straight)
-    from fedskip.fl.server import ServerRun
-
-    original = ServerRun.on_round_end
-
-    def stop_after_round_1(self: ServerRun, rnd: int, arrays: Any, record: Any) -> None:
-        original(self, rnd, arrays, record)
-        if rnd == 1:
-            raise KeyboardInterrupt
-
     cut = straight.replace(out=str(tmp_path / "cut"))
-    monkeypatch.setattr(ServerRun, "on_round_end", stop_after_round_1)
-    with pytest.raises(KeyboardInterrupt):
-        run_local(cut)
-    monkeypatch.setattr(ServerRun, "on_round_end", original)
+    interrupted(cut, 1)
     run_local(cut.replace(resume=True))
     rows = [
         [json.loads(line) for line in Path(c.out, "metrics.jsonl").read_text().splitlines()]

@@ -104,24 +104,15 @@ def test_a_site_export_loads_with_plain_transformers_and_holds_its_own_head(
 
 @pytest.mark.slow
 def test_resume_with_personal_state_is_exact(
-    make_cfg: Callable[..., Config], run_local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_cfg: Callable[..., Config],
+    run_local: Any,
+    tmp_path: Path,
+    interrupted: Callable[[Config, int], None],
 ) -> None:
     straight = make_cfg(rounds=2, out=str(tmp_path / "straight"), personalize="head+norms")
     run_local(straight)
-    from fedskip.fl.server import ServerRun
-
-    original = ServerRun.on_round_end
-
-    def stop_after_round_1(self: ServerRun, rnd: int, arrays: Any, record: Any) -> None:
-        original(self, rnd, arrays, record)
-        if rnd == 1:
-            raise KeyboardInterrupt
-
     cut = straight.replace(out=str(tmp_path / "cut"))
-    monkeypatch.setattr(ServerRun, "on_round_end", stop_after_round_1)
-    with pytest.raises(KeyboardInterrupt):
-        run_local(cut)
-    monkeypatch.setattr(ServerRun, "on_round_end", original)
+    interrupted(cut, 1)
     run_local(cut.replace(resume=True))  # new Contexts: the sites read their disk state
     rows = [
         [json.loads(line) for line in Path(c.out, "metrics.jsonl").read_text().splitlines()]

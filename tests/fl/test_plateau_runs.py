@@ -99,24 +99,12 @@ def test_resumed_run_stops_at_the_same_round(
     run_local: Any,
     scripted_server: None,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    interrupted: Callable[[Config, int], None],
 ) -> None:
-    from fedskip.fl.server import ServerRun
-
     straight = make_cfg(rounds=6, val_fraction=0.25, patience=2, out=str(tmp_path / "straight"))
     run_local(straight)
-    original = ServerRun.on_round_end
-
-    def stop_after_round_3(self: ServerRun, rnd: int, arrays: Any, record: Any) -> None:
-        original(self, rnd, arrays, record)
-        if rnd == 3:
-            raise KeyboardInterrupt
-
     cut = straight.replace(out=str(tmp_path / "cut"))
-    monkeypatch.setattr(ServerRun, "on_round_end", stop_after_round_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_local(cut)
-    monkeypatch.setattr(ServerRun, "on_round_end", original)
+    interrupted(cut, 3)
     summary, _ = run_local(cut.replace(resume=True))
     assert [r["round"] for r in _rows(cut.out)] == [1, 2, 3, 4]
     expected = _summary(straight.out)
