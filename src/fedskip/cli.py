@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from fedskip.errors import FedskipError
+from fedskip.fl.stop import SimulationStopped
 
 COMMANDS = (
     "data",
@@ -47,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_now_if_threads_hang(code: int) -> None:
+    """After a stopped simulation, whose Flower message workers can wait forever on Ray actors
+    that are gone: if other threads still run, end the process with ``code`` now instead of
+    hanging at interpreter exit. Logs and output are flushed first; the run's records and
+    checkpoint were written before."""
+    stuck = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    if any(not t.daemon for t in stuck):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
@@ -56,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FedskipError as exc:
         print(f"fedskip: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fedskip: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"fedskip: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
+        if isinstance(exc, SimulationStopped):
+            exit_now_if_threads_hang(130)
         return 130
     return int(code or 0)
 

@@ -186,3 +186,50 @@ def test_console_shows_fedskip_lines_only_and_run_log_keeps_the_rest(
     log = (out / "run.log").read_text("utf-8")
     assert "Manually terminating ClientAppActor" in log and "[worker " in log
     assert (out / "mlflow.db").is_file() and any((out / "tensorboard").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_a_simulated_run_and_leaves_a_resumable_checkpoint(
+    name: str, sites: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (what `kill`, systemd and schedulers send) or Ctrl-C ends `fedskip run` on the
+    Simulation Engine promptly, with exit code 130, a one-line message that says how to resume,
+    no error or traceback on the console, no process left behind, and the last finished round's
+    checkpoint kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fedskip.cli", "run", "--quiet", "--set", f"data={sites}"]
+    cmd += [f"out={out}", "rounds=200", *TINY]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        metrics = out / "metrics.jsonl"
+        while not (metrics.is_file() and metrics.read_text().strip()):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no round finished in 300 s"
+            time.sleep(0.5)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(getattr(signal, name))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert f"fedskip: interrupted ({name}; rounds finished so far are checkpointed" in err
+    assert f"fedskip run --resume {out}" in err
+    assert "Traceback" not in err and "ERROR" not in err
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    finished = len(metrics.read_text().splitlines())
+    assert state["round"] == finished >= 1
+    assert not (out / "summary.json").exists()

@@ -21,6 +21,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result
 
 from fedskip.errors import PrivacyBudgetExceeded
+from fedskip.fl import stop
 from fedskip.fl.rounds import RoundRecord
 from fedskip.privacy.checks import warn_loudly
 
@@ -48,7 +49,9 @@ def send_and_collect(
 ) -> list[Message]:
     """``grid.send_and_receive`` that reports ``on_reply(replies so far, messages sent)`` as
     replies arrive (Flower's returns them all at once). Stops when every message has its reply
-    or after ``timeout`` seconds (``None``: waits for all)."""
+    or after ``timeout`` seconds (``None``: waits for all). Raises
+    :class:`fedskip.fl.stop.RunStopped` while waiting if the driver was interrupted."""
+    stop.check()
     pending = set(grid.push_messages(messages))
     total, replies = len(pending), []
     report = on_reply or (lambda done, sent: None)
@@ -63,6 +66,7 @@ def send_and_collect(
         if not pending or (timeout is not None and time.monotonic() >= end):
             break
         time.sleep(getattr(grid, "pull_interval", PULL_INTERVAL_S))
+        stop.check()
     return replies
 
 

@@ -13,6 +13,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedskip.config import Config, Scalar
+from fedskip.fl import stop
 from fedskip.fl.server import run_server
 from fedskip.privacy.checks import check_privacy_config
 
@@ -26,7 +27,8 @@ def build_server_app(run_config: Mapping[str, Scalar] | None = None) -> ServerAp
         values = {**context.run_config, **(run_config or {})}
         cfg = Config.from_mapping(values)  # refuses impossible combinations (ConfigError)
         check_privacy_config(cfg)  # [privacy] warn loudly where a setting weakens a guarantee
-        run_server(grid, cfg)
+        with stop.SERVING:
+            run_server(grid, cfg)
 
     return server_app
 

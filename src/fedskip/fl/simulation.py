@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
+from fedskip.fl import stop
 from fedskip.fl.client import THREADS_ENV
 
 LOG_FILE = "run.log"
@@ -101,9 +104,10 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
     loggers[1].setLevel(logging.INFO)
     loggers[2].propagate = False  # warnings: run.log only, not Python's last-resort stderr
     logging.captureWarnings(True)
-    level, dropper = console_handler.level, _DropDeprecation()
+    level, dropper, stopping = console_handler.level, _DropDeprecation(), _DropWhileStopping()
     console_handler.setLevel(logging.ERROR if quiet else logging.WARNING)
     console_handler.addFilter(dropper)
+    console_handler.addFilter(stopping)
     try:
         with _environ(WORKER_LOG_ENV, str(path.resolve())):
             yield path
@@ -111,6 +115,7 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
         logging.captureWarnings(False)
         console_handler.setLevel(level)
         console_handler.removeFilter(dropper)
+        console_handler.removeFilter(stopping)
         for logger, (logger_level, propagate) in zip(loggers, saved):
             logger.removeHandler(handler)
             logger.setLevel(logger_level)
@@ -176,12 +181,75 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+STOP_WAIT_S = 60.0
+"""Seconds an interrupted driver waits for the ServerApp to end (a server-side evaluation
+under way finishes first)."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stopped_on_signals(cfg: Config) -> Iterator[None]:
+    """Ctrl-C, SIGTERM or SIGHUP while the simulation runs: ask the ServerApp thread (which
+    signals never reach) to stop, keep the shutdown's noise off the console, wait for the
+    ServerApp to end and raise :class:`fedskip.fl.stop.SimulationStopped`, which says where the
+    run can resume. Enter it after Ray has started in this process: ``ray.init`` installs a
+    SIGTERM handler of its own (``sys.exit``) that this one replaces for the run."""
+    stop.REQUESTED.clear()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.REQUESTED.set()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {}
+    for signum in STOP_SIGNALS:
+        with suppress(ValueError):  # not the main thread: leave signals alone
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        stop.REQUESTED.set()
+        if stop.SERVING.acquire(timeout=STOP_WAIT_S):  # the ServerApp has ended
+            stop.SERVING.release()
+        raise stop.SimulationStopped(
+            f"{str(exc) or 'SIGINT'}; rounds finished so far are checkpointed in {cfg.out}: "
+            f"resume with `fedskip run --resume {cfg.out}`"
+        ) from None
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _start_ray(backend: dict[str, Any]) -> None:
+    """Start Ray in this process exactly as the Simulation Engine would (its RayBackend's own
+    ``init_ray``, which skips an initialized Ray), so that :func:`_stopped_on_signals` can
+    take over the SIGTERM handler ``ray.init`` installs."""
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    starter = RayBackend.__new__(RayBackend)  # only init_ray: no actor pool yet
+    starter.init_args_key = "init_args"
+    starter.init_ray(backend)
+
+
+class _DropWhileStopping(logging.Filter):
+    """Console filter: after a stop was requested, Flower's message workers report the Ray
+    actors that the shutdown ends as errors; those stay in run.log, off the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not stop.REQUESTED.is_set()
+
+
 def simulate(cfg: Config) -> dict[str, Any]:
-    """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``."""
+    """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``.
+    Ctrl-C, SIGTERM or SIGHUP stop it within about a second (a server-side evaluation in
+    progress finishes first) and raise KeyboardInterrupt; the last finished round's
+    checkpoint stays for ``--resume``."""
     import json
 
     from flwr.simulation import run_simulation
 
+    from fedskip.deploy.processes import interrupts_as_exceptions
     from fedskip.fl.client_app import build_client_app
     from fedskip.fl.server_app import build_server_app
     from fedskip.pipeline import prepare
@@ -191,9 +259,14 @@ def simulate(cfg: Config) -> dict[str, Any]:
     run_config = cfg.to_run_config()
     threads = os.environ.get(THREADS_ENV) or str(parallel_clients(num_clients)[1])
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a Ray notice
+    # Ray starts its workers at nice 15: on a machine shared with other jobs the clients'
+    # training then gets a fraction of the CPU the driver and every other process get. At 0
+    # they run at the niceness fedskip was started with (`nice fedskip run` still works).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     from fedskip.train.prefix_cache import SPILL_DIR_ENV
 
     with (
+        interrupts_as_exceptions(),
         run_logging(cfg.out, quiet=cfg.quiet),
         _environ(THREADS_ENV, threads),
         _torch_threads(int(threads)),
@@ -201,11 +274,14 @@ def simulate(cfg: Config) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="fedskip-activations-") as activations,
         _environ(SPILL_DIR_ENV, activations),
     ):
-        run_simulation(
-            server_app=build_server_app(run_config),
-            client_app=build_client_app(run_config),
-            num_supernodes=num_clients,
-            backend_config=backend_config(cfg, num_clients),
-        )
+        backend = backend_config(cfg, num_clients)
+        _start_ray(backend)
+        with _stopped_on_signals(cfg):
+            run_simulation(
+                server_app=build_server_app(run_config),
+                client_app=build_client_app(run_config),
+                num_supernodes=num_clients,
+                backend_config=backend,
+            )
     summary_path = Path(cfg.out) / "summary.json"
     return dict(json.loads(summary_path.read_text("utf-8")))

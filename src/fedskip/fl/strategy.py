@@ -41,7 +41,7 @@ from flwr.app import (
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from fedskip.fl import messages, wire_compression
+from fedskip.fl import messages, stop, wire_compression
 from fedskip.fl.aggregation import weighted_mean_per_key
 from fedskip.fl.flower_compat import construct_messages
 from fedskip.fl.messages import (
@@ -56,7 +56,7 @@ from fedskip.fl.messages import (
     message_array_bytes,
     metric_dict,
 )
-from fedskip.fl.round_loop import scalars
+from fedskip.fl.round_loop import scalars, send_and_collect
 from fedskip.fl.rounds import ClientsUnavailable, Planner, RoundRecord, sample_clients
 from fedskip.fl.validation import NUM_EXAMPLES, check_metrics, validate_update
 
@@ -141,6 +141,7 @@ class LayerSkipStrategy(FedAvg):
                     f"after {self.node_wait_s:.0f} s"
                 )
             time.sleep(0.2)
+            stop.check()
         return nodes
 
     def identify_clients(self, grid: Grid) -> dict[int, int]:
@@ -150,7 +151,7 @@ class LayerSkipStrategy(FedAvg):
         queries = construct_messages(self, content, nodes, QUERY_IDENTIFY)
         ids: dict[int, int] = {}
         errors: list[str] = []
-        for reply in grid.send_and_receive(queries, timeout=self.timeout):
+        for reply in send_and_collect(grid, queries, timeout=self.timeout):
             node = reply.metadata.src_node_id
             if reply.has_error():
                 errors.append(str(reply.error.reason))
@@ -276,7 +277,7 @@ class LayerSkipStrategy(FedAvg):
         out = construct_messages(self, content, nodes, QUERY_SCORE)
         record.bytes_down += message_array_bytes(out)
         vectors: list[tuple[dict[str, np.ndarray], float]] = []
-        for reply in grid.send_and_receive(out, timeout=self.timeout):
+        for reply in send_and_collect(grid, out, timeout=self.timeout):
             metrics = {} if reply.has_error() else metric_dict(reply.content)
             problems = (
                 [f"client error: {reply.error.reason}"]

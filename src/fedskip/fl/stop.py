@@ -1,0 +1,38 @@
+"""Stopping a simulated run on a signal.
+
+On Flower's Simulation Engine the ServerApp runs in a thread of its own, which Python's signal
+handling never interrupts; a SIGTERM, SIGHUP or Ctrl-C ends the main thread, but the ServerApp
+thread went on waiting for replies that no longer come and kept the process alive. The driver
+(:func:`fedskip.fl.simulation.simulate`) sets :data:`REQUESTED` when it is interrupted; every
+place where the ServerApp waits (for nodes, for replies) checks it through :func:`check` and
+ends the run with :class:`RunStopped`; the driver waits for that through :data:`SERVING`. The
+last finished round's checkpoint stays on disk, so ``--resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+REQUESTED = threading.Event()
+"""Set by the driver when the run must stop (cleared when a run starts)."""
+
+SERVING = threading.Lock()
+"""Held while the ServerApp runs in this process, so that an interrupted driver can wait for
+it to end (its last round's records and checkpoint written) before it shuts down."""
+
+
+class RunStopped(Exception):
+    """The ServerApp stopped because the driver was interrupted (an ``Exception``, so the
+    Simulation Engine's ServerApp thread ends quietly instead of printing a traceback)."""
+
+
+class SimulationStopped(KeyboardInterrupt):
+    """What an interrupted :func:`fedskip.fl.simulation.simulate` raises: its message says
+    where the run can resume. Flower's message workers may still be waiting on Ray actors that
+    are gone, so the CLI ends the process without waiting for them."""
+
+
+def check() -> None:
+    """Raise :class:`RunStopped` if a stop was requested."""
+    if REQUESTED.is_set():
+        raise RunStopped("the run was stopped")
