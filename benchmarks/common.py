@@ -62,13 +62,17 @@ def run_worker(script: Path, args: Sequence[str], *, env: dict[str, str] | None 
 
 class TreeMemorySampler:
     """Peak total PSS (and RSS) of this process and all its descendants, sampled in a thread;
-    also the CPU time the tree used (:attr:`cpu_seconds`)."""
+    also the CPU time the tree used (:attr:`cpu_seconds`). ``memory=False`` samples CPU time
+    only: reading a process's PSS walks its page tables (tens of milliseconds for a 1.5 GB
+    worker), so a 0.25 s memory sampler over a Ray tree costs a sizeable share of a core —
+    more on the side with more processes, which biases a timing comparison."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 0.25, *, memory: bool = True) -> None:
         import psutil
 
         self._root = psutil.Process()
         self.interval = interval
+        self.memory = memory
         self.peak_pss = 0
         self.peak_rss = 0
         self.peak_processes = 0
@@ -82,9 +86,11 @@ class TreeMemorySampler:
         pss = rss = count = 0
         for proc in [self._root, *self._root.children(recursive=True)]:
             try:
-                info = proc.memory_full_info()
                 times = proc.cpu_times()
                 self._cpu[(proc.pid, proc.create_time())] = times.user + times.system
+                if not self.memory:
+                    continue
+                info = proc.memory_full_info()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             pss += int(getattr(info, "pss", info.rss))
@@ -148,3 +154,28 @@ def publish(rows: Sequence[dict[str, Any]], results: Any, json_path: str | None)
     print(f"`{command_line()}`\n")
     print(markdown(rows, list(rows[0])))
     write_json(json_path, {"command": command_line(), "results": results})
+
+
+def layerskip_config(args: Any, out: str, **keys: Any) -> Any:
+    """The benchmarks' layer-skipping run config from their shared arguments (``--model``,
+    ``--layers``, ``--rounds``, ``--synth-docs``, ``--max-length``, ``--batch-size``; windows
+    overlap by a quarter), without federated evaluation, quiet, in ``out``; ``keys``: more
+    config keys in kebab case."""
+    from fedskip.config import Config
+
+    return Config.from_mapping(
+        {
+            "model": args.model,
+            "method": "layerskip",
+            "layers": args.layers,
+            "rounds": args.rounds,
+            "synth-docs": args.synth_docs,
+            "max-length": args.max_length,
+            "stride": args.max_length // 4,
+            "batch-size": args.batch_size,
+            "eval-clients": False,
+            "quiet": True,
+            "out": out,
+            **keys,
+        }
+    )

@@ -28,28 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import TreeMemorySampler, command_line, markdown, run_worker, write_json
-
-
-def make_config(args: argparse.Namespace, out: str) -> Any:
-    from fedskip.config import Config
-
-    return Config.from_mapping(
-        {
-            "model": args.model,
-            "method": "layerskip",
-            "layers": args.layers,
-            "rounds": args.rounds,
-            "synth-docs": args.synth_docs,
-            "max-length": args.max_length,
-            "stride": args.max_length // 4,
-            "batch-size": args.batch_size,
-            "eval-clients": False,
-            "compression": "none",
-            "quiet": True,
-            "out": out,
-        }
-    )
+from common import (
+    TreeMemorySampler,
+    command_line,
+    layerskip_config,
+    markdown,
+    run_worker,
+    write_json,
+)
 
 
 def in_process(cfg: Any, threads: int) -> dict[str, Any]:
@@ -123,8 +109,10 @@ def with_flower(cfg: Any) -> dict[str, Any]:
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, TreeMemorySampler() as tree:
-        cfg = make_config(args, tmp)
+    # CPU time only, once a second: a memory sampler would cost the Flower side (more and larger
+    # processes) more than the in-process side
+    with tempfile.TemporaryDirectory() as tmp, TreeMemorySampler(1.0, memory=False) as tree:
+        cfg = layerskip_config(args, tmp, compression="none")
         result = with_flower(cfg) if args.side == "flower" else in_process(cfg, args.threads)
     return {**result, "cpu_s": tree.cpu_seconds}
 

@@ -18,31 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import MIB, TreeMemorySampler, publish, run_worker
+from common import MIB, TreeMemorySampler, layerskip_config, publish, run_worker
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
-    from fedskip.config import Config
     from fedskip.fl.simulation import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = Config.from_mapping(
-            {
-                "model": args.model,
-                "method": "layerskip",
-                "layers": args.layers,
-                "partition": "iid",
-                "clients": args.num_clients,
-                "rounds": args.rounds,
-                "synth-docs": args.synth_docs,
-                "max-length": args.max_length,
-                "stride": args.max_length // 4,
-                "batch-size": args.batch_size,
-                "eval-clients": False,
-                "quiet": True,
-                "out": tmp,
-            }
-        )
+        cfg = layerskip_config(args, tmp, partition="iid", clients=args.num_clients)
         with TreeMemorySampler() as memory:
             started = time.perf_counter()
             summary = simulate(cfg)
