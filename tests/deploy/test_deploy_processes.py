@@ -19,10 +19,10 @@ from fedskip.deploy.processes import (
     DeploymentError,
     ProcessSupervisor,
     free_ports,
-    interrupts_as_exceptions,
     port_open,
     wait_for_port,
 )
+from fedskip.fl.stop import interrupts_as_exceptions
 
 # A parent that starts one child in its own process group and one in a new session (as
 # flower-superlink does with flower-superexec), writes their pids, then waits.

@@ -224,7 +224,7 @@ def test_a_signal_stops_a_simulated_run_and_leaves_a_resumable_checkpoint(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert f"fedskip: interrupted ({name}; rounds finished so far are checkpointed" in err
+    assert f"fedskip: interrupted (signal {name}; rounds finished so far are checkpointed" in err
     assert f"fedskip run --resume {out}" in err
     assert "Traceback" not in err and "ERROR" not in err
     _, alive = psutil.wait_procs(family, timeout=30)

@@ -344,7 +344,7 @@ def deploy_local(
     of the (last) run; raises :class:`DeploymentError` if it did not complete.
     """
     from fedskip.deploy.drive import RunDriver
-    from fedskip.deploy.processes import interrupts_as_exceptions
+    from fedskip.fl.stop import interrupts_as_exceptions
 
     with (
         interrupts_as_exceptions(),

@@ -19,10 +19,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 import psutil
 
@@ -252,29 +252,6 @@ class ProcessSupervisor:
         tb: TracebackType | None,
     ) -> None:
         self.stop_all()
-
-
-@contextlib.contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt while the block runs.
-
-    Python already turns Ctrl-C (SIGINT) into KeyboardInterrupt; doing the same for SIGTERM /
-    SIGHUP makes ``finally`` blocks (and so process cleanup) run when the command is stopped
-    by a service manager or a closed terminal.
-    """
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            previous[signum] = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

@@ -19,9 +19,8 @@ import os
 import signal
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from fedskip.config import Config
@@ -197,28 +196,17 @@ def _stopped_on_signals(cfg: Config) -> Iterator[None]:
     run can resume. Enter it after Ray has started in this process: ``ray.init`` installs a
     SIGTERM handler of its own (``sys.exit``) that this one replaces for the run."""
     stop.REQUESTED.clear()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.REQUESTED.set()
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {}
-    for signum in STOP_SIGNALS:
-        with suppress(ValueError):  # not the main thread: leave signals alone
-            previous[signum] = signal.signal(signum, handler)
     try:
-        yield
+        with stop.interrupts_as_exceptions(STOP_SIGNALS, first=stop.REQUESTED.set):
+            yield
     except KeyboardInterrupt as exc:
         stop.REQUESTED.set()
         if stop.SERVING.acquire(timeout=STOP_WAIT_S):  # the ServerApp has ended
             stop.SERVING.release()
         raise stop.SimulationStopped(
-            f"{str(exc) or 'SIGINT'}; rounds finished so far are checkpointed in {cfg.out}: "
+            f"{str(exc) or 'Ctrl-C'}; rounds finished so far are checkpointed in {cfg.out}: "
             f"resume with `fedskip run --resume {cfg.out}`"
         ) from None
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def _start_ray(backend: dict[str, Any]) -> None:
@@ -249,7 +237,6 @@ def simulate(cfg: Config) -> dict[str, Any]:
 
     from flwr.simulation import run_simulation
 
-    from fedskip.deploy.processes import interrupts_as_exceptions
     from fedskip.fl.client_app import build_client_app
     from fedskip.fl.server_app import build_server_app
     from fedskip.pipeline import prepare
@@ -266,7 +253,7 @@ def simulate(cfg: Config) -> dict[str, Any]:
     from fedskip.train.prefix_cache import SPILL_DIR_ENV
 
     with (
-        interrupts_as_exceptions(),
+        stop.interrupts_as_exceptions(),
         run_logging(cfg.out, quiet=cfg.quiet),
         _environ(THREADS_ENV, threads),
         _torch_threads(int(threads)),

@@ -11,7 +11,11 @@ last finished round's checkpoint stays on disk, so ``--resume`` continues from i
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 REQUESTED = threading.Event()
 """Set by the driver when the run must stop (cleared when a run starts)."""
@@ -36,3 +40,33 @@ def check() -> None:
     """Raise :class:`RunStopped` if a stop was requested."""
     if REQUESTED.is_set():
         raise RunStopped("the run was stopped")
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions(
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP),
+    *,
+    first: Callable[[], object] | None = None,
+) -> Iterator[None]:
+    """Turn ``signals`` (default SIGTERM and SIGHUP) into KeyboardInterrupt while the block
+    runs; ``first``: called in the handler before it raises (e.g. ``REQUESTED.set``).
+
+    Python already turns Ctrl-C (SIGINT) into KeyboardInterrupt; doing the same for SIGTERM /
+    SIGHUP makes ``finally`` blocks (and so process cleanup) run when the command is stopped
+    by a service manager or a closed terminal. Outside the main thread it changes nothing.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if first is not None:
+            first()
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
+    for signum in signals:
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
