@@ -230,9 +230,9 @@ class _DropWhileStopping(logging.Filter):
 
 def simulate(cfg: Config) -> dict[str, Any]:
     """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``.
-    Ctrl-C, SIGTERM or SIGHUP stop it within about a second (a server-side evaluation in
-    progress finishes first) and raise KeyboardInterrupt; the last finished round's
-    checkpoint stays for ``--resume``."""
+    Ctrl-C, SIGTERM or SIGHUP stop it within seconds (Ray's shutdown; a server-side
+    evaluation in progress finishes first) and raise :class:`fedskip.fl.stop.SimulationStopped`
+    (a KeyboardInterrupt); the last finished round's checkpoint stays for ``--resume``."""
     import json
 
     from flwr.simulation import run_simulation
@@ -263,12 +263,19 @@ def simulate(cfg: Config) -> dict[str, Any]:
     ):
         backend = backend_config(cfg, num_clients)
         _start_ray(backend)
-        with _stopped_on_signals(cfg):
-            run_simulation(
-                server_app=build_server_app(run_config),
-                client_app=build_client_app(run_config),
-                num_supernodes=num_clients,
-                backend_config=backend,
-            )
+        try:
+            with _stopped_on_signals(cfg):
+                run_simulation(
+                    server_app=build_server_app(run_config),
+                    client_app=build_client_app(run_config),
+                    num_supernodes=num_clients,
+                    backend_config=backend,
+                )
+        finally:
+            import ray
+
+            # Flower's backend shuts Ray down at the end of a run; this covers a failure
+            # before the Simulation Engine started (a no-op when Ray is already down)
+            ray.shutdown()
     summary_path = Path(cfg.out) / "summary.json"
     return dict(json.loads(summary_path.read_text("utf-8")))
