@@ -120,6 +120,10 @@ def test_publish_copies_records_not_models(tmp_path: Path) -> None:
     )
     (run / "model").mkdir()
     (run / "model" / "model.safetensors").write_bytes(b"weights")
+    training = run_path(out, "ner-fedavg")  # started, no summary.json yet
+    training.mkdir(parents=True)
+    (training / "config.json").write_text("{}")
+    (training / "metrics.jsonl").write_text("")
     page = publish(out, dest)
     copied = sorted(p.relative_to(dest / "runs").as_posix() for p in (dest / "runs").rglob("*"))
     assert copied == [

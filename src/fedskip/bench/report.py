@@ -153,12 +153,14 @@ def write_results(out: str | Path) -> Path:
 
 
 RECORD_FILES = ("config.json", "metrics.jsonl", "summary.json", "error.txt")
+ENDED_FILES = ("summary.json", "error.txt")
+"""A run with one of these has ended (finished or failed); :func:`publish` skips the others."""
 """What :func:`publish` copies of each run: the records, not the model or checkpoints."""
 
 
 def publish(out: str | Path, dest: str | Path) -> Path:
-    """Copy a bench folder's records (``suite.json``, ``bench.log`` and each run's
-    :data:`RECORD_FILES`) to ``dest`` and render the results there: a few hundred kB that can be
+    """Copy a bench folder's records (``suite.json``, ``bench.log`` and each ended run's
+    :data:`RECORD_FILES`; a run still training is left out) to ``dest`` and render the results there: a few hundred kB that can be
     committed, from which ``fedskip bench --report-only --out DEST`` re-renders the same page."""
     import shutil
 
@@ -170,6 +172,8 @@ def publish(out: str | Path, dest: str | Path) -> Path:
             shutil.copy2(source / name, target / name)
     for entry in manifest["configs"]:
         run = run_path(source, entry["name"])
+        if not any((run / name).is_file() for name in ENDED_FILES):
+            continue  # still training (or never started): its records are not final
         for name in RECORD_FILES:
             if (run / name).is_file():
                 run_path(target, entry["name"]).mkdir(parents=True, exist_ok=True)
