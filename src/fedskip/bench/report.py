@@ -160,8 +160,9 @@ ENDED_FILES = ("summary.json", "error.txt")
 
 def publish(out: str | Path, dest: str | Path) -> Path:
     """Copy a bench folder's records (``suite.json``, ``bench.log`` and each ended run's
-    :data:`RECORD_FILES`; a run still training is left out) to ``dest`` and render the results there: a few hundred kB that can be
-    committed, from which ``fedskip bench --report-only --out DEST`` re-renders the same page."""
+    :data:`RECORD_FILES`; a run still training is left out) to ``dest`` and render the results
+    there: a few hundred kB that can be committed, from which
+    ``fedskip bench --report-only --out DEST`` re-renders the same page."""
     import shutil
 
     source, target = Path(out), Path(dest)
