@@ -109,8 +109,10 @@ def _audit_section(records: Sequence[RunRecord]) -> list[str]:
 def _legend() -> str:
     return (
         "Metric: strict entity F1 (NER) or macro F1 (classification) on the global test set. "
-        "Gap: points (×100) versus the centralized run of the same task; reduction: measured "
-        "bytes versus the FedAvg run of the same task; MB = 10⁶ bytes, up + down; "
+        "Gap: points (×100) versus the centralized run of the same task; reduction: 1 − the "
+        "run's measured bytes / those of the FedAvg run of the same task and seed, each over "
+        "all the rounds it trained (a run that trains more rounds moves more); "
+        "MB = 10⁶ bytes, up + down; "
         "rounds to 95%: first round/epoch reaching 95% of the run's best. "
         "ε spent: per patient (or note, example, hospital — the run's privacy unit) at the "
         "run's δ."

@@ -10,8 +10,9 @@ Columns (``results.csv``; ``results.md`` shows the same numbers):
 ``stopped_round``      the last round / epoch trained (a plateau stops before ``rounds``)
 ``gap_points``         ``score - centralized score`` of the same task, in points (x 100)
 ``mb``                 megabytes exchanged over the whole run, up + down (1 MB = 10^6 bytes)
-``reduction``          ``1 - bytes / bytes of full FedAvg`` (measured; same task, partition, rounds
-                       and clients), blank for runs that exchange nothing
+``reduction``          ``1 - bytes / bytes of full FedAvg`` (measured, each over all the rounds it
+                       trained; the FedAvg run of the same task, partition and seed where there
+                       is one), blank for runs that exchange nothing
 ``analytic_reduction`` the run's own analytic figure (``fedskip comm``), when it reported one
 ``rounds_to_95``       first round/epoch reaching 95% of the run's best metric
 """
@@ -171,8 +172,20 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-SPREAD_COLUMNS = ("score", "final", "best", "test_at_best", "gap_points", "mb", "seconds")
-"""The numbers a seed-collapsed row averages (mean ± std over its seeds)."""
+SPREAD_COLUMNS = (
+    "score",
+    "final",
+    "best",
+    "test_at_best",
+    "gap_points",
+    "mb",
+    "reduction",
+    "stopped_round",
+    "rounds_to_95",
+    "seconds",
+)
+"""The numbers a seed-collapsed row averages (mean ± std over its seeds): every number its
+table shows, so that no cell of a mean row is one seed's value."""
 
 
 def collapse_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
@@ -259,6 +272,17 @@ def with_spread(row: ResultRow, column: str, text: str, spec: str = ".3f") -> st
     return f"{text} ± {found.std:{spec}}"
 
 
+def fmt_count(row: ResultRow, column: str) -> str:
+    """A round count: ``16`` for one run, ``14.7 ± 1.5`` (mean ± std) for several seeds."""
+    value = getattr(row, column)
+    if value is None:
+        return "–"
+    found = row.spreads.get(column)
+    if found is None or found.std is None:
+        return f"{value:g}"
+    return f"{found.mean:.1f} ± {found.std:.1f}"
+
+
 def with_optional_columns(rows: Sequence[ResultRow], columns: Sequence[str]) -> list[str]:
     """``columns`` plus ``seeds`` (after the first) when a row stands for several seeds and
     ``stopped`` (before ``s``, else last) when a run stopped at a plateau's round: tables of
@@ -293,10 +317,10 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
             r, "gap_points", fmt(r.gap_points, ".1f", signed=True), ".1f"
         ),
         "seeds": lambda r: str(r.seeds),
-        "stopped": lambda r: "–" if r.stopped_round is None else str(r.stopped_round),
+        "stopped": lambda r: fmt_count(r, "stopped_round"),
         "MB": lambda r: fmt_mb(r.mb),
         "reduction": lambda r: fmt(r.reduction, pct=True),
-        "rounds to 95%": lambda r: "–" if r.rounds_to_95 is None else str(r.rounds_to_95),
+        "rounds to 95%": lambda r: fmt_count(r, "rounds_to_95"),
         "s": lambda r: fmt(r.seconds, ".0f"),
     }
     columns = with_optional_columns(
