@@ -86,6 +86,7 @@ def test_per_site_tables_and_plots_from_run_directories(tmp_path: Path) -> None:
         },
     )
     _local(run_path(tmp_path, "ner-local"), [0.625, 0.375])
+    _local(run_path(tmp_path, "ner-local-s43"), [0.0, 0.0])  # another seed: not in the table
     _federated(
         run_path(tmp_path, "ner-layerskip-dir0.1-head"),
         "head",

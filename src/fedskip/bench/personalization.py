@@ -150,10 +150,19 @@ def plot_sites(
 
 
 def personalization_sections(
-    records: Sequence[RunRecord], labels: Mapping[str, Mapping[str, Any]], out: Path
+    records: Sequence[RunRecord],
+    groups: Mapping[str, Sequence[str]],
+    labels: Mapping[str, Mapping[str, Any]],
+    out: Path,
 ) -> list[str]:
-    """The results.md section of the group: per partition a per-site table and a plot."""
-    mine = [r for r in records if labels.get(r.name, {}).get("personalize")]
+    """The results.md section of the group: per partition a per-site table and a plot. Only
+    the group's own runs count: the local-only baseline's other seeds (methods group) carry
+    its labels but are not part of this single-seed comparison."""
+    mine = [
+        r
+        for r in records
+        if GROUP in groups.get(r.name, ()) and labels.get(r.name, {}).get("personalize")
+    ]
     if not mine:
         return []
     lines = ["## Personalization (per site, own test split)", ""]

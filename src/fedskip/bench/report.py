@@ -108,7 +108,9 @@ def _audit_section(records: Sequence[RunRecord]) -> list[str]:
 
 def _legend() -> str:
     return (
-        "Metric: strict entity F1 (NER) or macro F1 (classification) on the global test set. "
+        "Metric (named in each task's heading): strict entity F1 (NER), micro F1 over the codes "
+        "(multi-label ICD-9 coding) or macro F1 (single-label classification), on the global "
+        "test set. "
         "Gap: points (×100) versus the centralized run of the same task; reduction: 1 − the "
         "run's measured bytes / those of the FedAvg run of the same task and seed, each over "
         "all the rounds it trained (a run that trains more rounds moves more); "
@@ -146,7 +148,7 @@ def write_results(out: str | Path) -> Path:
     lines += _methods_section(finished, shown, folder)
     lines += _gaps_section(shown)
     lines += _ablation_sections(shown, folder)
-    lines += personalization_sections(finished, labels, folder)
+    lines += personalization_sections(finished, groups, labels, folder)
     lines += _missing_section(manifest, records)
     lines += ["## The paper's claims on our data", "", claims_markdown(check_claims(rows)), ""]
     path = folder / "results.md"
