@@ -23,6 +23,7 @@ Scalar = str | int | float | bool
 TASKS = ("ner", "classification")
 DATA_FORMATS = ("auto", "i2b2", "brat", "mimic", "conll", "jsonl")
 LABELS = ("category", "icd9")
+TRUNCATIONS = ("head", "tail", "head-tail")  # fedskip.data.encode.TRUNCATIONS
 LAYER_STRATEGIES = ("top", "bottom", "interleaved", "explicit", "importance", "rotating")
 METHODS = ("layerskip", "fedavg", "fedprox", "lora", "centralized", "local")
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
@@ -116,6 +117,13 @@ class Config:
     max_length: int = _opt(128, "maximum subword tokens per example", minimum=8)
     stride: int = _opt(
         32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0
+    )
+    truncation: str = _opt(
+        "head",
+        "classification: which subwords of a note longer than max-length it keeps: head (the "
+        "first), tail (the last: a discharge summary's diagnoses and plan) or head-tail (a "
+        "quarter from the head, the rest from the tail)",
+        TRUNCATIONS,
     )
     # --- layer skipping
     layers: int = _opt(2, "k: number of transformer blocks trained and exchanged", minimum=1)

@@ -313,6 +313,7 @@ def tokenization_key(tokenizer: PreTrainedTokenizerBase, cfg: Config) -> tuple[H
         len(tokenizer),
         cfg.max_length,
         cfg.stride,
+        cfg.truncation,
     )
 
 
@@ -340,7 +341,12 @@ def encode(
         _CACHE.move_to_end(key)
         return hit
     result = encode_docs(
-        docs, tokenizer, prepared.task_info, max_length=cfg.max_length, stride=cfg.stride
+        docs,
+        tokenizer,
+        prepared.task_info,
+        max_length=cfg.max_length,
+        stride=cfg.stride,
+        truncation=cfg.truncation,
     )
     _CACHE[key] = result
     if len(_CACHE) > _CACHE_SIZE:
@@ -355,10 +361,11 @@ def encode_docs(
     *,
     max_length: int,
     stride: int,
+    truncation: str = "head",
 ) -> Encoded:
     """Tokenize ``docs`` for ``task`` (NER: windows of ``max_length`` subwords overlapping by
-    ``stride``; classification: the first ``max_length`` subwords). Not cached: what
-    ``evaluate`` and ``predict`` use on an exported model."""
+    ``stride``; classification: ``max_length`` subwords chosen by ``truncation``). Not cached:
+    what ``evaluate`` and ``predict`` use on an exported model."""
     if task.task == "ner":
         ner_docs = [d for d in docs if isinstance(d, NerDocument)]
         return encode_ner(
@@ -366,7 +373,12 @@ def encode_docs(
         )
     cls_docs = [d for d in docs if isinstance(d, ClsDocument)]
     return encode_cls(
-        cls_docs, tokenizer, task.label_list, max_length=max_length, multi_label=task.multi_label
+        cls_docs,
+        tokenizer,
+        task.label_list,
+        max_length=max_length,
+        multi_label=task.multi_label,
+        truncation=truncation,
     )
 
 

@@ -244,6 +244,12 @@ class Exported:
         return int(self.setting("max-length", 128))
 
     @property
+    def truncation(self) -> str:
+        """The training run's ``truncation`` of long classification inputs (``head`` when the
+        export does not say: what fedskip did before the key existed)."""
+        return str(self.setting("truncation", "head"))
+
+    @property
     def stride(self) -> int:
         """The training run's ``stride`` (32 when the export does not say)."""
         return int(self.setting("stride", 32))

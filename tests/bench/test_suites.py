@@ -187,6 +187,39 @@ def test_run_with_failed_rounds_counts_as_failed_and_is_retried(tmp_path: Path) 
     assert load_run(run_dir).complete and not (run_dir / "error.txt").exists()
 
 
+def test_a_finished_run_that_the_suite_no_longer_names_stops_the_resume(tmp_path: Path) -> None:
+    """A finished run is skipped on resume; if its config.json differs from what the suite now
+    says (its definition changed since), resuming is an error naming the run and the keys,
+    before anything trains. A key the record lacks counts as its default."""
+    trained: list[str] = []
+
+    def trainer(cfg: Config) -> dict[str, Any]:
+        trained.append(cfg.method)
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        Path(cfg.out, "config.json").write_text(json.dumps(cfg.to_run_config()))
+        Path(cfg.out, "summary.json").write_text("{}")
+        return {}
+
+    run_suite("smoke", tmp_path, only=["ner-fedavg", "ner-local"], trainer=trainer)
+    record = tmp_path / "runs" / "ner-fedavg" / "config.json"
+    saved = json.loads(record.read_text())
+    del saved["truncation"]  # written before the key existed: its default, as now
+    record.write_text(json.dumps(saved))
+    again = run_suite("smoke", tmp_path, only=["ner-fedavg", "ner-local"], trainer=trainer)
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped"]
+
+    saved.update({"lr": 0.1, "truncation": "tail"})  # as if the suite had said so back then
+    record.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError) as caught:
+        run_suite("smoke", tmp_path, only=["ner-local", "ner-fedavg"], trainer=trainer)
+    assert str(caught.value) == (
+        f"{tmp_path / 'runs' / 'ner-fedavg'}: finished with truncation='tail' (now 'head'), "
+        "lr=0.1 (now 0.0005); the suite has changed since it ran. Remove that run "
+        "directory to train it again, or use another --out"
+    )
+    assert trained == ["local", "fedavg"]  # nothing trained by the refused resumes
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -349,6 +349,45 @@ def test_encode_cls_single_label_truncates_head(bert_tok, caplog) -> None:
     assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [0, 1]
 
 
+@pytest.mark.parametrize(
+    ("truncation", "kept"),
+    [
+        ("head", [11, 6, 7, 8]),  # no chest pain and
+        ("tail", [8, 11, 12, 13]),  # and no fever .
+        ("head-tail", [11, 11, 12, 13]),  # a quarter of 4 from the head: no | no fever .
+    ],
+)
+def test_encode_cls_keeps_the_end_truncation_names(bert_tok, truncation, kept) -> None:
+    """``no chest pain and no fever .`` (7 subwords) in 6 tokens: 4 of content, [CLS]/[SEP]."""
+    enc = encode_cls(
+        cls_docs(),
+        bert_tok,
+        ["cardio", "neuro"],
+        max_length=6,
+        multi_label=False,
+        truncation=truncation,
+    )
+    assert enc.features[1]["input_ids"] == [2, *kept, 3]
+    assert enc.features[0]["input_ids"] == [2, 4, 5, 12, 3]  # short notes are left whole
+    assert enc.truncated == 1
+
+
+def test_truncation_values_agree_and_bad_ones_fail(bert_tok) -> None:
+    from fedskip.config import TRUNCATIONS as CONFIG_TRUNCATIONS
+    from fedskip.data.encode import TRUNCATIONS
+
+    assert TRUNCATIONS == CONFIG_TRUNCATIONS
+    with pytest.raises(ValueError, match="truncation 'middle': expected one of head, tail"):
+        encode_cls(
+            cls_docs(),
+            bert_tok,
+            ["cardio", "neuro"],
+            max_length=6,
+            multi_label=False,
+            truncation="middle",
+        )
+
+
 def test_encode_cls_multi_hot(llama_tok) -> None:
     docs = [ClsDocument("a", "chest pain", ["428.0", "401.9"]), ClsDocument("b", "cold", [])]
     enc = encode_cls(docs, llama_tok, ["401.9", "414.01", "428.0"], max_length=16, multi_label=True)

@@ -62,7 +62,7 @@ def test_export_reloads_with_plain_transformers(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     model, tokenizer = load_model("llama-tiny", task="ner", labels=LABELS, device="cpu", seed=1)
     run = RunDir(tmp_path / "run")
-    cfg = Config(model="llama-tiny", layers=1, max_length=64)
+    cfg = Config(model="llama-tiny", layers=1, max_length=64, truncation="tail")
     target = run.save_model(model, tokenizer, cfg=cfg, selected_layers=[3])
     assert target == tmp_path / "run" / "model"
 
@@ -86,6 +86,9 @@ def test_export_reloads_with_plain_transformers(tmp_path: Path) -> None:
     exported = load_export(tmp_path / "run")  # a run directory works too
     assert (exported.task, exported.label_list, exported.multi_label) == ("ner", LABELS, False)
     assert exported.setting("max-length", 128) == 64
+    assert (exported.max_length, exported.truncation) == (64, "tail")  # evaluate/predict cut so
+    exported.manifest["config"].pop("truncation")
+    assert exported.truncation == "head"  # an export from before the key: what it trained with
     assert exported.setting("no-such-key", "d") == "d"
     assert not exported.model.training
 

@@ -166,6 +166,40 @@ def _check_manifest(out: Path, plan: Plan) -> None:
         )
 
 
+RUN_LOCAL_KEYS = frozenset({"out", "mlflow-uri"})
+"""Config keys that name where a run was written, not what it trained."""
+
+
+def stale_settings(plan: Plan, out: Path, entry: BenchConfig) -> dict[str, tuple[Any, Any]]:
+    """Key → (recorded, now) for each setting in which the finished run of ``entry`` differs
+    from what the suite now says (empty: it matches, or the run has not finished). A key the
+    run's ``config.json`` lacks was added to fedskip later: the run had its default."""
+    run_dir = run_path(out, entry.name)
+    if not _finished(run_dir) or not (run_dir / "config.json").is_file():
+        return {}
+    saved = json.loads((run_dir / "config.json").read_text("utf-8"))
+    defaults = Config().to_run_config()
+    now = plan.config_for(entry, out).to_run_config()
+    return {
+        key: (saved.get(key, defaults[key]), value)
+        for key, value in now.items()
+        if key not in RUN_LOCAL_KEYS and saved.get(key, defaults[key]) != value
+    }
+
+
+def _check_finished_runs(out: Path, plan: Plan, chosen: Sequence[BenchConfig]) -> None:
+    """A finished run is skipped on resume, so it must still be the config the suite names:
+    one trained before the suite's definition changed would be reported as the new one."""
+    for entry in chosen:
+        stale = stale_settings(plan, out, entry)
+        if stale:
+            diffs = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in stale.items())
+            raise ConfigError(
+                f"{run_path(out, entry.name)}: finished with {diffs}; the suite has changed "
+                "since it ran. Remove that run directory to train it again, or use another --out"
+            )
+
+
 def run_suite(
     name: str,
     out: str | Path,
@@ -183,6 +217,7 @@ def run_suite(
     folder = Path(out)
     chosen = select(plan.configs, only)
     _check_manifest(folder, plan)
+    _check_finished_runs(folder, plan, chosen)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SUITE_FILE).write_text(json.dumps(plan.manifest(), indent=2) + "\n", "utf-8")
     result = SuiteRun(folder, plan)

@@ -106,6 +106,7 @@ def evaluate_export(
         exported.task_info,
         max_length=exported.max_length,
         stride=exported.stride,
+        truncation=exported.truncation,
     )
     collate = collator(exported.tokenizer, exported.task_info)
     metrics = evaluate(

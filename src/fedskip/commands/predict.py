@@ -99,6 +99,7 @@ def predict_entities(
         exported.task_info,
         max_length=exported.max_length,
         stride=exported.stride,
+        truncation=exported.truncation,
     )
     assert isinstance(encoded, EncodedNer)
     logits = predict(
@@ -144,6 +145,7 @@ def predict_labels(exported: Exported, text: str) -> dict[str, Any]:
         exported.task_info,
         max_length=exported.max_length,
         stride=exported.stride,
+        truncation=exported.truncation,
     )
     assert isinstance(encoded, EncodedCls)
     (logits,) = predict(

@@ -395,12 +395,18 @@ def encode_cls(
     *,
     max_length: int,
     multi_label: bool,
+    truncation: str = "head",
 ) -> EncodedCls:
     """Encode each document's text into one example of at most ``max_length`` tokens.
 
-    Longer documents keep their first tokens (the head, with the special tokens re-attached) and
-    are counted in ``truncated`` and logged.
+    Longer documents keep, per ``truncation`` (:data:`TRUNCATIONS`), their first tokens
+    (``head``), their last (``tail``: where a discharge summary lists its diagnoses) or a
+    quarter of the budget from the head and the rest from the tail (``head-tail``, as Sun et
+    al. 2019 found best for long texts), with the special tokens re-attached; they are counted
+    in ``truncated`` and logged.
     """
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation {truncation!r}: expected one of {', '.join(TRUNCATIONS)}")
     index = {lab: i for i, lab in enumerate(label_names)}
     targets = [_cls_target(doc, index, multi_label) for doc in docs]
     _content_budget(tokenizer, max_length)
@@ -412,19 +418,35 @@ def encode_cls(
         budget = max_length - len(prefix) - len(suffix)
         if len(content) > budget:
             out.truncated += 1
-            content = content[:budget]
+            content = _keep(content, budget, truncation)
         input_ids = prefix + content + suffix
         out.features.append(
             {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": target}
         )
     if out.truncated:
         log.warning(
-            "%d of %d documents exceed max-length=%d tokens; their head is kept",
+            "%d of %d documents exceed max-length=%d tokens; kept: %s (truncation=%s)",
             out.truncated,
             len(docs),
             max_length,
+            {"head": "their head", "tail": "their tail", "head-tail": "head and tail"}[truncation],
+            truncation,
         )
     return out
+
+
+TRUNCATIONS = ("head", "tail", "head-tail")
+"""What :func:`encode_cls` keeps of a document longer than ``max-length``."""
+
+
+def _keep(content: list[int], budget: int, truncation: str) -> list[int]:
+    """``budget`` of the ``content`` token ids, per ``truncation``."""
+    if truncation == "head":
+        return content[:budget]
+    if truncation == "tail":
+        return content[len(content) - budget :]
+    head = budget // 4
+    return content[:head] + content[len(content) - (budget - head) :]
 
 
 def collate_cls(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
