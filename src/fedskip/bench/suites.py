@@ -230,9 +230,9 @@ their codes, not from any score.
 Only discharge summaries carry codes, about a fifth of a site's notes: at 150 notes per site a
 site trained on about 25 of them (one optimizer step per round), and FedAvg and layer skipping
 (seed 42) kept one constant prediction (test micro F1 0.417 in every round) until the plateau
-rule stopped them after 4–5 rounds, where centralized training of the same notes reached 0.573. The suites therefore
-generate 1,200 (``paper``; about 200 training summaries per site) and 300 (``paper-quick``)
-notes per site for the classification task."""
+rule stopped them after 4–5 rounds, where centralized training of the same notes reached
+0.573. The suites therefore generate 1,200 (``paper``; about 200 training summaries per site)
+and 300 (``paper-quick``) notes per site for the classification task."""
 
 PAPER = Suite(
     name="paper",
@@ -241,7 +241,8 @@ PAPER = Suite(
     "centralized same-blocks runs: 6 methods on NER (the default corpus: 60 notes per site, "
     "128-token windows), centralized / FedAvg / layer skipping on multi-label ICD-9 coding "
     "of discharge summaries from their last 128 subwords (1,200 notes per site), k = 1..6 each "
-    "with its centralized same-blocks run, five layer strategies, IID / Dirichlet 1.0, 0.3, 0.1 / natural partitions and DP-SGD at ε 8, 4, 2, 1",
+    "with its centralized same-blocks run, five layer strategies, IID / Dirichlet 1.0, 0.3, "
+    "0.1 / natural partitions and DP-SGD at ε 8, 4, 2, 1",
     settings={
         **_SHARED,
         **PLATEAU,
