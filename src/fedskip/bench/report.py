@@ -157,9 +157,9 @@ def write_results(out: str | Path) -> Path:
 
 
 RECORD_FILES = ("config.json", "metrics.jsonl", "summary.json", "error.txt")
+"""What :func:`publish` copies of each run: the records, not the model or checkpoints."""
 ENDED_FILES = ("summary.json", "error.txt")
 """A run with one of these has ended (finished or failed); :func:`publish` skips the others."""
-"""What :func:`publish` copies of each run: the records, not the model or checkpoints."""
 
 
 def publish(out: str | Path, dest: str | Path) -> Path:

@@ -388,6 +388,10 @@ def _cls_target(doc: ClsDocument, index: dict[str, int], multi_label: bool) -> i
     return index[doc.labels[0]]
 
 
+TRUNCATIONS = ("head", "tail", "head-tail")
+"""What :func:`encode_cls` keeps of a document longer than ``max-length``."""
+
+
 def encode_cls(
     docs: Sequence[ClsDocument],
     tokenizer: Any,
@@ -433,10 +437,6 @@ def encode_cls(
             truncation,
         )
     return out
-
-
-TRUNCATIONS = ("head", "tail", "head-tail")
-"""What :func:`encode_cls` keeps of a document longer than ``max-length``."""
 
 
 def _keep(content: list[int], budget: int, truncation: str) -> list[int]:
