@@ -24,6 +24,7 @@ TASKS = ("ner", "classification")
 DATA_FORMATS = ("auto", "i2b2", "brat", "mimic", "conll", "jsonl")
 LABELS = ("category", "icd9")
 TRUNCATIONS = ("head", "tail", "head-tail")  # fedskip.data.encode.TRUNCATIONS
+LR_SCHEDULES = ("run", "epoch")  # fedskip.train.engine.LR_SCHEDULES
 LAYER_STRATEGIES = ("top", "bottom", "interleaved", "explicit", "importance", "rotating")
 METHODS = ("layerskip", "fedavg", "fedprox", "lora", "centralized", "local")
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
@@ -151,6 +152,14 @@ class Config:
     )
     weight_decay: float = _opt(0.01, "AdamW weight decay", minimum=0.0)
     warmup_ratio: float = _opt(0.1, "share of steps with linear warmup", minimum=0.0, maximum=1.0)
+    lr_schedule: str = _opt(
+        "run",
+        "shape of the learning rate over one training call (a centralized / local-only run, or "
+        "one federated round): run = linear warmup, then linear decay to zero over all its "
+        "epochs; epoch = that warmup and decay restarted every epoch (what each federated round "
+        "of one local epoch gets, so a centralized baseline can be trained like-for-like)",
+        LR_SCHEDULES,
+    )
     grad_clip: float = _opt(
         1.0, "max gradient L2 norm (0 = off; DP uses clip-norm instead)", minimum=0.0
     )

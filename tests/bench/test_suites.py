@@ -53,12 +53,15 @@ def test_partial_settings_reach_runs_of_some_blocks_only(tmp_path: Path) -> None
         "ner-layerskip",
         "ner-layerskip-k1",
         "ner-centralized-k2",
-        "ner-centralized-k5",
         "classification-layerskip",
         "ner-layerskip-iid",
         "ner-layerskip-s43",
     ):
         assert (lr[name].lr, lr[name].head_lr) == (2e-3, 1e-2), name
+    # k > 2 blocks: lr 2e-3 x 2 / k, the same for the federated and the centralized run
+    for k, expected in ((3, 1.33e-3), (4, 1e-3), (5, 8e-4)):
+        for name in (f"ner-layerskip-k{k}", f"ner-centralized-k{k}", f"ner-layerskip-k{k}-s44"):
+            assert (lr[name].lr, lr[name].head_lr) == (expected, 1e-2), name
     for name in ("ner-centralized", "ner-fedavg", "ner-fedprox", "ner-local"):
         assert (lr[name].lr, lr[name].head_lr) == (5e-4, 2e-3), name
     assert (lr["ner-lora"].lr, lr["ner-lora"].head_lr) == (2e-3, 2e-3)
@@ -275,3 +278,15 @@ def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> N
     for name in only:
         assert any((tmp_path / "runs" / name / "tensorboard").iterdir())
         assert not (tmp_path / "runs" / name / "mlflow.db").exists()
+
+
+def test_centralized_runs_restart_their_schedule_every_epoch(tmp_path: Path) -> None:
+    """Centralized runs (full and same-blocks) anneal every epoch like a federated round; the
+    other methods keep the run-long schedule (one round of one epoch: the same shape)."""
+    for suite in ("paper", "paper-quick"):
+        plan = plan_suite(suite)
+        cfg = {c.name: plan.config_for(c, tmp_path) for c in plan.configs}
+        for name, config in cfg.items():
+            expected = "epoch" if config.method == "centralized" else "run"
+            assert config.lr_schedule == expected, (suite, name)
+        assert cfg["ner-centralized-k2-s43"].lr_schedule == "epoch"

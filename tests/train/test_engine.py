@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from fedskip import config as config_module
 from fedskip.data.encode import collate, collate_cls
 from fedskip.train import engine
 from fedskip.train.engine import TrainSettings, predict, train
@@ -263,3 +265,59 @@ def test_settings_from_config() -> None:
         True,
     )
     assert (s.weight_decay, s.warmup_ratio, s.grad_clip) == (0.01, 0.1, 1.0)
+    assert s.lr_schedule == "run"
+    assert TrainSettings.from_config(Config(lr_schedule="epoch")).lr_schedule == "epoch"
+
+
+def _stepped_lrs(kind: str, per_epoch: int, epochs: int) -> list[float]:
+    """The learning rate each optimizer step uses under :func:`engine.schedule` (peak 1.0,
+    warmup ratio 0.2), moving the restart origin as :func:`train` does."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler, restarts = engine.schedule(optimizer, 0.2, per_epoch, epochs, kind)
+    used, steps = [], 0
+    for _ in range(epochs):
+        if restarts is not None:
+            restarts.origin = steps
+        for _ in range(per_epoch):
+            used.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+            steps += 1
+    return used
+
+
+def test_epoch_schedule_restarts_the_warmup_and_decay_every_epoch() -> None:
+    one_epoch = [0.0, 1.0, 0.75, 0.5, 0.25]  # warmup ceil(0.2 * 5) = 1 step, decay to 0 at 5
+    assert _stepped_lrs("run", 5, 1) == pytest.approx(one_epoch)
+    assert _stepped_lrs("epoch", 5, 1) == pytest.approx(one_epoch)
+    assert _stepped_lrs("epoch", 5, 3) == pytest.approx(one_epoch * 3)
+    # "run" spreads one warmup (2 steps) and one decay over both epochs instead
+    assert _stepped_lrs("run", 5, 2) == pytest.approx(
+        [0, 0.5, 1, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8]
+    )
+    with pytest.raises(ValueError, match="run, epoch"):
+        engine.schedule(
+            torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 0.1, 5, 1, "cosine"
+        )
+    assert engine.LR_SCHEDULES == config_module.LR_SCHEDULES
+
+
+def test_train_with_epoch_schedule_repeats_one_epochs_rates(
+    tiny_bert: Any, token_features: Any
+) -> None:
+    seen: list[float] = []
+
+    def record(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        seen.append(optimizer.param_groups[0]["lr"])
+
+    settings = TrainSettings(
+        lr=1e-3, warmup_ratio=0.5, batch_size=4, quiet=True, lr_schedule="epoch"
+    )
+    handle = register_optimizer_step_pre_hook(record)
+    try:  # 10 examples, batch 4: 3 steps per epoch, warmup ceil(1.5) = 2 steps
+        train(
+            tiny_bert("token", 3), token_features(10), NER_COLLATE, settings, epochs=2, device="cpu"
+        )
+    finally:
+        handle.remove()
+    assert seen == pytest.approx([0.0, 5e-4, 1e-3] * 2)

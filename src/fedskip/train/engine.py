@@ -2,7 +2,8 @@
 
 Read it top to bottom: :func:`train` builds a seeded, shuffling DataLoader, an AdamW optimizer
 over the trainable parameters only (frozen blocks get no optimizer state, so layer skipping saves
-optimizer memory too), a linear warmup/decay schedule, and runs ``epochs`` passes with gradient
+optimizer memory too), a linear warmup/decay schedule (over the whole call, or restarted every
+epoch: ``lr_schedule``), and runs ``epochs`` passes with gradient
 accumulation, clipping and an optional FedProx proximal term. :func:`predict` returns per-example
 logits; :func:`evaluate` turns them into task metrics.
 
@@ -53,6 +54,7 @@ class TrainSettings:
     head_lr: float = 0.0  # 0 = same as lr
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1  # share of optimizer steps with linear warmup
+    lr_schedule: str = "run"  # "run": one warmup/decay over all epochs; "epoch": one per epoch
     grad_clip: float = 1.0  # max L2 norm of the summed gradient; 0 = off
     grad_accum: int = 1  # micro-batches per optimizer step
     batch_size: int = 16  # examples per micro-batch
@@ -66,6 +68,7 @@ class TrainSettings:
             head_lr=cfg.head_lr,
             weight_decay=cfg.weight_decay,
             warmup_ratio=cfg.warmup_ratio,
+            lr_schedule=cfg.lr_schedule,
             grad_clip=cfg.grad_clip,
             grad_accum=cfg.grad_accum,
             batch_size=cfg.batch_size,
@@ -151,11 +154,14 @@ def train(
     if privacy is not None:
         model, optimizer, loader = privacy.attach(model, optimizer, loader)
     frozen_modules_eval(model)
-    updates = math.ceil(len(loader) / settings.grad_accum) * epochs
+    per_epoch = math.ceil(len(loader) / settings.grad_accum)
+    scheduler, restarts = schedule(
+        optimizer, settings.warmup_ratio, per_epoch, epochs, settings.lr_schedule
+    )
     loop = _Loop(
         model,
         optimizer,
-        _schedule(optimizer, settings.warmup_ratio, updates),
+        scheduler,
         settings,
         device,
         multi_label,
@@ -170,6 +176,8 @@ def train(
     loss_sum, seen = 0.0, 0
     with tqdm(total=len(loader) * epochs, desc=desc, disable=settings.quiet, leave=False) as bar:
         for epoch in range(1, epochs + 1):
+            if restarts is not None:
+                restarts.origin = loop.steps
             epoch_loss, epoch_seen = loop.run_epoch(loader, bar)
             loss_sum, seen = loss_sum + epoch_loss * epoch_seen, seen + epoch_seen
             if on_epoch_end is not None and on_epoch_end(epoch, epoch_loss):
@@ -286,11 +294,44 @@ def _param_groups(
     ]
 
 
-def _schedule(optimizer: Any, warmup_ratio: float, updates: int) -> Any:
-    from transformers import get_linear_schedule_with_warmup
+LR_SCHEDULES = ("run", "epoch")
 
-    warmup = math.ceil(warmup_ratio * updates)
-    return get_linear_schedule_with_warmup(optimizer, warmup, max(updates, 1))
+
+@dataclass
+class EpochRestarts:
+    """The ``epoch`` schedule's factor: linear warmup over ``ceil(warmup_ratio * per_epoch)``
+    optimizer steps, then linear decay to zero at ``per_epoch`` steps, counted from ``origin``
+    (the step the current epoch began at; :func:`train` moves it at every epoch). Each epoch
+    thus gets the schedule one federated round of one local epoch gets: the same shape as
+    ``transformers.get_linear_schedule_with_warmup`` over one epoch."""
+
+    warmup: int
+    per_epoch: int
+    origin: int = 0
+
+    def __call__(self, step: int) -> float:
+        s = step - self.origin
+        if s < self.warmup:
+            return s / max(1, self.warmup)
+        return max(0.0, (self.per_epoch - s) / max(1, self.per_epoch - self.warmup))
+
+
+def schedule(
+    optimizer: Any, warmup_ratio: float, per_epoch: int, epochs: int, kind: str = "run"
+) -> tuple[Any, EpochRestarts | None]:
+    """The learning-rate scheduler of one :func:`train` call (stepped once per optimizer step)
+    and, for ``kind="epoch"``, the :class:`EpochRestarts` whose ``origin`` marks each epoch's
+    start. ``run``: ``transformers``' linear warmup/decay over ``per_epoch * epochs`` steps."""
+    if kind == "run":
+        from transformers import get_linear_schedule_with_warmup
+
+        updates = per_epoch * epochs
+        warmup = math.ceil(warmup_ratio * updates)
+        return get_linear_schedule_with_warmup(optimizer, warmup, max(updates, 1)), None
+    if kind != "epoch":
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {kind!r}")
+    restarts = EpochRestarts(math.ceil(warmup_ratio * per_epoch), max(per_epoch, 1))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, restarts), restarts
 
 
 def _prox_pairs(
