@@ -8,7 +8,7 @@ numbers are made up, so that reports can be checked against hand-computed values
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,13 @@ def federated_run(
 
 
 def centralized_run(
-    out: Path, *, scores: Sequence[float], task: str = "ner", layers: int = 6, **settings: Any
+    out: Path,
+    *,
+    scores: Sequence[float],
+    task: str = "ner",
+    layers: int = 6,
+    summary_extra: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> Path:
     """A finished ``fedskip centralized`` run with one test score per epoch, training the top
     ``layers`` of 6 blocks."""
@@ -107,6 +113,7 @@ def centralized_run(
                 "selected_layers": list(range(6 - layers, 6)),
                 "num_blocks": 6,
                 "seconds": 3.0 * len(scores),
+                **(summary_extra or {}),
             }
         )
     )

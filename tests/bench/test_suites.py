@@ -20,9 +20,12 @@ def test_paper_suite_configs() -> None:
     names = [c.name for c in plan.configs]
     # personalization: 5 more (ner-local shared); 6 NER + 3 classification methods, k, strategies, non-IID, DP, 6 same-blocks runs, and
     # seeds 43 and 44 of the 19 methods / layers / gaps configs; the DP groups on their own
-    # corpus: 2 x 5 sample-level and 2 x 5 client-level runs
-    assert len(names) == len(set(names)) == 94
-    assert names[:6] == [f"ner-{m}" for m in METHOD_ORDER]
+    # corpus: 2 x 5 sample-level and 2 x 5 client-level runs; 94 configs, of which the 8
+    # centralized ones (full and same-blocks, x 3 seeds) also run with the other schedule: 24
+    assert len(names) == len(set(names)) == 94 + 24
+    assert names[:7] == ["ner-centralized", "ner-centralized-lrrun"] + [
+        f"ner-{m}" for m in METHOD_ORDER[1:]
+    ]
     groups = {c.name: c.groups for c in plan.configs}
     # the default layer-skipping run serves every axis; k = all blocks is the FedAvg run
     assert groups["ner-layerskip"] == ["methods", "layers", "strategies", "noniid"]
@@ -279,14 +282,3 @@ def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> N
         assert any((tmp_path / "runs" / name / "tensorboard").iterdir())
         assert not (tmp_path / "runs" / name / "mlflow.db").exists()
 
-
-def test_centralized_runs_restart_their_schedule_every_epoch(tmp_path: Path) -> None:
-    """Centralized runs (full and same-blocks) anneal every epoch like a federated round; the
-    other methods keep the run-long schedule (one round of one epoch: the same shape)."""
-    for suite in ("paper", "paper-quick"):
-        plan = plan_suite(suite)
-        cfg = {c.name: plan.config_for(c, tmp_path) for c in plan.configs}
-        for name, config in cfg.items():
-            expected = "epoch" if config.method == "centralized" else "run"
-            assert config.lr_schedule == expected, (suite, name)
-        assert cfg["ner-centralized-k2-s43"].lr_schedule == "epoch"

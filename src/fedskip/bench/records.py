@@ -58,10 +58,16 @@ class RunRecord:
     rows: list[MetricsRow]
     metric_name: str
     points: list[Point] = field(default_factory=list)
+    shown_as: str = ""
+    """The run this record stands in for in tables (set when it won a choice on validation:
+    :func:`fedskip.bench.choice.choose_on_validation`); "" = itself."""
+    candidate: str = ""
+    """The label of the candidate setting it was trained with, when it won such a choice."""
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The run-directory name, or the run it stands in for (:attr:`shown_as`)."""
+        return self.shown_as or self.path.name
 
     @property
     def method(self) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.bench import plots
+from fedskip.bench.choice import choices_markdown, choose_on_validation
 from fedskip.bench.claims import check_claims, claims_markdown
 from fedskip.bench.personalization import personalization_sections, run_section
 from fedskip.bench.records import RunRecord, load_run, load_runs
@@ -141,14 +142,16 @@ def write_results(out: str | Path) -> Path:
     groups = {c["name"]: c["groups"] for c in manifest["configs"]}
     labels = {c["name"]: c["labels"] for c in manifest["configs"]}
     finished = [r for r in records if r.complete]  # running or failed ones: "Not finished"
-    rows = build_rows(finished, groups, labels)
-    write_csv(rows, folder / "results.csv")  # one row per run and seed
+    chosen, choices = choose_on_validation(finished, labels)  # one run per config and seed
+    rows = build_rows(chosen, groups, labels)
+    write_csv(rows, folder / "results.csv")  # one row per configuration and seed
     shown = collapse_seeds(rows)  # tables: one row per configuration, mean ± std over seeds
     lines = _suite_header(manifest, records)
-    lines += _methods_section(finished, shown, folder)
+    lines += _methods_section(chosen, shown, folder)
     lines += _gaps_section(shown)
     lines += _ablation_sections(shown, folder)
     lines += personalization_sections(finished, groups, labels, folder)
+    lines += choices_markdown(choices)
     lines += _missing_section(manifest, records)
     lines += ["## The paper's claims on our data", "", claims_markdown(check_claims(rows)), ""]
     path = folder / "results.md"
@@ -200,7 +203,7 @@ def write_headline(out: str | Path, dest: str | Path) -> Path:
     manifest, records = load_suite(folder)
     groups = {c["name"]: c["groups"] for c in manifest["configs"]}
     labels = {c["name"]: c["labels"] for c in manifest["configs"]}
-    finished = [r for r in records if r.complete]
+    finished, _ = choose_on_validation([r for r in records if r.complete], labels)
     rows = [r for r in build_rows(finished, groups, labels) if "methods" in r.groups.split()]
     rows = collapse_seeds(rows)  # one row per method: mean ± std over its seeds
     if not rows:

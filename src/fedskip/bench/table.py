@@ -15,6 +15,8 @@ Columns (``results.csv``; ``results.md`` shows the same numbers):
                        is one), blank for runs that exchange nothing
 ``analytic_reduction`` the run's own analytic figure (``fedskip comm``), when it reported one
 ``rounds_to_95``       first round/epoch reaching 95% of the run's best metric
+``candidate``          the setting a run was trained with when the suite tries several and
+                       keeps the one chosen on validation (:mod:`fedskip.bench.choice`)
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class ResultRow:
     seconds: float | None = None
     epsilon: float | None = None
     privacy_unit: str = ""  # what ε is per: patient, note, example (dp=sample) or client
+    candidate: str = ""
+    """The setting it was trained with when it is one of several candidates of a
+    configuration (chosen on validation: :mod:`fedskip.bench.choice`); "" otherwise."""
     extra: dict[str, Any] = field(default_factory=dict)
     spreads: dict[str, Spread] = field(default_factory=dict)
     """Set on a row that stands for several seeds (:func:`collapse_seeds`): per column."""
@@ -125,6 +130,8 @@ def build_rows(
     rows = []
     for record in records:
         label = dict((labels or {}).get(record.name, {}))
+        candidate = record.candidate or str(label.pop("candidate", ""))
+        label.pop("candidate_for", None)
         row = ResultRow(
             name=record.name,
             groups=" ".join((groups or {}).get(record.name, [])),
@@ -149,6 +156,7 @@ def build_rows(
             seconds=record.seconds,
             epsilon=record.epsilon,
             privacy_unit=str(record.summary.get("privacy_unit") or ""),
+            candidate=candidate,
             extra=label,
         )
         central = reference(records, record, "centralized")
