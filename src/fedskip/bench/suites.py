@@ -28,6 +28,12 @@ Seeds (``Sweep.seeds``): every config of the ``Sweep.seed_groups`` is also run w
 seed, as ``<name>-s<seed>`` (label ``variant`` = the name it replicates); reports show mean ±
 std over a variant's seeds. The replicas come after every first-seed config in run order.
 
+Candidates (``Sweep.candidates``): every config of a listed method is also trained with each
+other :class:`Candidate` setting, as ``<name>-<suffix>`` (labels ``candidate``,
+``candidate_for``); reports keep, per configuration and seed, the run with the best validation
+score (:mod:`fedskip.bench.choice`). The paper suites train each centralized reference with
+both learning-rate schedules (:data:`CENTRALIZED_SCHEDULES`).
+
 Every name is a run-directory name: ``<task>-<method>[-<variant>]``.
 """
 
@@ -285,7 +291,8 @@ PAPER = Suite(
     "centralized same-blocks runs: 6 methods on NER (the default corpus: 60 notes per site, "
     "128-token windows), centralized / FedAvg / layer skipping on multi-label ICD-9 coding "
     "of discharge summaries from their last 128 subwords (1,200 notes per site), k = 1..6 each "
-    "with its centralized same-blocks run, five layer strategies, IID / Dirichlet 1.0, 0.3, "
+    "with its centralized same-blocks run (each centralized run with both lr schedules, the "
+    "one better on validation kept), five layer strategies, IID / Dirichlet 1.0, 0.3, "
     "0.1 / natural partitions and DP-SGD at ε 8, 4, 2, 1",
     settings={
         **_SHARED,
