@@ -281,4 +281,3 @@ def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> N
     for name in only:
         assert any((tmp_path / "runs" / name / "tensorboard").iterdir())
         assert not (tmp_path / "runs" / name / "mlflow.db").exists()
-
