@@ -224,6 +224,12 @@ def test_a_finished_run_that_the_suite_no_longer_names_stops_the_resume(tmp_path
         "directory to train it again, or use another --out"
     )
     assert trained == ["local", "fedavg"]  # nothing trained by the refused resumes
+    # a resume that selects only the fresh run trains; publishing the folder does not
+    assert run_suite("smoke", tmp_path, only=["ner-local"], trainer=trainer).outcomes
+    dest = tmp_path / "published"
+    argv = ["bench", "--suite", "smoke", "--out", str(tmp_path), "--report-only"]
+    assert main([*argv, "--publish", str(dest)]) == 2
+    assert not dest.exists()
 
 
 @pytest.mark.parametrize(

@@ -200,6 +200,16 @@ def _check_finished_runs(out: Path, plan: Plan, chosen: Sequence[BenchConfig]) -
             )
 
 
+def check_publishable(name: str, out: str | Path, overrides: Sequence[str] = ()) -> None:
+    """Before ``--publish``: the folder holds suite ``name`` with these settings and every
+    finished run in it is still the config the suite names (the resume guard checks only the
+    configs a resume selects). Raises :class:`ConfigError` naming the first stale run."""
+    plan = plan_suite(name, overrides)
+    folder = Path(out)
+    _check_manifest(folder, plan)
+    _check_finished_runs(folder, plan, plan.configs)
+
+
 def run_suite(
     name: str,
     out: str | Path,

@@ -87,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fedskip.bench.report import publish, write_headline, write_results
-    from fedskip.bench.runner import plan_suite, run_suite, select, settings_line
+    from fedskip.bench.runner import (
+        check_publishable,
+        plan_suite,
+        run_suite,
+        select,
+        settings_line,
+    )
 
     out = Path(args.out or f"bench/{args.suite}")
     pairs = [p for group in args.overrides for p in group]
@@ -97,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{entry.name:32s} {','.join(entry.groups):28s} {settings_line(entry.settings)}")
         return 0
     failed = 0
+    if args.publish:  # refuse before training: a stale run would be published as current
+        check_publishable(args.suite, out, pairs)
     if not args.report_only:
         if args.threads:
             import torch
