@@ -6,7 +6,8 @@ The winner stands in for the configuration's run under that run's name, groups a
 (so seeds, gaps and claims read it like any other run); the others are listed with their
 validation and test scores, never used. The choice reads ``best_val`` of ``summary.json``
 (the primary metric on the validation split at the chosen epoch / round), never the test set;
-a tie keeps the configuration's own run. A run without a validation score cannot win.
+a tie keeps the configuration's own run. A run without a validation score loses to any run
+with one.
 """
 
 from __future__ import annotations
