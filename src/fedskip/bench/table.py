@@ -130,8 +130,9 @@ def build_rows(
     rows = []
     for record in records:
         label = dict((labels or {}).get(record.name, {}))
-        candidate = record.candidate or str(label.pop("candidate", ""))
+        own = str(label.pop("candidate", ""))  # the labels of the run it stands in for
         label.pop("candidate_for", None)
+        candidate = record.candidate or own
         row = ResultRow(
             name=record.name,
             groups=" ".join((groups or {}).get(record.name, [])),
