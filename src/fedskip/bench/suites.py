@@ -326,7 +326,8 @@ PAPER = Suite(
 PAPER_QUICK = Suite(
     name="paper-quick",
     description="the paper suite's tables at a smaller scale (a fifth of its NER notes, fewer "
-    "axis points; meant to take about 20 minutes on 2 cores, not yet timed on corpus v4): every "
+    "axis points; about 83 minutes on an idle 2-core machine, 30 of them seed 42's 26 runs: "
+    "over the 20 minutes asked for, see docs/results/README.md): every "
     "run to a validation plateau (at most 10 rounds / epochs), 3 seeds for the methods, layer "
     "counts and same-blocks runs; NER with 12 notes per site, ICD-9 coding with 300 notes per "
     "site; k = 1, 2, 3 with their centralized same-blocks runs, top / bottom strategies, IID / "
