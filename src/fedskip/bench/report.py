@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.bench import plots
-from fedskip.bench.choice import choices_markdown, choose_on_validation
+from fedskip.bench.choice import Choice, choices_markdown, choose_on_validation
 from fedskip.bench.claims import check_claims, claims_markdown
 from fedskip.bench.personalization import personalization_sections, run_section
 from fedskip.bench.records import RunRecord, load_run, load_runs
@@ -135,15 +135,29 @@ def load_suite(out: str | Path) -> tuple[dict[str, Any], list[RunRecord]]:
     return manifest, records
 
 
+def _groups_and_labels(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each config's groups and labels, by run name, as the suite's manifest lists them."""
+    groups = {c["name"]: c["groups"] for c in manifest["configs"]}
+    labels = {c["name"]: c["labels"] for c in manifest["configs"]}
+    return groups, labels
+
+
+def _chosen_rows(
+    finished: list[RunRecord], groups: dict[str, Any], labels: dict[str, Any]
+) -> tuple[list[RunRecord], list[Choice], list[ResultRow]]:
+    """The runs that count (one per configuration and seed, chosen on validation among its
+    candidates), the choices made, and their result rows (one per run, seeds not merged)."""
+    chosen, choices = choose_on_validation(finished, labels)
+    return chosen, choices, build_rows(chosen, groups, labels)
+
+
 def write_results(out: str | Path) -> Path:
     """``results.csv``, ``results.md`` and ``plots/`` of the bench folder ``out``."""
     folder = Path(out)
     manifest, records = load_suite(folder)
-    groups = {c["name"]: c["groups"] for c in manifest["configs"]}
-    labels = {c["name"]: c["labels"] for c in manifest["configs"]}
     finished = [r for r in records if r.complete]  # running or failed ones: "Not finished"
-    chosen, choices = choose_on_validation(finished, labels)  # one run per config and seed
-    rows = build_rows(chosen, groups, labels)
+    groups, labels = _groups_and_labels(manifest)
+    chosen, choices, rows = _chosen_rows(finished, groups, labels)
     write_csv(rows, folder / "results.csv")  # one row per configuration and seed
     shown = collapse_seeds(rows)  # tables: one row per configuration, mean ± std over seeds
     lines = _suite_header(manifest, records)
@@ -201,10 +215,9 @@ def write_headline(out: str | Path, dest: str | Path) -> Path:
 
     folder = Path(out)
     manifest, records = load_suite(folder)
-    groups = {c["name"]: c["groups"] for c in manifest["configs"]}
-    labels = {c["name"]: c["labels"] for c in manifest["configs"]}
-    finished, _ = choose_on_validation([r for r in records if r.complete], labels)
-    rows = [r for r in build_rows(finished, groups, labels) if "methods" in r.groups.split()]
+    finished = [r for r in records if r.complete]
+    _, _, rows = _chosen_rows(finished, *_groups_and_labels(manifest))
+    rows = [r for r in rows if "methods" in r.groups.split()]
     rows = collapse_seeds(rows)  # one row per method: mean ± std over its seeds
     if not rows:
         raise ConfigError(f"{folder}: no finished run of the methods group to summarize")
