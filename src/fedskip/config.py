@@ -115,6 +115,12 @@ class Config:
         "improvement for patience",
         minimum=0.0,
     )
+    min_rounds: int = _opt(
+        0,
+        "train to a plateau: the patience rule ends no run before this many rounds / epochs "
+        "(a metric such as micro F1 can sit at 0 in the first ones; 0 = from the first)",
+        minimum=0,
+    )
     max_length: int = _opt(128, "maximum subword tokens per example", minimum=8)
     stride: int = _opt(
         32, "overlap (subword tokens) between sliding windows of long inputs", minimum=0

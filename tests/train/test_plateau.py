@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedskip.errors import ConfigError
 from fedskip.train.plateau import Plateau
 
 
@@ -53,3 +54,44 @@ def test_state_round_trips_so_resume_stops_where_it_would() -> None:
 def test_bad_settings(patience: int, min_delta: float) -> None:
     with pytest.raises(ValueError):
         Plateau(patience=patience, min_delta=min_delta)
+
+
+def test_min_rounds_holds_off_the_stop_but_not_the_choice() -> None:
+    """Seed 43's ICD-9 layer-skipping curve (validation micro F1 per round, rounded): the
+    thresholded metric swings between 0 and a partial score before the model has learned; at
+    patience 3 the rule ended the run at round 5. With min_rounds 10 it trains on; the best
+    round is still chosen over every round, from round 1."""
+    values = [0.0, 0.363, 0.0, 0.254, 0.326, 0.30, 0.35, 0.36, 0.355, 0.34, 0.33]
+    plain, held = Plateau(patience=3, min_delta=0.005), Plateau(3, 0.005, min_rounds=10)
+    stops_plain, stops_held = [], []
+    for r, v in enumerate(values, 1):
+        plain.update(r, v)
+        held.update(r, v)
+        stops_plain.append(plain.stop)
+        stops_held.append(held.stop)
+    assert stops_plain.index(True) == 4  # round 5
+    assert stops_held == [False] * 9 + [True, True]  # stale since round 2, stops at round 10
+    assert (held.best, held.best_round) == (0.363, 2)
+    assert Plateau.from_state_dict(held.state_dict()) == held
+    old = held.state_dict()
+    del old["min_rounds"]  # a checkpoint written before the key: its default, 0
+    assert Plateau.from_state_dict(old).min_rounds == 0
+
+
+def test_min_rounds_reaches_summary_and_config() -> None:
+    from fedskip.config import Config
+    from fedskip.train.plateau import ValidationChoice
+
+    choice = ValidationChoice.of("f1", patience=2, min_delta=0.0, min_rounds=4)
+    for step, value in enumerate([0.5, 0.4, 0.3], 1):
+        choice.observe(step, {"f1": value}, {"f1": value + 0.1})
+    assert not choice.stop  # stale 2 = patience, but round 3 < min_rounds 4
+    choice.observe(4, {"f1": 0.2}, {"f1": 0.3})
+    assert choice.stop
+    summary = choice.summary()
+    assert (summary["min_rounds"], summary["best_round"], summary["test_at_best"]) == (4, 1, 0.6)
+    assert Config.from_mapping({"min-rounds": 10}).min_rounds == 10
+    with pytest.raises(ConfigError, match="min-rounds"):
+        Config.from_mapping({"min-rounds": -1})
+    with pytest.raises(ValueError, match="min_rounds"):
+        Plateau(min_rounds=-1)

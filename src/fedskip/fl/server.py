@@ -222,7 +222,9 @@ def setup(cfg: Config) -> ServerRun:
         cfg, prepared, bundle, planner, strategy, rundir, reporter, primary, score_sites=score_sites
     )
     if prepared.val_docs:
-        run.choice = ValidationChoice.of(primary, patience=cfg.patience, min_delta=cfg.min_delta)
+        run.choice = ValidationChoice.of(
+            primary, patience=cfg.patience, min_delta=cfg.min_delta, min_rounds=cfg.min_rounds
+        )
     return run
 
 

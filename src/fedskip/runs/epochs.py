@@ -54,7 +54,10 @@ class EpochLog:
     def __post_init__(self) -> None:
         if self.val_set is not None:
             self.choice = ValidationChoice.of(
-                self.primary, patience=self.cfg.patience, min_delta=self.cfg.min_delta
+                self.primary,
+                patience=self.cfg.patience,
+                min_delta=self.cfg.min_delta,
+                min_rounds=self.cfg.min_rounds,
             )
 
     def __call__(self, epoch: int, loss: float) -> bool:

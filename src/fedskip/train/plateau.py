@@ -4,11 +4,15 @@ The rule (the same for federated rounds and centralized/local epochs): after eac
 epoch the primary metric is measured on a *validation* split — held out of the training data,
 never the test set. A value counts as an improvement only when it beats the best so far by at
 least ``min_delta`` (metric units: 0.005 is half a point of F1). Training stops once
-``patience`` consecutive rounds have brought no improvement, or at the maximum. The model
+``patience`` consecutive rounds have brought no improvement — but not before round
+``min_rounds`` — or at the maximum. The model
 reported is the one of the best validation round; its *test* metric is what a table shows, so
 nothing is ever chosen on the test set.
 
 ``patience = 0`` switches the rule off (train to the maximum; the best round is still tracked).
+``min_rounds`` keeps it from ending a run in its first rounds, where a thresholded metric
+(micro F1 of multi-label coding) can sit at 0 or swing between 0 and a partial score while the
+model has not yet learned which codes to predict; the best round is tracked from round 1.
 The state is a small dict of numbers, so a resumed run stops exactly where an uninterrupted one
 would.
 """
@@ -27,11 +31,12 @@ class Plateau:
 
     ``best`` is the best validation value so far and ``best_round`` where it was reached;
     ``stale`` counts the rounds since the last improvement (by at least ``min_delta``);
-    ``history`` holds every (round, value) seen.
+    ``history`` holds every (round, value) seen; ``min_rounds``: no stop before that round.
     """
 
     patience: int = 3
     min_delta: float = 0.005
+    min_rounds: int = 0
     best: float | None = None
     best_round: int = 0
     stale: int = 0
@@ -42,6 +47,8 @@ class Plateau:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.min_delta < 0:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+        if self.min_rounds < 0:
+            raise ValueError(f"min_rounds must be >= 0, got {self.min_rounds}")
 
     def update(self, round_: int, value: float) -> bool:
         """Record round ``round_``'s validation value; True when it is a new best."""
@@ -54,8 +61,10 @@ class Plateau:
 
     @property
     def stop(self) -> bool:
-        """True once ``patience`` rounds in a row have not improved (never when patience = 0)."""
-        return self.patience > 0 and self.stale >= self.patience
+        """True once ``patience`` rounds in a row have not improved and round ``min_rounds``
+        has been reached (never when patience = 0)."""
+        last = self.history[-1][0] if self.history else 0
+        return self.patience > 0 and self.stale >= self.patience and last >= self.min_rounds
 
     def state_dict(self) -> dict[str, Any]:
         state = asdict(self)
@@ -68,6 +77,7 @@ class Plateau:
         return cls(
             patience=int(state["patience"]),
             min_delta=float(state["min_delta"]),
+            min_rounds=int(state.get("min_rounds", 0)),  # checkpoints from before the key
             best=None if state.get("best") is None else float(state["best"]),
             best_round=int(state.get("best_round", 0)),
             stale=int(state.get("stale", 0)),
@@ -93,8 +103,10 @@ class ValidationChoice:
     last_step: int = 0
 
     @classmethod
-    def of(cls, primary: str, *, patience: int, min_delta: float) -> ValidationChoice:
-        return cls(primary, Plateau(patience=patience, min_delta=min_delta))
+    def of(
+        cls, primary: str, *, patience: int, min_delta: float, min_rounds: int = 0
+    ) -> ValidationChoice:
+        return cls(primary, Plateau(patience=patience, min_delta=min_delta, min_rounds=min_rounds))
 
     def observe(self, step: int, val: dict[str, Any], test: dict[str, Any]) -> bool:
         """Record step ``step``; True when its validation ``primary`` is a new best."""
@@ -118,6 +130,7 @@ class ValidationChoice:
             "stopped_early": self.plateau.stop,
             "patience": self.plateau.patience,
             "min_delta": self.plateau.min_delta,
+            "min_rounds": self.plateau.min_rounds,
             "best_round": self.plateau.best_round or None,
             "best_val": self.plateau.best,
             "test_at_best": test if isinstance(test, (int, float)) else None,
