@@ -81,7 +81,9 @@ def test_resume_config_keeps_the_run_and_applies_overrides(tmp_path: Path) -> No
 
 def test_unknown_key_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--set", "roundz=3"]) == 2
-    assert "unknown config key 'roundz'; did you mean rounds, min-rounds?" in capsys.readouterr().err
+    assert (
+        "unknown config key 'roundz'; did you mean rounds, min-rounds?" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(
