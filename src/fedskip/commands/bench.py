@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
         nargs="+",
         action="append",
         default=[],
-        help="override a shared setting for every config, e.g. --set rounds=3 synth-docs=20",
+        help="override a shared setting for every config, e.g. --set rounds=3 synth-docs=20 "
+        "(centralized and local-only runs train rounds x local-epochs epochs, so set rounds, "
+        "not epochs, to shorten them)",
     )
     parser.add_argument(
         "--only",
