@@ -42,6 +42,14 @@ def test_paper_suite_configs() -> None:
     assert by_name["ner-layerskip-cdp-eps8"].settings["clients"] == 64
     assert by_name["ner-fedprox"].settings["layers"] == 6  # a full-model baseline
     assert by_name["classification-centralized"].settings["epochs"] == 20  # rounds x local epochs
+    # ICD-9 coding: no run ends before round / epoch 10 (thresholded micro F1 starts at 0);
+    # NER keeps the plain plateau rule
+    assert {c.settings.get("min-rounds") for c in plan.configs if c.name.startswith("class")} == {
+        10
+    }
+    assert "min-rounds" not in by_name["ner-layerskip"].settings
+    quick = {c.name: c for c in plan_suite("paper-quick").configs}
+    assert quick["classification-layerskip-s43"].settings["min-rounds"] == 5
     assert by_name["ner-centralized-k3"].groups == ["gaps"]
     assert by_name["ner-layerskip-s44"].settings["seed"] == 44
     assert by_name["ner-layerskip-s44"].labels["variant"] == "ner-layerskip"
