@@ -19,10 +19,11 @@ def test_paper_suite_configs() -> None:
     plan = plan_suite("paper")
     names = [c.name for c in plan.configs]
     # personalization: 5 more (ner-local shared); 6 NER + 3 classification methods, k, strategies, non-IID, DP, 6 same-blocks runs, and
-    # seeds 43 and 44 of the 19 methods / layers / gaps configs; the DP groups on their own
-    # corpus: 2 x 5 sample-level and 2 x 5 client-level runs; 94 configs, of which the 8
-    # centralized ones (full and same-blocks, x 3 seeds) also run with the other schedule: 24
-    assert len(names) == len(set(names)) == 94 + 24
+    # seeds 43 and 44 of the 23 methods / layers / gaps / strategies configs; the DP groups on
+    # their own corpus: 2 x 5 sample-level and 2 x 5 client-level runs; 102 configs, of which
+    # the 8 centralized ones (full and same-blocks, x 3 seeds) also run with the other
+    # schedule: 24
+    assert len(names) == len(set(names)) == 102 + 24
     assert names[:7] == ["ner-centralized", "ner-centralized-lrrun"] + [
         f"ner-{m}" for m in METHOD_ORDER[1:]
     ]
@@ -53,6 +54,9 @@ def test_paper_suite_configs() -> None:
     assert by_name["ner-centralized-k3"].groups == ["gaps"]
     assert by_name["ner-layerskip-s44"].settings["seed"] == 44
     assert by_name["ner-layerskip-s44"].labels["variant"] == "ner-layerskip"
+    assert by_name["ner-layerskip-interleaved-s43"].groups == ["strategies"]
+    assert by_name["ner-layerskip-interleaved-s43"].settings["seed"] == 43
+    assert "ner-layerskip-iid-s43" not in by_name  # non-IID: one seed
 
 
 def test_partial_settings_reach_runs_of_some_blocks_only(tmp_path: Path) -> None:
