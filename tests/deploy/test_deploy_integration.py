@@ -168,6 +168,13 @@ def test_no_process_or_port_left_behind(drilled: dict[str, Any]) -> None:
     assert not any(port_open("127.0.0.1", port) for port in ports)
 
 
+def _default_sigint() -> None:
+    """Give the child the SIGINT disposition of a terminal. A test run started in the
+    background (``cmd &`` in a script, ``nohup``) inherits SIGINT ignored, Python keeps an
+    ignored SIGINT ignored, and the deployment would then (rightly) not see this Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen(
@@ -176,6 +183,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_default_sigint,
     )
     assert proc.stdout is not None
     seen = []

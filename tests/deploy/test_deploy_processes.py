@@ -7,19 +7,26 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from fedskip.deploy import processes
 from fedskip.deploy.processes import (
     DeploymentError,
     ProcessSupervisor,
     free_ports,
+    interrupts_deferred,
     port_open,
+    run_captured,
     wait_for_port,
 )
 from fedskip.fl.stop import interrupts_as_exceptions
@@ -192,3 +199,94 @@ def test_sigterm_becomes_keyboard_interrupt() -> None:
         while time.monotonic() < deadline:  # the handler raises at the next bytecode check
             pass
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def _spin(seconds: float) -> None:
+    """Run bytecode for ``seconds`` (a pending Python signal handler runs at the next check)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a terminal, even when the test run was started
+    in the background (which leaves SIGINT ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_is_held_until_the_block_ends_then_raised(ctrl_c_raises: None) -> None:
+    reached_end = False
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        _spin(0.5)  # held: no KeyboardInterrupt inside the block
+        reached_end = True
+    assert reached_end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_held_sigterm_goes_to_the_handler_in_place() -> None:
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), interrupts_as_exceptions():
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            _spin(0.5)
+        _spin(30)  # not reached: the handler raised when the block ended
+
+
+def test_run_captured_returns_output_and_status() -> None:
+    done = run_captured([sys.executable, "-c", "import sys; print('out'); sys.exit(3)"])
+    assert (done.returncode, done.stdout) == (3, "out\n")
+
+
+def _children() -> list[psutil.Process]:
+    return [c for c in psutil.Process().children() if c.status() != psutil.STATUS_ZOMBIE]
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_run_captured_kills_its_child_on_ctrl_c_and_on_timeout(ctrl_c_raises: None) -> None:
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_captured(SLEEPER, timeout=0.5)
+    assert _children() == []
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_captured(SLEEPER)
+    timer.join()
+    assert _children() == []
+
+
+def _ctrl_c_right_after_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every ``Popen()`` of the processes module end with a Ctrl-C, as if the user hit it
+    while the child was being started."""
+    real = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        child = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        _spin(0.2)  # without the deferral, KeyboardInterrupt would end Popen() here
+        return child
+
+    monkeypatch.setattr(processes.subprocess, "Popen", popen)
+
+
+def test_ctrl_c_while_a_process_starts_leaves_it_recorded_and_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ctrl_c_raises: None
+) -> None:
+    _ctrl_c_right_after_fork(monkeypatch)
+    with pytest.raises(KeyboardInterrupt), ProcessSupervisor(grace=5) as sup:
+        sup.start("sleeper", SLEEPER, log=tmp_path / "s.log")
+    assert not sup.get("sleeper").alive()
+    assert _children() == []
+
+
+def test_ctrl_c_while_a_cli_call_starts_leaves_no_child(
+    monkeypatch: pytest.MonkeyPatch, ctrl_c_raises: None
+) -> None:
+    _ctrl_c_right_after_fork(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_captured(SLEEPER)
+    assert _children() == []

@@ -23,7 +23,7 @@ from typing import Any
 import tomli_w
 
 from fedskip.config import Config, Scalar
-from fedskip.deploy.processes import DeploymentError
+from fedskip.deploy.processes import DeploymentError, run_captured
 
 CONNECTION = "fedskip"
 """Name of the SuperLink connection written to the Flower home folder."""
@@ -191,14 +191,7 @@ class FlowerCli:
     def _json(self, args: Sequence[str], what: str) -> dict[str, Any]:
         argv = self.command(*args, "--format", "json")
         try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                env=self.env,
-                timeout=self.timeout,
-                check=False,
-            )
+            done = run_captured(argv, env=self.env, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise DeploymentError(
                 f"{what}: `{' '.join(argv)}` took over {self.timeout:.0f} s"

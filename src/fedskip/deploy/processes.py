@@ -19,10 +19,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 import psutil
 
@@ -74,6 +74,72 @@ class ManagedProcess:
     def log_tail(self, lines: int = 5) -> str:
         """The last ``lines`` non-empty lines of the process's log (for error messages)."""
         return tail_text(self.log_path, lines)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a deployment (Ctrl-C, a service manager, a closed terminal)."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Iterator[None]:
+    """Hold ``signals`` back while the block runs and deliver the first one when it ends.
+
+    Starting a child and recording it are two steps: a Ctrl-C between them (inside
+    ``Popen()``, after the fork) would leave a child that nothing stops. The held signal goes
+    to the handler that was in place (so Ctrl-C still raises KeyboardInterrupt, only later);
+    one whose default is to end the process is raised again. Outside the main thread it
+    changes nothing.
+    """
+    caught: list[tuple[int, FrameType | None]] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        caught.append((signum, frame))
+
+    previous: dict[int, object] = {}
+    for signum in signals:
+        try:
+            previous[signum] = signal.signal(signum, hold)
+        except ValueError:  # not the main thread
+            break
+    try:
+        yield
+    finally:
+        for held, old in previous.items():
+            signal.signal(held, old if old is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+        if caught:
+            first, frame = caught[0]
+            handler = previous.get(first)
+            if callable(handler):
+                handler(first, frame)
+            elif handler != signal.SIG_IGN:
+                signal.raise_signal(first)
+
+
+def run_captured(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(argv, capture_output=True, text=True)`` that never leaves the child
+    behind: an interrupt cannot land between its start and its being known, and any exception
+    while it runs (``TimeoutExpired``, KeyboardInterrupt) kills and reaps it before it
+    propagates."""
+    proc: subprocess.Popen[str] | None = None
+    try:
+        with interrupts_deferred():
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=dict(env) if env is not None else None,
+            )
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        raise
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
 
 def tail_text(path: Path, lines: int = 5) -> str:
@@ -198,7 +264,8 @@ class ProcessSupervisor:
             raise RuntimeError(f"process {name!r} is already running")
         log.parent.mkdir(parents=True, exist_ok=True)
         started_at = time.time()
-        with log.open("ab") as fh:
+        # a Ctrl-C is delivered once the process is recorded, so stop_all() can stop it
+        with log.open("ab") as fh, interrupts_deferred():
             fh.write(f"$ {' '.join(argv)}\n".encode())
             fh.flush()
             popen = subprocess.Popen(
@@ -210,10 +277,10 @@ class ProcessSupervisor:
                 cwd=cwd,
                 start_new_session=True,
             )
-        managed = ManagedProcess(
-            name=name, argv=list(argv), log_path=log, popen=popen, started_at=started_at
-        )
-        self.processes[name] = managed
+            managed = ManagedProcess(
+                name=name, argv=list(argv), log_path=log, popen=popen, started_at=started_at
+            )
+            self.processes[name] = managed
         return managed
 
     def get(self, name: str) -> ManagedProcess:
