@@ -39,7 +39,12 @@ def test_paper_suite_configs() -> None:
     by_name = {c.name: c for c in plan.configs}
     assert by_name["ner-layerskip-dir0.1"].settings["alpha"] == 0.1
     assert by_name["ner-fedavg-dp-eps2"].settings["target-epsilon"] == 2.0
-    assert by_name["ner-fedavg-dp-eps2"].settings["synth-docs"] == 240
+    # DP-SGD on enough patients per site for 128-patient steps; client-level DP on a smaller one
+    assert by_name["ner-fedavg-dp-eps2"].settings["synth-docs"] == 2400
+    assert by_name["ner-fedavg-dp-eps2"].settings["grad-accum"] == 2
+    assert by_name["ner-layerskip-dp"].settings["synth-docs"] == 2400  # its no-DP reference
+    assert by_name["ner-fedavg-cdp-eps2"].settings["synth-docs"] == 240
+    assert by_name["ner-fedavg-cdp-eps2"].settings["grad-accum"] == 4
     assert by_name["ner-layerskip-cdp-eps8"].settings["clients"] == 64
     assert by_name["ner-fedprox"].settings["layers"] == 6  # a full-model baseline
     assert by_name["classification-centralized"].settings["epochs"] == 20  # rounds x local epochs

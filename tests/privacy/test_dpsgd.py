@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import pytest
@@ -220,6 +221,52 @@ def test_empty_poisson_batches_are_noised_steps() -> None:
     )
     assert result.steps < 40  # the engine skipped the empty draws ...
     assert dp.accountant.history == [(1.0, 0.025, 40)]  # ... but all 40 releases are composed
+
+
+def _crowded_warnings(run: Any) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    return [str(w.message) for w in caught if "privacy units" in str(w.message)]
+
+
+def test_a_step_that_samples_half_the_site_warns_once_per_site() -> None:
+    """12 units, batch 4 x grad-accum 2: q = 1/3, so a step samples each unit at rate 2/3 and an
+    epoch has 2 steps. One warning with those numbers, not repeated in the next round."""
+    with pytest.warns(PrivacyWarning, match="grad-accum=2"):
+        dp = _dp(noise_multiplier=1.0, grad_accum=2)
+    model = tiny_bert()
+
+    def two_rounds() -> None:
+        for _ in range(2):
+            train(
+                model,
+                token_features(12),
+                collate,
+                _settings(batch_size=4, grad_accum=2),
+                epochs=1,
+                device="cpu",
+                privacy=dp,
+            )
+
+    assert _crowded_warnings(two_rounds) == [
+        "DP-SGD: this site has 12 privacy units (examples) and a step expects batch-size × "
+        "grad-accum = 8 of them: each step samples every example with probability 0.67, so an "
+        "epoch has 2 noised step(s), sampling amplifies almost nothing and the noise swamps so "
+        "few units. Use batch-size × grad-accum of at most 3 (a quarter of the site's examples) "
+        "or more examples per site"
+    ]
+
+
+def test_a_step_below_half_the_site_does_not_warn() -> None:
+    """40 units at batch 8: rate 0.2 per step, 5 steps per epoch."""
+    dp = _dp(noise_multiplier=1.0)
+    model = tiny_bert()
+
+    def one_round() -> None:
+        train(model, token_features(40), collate, _settings(), epochs=1, device="cpu", privacy=dp)
+
+    assert _crowded_warnings(one_round) == []
 
 
 def test_target_epsilon_plans_noise_persists_and_stops_before_the_budget() -> None:

@@ -68,6 +68,11 @@ GRAD_SAMPLE_MODES = ("hooks", "functorch")
 """Opacus per-sample-gradient modes that work on Hugging Face models (called with keyword
 arguments); "ew" (expanded weights) does not and "ghost" needs a loss wrapper."""
 
+CROWDED_STEP_RATE = 0.5
+"""Accounted sample rate of one step (q × grad-accum, capped at 1) from which :class:`DPSGD`
+warns that a site has too few privacy units for its batch: a step then draws half or more of
+the site, there are at most two noised steps per epoch and sampling amplifies almost nothing."""
+
 
 @dataclass(frozen=True)
 class DPSGDSettings:
@@ -161,6 +166,7 @@ class DPSGD:
         self._units: list[int] | None = None
         self.unit = "example"  # the resolved privacy unit of the last attach
         self.num_units = 0  # privacy units at this client (the n of q = batch / n)
+        self._crowded_warned: set[tuple[int, int]] = set()  # (units, batch) already warned of
         if settings.target_epsilon <= 0 and settings.noise_multiplier == 0:
             warn_loudly(
                 "DP-SGD with noise-multiplier=0: gradients are clipped but not noised (ε = inf)"
@@ -200,6 +206,7 @@ class DPSGD:
         batch_size = int(data_loader.batch_size or 1)
         q = sample_rate(batch_size, n)
         self._plan(q)
+        self._warn_if_crowded(n, batch_size, q)
         if self.settings.round_epochs:  # refuse the whole call before any weight changes
             self.check_round(n, batch_size, self.settings.round_epochs)
         # Opacus' backward hook on the lowest trainable block sees no input gradient when the
@@ -281,6 +288,26 @@ class DPSGD:
         )
         if eps > self.settings.target_epsilon:
             raise PrivacyBudgetExceeded(self._budget_message(eps, "this round"))
+
+    def _warn_if_crowded(self, num_units: int, batch_size: int, q: float) -> None:
+        """Warn (once per site size and batch) when a step expects half or more of the site's
+        privacy units (:data:`CROWDED_STEP_RATE`): DP-SGD then has almost no steps and no
+        amplification, and its noise swamps the few units it averages — the run trains but
+        learns little (the paper suite's first privacy group, 38–118 training patients per
+        site with batch-size 64 × grad-accum 4, scored F1 0.05 after a round)."""
+        rate = self._step_rate(q)
+        if rate < CROWDED_STEP_RATE or (num_units, batch_size) in self._crowded_warned:
+            return
+        self._crowded_warned.add((num_units, batch_size))
+        unit, expected = self.unit, batch_size * self.settings.grad_accum
+        warn_loudly(
+            f"DP-SGD: this site has {num_units} privacy units ({unit}s) and a step expects "
+            f"batch-size × grad-accum = {expected} of them: each step samples every {unit} "
+            f"with probability {rate:.2f}, so an epoch has {self._steps_per_epoch(q)} noised "
+            "step(s), sampling amplifies almost nothing and the noise swamps so few units. Use "
+            f"batch-size × grad-accum of at most {max(1, num_units // 4)} (a quarter of the "
+            f"site's {unit}s) or more {unit}s per site"
+        )
 
     def _plan(self, q: float) -> None:
         """Fix σ (and the step allowance) for sample rate ``q`` — derived from target-epsilon once
