@@ -174,3 +174,39 @@ def test_ledger_reports_the_weakest_privacy_unit_and_units_per_client() -> None:
         Config.from_mapping({"dp": "sample"}), [], SimpleNamespace(dp_ledger=ledger)
     )
     assert (summary["privacy_unit"], summary["dp_units"]) == ("note", {"0": 12, "1": 30})
+    assert "dp_warning" not in summary  # no step rates reported yet
+
+
+def test_summary_warns_of_clients_whose_steps_sample_half_their_units() -> None:
+    """Client 0 samples each of its 12 units at rate 0.67 a step, client 1 its 30 at 0.27."""
+    from fedskip.fl.dp import privacy_summary
+
+    ledger = DPStepsLedger()
+    ledger.record(
+        0,
+        {
+            "dp-unit": 2.0,
+            "dp-units": 12.0,
+            "dp-noise-multiplier": 1.0,
+            "dp-sample-rate": 8 / 12,
+            "dp-round-steps": 2.0,
+        },
+    )
+    ledger.record(
+        1,
+        {
+            "dp-unit": 2.0,
+            "dp-units": 30.0,
+            "dp-noise-multiplier": 1.0,
+            "dp-sample-rate": 8 / 30,
+            "dp-round-steps": 4.0,
+        },
+    )
+    summary = privacy_summary(
+        Config.from_mapping({"dp": "sample"}), [], SimpleNamespace(dp_ledger=ledger)
+    )
+    assert summary["dp_warning"] == (
+        "DP-SGD steps sampled half or more of a site's privacy units (client 0: 12 units, rate "
+        "0.67): sampling amplifies almost nothing there and the noise swamps the few units a "
+        "step averages; use a smaller batch-size × grad-accum or more units per site"
+    )

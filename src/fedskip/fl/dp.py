@@ -89,7 +89,8 @@ def privacy_summary(
     ``accountant``, ``secagg``, ``privacy_unit`` (what ε is per: patient, note or example for
     ``dp=sample`` — the weakest any client used —, client for ``dp=client``), ``dp_units``
     (``dp=sample``: privacy units per client id), ``dp_warning`` (``dp=client`` with too few
-    clients per round) and, when the budget ended the run early, ``stopped`` (the round
+    clients per round; ``dp=sample`` with a client whose steps sample half or more of its
+    units) and, when the budget ended the run early, ``stopped`` (the round
     loop's :attr:`~fedskip.fl.round_loop.RoundLoop.stopped`)."""
     out: dict[str, Any] = {"dp": cfg.dp, "secagg": cfg.secagg}
     if cfg.dp == "none":
@@ -102,6 +103,9 @@ def privacy_summary(
         unit = ledger.privacy_unit() if ledger is not None else None
         out["privacy_unit"] = unit or (cfg.dp_unit if cfg.dp_unit != "auto" else None)
         out["dp_units"] = {str(k): v for k, v in sorted(ledger.units.items())} if ledger else {}
+        warning = ledger.crowded_warning() if ledger is not None else ""
+        if warning:
+            out["dp_warning"] = warning
     elif cfg.dp == "client":
         out["privacy_unit"] = "client"
         warning = getattr(strategy, "dp_warning", "")

@@ -33,7 +33,7 @@ from fedskip.fl.messages import metric_dict
 from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
 from fedskip.fl.strategy_wrapper import StrategyWrapper
 from fedskip.privacy.accounting import epsilon_for
-from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
+from fedskip.privacy.dpsgd import CROWDED_STEP_RATE, DPSGD, DPSGDSettings
 from fedskip.privacy.units import RESOLVED_UNITS, unit_code, unit_name
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,29 @@ class DPStepsLedger:
                     f"{eps:.4f} at δ={delta:g}, above target-epsilon={target_epsilon:g}; "
                     "training stops here"
                 )
+
+    def crowded_warning(self) -> str:
+        """The summary's ``dp_warning`` when a client's step samples half or more of its privacy
+        units (:data:`fedskip.privacy.dpsgd.CROWDED_STEP_RATE`, the rate the client warned of);
+        empty otherwise."""
+        crowded = {
+            client: rate
+            for client, (_, rate, _) in sorted(self.next_round.items())
+            if rate >= CROWDED_STEP_RATE
+        }
+        if not crowded:
+            return ""
+        sites = ", ".join(
+            f"client {c}: {self.units[c]} units, rate {r:.2f}"
+            if c in self.units
+            else f"client {c}: rate {r:.2f}"
+            for c, r in crowded.items()
+        )
+        return (
+            f"DP-SGD steps sampled half or more of a site's privacy units ({sites}): sampling "
+            "amplifies almost nothing there and the noise swamps the few units a step averages; "
+            "use a smaller batch-size × grad-accum or more units per site"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
