@@ -251,8 +251,8 @@ def test_a_step_that_samples_half_the_site_warns_once_per_site() -> None:
 
     assert _crowded_warnings(two_rounds) == [
         "DP-SGD: this site has 12 privacy units (examples) and a step expects batch-size × "
-        "grad-accum = 8 of them: each step samples every example with probability 0.67, so an "
-        "epoch has 2 noised step(s), sampling amplifies almost nothing and the noise swamps so "
+        "grad-accum = 8 of them: each step samples every example with probability up to 0.67, "
+        "so an epoch has 2 noised step(s), sampling amplifies almost nothing and the noise swamps so "
         "few units. Use batch-size × grad-accum of at most 3 (a quarter of the site's examples) "
         "or more examples per site"
     ]

@@ -280,8 +280,8 @@ are the reference. The learning rate is one fixed value, not yet tuned on valida
 
 The corpus has 2,400 notes per site because DP-SGD needs many more patients per site than a
 step draws. At 240 notes per site (this group's first size) the sites train on 38, 60, 102 and
-118 patients, so a step of 64 x 4 expected patients drew every patient (sample rate 1), an
-epoch was one noised step and the layer-skipping run at ε = 8 scored F1 0.05 after its first
+118 patients, so a step expected more patients (64 x 4) than any site has: it was accounted
+at sample rate 1, an epoch was one noised step and the layer-skipping run at ε = 8 scored F1 0.05 after its first
 round (docs/results/probes/). At 2,400 notes the sites train on 386, 593, 1,009 and 1,205
 patients: a step samples each at rate 0.11–0.33 and an epoch has 3–9 steps (patient counts of
 seed 42's split). That is ten times the probe's notes, roughly two hours a round on a 2-core

@@ -303,7 +303,7 @@ class DPSGD:
         warn_loudly(
             f"DP-SGD: this site has {num_units} privacy units ({unit}s) and a step expects "
             f"batch-size × grad-accum = {expected} of them: each step samples every {unit} "
-            f"with probability {rate:.2f}, so an epoch has {self._steps_per_epoch(q)} noised "
+            f"with probability up to {rate:.2f}, so an epoch has {self._steps_per_epoch(q)} noised "
             "step(s), sampling amplifies almost nothing and the noise swamps so few units. Use "
             f"batch-size × grad-accum of at most {max(1, num_units // 4)} (a quarter of the "
             f"site's {unit}s) or more {unit}s per site"
