@@ -27,6 +27,7 @@ from types import FrameType, TracebackType
 import psutil
 
 from fedskip.errors import FedskipError
+from fedskip.fl.stop import STOP_SIGNALS, Handler, handlers_installed
 
 DEFAULT_GRACE_S = 10.0
 """Seconds a process gets to exit after SIGTERM before it is killed."""
@@ -76,10 +77,6 @@ class ManagedProcess:
         return tail_text(self.log_path, lines)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""The signals that stop a deployment (Ctrl-C, a service manager, a closed terminal)."""
-
-
 @contextlib.contextmanager
 def interrupts_deferred(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Iterator[None]:
     """Hold ``signals`` back while the block runs and deliver the first one when it ends.
@@ -95,17 +92,11 @@ def interrupts_deferred(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Ite
     def hold(signum: int, frame: FrameType | None) -> None:
         caught.append((signum, frame))
 
-    previous: dict[int, object] = {}
-    for signum in signals:
-        try:
-            previous[signum] = signal.signal(signum, hold)
-        except ValueError:  # not the main thread
-            break
+    previous: dict[int, Handler] = {}
     try:
-        yield
+        with handlers_installed(signals, hold) as previous:
+            yield
     finally:
-        for held, old in previous.items():
-            signal.signal(held, old if old is not None else signal.SIG_DFL)  # type: ignore[arg-type]
         if caught:
             first, frame = caught[0]
             handler = previous.get(first)

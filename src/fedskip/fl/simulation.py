@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -185,9 +184,6 @@ STOP_WAIT_S = 60.0
 under way finishes first)."""
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 @contextmanager
 def _stopped_on_signals(cfg: Config) -> Iterator[None]:
     """Ctrl-C, SIGTERM or SIGHUP while the simulation runs: ask the ServerApp thread (which
@@ -197,7 +193,7 @@ def _stopped_on_signals(cfg: Config) -> Iterator[None]:
     SIGTERM handler of its own (``sys.exit``) that this one replaces for the run."""
     stop.REQUESTED.clear()
     try:
-        with stop.interrupts_as_exceptions(STOP_SIGNALS, first=stop.REQUESTED.set):
+        with stop.interrupts_as_exceptions(stop.STOP_SIGNALS, first=stop.REQUESTED.set):
             yield
     except KeyboardInterrupt as exc:
         stop.REQUESTED.set()

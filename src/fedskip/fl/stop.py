@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 REQUESTED = threading.Event()
@@ -34,6 +34,32 @@ class SimulationStopped(KeyboardInterrupt):
     """What an interrupted :func:`fedskip.fl.simulation.simulate` raises: its message says
     where the run can resume. Flower's message workers may still be waiting on Ray actors that
     are gone, so the CLI ends the process without waiting for them."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a run or a deployment (Ctrl-C, a service manager, a closed terminal)."""
+
+Handler = Callable[[int, FrameType | None], object] | int | None
+"""What ``signal.signal`` returns: a handler, ``SIG_DFL`` / ``SIG_IGN``, or None (not set from
+Python)."""
+
+
+@contextlib.contextmanager
+def handlers_installed(
+    signals: Sequence[signal.Signals], handler: Callable[[int, FrameType | None], object]
+) -> Iterator[dict[int, Handler]]:
+    """Install ``handler`` for ``signals`` while the block runs and restore the previous
+    handlers after it; yields those previous handlers by signal number. Outside the main thread
+    it changes nothing (and yields an empty dict)."""
+    previous: dict[int, Handler] = {}
+    for signum in signals:
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield previous
+    finally:
+        for held, old in previous.items():
+            signal.signal(held, old if old is not None else signal.SIG_DFL)  # type: ignore[arg-type]
 
 
 def check() -> None:
@@ -61,12 +87,5 @@ def interrupts_as_exceptions(
             first()
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
-    for signum in signals:
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            previous[signum] = signal.signal(signum, handler)
-    try:
+    with handlers_installed(signals, handler):
         yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old if old is not None else signal.SIG_DFL)
