@@ -31,6 +31,7 @@ PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
 SERVER_OPTIMIZERS = ("none", "adam", "yogi")
 DP_MODES = ("none", "sample", "client")
 DP_CLIPPING = ("fixed", "adaptive")
+DP_SAMPLE_GRADS = ("fast", "hooks", "functorch")  # fedskip.privacy.dpsgd.GRAD_SAMPLE_MODES
 DP_UNITS = ("auto", "patient", "note", "example")  # fedskip.privacy.units.DP_UNITS
 COMPRESSIONS = ("auto", "none", "fp16", "bf16", "int8")
 PERSONALIZE = ("none", "head", "norms", "head+norms")  # fedskip.trainability.personal_names
@@ -203,6 +204,13 @@ class Config:
         DP_UNITS,
     )
     dp_clipping: str = _opt("fixed", "client-level DP clipping", DP_CLIPPING)
+    dp_sample_grads: str = _opt(
+        "fast",
+        "dp=sample: how each unit's gradient is clipped: fast (ghost norms and book-keeping "
+        "for Linear layers, no per-example weight copies) or Opacus' per-example gradients "
+        "for every layer (hooks, functorch: the reference); the same guarantee",
+        DP_SAMPLE_GRADS,
+    )
     noise_multiplier: float = _opt(
         1.0, "σ: Gaussian noise std as a multiple of clip-norm", minimum=0.0
     )

@@ -44,12 +44,17 @@ def _one_step(
     batch: int,
     clip: float,
     grad_accum: int = 1,
+    mode: str = "hooks",
 ) -> tuple[Any, DPSGD, int]:
     """One unit-level DP-SGD step (σ = 0, SGD lr 0) driven by hand through the private loader;
-    returns the optimizer right after its step (per-unit rows in ``p.grad_sample``), the hook
-    and the number of micro-batches the step took."""
+    returns the optimizer right after its step (per-unit rows in ``p.grad_sample`` with
+    ``mode`` hooks), the hook and the number of micro-batches the step took."""
     settings = DPSGDSettings(
-        noise_multiplier=0.0, clip_norm=clip, noise_seed=0, grad_accum=grad_accum
+        noise_multiplier=0.0,
+        clip_norm=clip,
+        noise_seed=0,
+        grad_accum=grad_accum,
+        grad_sample_mode=mode,
     )
     dp = DPSGD(settings)
     dp.use_units("note", units)
@@ -95,12 +100,18 @@ def test_unit_gradient_is_the_sum_of_its_examples_gradients(make: Any) -> None:
     dp.detach(model)
 
 
-def _clipped_sum(feats: list[dict[str, list[int]]], units: list[int], clip: float) -> torch.Tensor:
-    opt, _, _ = _one_step(tiny_bert(), feats, units, batch=len(set(units)), clip=clip)
+def _clipped_sum(
+    feats: list[dict[str, list[int]]], units: list[int], clip: float, mode: str
+) -> torch.Tensor:
+    batch = len(set(units))
+    opt, _, _ = _one_step(tiny_bert(), feats, units, batch=batch, clip=clip, mode=mode)
     return torch.cat([p.summed_grad.flatten() for p in opt.params])
 
 
-def test_adding_or_removing_one_unit_moves_the_clipped_sum_by_at_most_clip_norm() -> None:
+@pytest.mark.parametrize("mode", ["hooks", "fast"])
+def test_adding_or_removing_one_unit_moves_the_clipped_sum_by_at_most_clip_norm(
+    mode: str,
+) -> None:
     """Neighbouring datasets differ by one whole note (3 examples): with notes as units the
     clipped sum moves by ≤ C (exactly C here: the note's gradient is longer than C); with
     examples as units the same note (three copies of one sentence) moves it by 3·C."""
@@ -108,17 +119,18 @@ def test_adding_or_removing_one_unit_moves_the_clipped_sum_by_at_most_clip_norm(
     feats, units = token_features(7), [0, 0, 0, 1, 1, 2, 2]
     feats[1], feats[2] = dict(feats[0]), dict(feats[0])
     without = [f for f, u in zip(feats, units) if u != 0]
-    full = _clipped_sum(feats, units, clip)
-    neighbour = _clipped_sum(without, [u - 1 for u in units if u != 0], clip)
+    full = _clipped_sum(feats, units, clip, mode)
+    neighbour = _clipped_sum(without, [u - 1 for u in units if u != 0], clip, mode)
     assert (full - neighbour).norm().item() == pytest.approx(clip, rel=1e-4)
-    per_example = _clipped_sum(feats, list(range(7)), clip)
-    per_example_neighbour = _clipped_sum(without, list(range(4)), clip)
+    per_example = _clipped_sum(feats, list(range(7)), clip, mode)
+    per_example_neighbour = _clipped_sum(without, list(range(4)), clip, mode)
     assert (per_example - per_example_neighbour).norm().item() == pytest.approx(3 * clip, rel=1e-4)
 
 
 @pytest.mark.filterwarnings("ignore::fedskip.privacy.checks.PrivacyWarning")
+@pytest.mark.parametrize("mode", ["hooks", "fast"])
 def test_a_unit_drawn_in_two_draws_of_one_accumulated_step_is_one_dp_sample(
-    monkeypatch: pytest.MonkeyPatch,
+    mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """grad-accum=2 and every unit drawn in both Poisson draws of the step: each unit has one
     gradient row (the sum over both draws) before clipping, so removing a unit moves the
@@ -131,12 +143,14 @@ def test_a_unit_drawn_in_two_draws_of_one_accumulated_step_is_one_dp_sample(
     feats, units = token_features(8), [0, 0, 1, 1, 2, 2, 3, 3]
 
     def step(feats: list[dict[str, list[int]]], units: list[int]) -> tuple[Any, torch.Tensor]:
-        opt, dp, _ = _one_step(tiny_bert(), feats, units, batch=2, clip=clip, grad_accum=2)
+        opt, dp, _ = _one_step(
+            tiny_bert(), feats, units, batch=2, clip=clip, grad_accum=2, mode=mode
+        )
         assert dp.accountant.history == [(0.0, 1.0, 1)]  # one release at 2·q
         return opt, torch.cat([p.summed_grad.flatten() for p in opt.params])
 
     opt, full = step(feats, units)
-    for p in opt.params:  # one row per unit of the step (then an empty part: Opacus' k = 2)
+    for p in opt.params if mode == "hooks" else ():  # a row per unit, then Opacus' k = 2 part
         assert [part.shape[0] for part in p.grad_sample] == [4, 0]
     _, neighbour = step(feats[2:], [u - 1 for u in units[2:]])
     assert (full - neighbour).norm().item() == pytest.approx(clip, rel=1e-4)

@@ -64,9 +64,13 @@ __all__ = [
     "per_example_mean_loss",
 ]
 
-GRAD_SAMPLE_MODES = ("hooks", "functorch")
-"""Opacus per-sample-gradient modes that work on Hugging Face models (called with keyword
-arguments); "ew" (expanded weights) does not and "ghost" needs a loss wrapper."""
+GRAD_SAMPLE_MODES = ("fast", "hooks", "functorch")
+"""How per-unit gradients are clipped (config key ``dp-sample-grads``): ``fast`` — ghost norms
+and book-keeping for Linear layers, Opacus per-example gradients for the rest
+(:mod:`fedskip.privacy.fast_clipping`); ``hooks`` / ``functorch`` — Opacus per-example gradients
+for every trainable layer, summed per unit (the reference). Opacus' "ew" (expanded weights) does
+not work on Hugging Face models (keyword-argument calls) and its "ghost" clips single rows, not
+units of several examples."""
 
 CROWDED_STEP_RATE = 0.5
 """Accounted sample rate of one step (q × grad-accum, capped at 1) from which :class:`DPSGD`
@@ -87,7 +91,7 @@ class DPSGDSettings:
     grad_accum: int = 1  # Poisson draws per optimizer step (merged per unit, accounted at k·q)
     unit: str = "example"  # config dp-unit: auto, patient, note or example (see use_units)
     mechanism: str = "rdp"  # Opacus accountant
-    grad_sample_mode: str = "hooks"
+    grad_sample_mode: str = "fast"  # config dp-sample-grads, see GRAD_SAMPLE_MODES
     noise_seed: int | None = None  # tests/benchmarks only: reproducible noise; None = OS entropy
 
     def __post_init__(self) -> None:
@@ -127,6 +131,7 @@ class DPSGDSettings:
             round_epochs=cfg.local_epochs if federated else cfg.epochs,
             grad_accum=cfg.grad_accum,
             unit=cfg.dp_unit,
+            grad_sample_mode=cfg.dp_sample_grads,
         )
 
 
@@ -190,6 +195,7 @@ class DPSGD:
         unit-level Opacus ``DPOptimizer`` and a loader of Poisson-sampled units' micro-batches."""
         from opacus.grad_sample.utils import prepare_module
 
+        from fedskip.privacy.fast_clipping import FastUnitDPOptimizer, UnitGradientTape
         from fedskip.privacy.unit_batches import UnitBatches, UnitDPOptimizer
 
         self.detach(model)
@@ -212,24 +218,30 @@ class DPSGD:
         # Opacus' backward hook on the lowest trainable block sees no input gradient when the
         # blocks below are frozen (layer skipping): torch warns, the per-sample gradients are right.
         warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
-        hooks = prepare_module(
-            model,
-            grad_sample_mode=self.settings.grad_sample_mode,
-            wrap_model=False,
-            batch_first=True,
-            loss_reduction="mean",
-        )
         handles = [model.register_forward_hook(loss_hook, with_kwargs=True)]
         handles += per_example_embedding_inputs(model)
+        expected = max(1, round(q * n))  # expected units per Poisson draw
+        common: dict[str, Any] = {
+            "noise_multiplier": float(self.noise_multiplier or 0.0),
+            "max_grad_norm": self.settings.clip_norm,
+            "expected_batch_size": expected,
+            "loss_reduction": "mean",
+            "generator": self._generator("noise", device_of(optimizer)),  # noise is drawn there
+        }
+        dp_optimizer: UnitDPOptimizer | FastUnitDPOptimizer
+        if self.settings.grad_sample_mode == "fast":
+            hooks: Any = UnitGradientTape(model)
+            dp_optimizer = FastUnitDPOptimizer(optimizer, tape=hooks, **common)
+        else:
+            hooks = prepare_module(
+                model,
+                grad_sample_mode=self.settings.grad_sample_mode,
+                wrap_model=False,
+                batch_first=True,
+                loss_reduction="mean",
+            )
+            dp_optimizer = UnitDPOptimizer(optimizer, **common)
         vars(model)["_fedskip_dp_hooks"] = (hooks, handles)  # a plain attribute
-        dp_optimizer = UnitDPOptimizer(
-            optimizer,
-            noise_multiplier=float(self.noise_multiplier or 0.0),
-            max_grad_norm=self.settings.clip_norm,
-            expected_batch_size=max(1, round(q * n)),  # expected units per Poisson draw
-            loss_reduction="mean",
-            generator=self._generator("noise", device_of(optimizer)),  # noise is drawn there
-        )
         dp_optimizer.attach_step_hook(self._on_noised_step)
         self._optimizer = dp_optimizer
         loader = UnitBatches(

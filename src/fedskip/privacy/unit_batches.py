@@ -27,7 +27,7 @@ others none) so Opacus still divides by the k draws' expected size.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from opacus.optimizers import DPOptimizer
@@ -42,6 +42,17 @@ class MicroBatch(dict):
     ends_step: bool = False
 
 
+class DrawSink(Protocol):
+    """What :class:`UnitBatches` tells the DP optimizer: :class:`UnitDPOptimizer` (Opacus'
+    per-example rows) or :class:`fedskip.privacy.fast_clipping.FastUnitDPOptimizer`."""
+
+    def begin_draw(self, units: list[int]) -> int: ...
+
+    def expect_rows(self, draw: int, slots: Tensor) -> None: ...
+
+    def fold(self) -> None: ...
+
+
 class UnitDPOptimizer(DPOptimizer):
     """Opacus' ``DPOptimizer`` whose per-sample gradients are per *unit*: the sum of the
     per-example gradients of the unit's examples, over all micro-batches of the step."""
@@ -52,7 +63,7 @@ class UnitDPOptimizer(DPOptimizer):
         self._pending: list[tuple[int, Tensor]] = []  # (draw, unit slot per row) not yet summed
         self._sums: dict[int, dict[int, Tensor]] = {}  # draw -> param index -> [units, *shape]
 
-    def begin_draw(self, units: Sequence[int]) -> int:
+    def begin_draw(self, units: list[int]) -> int:
         """Start a Poisson draw of the units ``units`` (their ids) in this step; returns its
         index. An example's unit slot in the draw is its unit's position in ``units``."""
         self._draws.append(list(units))
@@ -119,7 +130,7 @@ class UnitBatches:
         micro_batch: int,
         collate_fn: Callable[[list[Any]], Any],
         generator: torch.Generator,
-        optimizer: UnitDPOptimizer,
+        optimizer: DrawSink,
         on_empty: Callable[[], None],
         draws_per_step: int = 1,
     ) -> None:
