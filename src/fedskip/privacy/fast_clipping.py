@@ -19,13 +19,15 @@ guarantee and its accounting are unchanged. Only the arithmetic differs:
   ``min(1, C / (‖G_u‖ + 1e-6))`` (Opacus' formula) weights each token of the unit in one
   book-keeping contraction per Linear layer. No second backward pass.
 
-The engine's ordinary backward still computes the plain summed gradient, which is discarded
-(Opacus' ``add_noise`` overwrites ``p.grad``); the extra work is the norm pass plus one
-weight-gradient contraction per Linear layer (measured in ``benchmarks/dp_step.py``).
+While taped, a trainable Linear's backward computes only its input gradient
+(:class:`_TapedLinear`): the weight gradient is formed once, already clipped, by the
+book-keeping contraction, so the extra work over a plain step is the norm pass, the noise and
+the other layers' per-example rows (measured in ``benchmarks/dp_step.py``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,26 @@ from fedskip.privacy.ghost_norms import (
     linear_clipped_sum,
     linear_unit_norms2,
 )
+
+
+class _TapedLinear(torch.autograd.Function):
+    """``linear(x, weight, bias)`` whose backward returns only the input gradient and passes
+    the output gradient to ``keep``: autograd never forms the (unclipped, discarded) weight
+    gradient of a taped layer."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, keep: Callable[[Tensor], None]
+    ) -> Tensor:
+        ctx.save_for_backward(weight)
+        ctx.keep = keep
+        return nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+        (weight,) = ctx.saved_tensors
+        ctx.keep(grad)
+        return (grad @ weight if ctx.needs_input_grad[0] else None), None, None, None
 
 
 class _LinearRows:
@@ -93,9 +115,18 @@ class UnitGradientTape:
         self._other: dict[Tensor, Tensor] = {}  # per-unit rows [units, *shape]
         self.unit_norms2: dict[Tensor, Tensor] = {}
         """Each tensor's squared per-unit gradient norms of the last step (before clipping)."""
-        self._handles = [m.register_forward_hook(self._capture) for m in self.modules]
+        self._handles = [
+            m.register_forward_hook(self._capture)
+            for m in self.modules
+            if not isinstance(m, nn.Linear)
+        ]
+        for m in self.modules:
+            if isinstance(m, nn.Linear):  # an instance attribute, removed by cleanup()
+                vars(m)["forward"] = functools.partial(self._linear_forward, m)
 
     def _capture(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        """Forward hook of a non-Linear trainable module: keep its input and, on the way back,
+        the gradient at its output."""
         if not (torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad):
             return
         if not args or not isinstance(args[0], Tensor):
@@ -103,17 +134,33 @@ class UnitGradientTape:
                 f"dp-sample-grads=fast: {type(module).__name__} was called without a positional "
                 "input tensor; use dp-sample-grads=hooks for this model"
             )
-        if module in self._inputs:
-            raise ModelError(
-                f"dp-sample-grads=fast: trainable {type(module).__name__} runs twice in one "
-                "forward pass (shared weights); use dp-sample-grads=hooks for this model"
-            )
-        self._inputs[module] = args[0].detach()
+        self._keep_input(module, args[0])
 
         def keep(grad: Tensor) -> None:
             self._grads[module] = grad.detach()
 
         output.register_hook(keep)
+
+    def _keep_input(self, module: nn.Module, x: Tensor) -> None:
+        if module in self._inputs:
+            raise ModelError(
+                f"dp-sample-grads=fast: trainable {type(module).__name__} runs twice in one "
+                "forward pass (shared weights); use dp-sample-grads=hooks for this model"
+            )
+        self._inputs[module] = x.detach()
+
+    def _linear_forward(self, module: nn.Linear, x: Tensor) -> Tensor:
+        """A trainable Linear's forward while taped: the same output, but its backward
+        computes only the input gradient and hands the output gradient to the tape (the
+        clipped weight gradient is the book-keeping contraction at the step)."""
+        if not torch.is_grad_enabled():
+            return nn.functional.linear(x, module.weight, module.bias)
+        self._keep_input(module, x)
+
+        def keep(grad: Tensor) -> None:
+            self._grads[module] = grad.detach()
+
+        return _TapedLinear.apply(x, module.weight, module.bias, keep)
 
     def fold(self, rows: Tensor, num_units: int) -> None:
         """Take the last backward pass's rows: example ``i`` of the micro-batch belongs to unit
@@ -178,6 +225,8 @@ class UnitGradientTape:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        for m in self.modules:
+            vars(m).pop("forward", None)
         self.clear()
 
 

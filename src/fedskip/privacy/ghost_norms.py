@@ -78,11 +78,14 @@ def _group_end(
 
 def _group_norms2(a: Tensor, g: Tensor, starts: Tensor, counts: Tensor, length: int) -> Tensor:
     """‖G_u‖² of one group of units, their token rows padded with zeros to ``length``."""
-    offsets = torch.arange(length, device=a.device)
-    present = offsets[None, :] < counts[:, None]  # [units, length]
-    index = (starts[:, None] + offsets[None, :]).clamp(max=a.shape[0] - 1)
-    ap = a[index].float() * present[..., None]
-    gp = g[index].float() * present[..., None]
+    units = torch.arange(len(counts), device=a.device).repeat_interleave(counts)
+    first = torch.cumsum(counts, 0) - counts
+    positions = torch.arange(len(units), device=a.device) - first.repeat_interleave(counts)
+    tokens = starts.repeat_interleave(counts) + positions  # a unit's tokens are contiguous
+    ap = a.new_zeros((len(counts), length, a.shape[1]), dtype=torch.float32)
+    gp = g.new_zeros((len(counts), length, g.shape[1]), dtype=torch.float32)
+    ap[units, positions] = a[tokens].float()
+    gp[units, positions] = g[tokens].float()
     d_in, d_out = a.shape[1], g.shape[1]
     if length * (d_in + d_out) <= d_in * d_out:  # ghost norm: Gram matrices of the tokens
         gram_a = torch.bmm(ap, ap.transpose(1, 2))
