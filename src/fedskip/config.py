@@ -87,6 +87,17 @@ class Config:
     icd9_top_k: int = _opt(10, "multi-label ICD-9 coding over the k most frequent codes", minimum=1)
     synth_sites: int = _opt(4, "sites generated for data=synth", minimum=1)
     synth_docs: int = _opt(60, "documents per site generated for data=synth", minimum=2)
+    synth_notes_per_patient: int = _opt(
+        0,
+        "data=synth: notes of every patient (0 = a stay's natural one to four notes); with 1 a "
+        "site of synth-docs notes has that many patients (a DP study needs many patients)",
+        minimum=0,
+    )
+    synth_note_lines: int = _opt(
+        0,
+        "data=synth: lines kept of each note (0 = whole notes; short notes train fast)",
+        minimum=0,
+    )
     label_noise: float = _opt(
         0.02, "fraction of synthetic labels flipped at random", minimum=0.0, maximum=0.5
     )

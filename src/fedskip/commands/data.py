@@ -40,6 +40,18 @@ def register(subparsers: Any) -> None:
         help="documents per site (default %(default)s)",
     )
     synth.add_argument(
+        "--notes-per-patient",
+        type=int,
+        default=_DEFAULTS.synth_notes_per_patient,
+        help="notes of every patient; 0 = a stay's natural one to four (default %(default)s)",
+    )
+    synth.add_argument(
+        "--note-lines",
+        type=int,
+        default=_DEFAULTS.synth_note_lines,
+        help="lines kept of each note; 0 = whole notes (default %(default)s)",
+    )
+    synth.add_argument(
         "--seed", type=int, default=_DEFAULTS.seed, help="random seed (default %(default)s)"
     )
     synth.add_argument(
@@ -84,15 +96,26 @@ def register(subparsers: Any) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     # Reuse the config's validation so the bounds live in one place (config.py).
-    Config(
-        synth_sites=args.sites, synth_docs=args.docs, seed=args.seed, label_noise=args.label_noise
+    cfg = Config(
+        synth_sites=args.sites,
+        synth_docs=args.docs,
+        seed=args.seed,
+        label_noise=args.label_noise,
+        synth_notes_per_patient=args.notes_per_patient,
+        synth_note_lines=args.note_lines,
     )
     from fedskip.data.readers import is_sites_folder
     from fedskip.data.synth import write_corpus
+    from fedskip.data.synth.cache import note_shape
 
     out = Path(
         write_corpus(
-            args.out, sites=args.sites, docs=args.docs, seed=args.seed, label_noise=args.label_noise
+            args.out,
+            sites=args.sites,
+            docs=args.docs,
+            seed=args.seed,
+            label_noise=args.label_noise,
+            shape=note_shape(cfg),
         )
     )
     print(

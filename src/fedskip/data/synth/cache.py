@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fedskip.data.synth.generate import GENERATOR_VERSION
-from fedskip.data.synth.writers import write_corpus
+from fedskip.data.synth.generate import GENERATOR_VERSION, NoteShape
+from fedskip.data.synth.writers import shape_parameters, write_corpus
 from fedskip.errors import DataError
 
 if TYPE_CHECKING:
@@ -27,16 +27,25 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "fedskip"
 
 
-def corpus_key(sites: int, docs: int, seed: int, label_noise: float) -> str:
-    """A short hash of the generation parameters and the generator version."""
+def corpus_key(
+    sites: int, docs: int, seed: int, label_noise: float, shape: NoteShape | None = None
+) -> str:
+    """A short hash of the generation parameters and the generator version (a default
+    ``shape`` adds nothing, so the i2b2-like corpus keeps its key)."""
     params = {
         "sites": sites,
         "docs": docs,
         "seed": seed,
         "label_noise": float(label_noise),
         "version": GENERATOR_VERSION,
+        **shape_parameters(shape or NoteShape()),
     }
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def note_shape(cfg: Config) -> NoteShape:
+    """``cfg``'s synth-notes-per-patient and synth-note-lines."""
+    return NoteShape(cfg.synth_notes_per_patient, cfg.synth_note_lines)
 
 
 def ensure_synth(cfg: Config) -> Path:
@@ -46,7 +55,9 @@ def ensure_synth(cfg: Config) -> Path:
     so a crash or a concurrent run never leaves a half-written corpus under the final name.
     """
     root = cache_root()
-    final = root / f"synth-{corpus_key(cfg.synth_sites, cfg.synth_docs, cfg.seed, cfg.label_noise)}"
+    shape = note_shape(cfg)
+    key = corpus_key(cfg.synth_sites, cfg.synth_docs, cfg.seed, cfg.label_noise, shape)
+    final = root / f"synth-{key}"
     if (final / COMPLETE_MARKER).is_file():
         return final
     try:
@@ -64,6 +75,7 @@ def ensure_synth(cfg: Config) -> Path:
             docs=cfg.synth_docs,
             seed=cfg.seed,
             label_noise=cfg.label_noise,
+            shape=shape,
         )
         if final.exists() and not (final / COMPLETE_MARKER).is_file():
             shutil.rmtree(final)  # an incomplete entry left by hand or an old crash

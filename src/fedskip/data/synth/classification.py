@@ -13,7 +13,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
-from fedskip.data.synth.generate import site_rng
+from fedskip.data.synth.generate import NoteShape, site_rng
 from fedskip.data.synth.icd9 import ICD9
 from fedskip.data.synth.mimic_notes import category_note, natural_text
 from fedskip.data.synth.sites import CATEGORIES, SiteProfile
@@ -84,10 +84,12 @@ def sample_codes(rng: random.Random, profile: SiteProfile) -> list[str]:
     return _weighted_sample(rng, codes, weights, rng.randint(3, 9))
 
 
-def _admissions(rng: random.Random, site: int, profile: SiteProfile, count: int) -> list[Admission]:
+def _admissions(
+    rng: random.Random, site: int, profile: SiteProfile, count: int, readmit_rate: float = 0.15
+) -> list[Admission]:
     out: list[Admission] = []
     for i in range(count):
-        readmit = out and rng.random() < 0.15
+        readmit = out and rng.random() < readmit_rate
         prev = rng.choice(out) if readmit else None
         admit = dt.date(2100, 1, 1) + dt.timedelta(days=rng.randrange(0, 90 * 365))
         out.append(
@@ -111,12 +113,16 @@ def _categories(rng: random.Random, profile: SiteProfile, n: int) -> list[str]:
     return picked
 
 
-def _note_row(rng: random.Random, profile: SiteProfile, adm: Admission, category: str) -> NoteRow:
+def _note_row(
+    rng: random.Random, profile: SiteProfile, adm: Admission, category: str, note_lines: int = 0
+) -> NoteRow:
     ctx = NoteContext(
         rng=rng, profile=profile, sex=adm.sex, age=adm.age, admit=adm.admit, deid_dates=True
     )
     ctx.forced = [rng.choice(ICD9[c][2]) for c in adm.codes if rng.random() < 0.9]
     description, lines = category_note(ctx, category)
+    if note_lines:  # the last lines: where a summary lists its discharge diagnoses
+        lines = [line for line in lines if any(seg.text.strip() for seg in line)][-note_lines:]
     day = adm.admit + dt.timedelta(days=rng.randint(0, 6))
     stamp = f"{day.isoformat()} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00"
     timed = category not in ("Discharge summary", "ECG")
@@ -147,27 +153,54 @@ def _noisy_codes(rng: random.Random, admissions: list[Admission], rate: float) -
 
 
 def generate_cls_site(
-    site: int, profile: SiteProfile, n_docs: int, seed: int, label_noise: float
+    site: int,
+    profile: SiteProfile,
+    n_docs: int,
+    seed: int,
+    label_noise: float,
+    shape: NoteShape | None = None,
 ) -> ClsSite:
-    """``n_docs`` valid notes (plus error rows) of one site, with labels noised at ``label_noise``."""
+    """``n_docs`` valid notes (plus error rows) of one site, with labels noised at ``label_noise``.
+
+    ``shape`` (see :class:`~fedskip.data.synth.generate.NoteShape`): with ``notes_per_patient``
+    n ≥ 1 every patient has one admission (no readmissions) and n notes, the last its
+    discharge summary (the note that carries the ICD-9 codes); ``note_lines`` keeps each
+    note's last lines.
+    """
+    shape = shape or NoteShape()
     rng = site_rng(seed, "classification", site)
-    categories = _categories(rng, profile, n_docs)
-    n_ds = categories.count("Discharge summary")
-    admissions = _admissions(rng, site, profile, n_ds + max(0, (n_docs - n_ds) // 6))
-    notes, ds_seen = [], 0
+    if shape.notes_per_patient == 0:
+        categories = _categories(rng, profile, n_docs)
+        n_ds = categories.count("Discharge summary")
+        admissions = _admissions(rng, site, profile, n_ds + max(0, (n_docs - n_ds) // 6))
+    else:
+        per = shape.notes_per_patient
+        admissions = _admissions(rng, site, profile, -(-n_docs // per), readmit_rate=0.0)
+        others = [c for c in CATEGORIES if c != "Discharge summary"]
+        weights = [profile.categories.get(c, 0.0) for c in others]
+        categories = []
+        for _ in admissions:
+            categories += rng.choices(others, weights=weights, k=per - 1) + ["Discharge summary"]
+        categories = categories[:n_docs]
+    notes, ds_seen, stay = [], 0, 0
     for category in categories:
-        if category == "Discharge summary":
+        if shape.notes_per_patient:  # the patient's notes in order, their summary last
+            adm, stay = admissions[stay // shape.notes_per_patient], stay + 1
+        elif category == "Discharge summary":
             adm, ds_seen = admissions[ds_seen], ds_seen + 1
         else:
             adm = rng.choice(admissions)
-        notes.append(_note_row(rng, profile, adm, category))
+        notes.append(_note_row(rng, profile, adm, category, shape.note_lines))
+    n_ds = categories.count("Discharge summary")
     noise = site_rng(seed, "classification", site, "noise")
     flipped = rng_sample_indices(noise, len(notes), label_noise)
     for i in flipped:
         notes[i].category = noise.choice([c for c in CATEGORIES if c != notes[i].category])
     noisy_adm = _noisy_codes(noise, admissions, label_noise)
     for _ in range(max(1, round(ERROR_SHARE * n_docs))):
-        bad = _note_row(rng, profile, rng.choice(admissions), rng.choice(CATEGORIES))
+        bad = _note_row(
+            rng, profile, rng.choice(admissions), rng.choice(CATEGORIES), shape.note_lines
+        )
         bad.iserror = 1
         notes.insert(rng.randint(0, len(notes)), bad)
     stats: dict[str, object] = {

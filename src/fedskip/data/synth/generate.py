@@ -45,6 +45,52 @@ class NerNote:
         return " ".join(self.lines[m.line - 1][m.start : m.end + 1]).lower()
 
 
+@dataclass(frozen=True)
+class NoteShape:
+    """How a site's patients and notes are shaped (config keys ``synth-notes-per-patient``,
+    ``synth-note-lines``); the default is the i2b2-like corpus.
+
+    ``notes_per_patient``: 0 = each patient leaves one stay's natural notes (``NOTE_PLANS``:
+    one to four long notes); n ≥ 1 = every patient has exactly n notes (progress notes, the
+    last a discharge summary). ``note_lines``: 0 = whole notes; n ≥ 1 = each note keeps n of
+    its non-blank lines, drawn at random in their order. A privacy study wants many patients
+    per site, each with little text (a DP step's noise is set by the units it averages, the
+    words of a unit only cost compute): e.g. one note of four lines per patient.
+    """
+
+    notes_per_patient: int = 0
+    note_lines: int = 0
+
+    def __post_init__(self) -> None:
+        from fedskip.errors import ConfigError
+
+        for key, value in (
+            ("synth-notes-per-patient", self.notes_per_patient),
+            ("synth-note-lines", self.note_lines),
+        ):
+            if value < 0:
+                raise ConfigError(f"config key '{key}': {value} must be >= 0 (0 = natural)")
+
+    @property
+    def natural(self) -> bool:
+        return self.notes_per_patient == 0 and self.note_lines == 0
+
+    def kinds(self, rng: random.Random) -> tuple[str, ...]:
+        """The note kinds of the next patient's stay."""
+        if self.notes_per_patient == 0:
+            plans = [plan for plan, _ in NOTE_PLANS]
+            return rng.choices(plans, weights=[w for _, w in NOTE_PLANS])[0]
+        return ("progress",) * (self.notes_per_patient - 1) + ("discharge",)
+
+    def cut(self, lines: list[Line], rng: random.Random) -> list[Line]:
+        """``note_lines`` of the note's non-blank lines, in order (all with 0)."""
+        kept = [line for line in lines if any(seg.text.strip() for seg in line)]
+        if self.note_lines == 0 or len(kept) <= self.note_lines:
+            return lines if self.note_lines == 0 else kept
+        chosen = sorted(rng.sample(range(len(kept)), self.note_lines))
+        return [kept[i] for i in chosen]
+
+
 def site_rng(seed: int, task: str, site: int, purpose: str = "text") -> random.Random:
     """A deterministic RNG for one (seed, task, site, purpose); string seeds hash with SHA-512."""
     return random.Random(f"fedskip-synth:{seed}:{task}:{site}:{purpose}")
@@ -74,22 +120,28 @@ def tokenize(doc_id: str, lines: list[Line], patient_id: str = "") -> NerNote:
     return note
 
 
-def generate_ner_site(site: int, profile: SiteProfile, n_docs: int, seed: int) -> list[NerNote]:
+def generate_ner_site(
+    site: int, profile: SiteProfile, n_docs: int, seed: int, shape: NoteShape | None = None
+) -> list[NerNote]:
     """``n_docs`` clean (noise-free) annotated notes of one site, patient after patient.
 
     Each patient leaves the notes of one stay (``NOTE_PLANS``: a discharge summary, or an
-    admission note, progress notes and the discharge summary); the last patient's plan is cut
-    to fit ``n_docs``. Notes are numbered in order; ``patient_id`` is ``site<K>-p<NNN>``.
+    admission note, progress notes and the discharge summary; or ``shape``'s fixed count and
+    length); the last patient's plan is cut to fit ``n_docs``. Notes are numbered in order;
+    ``patient_id`` is ``site<K>-p<NNN>``.
     """
+    shape = shape or NoteShape()
     rng = site_rng(seed, "ner", site)
-    plans = [plan for plan, _ in NOTE_PLANS]
-    weights = [w for _, w in NOTE_PLANS]
+    cut_rng = site_rng(seed, "ner", site, "shape")  # its own stream: the text stays the same
     notes: list[NerNote] = []
+    patients = 0
     while len(notes) < n_docs:
         ctx = new_context(rng, profile)
-        kinds = rng.choices(plans, weights=weights)[0][: n_docs - len(notes)]
-        patient = f"site{site}-p{len({n.patient_id for n in notes}) + 1:03d}"
+        kinds = shape.kinds(rng)[: n_docs - len(notes)]
+        patients += 1
+        patient = f"site{site}-p{patients:03d}"
         for lines in patient_notes(ctx, kinds):
+            lines = lines if shape.natural else shape.cut(lines, cut_rng)
             notes.append(tokenize(f"site{site}-{len(notes) + 1:04d}", lines, patient))
     return notes
 
