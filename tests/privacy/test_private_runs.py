@@ -185,3 +185,54 @@ def test_personalized_private_runs_keep_the_heads_at_the_sites(
     assert all(r["status"] == "ok" and len(r["personal_eval"]["sites"]) == NODES for r in rows)
     assert summary["personalization"]["mode"] == "head" and summary["epsilon"] > 0
     assert len(list((tmp_path / "sites").glob("*/model/config.json"))) == NODES
+
+
+def test_epsilon_of_a_finished_run_is_recomputed_by_opacus_from_its_records(
+    tmp_path: Path,
+) -> None:
+    """A privacy officer's check: the (σ, q, steps) each client composed, read back from the
+    run's summary.json, give the reported ε through Opacus' own RDP accountant (not fedskip's
+    wrapper); ε per patient is the largest over the hospitals."""
+    from opacus.accountants import RDPAccountant
+
+    cfg = _cfg(tmp_path, dp="sample", target_epsilon=6.0, rounds=2)
+    run_server(_grid(cfg), cfg)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    recomputed = []
+    for record in summary["dp_accounting"].values():
+        accountant = RDPAccountant()
+        accountant.history = [
+            (record["noise_multiplier"], record["sample_rate"], record["steps"])
+        ]
+        recomputed.append(accountant.get_epsilon(delta=summary["delta"]))
+    assert len(recomputed) == NODES and summary["privacy_unit"] == "patient"
+    assert summary["epsilon"] == pytest.approx(max(recomputed), rel=1e-9)
+    assert 0 < max(recomputed) <= 6.0
+
+
+def test_client_level_epsilon_is_flowers_own_accountants(tmp_path: Path) -> None:
+    """dp=client with every hospital in every round (fixed clipping, add-or-remove one client):
+    Flower's RDP accountant (``flwr[dp]``, Google's dp-accounting) gives the run's ε for the
+    same Gaussian releases — the mechanism Flower models, so the numbers agree exactly."""
+    from flwr.supercore.privacy_accounting import (
+        GaussianPrivacyEvent,
+        NeighboringRelation,
+        PrivacyConfig,
+        SamplingMethod,
+    )
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+    cfg = _cfg(tmp_path, dp="client", noise_multiplier=0.8, clip_norm=0.5)
+    summary = run_server(_grid(cfg), cfg)
+    accountant = RdpAccountant(
+        PrivacyConfig(
+            target_delta=cfg.delta,
+            population_size=NODES,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.POISSON,
+        )
+    )
+    event = GaussianPrivacyEvent(noise_multiplier=0.8, sample_size=NODES, population_size=NODES)
+    accountant.compose(event, count=cfg.rounds)
+    assert summary["privacy_unit"] == "client"
+    assert summary["epsilon"] == pytest.approx(accountant.get_epsilon(cfg.delta), rel=1e-9)

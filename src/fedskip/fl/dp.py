@@ -88,7 +88,9 @@ def privacy_summary(
     """``summary.json`` fields: ``dp``, ``epsilon`` (last reported; None without DP), ``delta``,
     ``accountant``, ``secagg``, ``privacy_unit`` (what ε is per: patient, note or example for
     ``dp=sample`` — the weakest any client used —, client for ``dp=client``), ``dp_units``
-    (``dp=sample``: privacy units per client id), ``dp_warning`` (``dp=client`` with too few
+    (``dp=sample``: privacy units per client id), ``dp_accounting`` (``dp=sample``: per client
+    id the mechanism its ε composes — σ, the accounted sample rate q of a step and the noised
+    steps — so anyone can recompute ε with their own accountant), ``dp_warning`` (``dp=client`` with too few
     clients per round; ``dp=sample`` with a client whose steps sample half or more of its
     units) and, when the budget ended the run early, ``stopped`` (the round
     loop's :attr:`~fedskip.fl.round_loop.RoundLoop.stopped`)."""
@@ -103,6 +105,15 @@ def privacy_summary(
         unit = ledger.privacy_unit() if ledger is not None else None
         out["privacy_unit"] = unit or (cfg.dp_unit if cfg.dp_unit != "auto" else None)
         out["dp_units"] = {str(k): v for k, v in sorted(ledger.units.items())} if ledger else {}
+        out["dp_accounting"] = (
+            {
+                str(client): {"noise_multiplier": sigma, "sample_rate": rate, "steps": steps}
+                for client, (sigma, rate, _) in sorted(ledger.next_round.items())
+                if (steps := ledger.steps.get(client, 0))
+            }
+            if ledger
+            else {}
+        )
         warning = ledger.crowded_warning() if ledger is not None else ""
         if warning:
             out["dp_warning"] = warning
