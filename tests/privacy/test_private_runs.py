@@ -201,9 +201,7 @@ def test_epsilon_of_a_finished_run_is_recomputed_by_opacus_from_its_records(
     recomputed = []
     for record in summary["dp_accounting"].values():
         accountant = RDPAccountant()
-        accountant.history = [
-            (record["noise_multiplier"], record["sample_rate"], record["steps"])
-        ]
+        accountant.history = [(record["noise_multiplier"], record["sample_rate"], record["steps"])]
         recomputed.append(accountant.get_epsilon(delta=summary["delta"]))
     assert len(recomputed) == NODES and summary["privacy_unit"] == "patient"
     assert summary["epsilon"] == pytest.approx(max(recomputed), rel=1e-9)
