@@ -66,3 +66,29 @@ def test_sweep_settings_are_config_keys() -> None:
     assert sweep_settings(4) == {"dp": "sample", "target-epsilon": 4.0, "dp-unit": "patient"}
     cfg = Config.from_mapping(sweep_settings(2.0, dp="client"))
     assert (cfg.dp, cfg.target_epsilon) == ("client", 2.0)
+
+
+@pytest.mark.parametrize(
+    "units, rate, steps, sigma8, sigma2",
+    [
+        (100, 1.0, 20, 2.85, 9.65),
+        (250, 0.512, 40, 2.24, 7.15),
+        (500, 0.256, 80, 1.70, 5.14),
+        (1000, 0.128, 160, 1.31, 3.69),
+        (2000, 0.064, 320, 1.04, 2.66),
+        (5000, 0.0256, 780, 0.81, 1.75),
+        (10000, 0.0128, 1560, 0.70, 1.33),
+    ],
+)
+def test_the_units_table_of_docs_privacy(
+    units: int, rate: float, steps: int, sigma8: float, sigma2: float
+) -> None:
+    """docs/privacy.md, "Why a DP study needs many units": σ for ε = 8 and 2 over 20 rounds of
+    one epoch, 64 × 2 units per step, δ = 1e-5."""
+    cfg = Config(batch_size=64, grad_accum=2, rounds=20, dp="sample", target_epsilon=8.0)
+    plan = sample_dp_plan(cfg, units)
+    assert (min(1.0, 2 * plan.sample_rate), plan.steps) == (pytest.approx(rate), steps)
+    assert round(plan.noise_multiplier, 2) == sigma8
+    assert (
+        round(sample_dp_plan(cfg.replace(target_epsilon=2.0), units).noise_multiplier, 2) == sigma2
+    )
