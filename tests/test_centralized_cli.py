@@ -134,7 +134,7 @@ def test_evaluate_matches_final_test_metrics(
     ("files", "message"),
     [
         (
-            {"x/txt/a.txt": "has fever\n", "x/concept/a.con": 'c="fever" 1:1 1:1||t="symptom"\n'},
+            {"x/a.txt": "has fever\n", "x/a.ann": "T1\tsymptom 4 9\tfever\n"},
             "symptom are not in the model's entity types",
         ),
         (
