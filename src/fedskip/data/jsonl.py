@@ -66,6 +66,8 @@ def _load(line: str, where: str) -> dict[str, Any]:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # e.g. [[[[...]]]] thousands deep: no record of ours nests so
+        raise DataError(f"{where}: JSON nested too deeply (a record is one flat object)") from None
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     return record
