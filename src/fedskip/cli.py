@@ -2,13 +2,15 @@
 ``register(subparsers)``; heavy libraries (torch, transformers, flwr) are imported only when a
 command runs, so ``fedskip --help`` and argument errors are instant.
 
-User errors (:class:`fedskip.errors.FedskipError`) print one line and exit 2, no traceback.
+User errors (:class:`fedskip.errors.FedskipError`) print one line and exit 2, no traceback; so
+does a closed output pipe (``fedskip predict --json | head -c1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import logging
 import os
 import sys
@@ -63,14 +65,32 @@ def exit_now_if_threads_hang(code: int) -> None:
         os._exit(code)
 
 
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush of what is still
+    buffered for a closed pipe cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # not a real file (a test's capture): nothing will flush to the pipe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
     except FedskipError as exc:
         print(f"fedskip: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _discard_stdout()
+        print(
+            "fedskip: error: the output pipe was closed before all output was written",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt as exc:
         print(f"fedskip: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)

@@ -211,3 +211,28 @@ def test_synth_writes_a_corpus_that_inspect_reads(tmp_path, capsys):
     cls = _inspect_json(capsys, str(out / "classification"))
     assert list(cls["sites"]) == ["site-1", "site-2"] and cls["multi_label"] is False
     assert sum(cls["labels"].values()) == cls["documents"] > 0
+
+
+def test_closed_output_pipe_is_one_line_exit_2(write_tree):
+    import os
+    import subprocess
+    import sys
+
+    root = write_tree({"NOTEEVENTS.csv": NOTES})
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before fedskip writes (`| head -c1` that has exited)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fedskip.cli", "data", "inspect", str(root), "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2] / "src")},
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "fedskip: error: the output pipe was closed before all output was written\n"
+    )
