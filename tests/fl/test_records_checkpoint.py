@@ -60,6 +60,48 @@ def test_missing_checkpoint_is_a_user_error(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_round(path: Path) -> None:
+    path.write_text(path.read_text().replace('"round": 2,', ""))
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "reason"),
+    [
+        (_truncate, "global.npz", "missing, or not a .npz archive"),
+        (lambda p: p.write_text("garbage"), "global.npz", "missing, or not a .npz archive"),
+        (lambda p: p.unlink(), "global.npz", "missing, or not a .npz archive"),
+        (_truncate, "best.npz", "missing, or not a .npz archive"),
+        (_drop_round, "state.json", "'round' is None, not a round >= 1"),
+        (lambda p: p.write_text("[1]"), "state.json", "not a JSON object"),
+        (lambda p: p.write_bytes(b"\xff{"), "state.json", None),
+    ],
+    ids=[
+        "truncated-npz",
+        "garbage-npz",
+        "missing-npz",
+        "truncated-best",
+        "no-round",
+        "list",
+        "binary",
+    ],
+)
+def test_damaged_checkpoint_is_a_user_error(tmp_path: Path, damage, file: str, reason) -> None:
+    state = {"w": np.arange(4096, dtype=np.float32)}
+    save_checkpoint(tmp_path, Checkpoint(2, state, best_state=state))
+    path = tmp_path / "checkpoint" / file
+    damage(path)
+    with pytest.raises(ConfigError) as info:
+        load_checkpoint(tmp_path)
+    if reason is None:  # the decoder's own words
+        assert str(info.value).startswith(f"{path}: unreadable checkpoint (")
+    else:
+        assert str(info.value) == f"{path}: unreadable checkpoint ({reason})"
+
+
 def test_rng_states_are_restored() -> None:
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     saved = capture_rng()
