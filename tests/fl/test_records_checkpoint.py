@@ -164,3 +164,25 @@ def test_remove_checkpoint_clears_every_stage(tmp_path: Path) -> None:
     (tmp_path / "checkpoint.new").mkdir()
     remove_checkpoint(tmp_path)
     assert find_checkpoint(tmp_path) is None and list(tmp_path.iterdir()) == []
+
+
+def test_resume_refuses_a_torn_row_that_the_checkpoint_covers(tmp_path: Path) -> None:
+    from fedskip.fl.records import truncate_metrics
+    from fedskip.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    for rnd in (1, 2, 3):
+        run.append_metrics(MetricsRow(round=rnd, train_loss=1.0 / rnd))
+    text = run.metrics_path.read_text()
+    run.metrics_path.write_text(text[: len(text) - 20])  # round 3's line torn
+    with pytest.raises(ConfigError) as info:
+        truncate_metrics(run, 3)  # the checkpoint is after round 3
+    assert str(info.value) == (
+        f"{run.metrics_path}:3: the row of round 3 is torn or missing, but the checkpoint is "
+        "after round 3: resuming would leave a gap in the record; restore the row, or run "
+        "again without --resume"
+    )
+    rows = truncate_metrics(run, 2)  # covered by a checkpoint after round 2: the torn line goes
+    assert [r.round for r in rows] == [1, 2]
+    assert [r.round for r in run.read_metrics()] == [1, 2]
+    assert run.metrics_path.read_text().count("\n") == 2
