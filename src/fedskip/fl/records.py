@@ -20,7 +20,7 @@ from fedskip.config import Config
 from fedskip.errors import ConfigError
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.validation import NUM_EXAMPLES
-from fedskip.rundir import RunDir
+from fedskip.rundir import RunDir, to_jsonable
 from fedskip.runs.schema import MetricsRow, RunSummary
 
 PERSONAL = "personal-"  # fedskip.fl.messages.PERSONAL_PREFIX (messages imports flwr)
@@ -197,6 +197,6 @@ def truncate_metrics(rundir: RunDir, last_round: int) -> list[MetricsRow]:
             "the row, or run again without --resume"
         )
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in rows), "utf-8")
+    tmp.write_text("".join(json.dumps(to_jsonable(r.to_json())) + "\n" for r in rows), "utf-8")
     os.replace(tmp, path)
     return rows
