@@ -152,6 +152,21 @@ def test_evaluate_bad_data(
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
+def test_evaluate_on_an_empty_note_warns_that_f1_measures_nothing(
+    trained: dict[str, Any], write_tree: Any, capsys: Any
+) -> None:
+    data = write_tree({"x/a.txt": "", "x/a.ann": ""}) / "x"
+    assert main(["evaluate", "--model", str(trained["out"] / "model"), "--data", str(data)]) == 0
+    captured = capsys.readouterr()
+    assert "strict entity F1 0.0000" in captured.out
+    assert captured.err == (
+        f"fedskip: warning: {data}: 1 empty note(s) without a word, nothing to learn or score "
+        f"in them: {data / 'a.txt'}\n"
+        f"fedskip: warning: {data}: no entity to score (every note is empty or unannotated): "
+        "the F1 of 0.0000 measures nothing\n"
+    )
+
+
 def test_evaluate_missing_model(tmp_path: Path, capsys: Any) -> None:
     assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "not an exported model" in capsys.readouterr().err
