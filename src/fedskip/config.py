@@ -536,8 +536,18 @@ def _validation_needs_data_here(c: Config) -> str:
     )
 
 
+def _client_eval_needs_a_test_split(c: Config) -> str:
+    if c.test_fraction > 0 or not c.eval_clients or c.method in ("centralized", "local"):
+        return ""
+    return (
+        "config key 'test-fraction': 0 leaves the clients no test split for eval-clients=true; "
+        "set test-fraction > 0 or eval-clients=false"
+    )
+
+
 CROSS_FIELD_RULES = (
     _stride_below_max_length,
+    _client_eval_needs_a_test_split,
     _min_replies_within_clients,
     _lora_needs_static_layers,
     _dp_delta,

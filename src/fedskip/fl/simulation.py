@@ -30,6 +30,7 @@ from fedskip.config import Config
 from fedskip.errors import ConfigError, print_warning
 from fedskip.fl import stop
 from fedskip.fl.client import THREADS_ENV
+from fedskip.fl.rounds import CLIENT_USER_ERROR
 
 LOG_FILE = "run.log"
 WORKER_LOG_ENV = "FEDSKIP_RUN_LOG"
@@ -107,9 +108,11 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
     loggers[2].propagate = False  # warnings: run.log only, not Python's last-resort stderr
     logging.captureWarnings(True)
     level, dropper, stopping = console_handler.level, _DropDeprecation(), _DropWhileStopping()
+    user_errors = _DropClientUserErrors()
     console_handler.setLevel(logging.ERROR if quiet else logging.WARNING)
     console_handler.addFilter(dropper)
     console_handler.addFilter(stopping)
+    console_handler.addFilter(user_errors)
     relay = WorkerWarnings(path)
     try:
         with _environ(WORKER_LOG_ENV, str(path.resolve())), relay:
@@ -119,6 +122,7 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
         console_handler.setLevel(level)
         console_handler.removeFilter(dropper)
         console_handler.removeFilter(stopping)
+        console_handler.removeFilter(user_errors)
         for logger, (logger_level, propagate) in zip(loggers, saved):
             logger.removeHandler(handler)
             logger.setLevel(logger_level)
@@ -269,6 +273,17 @@ def _start_ray(backend: dict[str, Any]) -> None:
     starter = RayBackend.__new__(RayBackend)  # only init_ray: no actor pool yet
     starter.init_args_key = "init_args"
     starter.init_ray(backend)
+
+
+class _DropClientUserErrors(logging.Filter):
+    """Console filter: Flower's tracebacks of a client's user error (the run ends with that
+    error as one line; the tracebacks stay in run.log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return CLIENT_USER_ERROR not in text and not text.startswith(
+            "An exception was raised when processing a message by"
+        )
 
 
 class _DropWhileStopping(logging.Filter):
