@@ -357,3 +357,13 @@ def test_evaluate_icd9_on_the_models_codes(tmp_path: Path, write_tree: Any, caps
 def test_centralized_rejects_data_kept_at_sites(capsys: Any) -> None:
     assert main(["centralized", "--set", "data=sites", "labels=problem"]) == 2
     assert "centralized training needs the data here" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_note_above_the_size_limit(tmp_path: Path, capsys: Any) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("word " * 200_001)  # 1,000,005 characters on one line
+    assert main(["predict", "--model", str(tmp_path), "--file", str(note)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {note}: a note of 1,000,005 characters; fedskip reads notes of up to "
+        "1,000,000 (split it into several notes)\n"
+    )

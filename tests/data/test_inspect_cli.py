@@ -236,3 +236,44 @@ def test_closed_output_pipe_is_one_line_exit_2(write_tree):
     assert done.stderr == (
         "fedskip: error: the output pipe was closed before all output was written\n"
     )
+
+
+BIG = "x" * 1_000_001  # one character above fedskip.data.io.MAX_NOTE_CHARS, on one line
+
+
+@pytest.mark.parametrize(
+    ("files", "where", "message"),
+    [
+        (
+            {"a.txt": BIG, "a.ann": ""},
+            "a.txt",
+            "a note of 1,000,001 characters; fedskip reads notes of up to 1,000,000 (split it "
+            "into several notes)",
+        ),
+        (
+            {"txt/a.txt": BIG, "concept/a.con": ""},
+            "txt/a.txt",
+            "a note of 1,000,001 characters; fedskip reads notes of up to 1,000,000 (split it "
+            "into several notes)",
+        ),
+        (
+            {"d.jsonl": '{"text": "' + BIG + '", "label": "x"}\n'},
+            "d.jsonl:1",
+            "a note of 1,000,027 characters; fedskip reads notes of up to 1,000,000 (split it "
+            "into several notes)",
+        ),
+        (
+            {"NOTEEVENTS.csv": NOTES + f"5,12,102,,,,Radiology,CXR,,,{BIG}\n"},
+            "NOTEEVENTS.csv:7",
+            "a field of more than 1,000,000 characters; fedskip reads notes of up to that many "
+            "(split it into several notes)",
+        ),
+    ],
+    ids=["brat", "i2b2", "jsonl", "mimic"],
+)
+def test_a_note_above_the_size_limit_is_refused_before_tokenizing(
+    write_tree, capsys, files, where, message
+):
+    root = write_tree(files)
+    assert main(["data", "inspect", str(root)]) == 2
+    assert capsys.readouterr().err == f"fedskip: error: {root / where}: {message}\n"

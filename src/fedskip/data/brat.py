@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedskip.data.io import normalize_newlines, read_utf8
+from fedskip.data.io import check_note_size, normalize_newlines, read_utf8
 from fedskip.data.patients import assign_patients
 from fedskip.data.types import Entity, NerDataset, NerDocument, Span, Token
 from fedskip.errors import DataError
@@ -205,6 +205,7 @@ def read_brat(path: str | Path) -> NerDataset:
 def read_brat_document(txt: Path, ann: Path | None) -> Assembly:
     """One brat document; ``ann=None`` gives a document without entities."""
     raw = read_utf8(txt, keep_cr=True)
+    check_note_size(len(raw), str(txt))
     located = parse_ann(ann, raw, txt) if ann is not None else []
     text, new_offset = normalize_newlines(raw)
     rebased = [

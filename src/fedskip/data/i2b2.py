@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from fedskip.data.brat import Assembly, assemble_document, read_paired
-from fedskip.data.io import read_utf8
+from fedskip.data.io import check_note_size, read_utf8
 from fedskip.data.types import Entity, NerDataset, Span, Token
 from fedskip.errors import DataError
 
@@ -63,6 +63,7 @@ def read_i2b2_document(txt: Path, con: Path | None) -> Assembly:
     # lines end at \n (or \r\n) only: a lone \r inside a line is whitespace between tokens;
     # read as a line break it would shift every later L:T of the .con file
     text = read_utf8(txt, keep_cr=True).replace("\r\n", "\n").replace("\r", " ")
+    check_note_size(len(text), str(txt))
     lines: list[list[Token]] = []
     offset = 0
     for line in text.split("\n"):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.data.conll import build_tagged_document, check_tag, list_files
-from fedskip.data.io import read_utf8
+from fedskip.data.io import check_note_size, read_utf8
 from fedskip.data.types import ClsDataset, ClsDocument, NerDataset, NerDocument
 from fedskip.errors import DataError
 
@@ -33,6 +33,7 @@ def read_jsonl(path: str | Path) -> NerDataset | ClsDataset:
             if not line.strip():
                 continue
             where = f"{file}:{number}"
+            check_note_size(len(line), where)
             record = _load(line, where)
             if "tokens" in record:
                 if cls:

@@ -25,13 +25,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedskip.data.io import iter_utf8_lines
+from fedskip.data.io import MAX_NOTE_CHARS, iter_utf8_lines
 from fedskip.data.types import ClsDataset, ClsDocument
 from fedskip.errors import DataError
 
@@ -92,9 +91,11 @@ def notes_path(path: Path) -> Path:
 
 @contextlib.contextmanager
 def _large_fields() -> Iterator[None]:
-    """Lift :mod:`csv`'s 128 KiB field limit for the duration (some notes are longer)."""
+    """Set :mod:`csv`'s field limit (128 KiB; some notes are longer) to
+    :data:`~fedskip.data.io.MAX_NOTE_CHARS` for the duration: a longer field stops the parser
+    (a :class:`DataError`) before it is held in memory."""
     old = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    csv.field_size_limit(MAX_NOTE_CHARS)
     try:
         yield
     finally:
@@ -155,6 +156,11 @@ def iter_csv_rows(
 
 def _quote_error(path: Path, start: int, stop: int, exc: csv.Error) -> DataError:
     """The one-line error for a row (from line ``start``) whose quoting breaks at line ``stop``."""
+    if "field larger than field limit" in str(exc):
+        return DataError(
+            f"{path}:{start}: a field of more than {MAX_NOTE_CHARS:,} characters; fedskip reads "
+            "notes of up to that many (split it into several notes)"
+        )
     if "unexpected end of data" in str(exc):
         where = "is never closed (it runs to the end of the file)"
     elif stop > start:
