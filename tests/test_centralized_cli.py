@@ -134,7 +134,7 @@ def test_evaluate_matches_final_test_metrics(
     ("files", "message"),
     [
         (
-            {"x/txt/a.txt": "has fever\n", "x/concept/a.con": 'c="fever" 1:1 1:1||t="symptom"\n'},
+            {"x/a.txt": "has fever\n", "x/a.ann": "T1\tsymptom 4 9\tfever\n"},
             "symptom are not in the model's entity types",
         ),
         (
@@ -150,6 +150,21 @@ def test_evaluate_bad_data(
     assert main(["evaluate", "--model", str(trained["out"] / "model"), "--data", str(data)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_evaluate_on_an_empty_note_warns_that_f1_measures_nothing(
+    trained: dict[str, Any], write_tree: Any, capsys: Any
+) -> None:
+    data = write_tree({"x/a.txt": "", "x/a.ann": ""}) / "x"
+    assert main(["evaluate", "--model", str(trained["out"] / "model"), "--data", str(data)]) == 0
+    captured = capsys.readouterr()
+    assert "strict entity F1 0.0000" in captured.out
+    assert captured.err == (
+        f"fedskip: warning: {data}: 1 empty note(s) without a word, nothing to learn or score "
+        f"in them: {data / 'a.txt'}\n"
+        f"fedskip: warning: {data}: no entity to score (every note is empty or unannotated): "
+        "the F1 of 0.0000 measures nothing\n"
+    )
 
 
 def test_evaluate_missing_model(tmp_path: Path, capsys: Any) -> None:
@@ -342,3 +357,13 @@ def test_evaluate_icd9_on_the_models_codes(tmp_path: Path, write_tree: Any, caps
 def test_centralized_rejects_data_kept_at_sites(capsys: Any) -> None:
     assert main(["centralized", "--set", "data=sites", "labels=problem"]) == 2
     assert "centralized training needs the data here" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_note_above_the_size_limit(tmp_path: Path, capsys: Any) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("word " * 200_001)  # 1,000,005 characters on one line
+    assert main(["predict", "--model", str(tmp_path), "--file", str(note)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {note}: a note of 1,000,005 characters; fedskip reads notes of up to "
+        "1,000,000 (split it into several notes)\n"
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fedskip.cli import main
 from fedskip.config import Config, known_keys, load_config, parse_overrides
 from fedskip.errors import ConfigError
 
@@ -126,3 +127,63 @@ def test_compression_auto_resolves_to_what_the_run_allows(
     cfg = Config.from_mapping(changes)
     assert cfg.wire_compression == expected
     assert cfg.to_run_config()["compression"] == changes.get("compression", "auto")
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("lr=nan", "config key 'lr': nan is not a finite number"),
+        ("lr=inf", "config key 'lr': inf is not a finite number"),
+        ("noise-multiplier=nan", "config key 'noise-multiplier': nan is not a finite number"),
+        ("noise-multiplier=inf", "config key 'noise-multiplier': inf is not a finite number"),
+        ("target-epsilon=nan", "config key 'target-epsilon': nan is not a finite number"),
+        ("target-epsilon=inf", "config key 'target-epsilon': inf is not a finite number"),
+        ("delta=nan", "config key 'delta': nan is not a finite number"),
+        ("clip-norm=-inf", "config key 'clip-norm': -inf is not a finite number"),
+        ("seed=-1", "config key 'seed': -1 must be >= 0"),
+        ("seed=4294967296", "config key 'seed': 4294967296 must be <= 4294967295"),
+    ],
+)
+def test_non_finite_numbers_and_out_of_range_seeds_exit_2(
+    pair: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["centralized", "--set", pair]) == 2
+    assert capsys.readouterr().err == f"fedskip: error: {message}\n"
+
+
+def test_nan_in_a_toml_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("target-epsilon = nan\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == "config key 'target-epsilon': nan is not a finite number"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "layers = 2\n# café\n".encode("latin-1"),
+            "{path}:2: config file is not valid UTF-8 (byte 0xe9 at offset 16); TOML files are "
+            "UTF-8: re-save it as UTF-8",
+        ),
+        (
+            "layers = 2\n".encode("utf-16"),
+            "{path}: config file is UTF-16; TOML files are UTF-8: re-save it as UTF-8",
+        ),
+    ],
+    ids=["latin-1", "utf-16"],
+)
+def test_toml_not_in_utf8_exits_2(
+    tmp_path: Path, content: bytes, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(content)
+    assert main(["centralized", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == f"fedskip: error: {message.format(path=path)}\n"
+
+
+def test_toml_with_a_utf8_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes("\ufefflayers = 3\n".encode())
+    assert load_config(path).layers == 3

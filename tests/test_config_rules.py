@@ -33,6 +33,12 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
         "special tokens",
     ),
     (
+        "_client_eval_needs_a_test_split",
+        {"test_fraction": 0.0},
+        "config key 'test-fraction': 0 leaves the clients no test split for eval-clients=true; "
+        "set test-fraction > 0 or eval-clients=false",
+    ),
+    (
         "_min_replies_within_clients",
         {"partition": "iid", "clients": 2, "min_replies": 3},
         "config key 'min-replies': 3 exceeds clients=2",
@@ -208,6 +214,8 @@ def test_strategy_lists_match_the_selectors() -> None:
         {"personalize": "head+norms", "secagg": True, "dp": "client"},
         {"personalize": "head", "dp": "sample", "lora_rank": 4},
         {"personalize": "norms", "compression": "int8", "method": "fedavg"},
+        {"test_fraction": 0.0, "method": "centralized"},
+        {"test_fraction": 0.0, "eval_clients": False},
     ],
 )
 def test_combinations_that_work_are_accepted(settings: dict[str, Any]) -> None:

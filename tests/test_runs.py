@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,30 @@ def test_summary_accessors() -> None:
     local = RunSummary({"primary_metric": "macro_f1", "mean_metric": 0.125, "best_metric": 0.5})
     assert (local.final_metric, local.number("best_metric")) == (0.125, 0.5)
     assert json.loads(json.dumps(local)) == local.to_json()
+
+
+def test_infinite_epsilon_is_written_as_inf_and_read_back(tmp_path: Path) -> None:
+    from fedskip.bench.records import load_run
+    from fedskip.rundir import RunDir
+
+    row = MetricsRow.from_json({**DP_ROUND_ROW, "epsilon": "inf"})
+    assert row.epsilon == math.inf
+    assert row.to_json()["epsilon"] == "inf"
+    run = RunDir(tmp_path)
+    run.append_metrics(MetricsRow.from_json({**ROUND_ROW, "epsilon": math.inf}))
+    assert json.loads(run.metrics_path.read_text())["epsilon"] == "inf"  # not null: not "no DP"
+    assert run.read_metrics()[0].epsilon == math.inf
+    summary = {
+        "primary_metric": "f1",
+        "epsilon": math.inf,
+        "audit": {"accountant_epsilon": math.inf},
+    }
+    run.write_summary(RunSummary(summary))
+    written = json.loads(run.summary_path.read_text())
+    assert (written["epsilon"], written["audit"]["accountant_epsilon"]) == ("inf", "inf")
+    (tmp_path / "config.json").write_text(json.dumps({"method": "layerskip", "task": "ner"}))
+    assert load_run(tmp_path).epsilon == math.inf
+    assert RunSummary(written).number("epsilon") == math.inf
 
 
 # --------------------------------------------------------------------------- LoRA, centralized

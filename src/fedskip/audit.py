@@ -29,6 +29,7 @@ from fedskip.config import Config
 from fedskip.data.canaries import is_canary
 from fedskip.privacy.audit import count_correct, epsilon_lower_bound, guess_membership
 from fedskip.privacy.membership import document_losses, loss_auc
+from fedskip.runs.schema import as_number
 
 if TYPE_CHECKING:
     from torch import nn
@@ -167,11 +168,11 @@ def audit_marker(cfg: Config) -> dict[str, Any]:
 def audit_lines(summary: dict[str, Any]) -> list[str]:
     """The audit of a run's ``summary.json`` beside the accountant's ε, as plain lines."""
     audit = summary["audit"]
-    eps, unit = summary.get("epsilon"), summary.get("privacy_unit")
+    eps, unit = as_number(summary.get("epsilon")), summary.get("privacy_unit")
     per = f" per {unit}" if unit else ""
     upper = (
         f"{eps:.2f}{per} at δ={summary.get('delta')}"
-        if isinstance(eps, (int, float))
+        if eps is not None
         else "none (no DP: no upper bound)"
     )
     mia = audit.get("membership_inference") or {}

@@ -9,7 +9,9 @@ lists such as ``layer-ids`` are comma-separated strings.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -185,7 +187,9 @@ class Config:
     batch_size: int = _opt(32, "examples per step", minimum=1)
     epochs: int = _opt(3, "epochs of centralized / local-only training", minimum=1)
     local_epochs: int = _opt(1, "epochs each client trains per round", minimum=1)
-    seed: int = _opt(42, "seed for data splits, initialisation and sampling")
+    seed: int = _opt(
+        42, "seed for data splits, initialisation and sampling", minimum=0, maximum=2**32 - 1
+    )
     # --- federation
     method: str = _opt("layerskip", "training method", METHODS)
     rounds: int = _opt(4, "federated rounds", minimum=1)
@@ -314,6 +318,8 @@ class Config:
                 raise ConfigError(
                     f"config key '{key}': {value!r} is not one of {', '.join(choices)}"
                 )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"config key '{key}': {value!r} is not a finite number")
             lo, hi = f.metadata.get("min"), f.metadata.get("max")
             if lo is not None and value < lo:
                 raise ConfigError(f"config key '{key}': {value!r} must be >= {lo}")
@@ -549,8 +555,18 @@ def _validation_needs_data_here(c: Config) -> str:
     )
 
 
+def _client_eval_needs_a_test_split(c: Config) -> str:
+    if c.test_fraction > 0 or not c.eval_clients or c.method in ("centralized", "local"):
+        return ""
+    return (
+        "config key 'test-fraction': 0 leaves the clients no test split for eval-clients=true; "
+        "set test-fraction > 0 or eval-clients=false"
+    )
+
+
 CROSS_FIELD_RULES = (
     _stride_below_max_length,
+    _client_eval_needs_a_test_split,
     _min_replies_within_clients,
     _lora_needs_static_layers,
     _dp_delta,
@@ -643,8 +659,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML config file. Keys may sit at the top level or under ``[fedskip]``/``[tool.flwr.app.config]``."""
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(_toml_text(p.read_bytes(), p))
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except OSError as exc:
@@ -657,6 +672,22 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if isinstance(app_cfg, dict):
         return dict(app_cfg)
     return data
+
+
+def _toml_text(raw: bytes, path: Path) -> str:
+    """The text of a TOML file, which must be UTF-8 (a leading byte-order mark is dropped)."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(
+            f"{path}: config file is UTF-16; TOML files are UTF-8: re-save it as UTF-8"
+        )
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: config file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
+            f"offset {exc.start}); TOML files are UTF-8: re-save it as UTF-8"
+        ) from None
 
 
 def load_config(

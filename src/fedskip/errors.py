@@ -3,10 +3,21 @@
 Every problem a user can fix (a bad path, a malformed annotation line, an unknown config key)
 raises a :class:`FedskipError` subclass whose message is one line naming the file (and line) or
 the key and the allowed values. The CLI prints that line and exits with status 2 — no traceback.
-Internal bugs raise ordinary exceptions.
+Internal bugs raise ordinary exceptions. Warnings a user must see (privacy settings that weaken
+a guarantee, data that was read with a caveat) go to the console as one line each through
+:func:`print_warning`.
 """
 
 from __future__ import annotations
+
+import sys
+
+WARNING_PREFIX = "fedskip: warning: "
+
+
+def print_warning(message: str) -> None:
+    """One line on stderr: ``fedskip: warning: MESSAGE``."""
+    print(f"{WARNING_PREFIX}{message}", file=sys.stderr, flush=True)
 
 
 class FedskipError(Exception):

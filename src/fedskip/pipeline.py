@@ -105,13 +105,14 @@ def data_location(cfg: Config) -> tuple[Path, str]:
 
 def prepare(cfg: Config) -> Prepared:
     """Read, label, split and partition the data of ``cfg`` (deterministic given ``seed``)."""
-    from fedskip.data.readers import read_sites
+    from fedskip.data.readers import log_warnings, read_sites
 
     if cfg.data == SITES_DATA:
         return prepare_without_data(cfg)
     path, fmt = data_location(cfg)
     # ICD-9: read_sites ranks the top-k codes over all sites (one label space for the federation)
     sites = read_sites(path, fmt, label=cfg.label, icd9_top_k=cfg.icd9_top_k)
+    log_warnings(sites)
     task = next(iter(sites.values())).task
     if task != cfg.task:
         raise ConfigError(

@@ -211,3 +211,69 @@ def test_synth_writes_a_corpus_that_inspect_reads(tmp_path, capsys):
     cls = _inspect_json(capsys, str(out / "classification"))
     assert list(cls["sites"]) == ["site-1", "site-2"] and cls["multi_label"] is False
     assert sum(cls["labels"].values()) == cls["documents"] > 0
+
+
+def test_closed_output_pipe_is_one_line_exit_2(write_tree):
+    import os
+    import subprocess
+    import sys
+
+    root = write_tree({"NOTEEVENTS.csv": NOTES})
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before fedskip writes (`| head -c1` that has exited)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fedskip.cli", "data", "inspect", str(root), "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2] / "src")},
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "fedskip: error: the output pipe was closed before all output was written\n"
+    )
+
+
+BIG = "x" * 1_000_001  # one character above fedskip.data.io.MAX_NOTE_CHARS, on one line
+
+
+@pytest.mark.parametrize(
+    ("files", "where", "message"),
+    [
+        (
+            {"a.txt": BIG, "a.ann": ""},
+            "a.txt",
+            "a note of 1,000,001 characters; fedskip reads notes of up to 1,000,000 (split it "
+            "into several notes)",
+        ),
+        (
+            {"txt/a.txt": BIG, "concept/a.con": ""},
+            "txt/a.txt",
+            "a note of 1,000,001 characters; fedskip reads notes of up to 1,000,000 (split it "
+            "into several notes)",
+        ),
+        (
+            {"d.jsonl": '{"text": "' + BIG + '", "label": "x"}\n'},
+            "d.jsonl:1",
+            "a note of 1,000,027 characters; fedskip reads notes of up to 1,000,000 (split it "
+            "into several notes)",
+        ),
+        (
+            {"NOTEEVENTS.csv": NOTES + f"5,12,102,,,,Radiology,CXR,,,{BIG}\n"},
+            "NOTEEVENTS.csv:7",
+            "a field of more than 1,000,000 characters; fedskip reads notes of up to that many "
+            "(split it into several notes)",
+        ),
+    ],
+    ids=["brat", "i2b2", "jsonl", "mimic"],
+)
+def test_a_note_above_the_size_limit_is_refused_before_tokenizing(
+    write_tree, capsys, files, where, message
+):
+    root = write_tree(files)
+    assert main(["data", "inspect", str(root)]) == 2
+    assert capsys.readouterr().err == f"fedskip: error: {root / where}: {message}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedskip.cli import main
 from fedskip.data.brat import read_brat, sentence_starts, tokenize_words
 from fedskip.data.types import Entity
 from fedskip.errors import DataError
@@ -152,3 +153,36 @@ def test_tokenizer_and_sentence_rule():
         "!",
     ]
     assert sentence_starts(text, tokens) == [11]
+
+
+def test_non_ascii_digit_offset_is_a_malformed_line(write_tree, capsys):
+    root = write_tree({"100.txt": TEXT, "100.ann": "T1\tDrug 0 ²\tAspirin\n"})
+    assert main(["data", "inspect", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {root / '100.ann'}:1: malformed offsets '0 ²'; expected 'START END' "
+        "or 'S1 E1;S2 E2'\n"
+    )
+
+
+def test_entity_inside_a_word_tags_the_word_and_is_named_in_a_warning(write_tree):
+    ann = (
+        "T1\tDrug 1 5\tspir\n"  # inside "Aspirin"
+        "T2\tStrength 8 13\t81 mg\n"
+        "#1\tAnnotatorNotes T1\tx\n"
+        "T3\tFrequency 17 20\tdai\n"  # the start of "daily"
+        "T4\tDosage 32 35;36 37\tINR >\n"
+    )
+    ds = _read(write_tree, ann)
+    assert ds.documents[0].bio_tags()[0] == [
+        "B-Drug",
+        "B-Strength",
+        "I-Strength",
+        "O",
+        "B-Frequency",
+        "O",
+    ]
+    ann_path = ds.documents[0].meta["file"].replace(".txt", ".ann")
+    assert ds.warnings == [
+        f"{ds.source}: 2 entities start or end inside a word and are tagged as the whole word: "
+        f"{ann_path}:1, {ann_path}:4"
+    ]

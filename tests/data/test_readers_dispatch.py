@@ -129,3 +129,14 @@ def test_a_folder_of_corpora_names_the_nested_sites_folder(write_tree):
     with pytest.raises(DataError, match=r"synth/classification: holds site folders itself"):
         read_sites(root)
     assert list(read_sites(root / "ner")) == ["site-1"]
+
+
+def test_empty_notes_are_named_in_a_warning(write_tree):
+    from fedskip.data.readers import read_dataset
+
+    root = write_tree({"a.txt": "Aspirin daily.\n", "a.ann": "", "b.txt": " \n", "b.ann": ""})
+    ds = read_dataset(root)
+    assert ds.warnings == [
+        f"{root}: 1 empty note(s) without a word, nothing to learn or score in them: "
+        f"{root / 'b.txt'}"
+    ]

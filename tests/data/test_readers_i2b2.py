@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedskip.cli import main
 from fedskip.data.i2b2 import read_i2b2
 from fedskip.data.types import Entity
 from fedskip.errors import DataError
@@ -128,3 +129,28 @@ def test_con_without_txt_is_an_error(write_tree):
 def test_bad_concept_lines(write_tree, con, message):
     with pytest.raises(DataError, match=message):
         _read(write_tree, con)
+
+
+def test_concept_type_outside_problem_test_treatment_is_an_error(write_tree, capsys):
+    root = write_tree(
+        {"txt/r1.txt": NOTE, "concept/r1.con": 'c="chest pain" 3:2 3:3||t="problme"\n'}
+    )
+    assert main(["data", "inspect", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {root / 'concept' / 'r1.con'}:1: concept type 'problme' is not one "
+        "of problem, test, treatment\n"
+    )
+
+
+def test_lone_cr_inside_a_line_separates_tokens_and_keeps_line_numbers(write_tree):
+    text = "Admission Date :\n\nHe has\rchest pain and\nshortness of breath .\n"
+    ds = _read(
+        write_tree, 'c="chest pain" 3:2 3:3||t="problem"\nc="breath" 4:2 4:2||t="test"\n', text
+    )
+    doc = ds.documents[0]
+    assert doc.text == NOTE  # the lone \r became a space: offsets unchanged
+    assert doc.entities == [
+        Entity("problem", ((25, 35),), "chest pain"),
+        Entity("test", ((53, 59),), "breath"),
+    ]
+    assert [len(s) for s in doc.sentences] == [3, 5, 4]

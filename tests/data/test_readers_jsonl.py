@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedskip.cli import main
 from fedskip.data.jsonl import read_jsonl
 from fedskip.data.types import ClsDataset, Entity, NerDataset
 from fedskip.errors import DataError
@@ -75,3 +76,12 @@ NER_LINE = '{"tokens": ["ok"], "tags": ["O"]}'
 def test_bad_lines(write_tree, lines, message):
     with pytest.raises(DataError, match=message):
         read_jsonl(write_tree({"d.jsonl": "\n".join(lines) + "\n"}))
+
+
+def test_deeply_nested_json_is_one_line_exit_2(write_tree, capsys):
+    root = write_tree({"d.jsonl": NER_LINE + "\n" + "[" * 100_000 + "]" * 100_000 + "\n"})
+    assert main(["data", "inspect", str(root / "d.jsonl")]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {root / 'd.jsonl'}:2: JSON nested too deeply (a record is one flat "
+        "object)\n"
+    )

@@ -6,6 +6,7 @@ import gzip
 
 import pytest
 
+from fedskip.cli import main
 from fedskip.data.mimic import read_mimic
 from fedskip.data.readers import read_sites
 from fedskip.errors import DataError
@@ -150,3 +151,62 @@ def test_icd9_top_k_is_counted_over_all_sites(write_tree):
     assert sites["site-2"].warnings == [
         f"{root / 'site-2' / 'NOTEEVENTS.csv'}: dropped 1 discharge summar(ies) with none of the top-1 ICD-9 codes"
     ]
+
+
+def _numbered_notes(texts: dict[int, str]) -> str:
+    """49 unquoted rows (as pandas writes them) with the TEXT of some rows replaced."""
+    rows = [
+        f"{i},{10 + i // 40},{100 + i},2151-08-04,,,Discharge summary,Report,,,"
+        f"{texts.get(i, f'Note {i}.')}\n"
+        for i in range(1, 50)
+    ]
+    return HEADER + "".join(rows)
+
+
+def test_unterminated_quote_is_an_error_not_47_notes_merged(write_tree, capsys):
+    # row 2 opens a quote it never closes; row 48's quoted TEXT closes it: a lenient parser
+    # returns 3 notes (rows 2-48 merged into one TEXT), exit 0
+    root = write_tree({"NOTEEVENTS.csv": _numbered_notes({2: '"Note 2.', 48: '"Note ""48"""'})})
+    notes = root / "NOTEEVENTS.csv"
+    assert main(["data", "inspect", str(notes), "--format", "mimic"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"fedskip: error: {notes}:3: a quoted field of this row runs on to line 49, where "
+        "',' expected after '\"': a missing or stray '\"' would merge the rows that follow "
+        "into one note\n"
+    )
+
+
+def test_quote_never_closed_is_an_error(write_tree):
+    root = write_tree({"NOTEEVENTS.csv": _numbered_notes({2: '"Note 2.'})})
+    message = (
+        f"{root / 'NOTEEVENTS.csv'}:3: a quoted field of this row is never closed (it runs to "
+        "the end of the file): a missing or stray '\"' would merge the rows that follow into "
+        "one note"
+    )
+    with pytest.raises(DataError) as err:
+        read_mimic(root)
+    assert str(err.value) == message
+
+
+def test_stray_quote_inside_a_field_is_an_error(write_tree):
+    root = write_tree({"NOTEEVENTS.csv": _numbered_notes({5: '"Note" 5'})})
+    with pytest.raises(DataError) as err:
+        read_mimic(root)
+    assert str(err.value) == (
+        f"{root / 'NOTEEVENTS.csv'}:6: malformed quoting (',' expected after '\"')"
+    )
+
+
+@pytest.mark.parametrize("table", ["NOTEEVENTS.csv", "DIAGNOSES_ICD.csv"])
+def test_non_numeric_hadm_id_is_an_error(write_tree, table):
+    files = {"NOTEEVENTS.csv": NOTES, "DIAGNOSES_ICD.csv": DIAGNOSES}
+    files[table] = files[table].replace(",100,", ",ADM-1,", 1)
+    root = write_tree(files)
+    with pytest.raises(DataError) as err:
+        read_mimic(root, label="icd9")
+    assert str(err.value) == (
+        f"{root / table}:2: HADM_ID 'ADM-1' is not a whole number (MIMIC-III ids are "
+        "integers; leave it empty when there is none)"
+    )

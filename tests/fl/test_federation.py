@@ -184,3 +184,38 @@ def test_clients_that_cannot_start_stop_the_run_with_one_line(
 
     with pytest.raises(ClientsUnavailable, match="only 0 of 3 SuperNodes answered"):
         run_local(make_cfg(rounds=1), tamper=fail_everything)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulation", [True, False], ids=["simulation", "deployment"])
+def test_a_user_error_at_a_client_ends_the_run_with_one_line(
+    make_cfg: Callable[..., Config],
+    run_local: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    simulation: bool,
+) -> None:
+    """A FedskipError in a client's work (here: training finds no notes) ends the run with
+    that error — one line, exit 2 at the CLI — instead of failed rounds and tracebacks. Only
+    in a simulation (one person, one machine) does the message itself travel."""
+    import fedskip.fl.client_app as client_app
+    from fedskip.errors import DataError
+    from fedskip.fl.rounds import ClientUserError
+    from fedskip.fl.simulation import WORKER_LOG_ENV
+
+    def no_notes(runtime: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        raise DataError(f"client {data.client_id} ({data.name}) has no training notes")
+
+    monkeypatch.setattr(client_app, "train_round", no_notes)
+    if simulation:
+        monkeypatch.setenv(WORKER_LOG_ENV, "run.log")
+    else:
+        monkeypatch.delenv(WORKER_LOG_ENV, raising=False)
+    with pytest.raises(ClientUserError) as info:
+        run_local(make_cfg(rounds=1))
+    first = str(info.value).split(" (raised by client ")[-1][0]  # the first reply to arrive
+    detail = (
+        f"client {first} (site-{first}) has no training notes"
+        if simulation
+        else "DataError, see the site's log"
+    )
+    assert str(info.value) == f"{detail} (raised by client {first} during training)"

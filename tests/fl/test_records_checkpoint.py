@@ -60,6 +60,48 @@ def test_missing_checkpoint_is_a_user_error(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_round(path: Path) -> None:
+    path.write_text(path.read_text().replace('"round": 2,', ""))
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "reason"),
+    [
+        (_truncate, "global.npz", "missing, or not a .npz archive"),
+        (lambda p: p.write_text("garbage"), "global.npz", "missing, or not a .npz archive"),
+        (lambda p: p.unlink(), "global.npz", "missing, or not a .npz archive"),
+        (_truncate, "best.npz", "missing, or not a .npz archive"),
+        (_drop_round, "state.json", "'round' is None, not a round >= 1"),
+        (lambda p: p.write_text("[1]"), "state.json", "not a JSON object"),
+        (lambda p: p.write_bytes(b"\xff{"), "state.json", None),
+    ],
+    ids=[
+        "truncated-npz",
+        "garbage-npz",
+        "missing-npz",
+        "truncated-best",
+        "no-round",
+        "list",
+        "binary",
+    ],
+)
+def test_damaged_checkpoint_is_a_user_error(tmp_path: Path, damage, file: str, reason) -> None:
+    state = {"w": np.arange(4096, dtype=np.float32)}
+    save_checkpoint(tmp_path, Checkpoint(2, state, best_state=state))
+    path = tmp_path / "checkpoint" / file
+    damage(path)
+    with pytest.raises(ConfigError) as info:
+        load_checkpoint(tmp_path)
+    if reason is None:  # the decoder's own words
+        assert str(info.value).startswith(f"{path}: unreadable checkpoint (")
+    else:
+        assert str(info.value) == f"{path}: unreadable checkpoint ({reason})"
+
+
 def test_rng_states_are_restored() -> None:
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     saved = capture_rng()
@@ -122,3 +164,25 @@ def test_remove_checkpoint_clears_every_stage(tmp_path: Path) -> None:
     (tmp_path / "checkpoint.new").mkdir()
     remove_checkpoint(tmp_path)
     assert find_checkpoint(tmp_path) is None and list(tmp_path.iterdir()) == []
+
+
+def test_resume_refuses_a_torn_row_that_the_checkpoint_covers(tmp_path: Path) -> None:
+    from fedskip.fl.records import truncate_metrics
+    from fedskip.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    for rnd in (1, 2, 3):
+        run.append_metrics(MetricsRow(round=rnd, train_loss=1.0 / rnd))
+    text = run.metrics_path.read_text()
+    run.metrics_path.write_text(text[: len(text) - 20])  # round 3's line torn
+    with pytest.raises(ConfigError) as info:
+        truncate_metrics(run, 3)  # the checkpoint is after round 3
+    assert str(info.value) == (
+        f"{run.metrics_path}:3: the row of round 3 is torn or missing, but the checkpoint is "
+        "after round 3: resuming would leave a gap in the record; restore the row, or run "
+        "again without --resume"
+    )
+    rows = truncate_metrics(run, 2)  # covered by a checkpoint after round 2: the torn line goes
+    assert [r.round for r in rows] == [1, 2]
+    assert [r.round for r in run.read_metrics()] == [1, 2]
+    assert run.metrics_path.read_text().count("\n") == 2

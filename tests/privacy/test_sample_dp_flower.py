@@ -210,3 +210,18 @@ def test_summary_warns_of_clients_whose_steps_sample_half_their_units() -> None:
         "0.67): sampling amplifies almost nothing there and the noise swamps the few units a "
         "step averages; use a smaller batch-size × grad-accum or more units per site"
     )
+
+
+@pytest.mark.parametrize("dp", ["sample", "client"])
+def test_unnoised_dp_reports_infinite_epsilon_not_none(dp: str) -> None:
+    """Clients cannot send ε = ∞ (only finite numbers travel): the server fills it in."""
+    import math
+
+    from fedskip.fl.dp import privacy_summary, unnoised
+
+    cfg = Config.from_mapping({"dp": dp, "noise-multiplier": 0})
+    assert unnoised(cfg)
+    assert privacy_summary(cfg, [{"epsilon": None}], None)["epsilon"] == math.inf
+    planned = Config.from_mapping({"dp": dp, "noise-multiplier": 0, "target-epsilon": 4})
+    assert not unnoised(planned)
+    assert privacy_summary(planned, [], None)["epsilon"] is None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fedskip.config import DATA_FORMATS, DEVICES, LABELS
 from fedskip.data.types import ClsDataset, Dataset, NerDataset
-from fedskip.errors import DataError
+from fedskip.errors import DataError, print_warning
 
 if TYPE_CHECKING:
     from fedskip.rundir import Exported
@@ -59,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
     )
+    if metrics["task"] == "ner" and not any(
+        row.get("support") for row in metrics.get("per_type", {}).values()
+    ):
+        print_warning(
+            f"{args.data}: no entity to score (every note is empty or unannotated): the F1 of "
+            f"{metrics.get('f1', 0.0):.4f} measures nothing"
+        )
     if args.json:
         from fedskip.rundir import to_jsonable
 
@@ -82,7 +89,7 @@ def evaluate_export(
 
     ICD-9 data is scored on the model's codes: other codes are ignored and notes with none of
     the model's codes are left out (counted in ``dropped_documents``)."""
-    from fedskip.data.readers import read_sites
+    from fedskip.data.readers import log_warnings, read_sites
     from fedskip.pipeline import ALL_CODES, collator, encode_docs
     from fedskip.rundir import load_export
     from fedskip.train.engine import evaluate
@@ -98,6 +105,7 @@ def evaluate_export(
         extra["dropped_documents"] = _keep_codes(sites, exported.label_list, str(data))
     else:
         sites = read_sites(data, data_format, label=label)
+    log_warnings(sites)
     docs = [d for ds in sites.values() for d in ds.documents]
     check_labels(exported, list(sites.values()), str(data))
     encoded = encode_docs(

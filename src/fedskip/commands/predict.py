@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         text = args.text
     if not text.strip():
         raise DataError(f"{args.file or '--text'}: the input text is empty")
+    from fedskip.data.io import check_note_size
+
+    check_note_size(len(text), args.file or "--text")
     exported = load_export(args.model, device=args.device)
     result = predict_text(exported, text, batch_size=max(args.batch_size, 1))
     if args.json:

@@ -4,6 +4,9 @@ Only ``T`` (text-bound) lines are read; ``R``, ``E``, ``A``, ``M``, ``N``, ``*``
 (AnnotatorNotes) lines are ignored. ``T3<TAB>Dosage 80 84;89 95<TAB>80 mg`` is an entity of
 type ``Dosage`` with two fragments (character offsets, end exclusive); its text is the
 fragments joined by one space, as brat writes it, and is checked against the ``.txt``.
+Offsets are ASCII digits. BIO tags label whole words, so an entity that starts or ends inside a
+word (``spir`` in ``Aspirin``) tags that whole word; such entities are counted in a dataset
+warning that names their ``file:line``.
 
 This module also holds the document assembly shared by the span-based readers (brat, i2b2):
 word tokenization, simple deterministic sentence splitting, and overlap resolution — two
@@ -16,16 +19,18 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedskip.data.io import normalize_newlines, read_utf8
+from fedskip.data.io import check_note_size, normalize_newlines, read_utf8
 from fedskip.data.patients import assign_patients
 from fedskip.data.types import Entity, NerDataset, NerDocument, Span, Token
 from fedskip.errors import DataError
 
 WORD_RE = re.compile(r"\w+|[^\w\s]")
 SENTENCE_END = frozenset(".!?")
+WIDENED_SHOWN = 3
+"""How many ``file:line`` of entities widened to whole words the dataset warning names."""
 
 
 @dataclass
@@ -36,6 +41,8 @@ class Assembly:
     dropped_overlaps: int = 0
     duplicates: int = 0
     untokenized: int = 0
+    widened: list[str] = field(default_factory=list)
+    """Where (``file:line``) an entity starts or ends inside a word and so tags the whole word."""
 
 
 def tokenize_words(text: str) -> list[Token]:
@@ -133,6 +140,13 @@ def summarize(dataset: NerDataset, assemblies: list[Assembly], what: str) -> Non
     untokenized = sum(a.untokenized for a in assemblies)
     if untokenized:
         dataset.warnings.append(f"{dataset.source}: skipped {untokenized} {what} covering no word")
+    widened = [where for a in assemblies for where in a.widened]
+    if widened:
+        more = f" and {len(widened) - WIDENED_SHOWN} more" if len(widened) > WIDENED_SHOWN else ""
+        dataset.warnings.append(
+            f"{dataset.source}: {len(widened)} {what} start or end inside a word and are tagged "
+            f"as the whole word: {', '.join(widened[:WIDENED_SHOWN])}{more}"
+        )
 
 
 def read_paired(
@@ -191,24 +205,44 @@ def read_brat(path: str | Path) -> NerDataset:
 def read_brat_document(txt: Path, ann: Path | None) -> Assembly:
     """One brat document; ``ann=None`` gives a document without entities."""
     raw = read_utf8(txt, keep_cr=True)
-    entities = parse_ann(ann, raw, txt) if ann is not None else []
+    check_note_size(len(raw), str(txt))
+    located = parse_ann(ann, raw, txt) if ann is not None else []
     text, new_offset = normalize_newlines(raw)
     rebased = [
         Entity(e.type, spans, " ".join(text[s:e] for s, e in spans))
-        for e in entities
+        for _, e in located
         for spans in [tuple((new_offset(s), new_offset(e)) for s, e in e.spans)]
     ]
     tokens = tokenize_words(text)
-    return assemble_document(txt.stem, text, tokens, sentence_starts(text, tokens), rebased)
+    assembly = assemble_document(txt.stem, text, tokens, sentence_starts(text, tokens), rebased)
+    starts = [t.start for t in tokens]
+    assembly.widened = [
+        where
+        for (where, _), entity in zip(located, rebased)
+        if _inside_a_word(tokens, starts, entity.spans)
+    ]
+    return assembly
 
 
-def parse_ann(ann: Path, text: str, txt: Path) -> list[Entity]:
-    """The ``T`` entities of an ``.ann`` file, each checked against ``text`` (offsets into it)."""
+def _inside_a_word(tokens: list[Token], starts: list[int], spans: tuple[Span, ...]) -> bool:
+    """Whether a span starts or ends strictly inside a token (``starts``: the tokens' starts)."""
+    for s, e in spans:
+        for offset in (s, e):
+            i = bisect.bisect_right(starts, offset) - 1
+            if i >= 0 and tokens[i].start < offset < tokens[i].end:
+                return True
+    return False
+
+
+def parse_ann(ann: Path, text: str, txt: Path) -> list[tuple[str, Entity]]:
+    """The ``T`` entities of an ``.ann`` file with where each is (``file:line``), each checked
+    against ``text`` (offsets into it)."""
     entities = []
     for number, line in enumerate(read_utf8(ann).split("\n"), start=1):
         if not line.startswith("T"):
             continue  # relations, events, attributes, normalizations, notes, blank lines
-        entities.append(_parse_t_line(line, f"{ann}:{number}", text, txt))
+        where = f"{ann}:{number}"
+        entities.append((where, _parse_t_line(line, where, text, txt)))
     return entities
 
 
@@ -222,7 +256,7 @@ def _parse_t_line(line: str, where: str, text: str, txt: Path) -> Entity:
     spans: list[Span] = []
     for fragment in offsets.split(";"):
         pieces = fragment.split()
-        if len(pieces) != 2 or not all(p.isdigit() for p in pieces):
+        if len(pieces) != 2 or not all(p.isascii() and p.isdigit() for p in pieces):
             raise DataError(
                 f"{where}: malformed offsets {offsets!r}; expected 'START END' or 'S1 E1;S2 E2'"
             )

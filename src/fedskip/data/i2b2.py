@@ -3,7 +3,9 @@
 A ``.con`` line reads ``c="chest pain" 4:17 4:18||t="problem"``: the concept text
 (lower-cased), then ``LINE:TOKEN`` of the first and last token — lines 1-based (blank lines
 count), tokens 0-based whitespace-separated words on that line, end inclusive. The text is
-checked against the referenced tokens (case-insensitive). ``.ast`` and ``.rel`` files are ignored.
+checked against the referenced tokens (case-insensitive); the type must be one of
+:data:`CONCEPT_TYPES`. ``.ast`` and ``.rel`` files are ignored. Lines end at ``\\n`` (or
+``\\r\\n``); a lone ``\\r`` inside a line counts as a space between tokens.
 
 Sentences are lines (the i2b2 text has one sentence per line; blank lines give none), tokens
 are whitespace tokens with character offsets. A concept that spans lines keeps one fragment
@@ -16,13 +18,15 @@ import re
 from pathlib import Path
 
 from fedskip.data.brat import Assembly, assemble_document, read_paired
-from fedskip.data.io import read_utf8
+from fedskip.data.io import check_note_size, read_utf8
 from fedskip.data.types import Entity, NerDataset, Span, Token
 from fedskip.errors import DataError
 
 CON_RE = re.compile(
     r'^c="(?P<text>.*)" (?P<l1>\d+):(?P<t1>\d+) (?P<l2>\d+):(?P<t2>\d+)\|\|t="(?P<type>[^"]+)"$'
 )
+CONCEPT_TYPES = ("problem", "test", "treatment")
+"""The i2b2 2010 concept types; any other type is a typo, not a new label."""
 TEXT_DIRS = ("txt",)
 CONCEPT_DIRS = ("concept", "concepts")
 
@@ -56,7 +60,10 @@ def read_i2b2(path: str | Path) -> NerDataset:
 
 def read_i2b2_document(txt: Path, con: Path | None) -> Assembly:
     """One note; ``con=None`` gives a document without concepts."""
-    text = read_utf8(txt)
+    # lines end at \n (or \r\n) only: a lone \r inside a line is whitespace between tokens;
+    # read as a line break it would shift every later L:T of the .con file
+    text = read_utf8(txt, keep_cr=True).replace("\r\n", "\n").replace("\r", " ")
+    check_note_size(len(text), str(txt))
     lines: list[list[Token]] = []
     offset = 0
     for line in text.split("\n"):
@@ -92,6 +99,10 @@ def _parse_con_line(line: str, where: str, text: str, lines: list[list[Token]]) 
     if m is None:
         raise DataError(
             f'{where}: malformed concept line {line[:60]!r}; expected c="text" L:T L:T||t="type"'
+        )
+    if m["type"] not in CONCEPT_TYPES:
+        raise DataError(
+            f"{where}: concept type {m['type'][:30]!r} is not one of {', '.join(CONCEPT_TYPES)}"
         )
     first = (int(m["l1"]), int(m["t1"]))
     last = (int(m["l2"]), int(m["t2"]))

@@ -18,6 +18,11 @@ from pathlib import Path
 from fedskip.errors import DataError
 
 BOM = "\ufeff"
+MAX_NOTE_CHARS = 1_000_000
+"""The longest note fedskip reads, in characters (about 20 times the longest MIMIC-III note).
+A longer one is refused before it is tokenized: a 50 MB one-line "note" (a file saved without
+line breaks, a database dump) would take minutes and several GB to split into words and
+subwords, and is not a note."""
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -83,6 +88,16 @@ def normalize_newlines(text: str) -> tuple[str, Callable[[int], int]]:
         return offset - bisect.bisect_left(removed, offset)
 
     return new_text, mapping
+
+
+def check_note_size(length: int, where: str) -> None:
+    """:class:`DataError` naming ``where`` when a note of ``length`` characters is longer than
+    :data:`MAX_NOTE_CHARS`."""
+    if length > MAX_NOTE_CHARS:
+        raise DataError(
+            f"{where}: a note of {length:,} characters; fedskip reads notes of up to "
+            f"{MAX_NOTE_CHARS:,} (split it into several notes)"
+        )
 
 
 def _identity(offset: int) -> int:

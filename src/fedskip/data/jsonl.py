@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.data.conll import build_tagged_document, check_tag, list_files
-from fedskip.data.io import read_utf8
+from fedskip.data.io import check_note_size, read_utf8
 from fedskip.data.types import ClsDataset, ClsDocument, NerDataset, NerDocument
 from fedskip.errors import DataError
 
@@ -33,6 +33,7 @@ def read_jsonl(path: str | Path) -> NerDataset | ClsDataset:
             if not line.strip():
                 continue
             where = f"{file}:{number}"
+            check_note_size(len(line), where)
             record = _load(line, where)
             if "tokens" in record:
                 if cls:
@@ -66,6 +67,8 @@ def _load(line: str, where: str) -> dict[str, Any]:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # e.g. [[[[...]]]] thousands deep: no record of ours nests so
+        raise DataError(f"{where}: JSON nested too deeply (a record is one flat object)") from None
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     return record

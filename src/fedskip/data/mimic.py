@@ -1,8 +1,10 @@
 """MIMIC-III v1.4 note classification reader: ``NOTEEVENTS.csv`` (+ ``DIAGNOSES_ICD.csv``).
 
 The CSV is streamed row by row (the real file is about 4 GB); multi-line quoted ``TEXT`` is
-handled by the :mod:`csv` module and ``\\r\\n`` inside it becomes ``\\n``. Rows with
-``ISERROR=1`` are dropped. Column names match case-insensitively. ``.csv.gz`` works too.
+handled by the :mod:`csv` module and ``\\r\\n`` inside it becomes ``\\n``. Quoting is parsed
+strictly, so one missing or stray ``"`` is an error naming its line, not notes merged silently.
+``HADM_ID`` must be a whole number or empty. Rows with ``ISERROR=1`` are dropped. Column names
+match case-insensitively. ``.csv.gz`` works too.
 
 Patients: ``SUBJECT_ID`` (optional column) is each note's ``patient_id``, the DP-SGD privacy unit
 of ``dp-unit=patient``.
@@ -22,13 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import sys
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedskip.data.io import iter_utf8_lines
+from fedskip.data.io import MAX_NOTE_CHARS, iter_utf8_lines
 from fedskip.data.types import ClsDataset, ClsDocument
 from fedskip.errors import DataError
 
@@ -48,6 +50,9 @@ NOTE_COLUMNS = (
 NOTE_REQUIRED = ("ROW_ID", "HADM_ID", "CATEGORY", "ISERROR", "TEXT")
 DIAGNOSES_REQUIRED = ("HADM_ID", "ICD9_CODE")
 META_COLUMNS = ("SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY", "DESCRIPTION")
+ID_COLUMNS = ("HADM_ID",)
+"""Columns whose values must be whole numbers: notes are joined on HADM_ID to their codes."""
+WHOLE_NUMBER = re.compile(r"[0-9]+(?:\.0)?")
 DISCHARGE = "discharge summary"
 LABEL_KINDS = ("category", "icd9")
 
@@ -86,9 +91,11 @@ def notes_path(path: Path) -> Path:
 
 @contextlib.contextmanager
 def _large_fields() -> Iterator[None]:
-    """Lift :mod:`csv`'s 128 KiB field limit for the duration (some notes are longer)."""
+    """Set :mod:`csv`'s field limit (128 KiB; some notes are longer) to
+    :data:`~fedskip.data.io.MAX_NOTE_CHARS` for the duration: a longer field stops the parser
+    (a :class:`DataError`) before it is held in memory."""
     old = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    csv.field_size_limit(MAX_NOTE_CHARS)
     try:
         yield
     finally:
@@ -96,15 +103,22 @@ def _large_fields() -> Iterator[None]:
 
 
 def iter_csv_rows(
-    path: Path, columns: tuple[str, ...], required: tuple[str, ...]
+    path: Path,
+    columns: tuple[str, ...],
+    required: tuple[str, ...],
+    integers: tuple[str, ...] = ID_COLUMNS,
 ) -> Iterator[dict[str, str]]:
     """Stream rows as ``{COLUMN: value}`` for those of ``columns`` present in the header.
+    A value of an ``integers`` column must be empty or a whole number (``123`` or ``123.0``).
 
-    A header without every ``required`` column, or a row with the wrong number of fields,
-    raises :class:`DataError` naming the file (and line).
+    A header without every ``required`` column, a row with the wrong number of fields, or a
+    quote that is never closed properly raises :class:`DataError` naming the file (and line).
+    Quoting is parsed strictly: a lenient parser lets one missing ``"`` swallow every row up to
+    the next quote into one ``TEXT`` (notes lost, patients merged) without changing the field
+    count.
     """
     with _large_fields():
-        reader = csv.reader(iter_utf8_lines(path))
+        reader = csv.reader(iter_utf8_lines(path), strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -123,13 +137,40 @@ def iter_csv_rows(
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise DataError(f"{path}:{line + 1}: {exc}") from None
+                raise _quote_error(path, line + 1, reader.line_num, exc) from None
             start, line = line + 1, reader.line_num
             if not row:
                 continue
             if len(row) != len(header):
                 raise DataError(f"{path}:{start}: expected {len(header)} fields, found {len(row)}")
-            yield {c: row[i] for c, i in wanted}
+            values = {c: row[i] for c, i in wanted}
+            for column in integers:
+                value = values.get(column, "").strip()
+                if value and not WHOLE_NUMBER.fullmatch(value):
+                    raise DataError(
+                        f"{path}:{start}: {column} {value[:30]!r} is not a whole number "
+                        "(MIMIC-III ids are integers; leave it empty when there is none)"
+                    )
+            yield values
+
+
+def _quote_error(path: Path, start: int, stop: int, exc: csv.Error) -> DataError:
+    """The one-line error for a row (from line ``start``) whose quoting breaks at line ``stop``."""
+    if "field larger than field limit" in str(exc):
+        return DataError(
+            f"{path}:{start}: a field of more than {MAX_NOTE_CHARS:,} characters; fedskip reads "
+            "notes of up to that many (split it into several notes)"
+        )
+    if "unexpected end of data" in str(exc):
+        where = "is never closed (it runs to the end of the file)"
+    elif stop > start:
+        where = f"runs on to line {stop}, where {exc}"
+    else:
+        return DataError(f"{path}:{start}: malformed quoting ({exc})")
+    return DataError(
+        f"{path}:{start}: a quoted field of this row {where}: a missing or stray '\"' "
+        "would merge the rows that follow into one note"
+    )
 
 
 def _norm_id(value: str) -> str:

@@ -7,11 +7,14 @@ writes) as one dataset per site, or ``path`` as a single site.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fedskip.config import DATA_FORMATS, LABELS
-from fedskip.data.types import ClsDataset, Dataset
+from fedskip.data.types import ClsDataset, Dataset, NerDocument
 from fedskip.errors import DataError
+
+log = logging.getLogger(__name__)
 
 DATA_SUFFIXES = (".txt", ".ann", ".con", ".conll", ".bio", ".jsonl", ".csv", ".gz")
 
@@ -71,7 +74,28 @@ def read_dataset(
     dataset = _read(p, fmt, label, icd9_top_k)
     if not dataset.documents:
         raise DataError(f"{p}: empty dataset (no documents, format {fmt})")
+    _warn_empty_notes(dataset)
     return dataset
+
+
+EMPTY_SHOWN = 3
+"""How many empty notes the dataset warning names."""
+
+
+def _warn_empty_notes(dataset: Dataset) -> None:
+    """A warning naming the notes without a word: nothing to learn from or score in them (an
+    evaluation of empty notes alone reports F1 0, which measures nothing)."""
+    empty = [
+        d.meta.get("file", d.doc_id)
+        for d in dataset.documents
+        if not d.text.strip() or (isinstance(d, NerDocument) and not any(d.sentences))
+    ]
+    if empty:
+        more = f" and {len(empty) - EMPTY_SHOWN} more" if len(empty) > EMPTY_SHOWN else ""
+        dataset.warnings.append(
+            f"{dataset.source}: {len(empty)} empty note(s) without a word, nothing to learn or "
+            f"score in them: {', '.join(empty[:EMPTY_SHOWN])}{more}"
+        )
 
 
 def _read(path: Path, fmt: str, label: str, top_k: int | None) -> Dataset:
@@ -165,3 +189,12 @@ def _tag(dataset: Dataset, site: str) -> Dataset:
     for doc in dataset.documents:
         doc.site = site
     return dataset
+
+
+def log_warnings(sites: dict[str, Dataset]) -> None:
+    """Log every site's reader warnings (dropped notes, entities widened to whole words...) at
+    WARNING on ``fedskip.data.readers``: the commands that train or evaluate show them on the
+    console, ``data inspect`` prints them itself."""
+    for dataset in sites.values():
+        for warning in dataset.warnings:
+            log.warning("%s", warning)

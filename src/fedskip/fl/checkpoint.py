@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -141,12 +142,12 @@ def load_checkpoint(out: str | Path) -> Checkpoint:
         raise ConfigError(f"{Path(out) / DIR}: no checkpoint to resume from")
     try:
         meta = json.loads((folder / "state.json").read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise ConfigError(f"{folder / 'state.json'}: unreadable checkpoint ({exc})") from None
+    _check_meta(meta, folder / "state.json")
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{folder}: checkpoint format {meta.get('format')} is not {FORMAT}")
-    with np.load(folder / "global.npz", allow_pickle=False) as data:
-        global_state = {k: data[k] for k in data.files}
+    global_state = _load_arrays(folder / "global.npz")
     strategy = dict(meta.get("strategy", {}))
     if (folder / "optimizer.npz").is_file():
         with np.load(folder / "optimizer.npz", allow_pickle=False) as data:
@@ -155,8 +156,7 @@ def load_checkpoint(out: str | Path) -> Checkpoint:
                 strategy.setdefault(group, {})[key] = data[name]
     best: dict[str, np.ndarray] = {}
     if (folder / "best.npz").is_file():
-        with np.load(folder / "best.npz", allow_pickle=False) as data:
-            best = {k: data[k] for k in data.files}
+        best = _load_arrays(folder / "best.npz")
     return Checkpoint(
         round=int(meta["round"]),
         global_state=global_state,
@@ -168,3 +168,23 @@ def load_checkpoint(out: str | Path) -> Checkpoint:
         validation=meta.get("validation", {}),
         best_state=best,
     )
+
+
+def _check_meta(meta: Any, path: Path) -> None:
+    """A ``state.json`` must be an object with the round it was written after."""
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: unreadable checkpoint (not a JSON object)")
+    value = meta.get("round")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{path}: unreadable checkpoint ('round' is {value!r}, not a round >= 1)")
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a checkpoint ``.npz``; a missing or damaged file is a user error."""
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle
+        raise ConfigError(f"{path}: unreadable checkpoint (missing, or not a .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{path}: unreadable checkpoint ({exc})") from None

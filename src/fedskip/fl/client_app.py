@@ -6,12 +6,15 @@ builds the same app with a resolved run config for ``fedskip run`` (see
 
 Only tensors of the model and numbers leave a client. When the work fails, the error reply
 names the exception type and the stage only: the message of the exception — which could quote
-a malformed line of a local file — stays in the client's own log.
+a malformed line of a local file — stays in the client's own log. A user error
+(:class:`~fedskip.errors.FedskipError`) is marked as one, so the server ends the run with one
+line (exit 2); in a simulation its message travels too (the same person's ``run.log`` holds it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +22,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedskip.config import Config, Scalar
+from fedskip.errors import FedskipError
 from fedskip.fl import wire_compression
 from fedskip.fl.client import (
     ClientResult,
@@ -44,8 +48,9 @@ from fedskip.fl.messages import (
     to_metric_record,
 )
 from fedskip.fl.personal import site_state
+from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.secagg import secagg_dispatch_mod
-from fedskip.fl.simulation import attach_worker_log
+from fedskip.fl.simulation import WORKER_LOG_ENV, attach_worker_log
 from fedskip.fl.validation import NUM_EXAMPLES
 
 log = logging.getLogger(__name__)
@@ -77,11 +82,23 @@ def _guarded(stage: str, fn: Handler) -> Handler:
     def handler(message: Message, context: Context) -> Message:
         try:
             return fn(message, context)
+        except FedskipError as exc:  # the server ends the run with it: one line, exit 2
+            log.exception("fedskip client %s failed on node %s", stage, context.node_id)
+            raise ClientWorkFailed(_user_error(stage, exc)) from None
         except Exception as exc:
             log.exception("fedskip client %s failed on node %s", stage, context.node_id)
             raise ClientWorkFailed(f"{type(exc).__name__} during {stage}") from None
 
     return handler
+
+
+def _user_error(stage: str, exc: FedskipError) -> str:
+    """The reply's reason for a user error. In a simulation the server runs for the same person
+    on the same machine, whose ``run.log`` holds the message anyway, so the message travels;
+    elsewhere it stays in the site's log (it may quote a line of a local file)."""
+    if os.environ.get(WORKER_LOG_ENV):
+        return f"{CLIENT_USER_ERROR}{stage}: {exc}"
+    return f"{CLIENT_USER_ERROR}{stage}: {type(exc).__name__}, see the site's log"
 
 
 def train(message: Message, context: Context) -> Message:

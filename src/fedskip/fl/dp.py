@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,7 @@ __all__ = [
     "dpsgd_metrics",
     "known_dp_steps",
     "privacy_summary",
+    "unnoised",
     "save_dpsgd",
     "with_max_epsilon",
 ]
@@ -82,6 +84,13 @@ def add_privacy(
     return strategy
 
 
+def unnoised(cfg: Any) -> bool:
+    """Whether ``cfg`` trains with DP but without noise (``noise-multiplier=0``, no
+    ``target-epsilon``): ε is infinite. Clients cannot say so themselves — only finite numbers
+    travel in a reply's metrics — so the server fills in ``math.inf``."""
+    return bool(cfg.dp != "none" and cfg.target_epsilon <= 0 and cfg.noise_multiplier == 0)
+
+
 def privacy_summary(
     cfg: Any, rows: list[dict[str, Any]], strategy: Any = None, *, stopped: str = ""
 ) -> dict[str, Any]:
@@ -99,6 +108,8 @@ def privacy_summary(
         out.update(epsilon=None, delta=None, accountant=None, privacy_unit=None)
     else:
         eps = next((r[EPSILON] for r in reversed(rows) if r.get(EPSILON) is not None), None)
+        if eps is None and unnoised(cfg):
+            eps = math.inf
         out.update(epsilon=eps, delta=cfg.delta, accountant="rdp")
     ledger = getattr(strategy, "dp_ledger", None)
     if cfg.dp == "sample":

@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedskip.config import Config
+from fedskip.errors import ConfigError
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.validation import NUM_EXAMPLES
-from fedskip.rundir import RunDir
+from fedskip.rundir import RunDir, to_jsonable
 from fedskip.runs.schema import MetricsRow, RunSummary
 
 PERSONAL = "personal-"  # fedskip.fl.messages.PERSONAL_PREFIX (messages imports flwr)
@@ -181,10 +182,21 @@ def personal_summary(rows: Sequence[MetricsRow], mode: str) -> dict[str, Any]:
 
 
 def truncate_metrics(rundir: RunDir, last_round: int) -> list[MetricsRow]:
-    """Keep the ``metrics.jsonl`` rows up to ``last_round`` (a resumed run rewrites the rest)."""
+    """Keep the ``metrics.jsonl`` rows up to ``last_round`` (a resumed run rewrites the rest);
+    a torn last line goes too. A round up to ``last_round`` without its row (a torn line the
+    checkpoint covers) is a :class:`ConfigError`: resuming would leave a gap in the record."""
     rows = [r for r in rundir.read_metrics() if r.step <= last_round]
     path = rundir.metrics_path
+    have = {r.step for r in rows}
+    missing = [n for n in range(1, last_round + 1) if n not in have]
+    if missing:
+        line = sum(1 for r in rows if r.step < missing[0]) + 1
+        raise ConfigError(
+            f"{path}:{line}: the row of round {missing[0]} is torn or missing, but the checkpoint "
+            f"is after round {last_round}: resuming would leave a gap in the record; restore "
+            "the row, or run again without --resume"
+        )
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in rows), "utf-8")
+    tmp.write_text("".join(json.dumps(to_jsonable(r.to_json())) + "\n" for r in rows), "utf-8")
     os.replace(tmp, path)
     return rows

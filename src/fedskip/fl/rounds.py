@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -62,6 +63,28 @@ class RoundRecord:
 
 class ClientsUnavailable(FedskipError):
     """Fewer SuperNodes connected (or able to load their data) than the run needs."""
+
+
+CLIENT_USER_ERROR = "fedskip user error during "
+"""Starts what a client's failed reply says when its work raised a
+:class:`~fedskip.errors.FedskipError` (bad data or settings at the site, e.g. a site without a
+test split): ``fedskip user error during STAGE: MESSAGE``. The server ends the run with it
+(:func:`raise_client_user_error`) — one line and exit 2, not a failed round per client."""
+_USER_ERROR_RE = re.compile(re.escape(CLIENT_USER_ERROR) + r"(?P<stage>[^:]+): (?P<message>.*)")
+
+
+class ClientUserError(FedskipError):
+    """A client's work failed on a user error; the run cannot go on until the user fixes it."""
+
+
+def raise_client_user_error(client: int, reason: str) -> None:
+    """Raise :class:`ClientUserError` when a client's error ``reason`` (as Flower delivers it,
+    wrapped in the exception's repr) is a user error; otherwise return."""
+    found = _USER_ERROR_RE.search(reason)
+    if found is None:
+        return
+    message = found["message"].strip().removesuffix("'>").rstrip()
+    raise ClientUserError(f"{message} (raised by client {client} during {found['stage']})")
 
 
 def sample_clients(

@@ -12,6 +12,7 @@ with the final and best metric, the bytes exchanged and the reduction versus ful
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from fedskip.fl.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from fedskip.fl.dp import privacy_summary
+from fedskip.fl.dp import privacy_summary, unnoised
 from fedskip.fl.optimizers import build_strategy
 from fedskip.fl.planning import LayerPlanner
 from fedskip.fl.progress import RoundReporter, human_bytes
@@ -155,6 +156,8 @@ class ServerRun:
             personal=personal,
         )
         row.val = self.last_val
+        if row.epsilon is None and unnoised(self.cfg):  # [privacy] ε = ∞ never travels
+            row.epsilon = math.inf
         if self.choice is not None and self.choice.observe(server_round, row.val, row.scores):
             self.best_state = messages.to_numpy(arrays)
         self.last_eval, self.last_sites, self.last_val = {}, {}, {}

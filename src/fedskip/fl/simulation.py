@@ -9,23 +9,28 @@ the server waits.
 
 Flower's, fedskip's and the workers' logs and Python warnings go to ``OUT/run.log``; the console
 shows fedskip's own lines only (Ray does not forward worker output to the driver: that is where
-lines such as "Manually terminating ClientAppActor" came from).
+lines such as "Manually terminating ClientAppActor" came from). The privacy warnings a client
+raises in its worker (e.g. DP-SGD's) are relayed from ``run.log`` to the console, each distinct
+one once (:class:`WorkerWarnings`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config
-from fedskip.errors import ConfigError
+from fedskip.errors import ConfigError, print_warning
 from fedskip.fl import stop
 from fedskip.fl.client import THREADS_ENV
+from fedskip.fl.rounds import CLIENT_USER_ERROR
 
 LOG_FILE = "run.log"
 WORKER_LOG_ENV = "FEDSKIP_RUN_LOG"
@@ -103,22 +108,76 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
     loggers[2].propagate = False  # warnings: run.log only, not Python's last-resort stderr
     logging.captureWarnings(True)
     level, dropper, stopping = console_handler.level, _DropDeprecation(), _DropWhileStopping()
+    user_errors = _DropClientUserErrors()
     console_handler.setLevel(logging.ERROR if quiet else logging.WARNING)
     console_handler.addFilter(dropper)
     console_handler.addFilter(stopping)
+    console_handler.addFilter(user_errors)
+    relay = WorkerWarnings(path)
     try:
-        with _environ(WORKER_LOG_ENV, str(path.resolve())):
+        with _environ(WORKER_LOG_ENV, str(path.resolve())), relay:
             yield path
     finally:
         logging.captureWarnings(False)
         console_handler.setLevel(level)
         console_handler.removeFilter(dropper)
         console_handler.removeFilter(stopping)
+        console_handler.removeFilter(user_errors)
         for logger, (logger_level, propagate) in zip(loggers, saved):
             logger.removeHandler(handler)
             logger.setLevel(logger_level)
             logger.propagate = propagate
         handler.close()
+
+
+WORKER_WARNING = re.compile(
+    r"^\S+ \S+ WARNING fedskip\.privacy(?:\.\S+)? \[worker \d+\]: (?P<message>.*)$"
+)
+"""A privacy warning a simulation worker wrote to run.log (:data:`WORKER_LOG_FORMAT`)."""
+
+
+class WorkerWarnings:
+    """While the simulation runs (a context manager): every ``interval`` seconds, and once more
+    at the end, print the privacy warnings that workers appended to ``run.log`` on the console
+    (:func:`fedskip.errors.print_warning`), each distinct message once and marked as a
+    client's. Ray keeps the workers' own output off the console, so this is how a client's
+    DP-SGD warning reaches the person running the simulation."""
+
+    def __init__(self, path: Path, *, interval: float = 1.0) -> None:
+        self.path, self.interval = path, interval
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.seen: set[str] = set()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="fedskip-warnings", daemon=True)
+
+    def __enter__(self) -> WorkerWarnings:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.relay()
+
+    def _poll(self) -> None:
+        while not self._done.wait(self.interval):
+            self.relay()
+
+    def relay(self) -> None:
+        """Print the new workers' privacy warnings (whole lines only) not printed before."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            found = WORKER_WARNING.match(line)
+            if found and found["message"] not in self.seen:
+                self.seen.add(found["message"])
+                print_warning(f"{found['message']} (a client)")
 
 
 def _file_handler(path: Path, fmt: str) -> logging.FileHandler:
@@ -214,6 +273,17 @@ def _start_ray(backend: dict[str, Any]) -> None:
     starter = RayBackend.__new__(RayBackend)  # only init_ray: no actor pool yet
     starter.init_args_key = "init_args"
     starter.init_ray(backend)
+
+
+class _DropClientUserErrors(logging.Filter):
+    """Console filter: Flower's tracebacks of a client's user error (the run ends with that
+    error as one line; the tracebacks stay in run.log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return CLIENT_USER_ERROR not in text and not text.startswith(
+            "An exception was raised when processing a message by"
+        )
 
 
 class _DropWhileStopping(logging.Filter):

@@ -57,7 +57,13 @@ from fedskip.fl.messages import (
     metric_dict,
 )
 from fedskip.fl.round_loop import scalars, send_and_collect
-from fedskip.fl.rounds import ClientsUnavailable, Planner, RoundRecord, sample_clients
+from fedskip.fl.rounds import (
+    ClientsUnavailable,
+    Planner,
+    RoundRecord,
+    raise_client_user_error,
+    sample_clients,
+)
 from fedskip.fl.validation import NUM_EXAMPLES, check_metrics, validate_update
 
 log = logging.getLogger(__name__)
@@ -154,6 +160,7 @@ class LayerSkipStrategy(FedAvg):
         for reply in send_and_collect(grid, queries, timeout=self.timeout):
             node = reply.metadata.src_node_id
             if reply.has_error():
+                raise_client_user_error(node, str(reply.error.reason))
                 errors.append(str(reply.error.reason))
                 log.error("node %s could not identify: %s", node, reply.error.reason)
             else:
@@ -214,6 +221,7 @@ class LayerSkipStrategy(FedAvg):
         return self.rounds.setdefault(server_round, RoundRecord(round=server_round))
 
     def reject(self, record: RoundRecord, node_id: int, reason: str, *, stage: str) -> None:
+        raise_client_user_error(self.client_of(node_id), reason)  # ends the run, one line
         line = f"{stage} reply from client {self.client_of(node_id)} rejected: {reason}"
         log.warning("round %d: %s", record.round, line)
         record.rejections.append(line)

@@ -25,12 +25,18 @@ traffic measured on the messages (``bytes_eval``: federated-evaluation instructi
 :class:`RunSummary` is the run's ``summary.json``: the JSON object (keys in the order written)
 with typed accessors for what every method reports.
 
+ε = ∞ (DP with ``noise-multiplier=0``: clipped, not noised — no privacy) is written as the
+string ``"inf"`` (:data:`INFINITE_EPSILON`) in a row's ``epsilon`` and in ``summary.json``'s
+``epsilon`` and ``audit.accountant_epsilon``: JSON has no infinity, and ``null`` there means "no
+DP". Readers get ``math.inf`` back (:func:`epsilon_from_json`, :func:`as_number`).
+
 Flower-free and model-free: any layer that writes or reads run records may import this module.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +68,8 @@ ROUND_KEYS = (
     "personal_eval",
 )
 """The fixed keys of a round row; every other key is a global-test score."""
+INFINITE_EPSILON = "inf"
+"""ε = ∞ in the JSON records (a spent ε that no finite number bounds)."""
 _OPTIONAL = ("site_eval", "val", "personal_eval")
 """Written only when not empty (older rows have none of them)."""
 
@@ -167,6 +175,7 @@ class MetricsRow:
         for key in _OPTIONAL:
             if getattr(self, key):
                 row[key] = copy.deepcopy(getattr(self, key))
+        row["epsilon"] = epsilon_to_json(self.epsilon)
         return row
 
     @classmethod
@@ -175,6 +184,8 @@ class MetricsRow:
         if "round" in row:
             fields = {k: copy.copy(v) for k, v in row.items() if k in ROUND_KEYS}
             fields.pop("cum_bytes", None)  # derived: cum_bytes_down + cum_bytes_up
+            if "epsilon" in fields:
+                fields["epsilon"] = epsilon_from_json(fields["epsilon"])
             scores = {k: v for k, v in row.items() if k not in ROUND_KEYS}
             return cls(**fields, scores=scores)
         if "client" in row:
@@ -200,7 +211,17 @@ class RunSummary(dict[str, Any]):
     accessors for what every method reports."""
 
     def to_json(self) -> Json:
-        return dict(self)
+        """The JSON object, ε = ∞ written as :data:`INFINITE_EPSILON`."""
+        out = dict(self)
+        if "epsilon" in out:
+            out["epsilon"] = epsilon_to_json(out["epsilon"])
+        audit = out.get("audit")
+        if isinstance(audit, Mapping) and "accountant_epsilon" in audit:
+            out["audit"] = {
+                **audit,
+                "accountant_epsilon": epsilon_to_json(audit["accountant_epsilon"]),
+            }
+        return out
 
     @property
     def primary_metric(self) -> str:
@@ -245,7 +266,22 @@ class RunSummary(dict[str, Any]):
 
 
 def as_number(value: Any) -> float | None:
-    """``value`` as a float when it is an int or float (not a bool), else None."""
+    """``value`` as a float when it is an int or float (not a bool) or ε = ∞ as written
+    (:data:`INFINITE_EPSILON` → ``math.inf``), else None."""
+    if value == INFINITE_EPSILON:
+        return math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def epsilon_to_json(value: Any) -> Any:
+    """ε for a JSON record: ``math.inf`` → :data:`INFINITE_EPSILON`, anything else unchanged."""
+    if isinstance(value, float) and math.isinf(value) and value > 0:
+        return INFINITE_EPSILON
+    return value
+
+
+def epsilon_from_json(value: Any) -> float | None:
+    """ε from a JSON record: a number, ``math.inf`` for :data:`INFINITE_EPSILON`, else None."""
+    return as_number(value)
