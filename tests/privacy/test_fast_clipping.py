@@ -183,3 +183,18 @@ def test_fast_path_trains_through_the_engine_with_the_same_accounting() -> None:
         assert all(moved)
         histories.append(dp.accountant.history)
     assert histories[0] == histories[1] == [(1.0, 0.5, 2)]
+
+
+@pytest.mark.parametrize("mode", ["fast", "hooks"])
+def test_step_report_says_signal_against_noise(mode: str) -> None:
+    """σ·C·√d is the norm scale of the noise, the clipped sum is at most C per unit, and with a
+    clip norm far below every unit's norm every unit is clipped."""
+    model = tiny_bert()
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    dp = DPSGD(DPSGDSettings(noise_multiplier=2.0, clip_norm=1e-4, grad_sample_mode=mode))
+    settings = TrainSettings(batch_size=8, lr=1e-2, quiet=True, grad_clip=0.0)
+    train(model, token_features(16), collate, settings, epochs=1, device="cpu", privacy=dp)
+    report = dp.step_report()
+    assert report["noise_norm"] == pytest.approx(2.0 * 1e-4 * d**0.5)
+    assert 0 < report["signal_norm"] <= 1e-4 * 16
+    assert report["clipped_share"] == 1.0 and report["unit_norm"] > 1e-4

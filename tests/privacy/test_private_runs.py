@@ -206,6 +206,9 @@ def test_epsilon_of_a_finished_run_is_recomputed_by_opacus_from_its_records(
     assert len(recomputed) == NODES and summary["privacy_unit"] == "patient"
     assert summary["epsilon"] == pytest.approx(max(recomputed), rel=1e-9)
     assert 0 < max(recomputed) <= 6.0
+    step = _rows(tmp_path)[-1]["dp_step"]  # what the round's noised steps looked like
+    assert set(step) == {"signal_norm", "noise_norm", "clipped_share", "unit_norm"}
+    assert 0 < step["signal_norm"] < step["noise_norm"]
 
 
 def test_client_level_epsilon_is_flowers_own_accountants(tmp_path: Path) -> None:

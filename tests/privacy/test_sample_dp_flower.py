@@ -70,6 +70,10 @@ def test_accountant_composes_over_rounds_through_context_state() -> None:
     expected = epsilon_for(noise_multiplier=1.0, sample_rate=0.2, steps=15, delta=1e-5)
     assert dp.epsilon() == expected
     metrics = dpsgd_metrics(dp)
+    step = {k: metrics.pop(k) for k in list(metrics) if k.endswith(("-norm", "-share"))}
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert step["dp-noise-norm"] == pytest.approx(1.0 * cfg.clip_norm * d**0.5)
+    assert set(step) == {"dp-signal-norm", "dp-noise-norm", "dp-clipped-share", "dp-unit-norm"}
     assert metrics == {
         "dp-unit": 0.0,  # example: no units were bound in this test
         "dp-units": 40.0,

@@ -89,6 +89,7 @@ def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
         DP_RATE: float(dp.step_rate()),
         DP_ROUND_STEPS: float(dp.steps_per_round()),
         DP_STEPS: float(dp.accountant.steps),
+        **{f"dp-{key.replace('_', '-')}": value for key, value in dp.step_report().items()},
     }
 
 

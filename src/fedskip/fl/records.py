@@ -57,9 +57,29 @@ def round_row(
         rejections=list(record.rejections),
         failure=record.failure,
         epsilon=record.train_metrics.get("epsilon"),  # [privacy] ε spent so far (DP runs)
+        dp_step=dp_step_of(record.train_metrics),
         site_eval=dict(site_eval or {}),
         personal_eval=dict(personal or {}),
     )
+
+
+DP_STEP_METRICS = {
+    "dp-signal-norm": "signal_norm",
+    "dp-noise-norm": "noise_norm",
+    "dp-clipped-share": "clipped_share",
+    "dp-unit-norm": "unit_norm",
+}
+"""Train-reply metrics of DP-SGD clients (:func:`fedskip.fl.dp_sample.dpsgd_metrics`) and their
+names in a round row's ``dp_step``."""
+
+
+def dp_step_of(train_metrics: Mapping[str, Any]) -> dict[str, float]:
+    """A round row's ``dp_step`` from the aggregated train metrics (empty without DP-SGD)."""
+    return {
+        name: float(train_metrics[key])
+        for key, name in DP_STEP_METRICS.items()
+        if key in train_metrics
+    }
 
 
 def summarize(

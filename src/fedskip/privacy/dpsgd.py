@@ -172,6 +172,7 @@ class DPSGD:
         self.unit = "example"  # the resolved privacy unit of the last attach
         self.num_units = 0  # privacy units at this client (the n of q = batch / n)
         self._crowded_warned: set[tuple[int, int]] = set()  # (units, batch) already warned of
+        self._step_stats: list[tuple[float, float, float, float]] = []  # see step_report()
         if settings.target_epsilon <= 0 and settings.noise_multiplier == 0:
             warn_loudly(
                 "DP-SGD with noise-multiplier=0: gradients are clipped but not noised (ε = inf)"
@@ -244,6 +245,7 @@ class DPSGD:
         vars(model)["_fedskip_dp_hooks"] = (hooks, handles)  # a plain attribute
         dp_optimizer.attach_step_hook(self._on_noised_step)
         self._optimizer = dp_optimizer
+        self._step_stats = []
         loader = UnitBatches(
             dataset,
             units,
@@ -387,6 +389,31 @@ class DPSGD:
                 raise PrivacyBudgetExceeded(self._budget_message(eps, "the next step"))
         self.accountant.step(noise_multiplier=sigma, sample_rate=rate)
         self._noised_since_check += 1
+        self._record_step(optimizer, sigma)
+
+    def _record_step(self, optimizer: Any, sigma: float) -> None:
+        """Signal and noise of the step just noised (see :meth:`step_report`)."""
+        params = list(optimizer.params)
+        signal = math.sqrt(sum(float(p.summed_grad.double().pow(2).sum()) for p in params))
+        noise = sigma * self.settings.clip_norm * math.sqrt(sum(p.numel() for p in params))
+        norms = optimizer.unit_norms()
+        clipped = float((norms > self.settings.clip_norm).double().mean()) if len(norms) else 0.0
+        median = float(norms.median()) if len(norms) else 0.0
+        self._step_stats.append((signal, noise, clipped, median))
+
+    def step_report(self) -> dict[str, float]:
+        """Means over the noised steps of the last ``train()`` call that drew a unit:
+        ``signal_norm`` ‖Σ_u clipped unit gradient‖ (before noise), ``noise_norm`` σ·C·√d, the
+        norm of the Gaussian noise added to that sum (d = trainable coordinates),
+        ``clipped_share`` (units whose gradient norm exceeded ``clip-norm``) and ``unit_norm``
+        (median unit gradient norm). Empty before any step. Diagnostics of the released
+        step, computed on the client: they describe the mechanism, not the data, and are
+        not covered by ε (they are averages over the step's clipped units)."""
+        stats = [s for s in self._step_stats if s[3] > 0]
+        if not stats:
+            return {}
+        names = ("signal_norm", "noise_norm", "clipped_share", "unit_norm")
+        return {name: sum(s[i] for s in stats) / len(stats) for i, name in enumerate(names)}
 
     def _empty_step(self) -> None:
         """A step that drew no unit is still one noised release: apply a noise-only step (the

@@ -288,3 +288,8 @@ class FastUnitDPOptimizer(DPOptimizer):
     def zero_grad(self, set_to_none: bool = False) -> None:
         super().zero_grad(set_to_none)
         self.tape.clear()
+
+    def unit_norms(self) -> Tensor:
+        """Each unit's gradient norm (all trainable tensors) of the last step, before clipping."""
+        norms2 = list(self.tape.unit_norms2.values())
+        return torch.stack(norms2).sum(dim=0).sqrt() if norms2 else torch.zeros(0)

@@ -114,6 +114,14 @@ class UnitDPOptimizer(DPOptimizer):
         self._draws, self._sums = [], {}
         return super().pre_step(closure)
 
+    def unit_norms(self) -> Tensor:
+        """Each unit's gradient norm (all trainable tensors) of the last step, before clipping."""
+        rows = [p.grad_sample for p in self.params if getattr(p, "grad_sample", None) is not None]
+        rows = [torch.cat(r) if isinstance(r, list) else r for r in rows]
+        if not rows:
+            return torch.zeros(0)
+        return torch.stack([r.flatten(1).double().pow(2).sum(dim=1) for r in rows]).sum(0).sqrt()
+
 
 class UnitBatches:
     """The private loader handed to the engine: per epoch ``steps_per_epoch(q)`` Poisson draws

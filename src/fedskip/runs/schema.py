@@ -66,11 +66,12 @@ ROUND_KEYS = (
     "site_eval",
     "val",
     "personal_eval",
+    "dp_step",
 )
 """The fixed keys of a round row; every other key is a global-test score."""
 INFINITE_EPSILON = "inf"
 """ε = ∞ in the JSON records (a spent ε that no finite number bounds)."""
-_OPTIONAL = ("site_eval", "val", "personal_eval")
+_OPTIONAL = ("site_eval", "val", "personal_eval", "dp_step")
 """Written only when not empty (older rows have none of them)."""
 
 
@@ -116,6 +117,12 @@ class MetricsRow:
     site_eval: Json = field(default_factory=dict)
     """Per-site scores of the global model: from the server's global-test predictions (evaluate
     once), else from the sites' federated-evaluation replies."""
+    dp_step: Json = field(default_factory=dict)
+    """DP-SGD runs: what this round's noised steps looked like, averaged over steps and clients
+    (example-weighted): ``signal_norm`` ‖Σ clipped unit gradients‖, ``noise_norm`` σ·C·√d (the
+    norm of the noise added to that sum, d trainable coordinates), ``clipped_share`` (units
+    whose gradient norm exceeded C) and ``unit_norm`` (median unit gradient norm); signal below
+    noise by orders of magnitude means the steps are mostly noise (docs/privacy.md)."""
     val: Json = field(default_factory=dict)
     """Scores on the validation split after this step (``val-fraction`` > 0; else empty): what
     the plateau rule and the choice of the reported model read, never the test scores."""
