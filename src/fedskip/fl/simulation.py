@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -246,6 +245,7 @@ def simulate(cfg: Config) -> dict[str, Any]:
     # training then gets a fraction of the CPU the driver and every other process get. At 0
     # they run at the niceness fedskip was started with (`nice fedskip run` still works).
     os.environ.setdefault("RAY_worker_niceness", "0")
+    from fedskip.train.activation_dir import activation_folder
     from fedskip.train.prefix_cache import SPILL_DIR_ENV
 
     with (
@@ -253,9 +253,10 @@ def simulate(cfg: Config) -> dict[str, Any]:
         run_logging(cfg.out, quiet=cfg.quiet),
         _environ(THREADS_ENV, threads),
         _torch_threads(int(threads)),
-        # the node's activation-cache folder, shared by its workers, removed when the run ends
-        tempfile.TemporaryDirectory(prefix="fedskip-activations-") as activations,
-        _environ(SPILL_DIR_ENV, activations),
+        # the node's activation-cache folder in the run directory (owner-only), shared by its
+        # workers; a killed run's is removed first, this run's when the run ends
+        activation_folder(cfg.out) as activations,
+        _environ(SPILL_DIR_ENV, str(activations.resolve())),
     ):
         backend = backend_config(cfg, num_clients)
         _start_ray(backend)
