@@ -235,3 +235,60 @@ def test_a_signal_stops_a_simulated_run_and_leaves_a_resumable_checkpoint(
     finished = len(metrics.read_text().splitlines())
     assert state["round"] == finished >= 1
     assert not (out / "summary.json").exists()
+
+
+def _listeners(root: int) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every listening TCP socket of ``root`` and its
+    descendants (what ``ss -ltnp`` shows for the process tree)."""
+    import psutil
+
+    tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    found = []
+    for proc in tree:
+        try:
+            sockets = proc.net_connections(kind="inet")
+            name = proc.name()
+        except psutil.Error:  # ended meanwhile
+            continue
+        found += [(name, s.laddr.ip, s.laddr.port) for s in sockets if s.status == "LISTEN"]
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+@pytest.mark.slow
+def test_the_simulation_engine_listens_on_loopback_only(
+    sites: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's GCS, raylet, workers and agents serve nothing to other hosts: during a round of
+    `fedskip run`, every listening socket of the process tree is on 127.0.0.1 / ::1."""
+    import os
+
+    from fedskip.fl.server import ServerRun
+
+    seen: list[tuple[str, str, int]] = []
+    original = ServerRun.on_round_end
+
+    def inspect(self: ServerRun, rnd: int, arrays: object, record: object) -> None:
+        seen.extend(_listeners(os.getpid()))
+        original(self, rnd, arrays, record)
+
+    monkeypatch.setattr(ServerRun, "on_round_end", inspect)
+    out = tmp_path / "run"
+    assert main(["run", "--quiet", "--set", f"data={sites}", f"out={out}", "rounds=1", *TINY]) == 0
+    names = {name for name, _, _ in seen}
+    assert {"gcs_server", "raylet"} <= names, seen  # Ray's servers were running and seen
+    assert all(_is_loopback(address) for _, address, _ in seen), seen
+
+
+def test_ray_is_started_on_the_loopback_address() -> None:
+    from fedskip.config import Config
+    from fedskip.fl.simulation import LOOPBACK, backend_config
+
+    assert backend_config(Config(device="cpu"), 2)["init_args"]["_node_ip_address"] == LOOPBACK

@@ -71,8 +71,35 @@ def backend_config(cfg: Config, num_clients: int) -> dict[str, Any]:
             "num_cpus": parallel * cores,
             "logging_level": "ERROR",
             "log_to_driver": False,  # worker logs go to run.log (attach_worker_log)
+            "_node_ip_address": LOOPBACK,  # with _ray_on_loopback: no listener off this host
         },
     }
+
+
+LOOPBACK = "127.0.0.1"
+RAY_SINGLE_HOST_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for its single-machine mode, in which its node address is the loopback one."""
+
+
+@contextmanager
+def _ray_on_loopback() -> Iterator[None]:
+    """Ray's GCS, raylet, workers and agents listen on 127.0.0.1 only while the block runs.
+
+    The Simulation Engine needs no other host, but Ray binds its gRPC servers to every
+    interface unless its node address is the loopback one, and ``ray.init`` replaces a loopback
+    ``_node_ip_address`` with the machine's network address unless Ray runs in its
+    single-machine mode (ray 2.55: ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` false,
+    from :data:`RAY_SINGLE_HOST_ENV` = 0 when Ray is imported; the variable also reaches Ray's
+    own processes). ``tests/fl/test_run_cli.py`` checks the listening sockets of a run."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False  # Ray may have been imported before the variable
+    try:
+        with _environ(RAY_SINGLE_HOST_ENV, "0"):
+            yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 class _DropDeprecation(logging.Filter):
@@ -259,15 +286,16 @@ def simulate(cfg: Config) -> dict[str, Any]:
         _environ(SPILL_DIR_ENV, str(activations.resolve())),
     ):
         backend = backend_config(cfg, num_clients)
-        _start_ray(backend)
         try:
-            with _stopped_on_signals(cfg):
-                run_simulation(
-                    server_app=build_server_app(run_config),
-                    client_app=build_client_app(run_config),
-                    num_supernodes=num_clients,
-                    backend_config=backend,
-                )
+            with _ray_on_loopback():
+                _start_ray(backend)
+                with _stopped_on_signals(cfg):
+                    run_simulation(
+                        server_app=build_server_app(run_config),
+                        client_app=build_client_app(run_config),
+                        num_supernodes=num_clients,
+                        backend_config=backend,
+                    )
         finally:
             import ray
 
