@@ -79,6 +79,57 @@ def test_resume_config_keeps_the_run_and_applies_overrides(tmp_path: Path) -> No
     )
 
 
+@pytest.mark.parametrize(
+    ("pair", "key"),
+    [
+        ("data=/elsewhere/other-hospitals", "data"),  # other notes under the same records
+        ("seed=7", "seed"),  # another split, init and sampling
+        ("model=minilm", "model"),
+        ("task=classification", "task"),
+        ("method=fedprox", "method"),
+        ("layers=3", "layers"),
+        ("test-fraction=0.5", "test-fraction"),
+        ("dp=sample", "dp"),
+        ("compression=int8", "compression"),
+    ],
+)
+def test_resume_refuses_a_changed_run(
+    pair: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fedskip.config import Config
+    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+
+    saved = Config(data="/data/hospitals", model="llama-tiny", seed=42, rounds=2, layers=1)
+    (tmp_path / "config.json").write_text(json.dumps(saved.to_run_config()))
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))
+    assert main(["run", "--resume", str(tmp_path), "--set", pair, "rounds=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fedskip: error: config key '{key}': cannot change when resuming")
+    assert len(err.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "config.json").read_text()) == saved.to_run_config()
+
+
+def test_resume_may_change_how_long_and_where_it_runs(tmp_path: Path) -> None:
+    import argparse
+
+    from fedskip.commands.run import resume_config
+    from fedskip.config import Config
+    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+
+    (tmp_path / "config.json").write_text(json.dumps(Config(rounds=2).to_run_config()))
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))
+    pairs = ["rounds=5", "device=cpu", "activation-cache=off", "tracking=tensorboard"]
+    args = argparse.Namespace(resume=str(tmp_path), config=None, overrides=[pairs], quiet=False)
+    cfg = resume_config(args)
+    assert (cfg.rounds, cfg.device, cfg.activation_cache, cfg.tracking) == (
+        5,
+        "cpu",
+        "off",
+        "tensorboard",
+    )
+    assert cfg.data == "synth" and cfg.seed == 42
+
+
 def test_unknown_key_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--set", "roundz=3"]) == 2
     assert (
