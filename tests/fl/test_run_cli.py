@@ -286,6 +286,7 @@ def test_a_signal_stops_a_simulated_run_and_leaves_a_resumable_checkpoint(
     finished = len(metrics.read_text().splitlines())
     assert state["round"] == finished >= 1
     assert not (out / "summary.json").exists()
+    assert not (out / "activation-cache").exists()  # cached hidden states removed on the way out
 
 
 def _listeners(root: int) -> list[tuple[str, str, int]]:
