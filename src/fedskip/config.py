@@ -586,6 +586,43 @@ CROSS_FIELD_RULES = (
 """Checked in this order by :meth:`Config.validate`; the first that fails is the error."""
 
 
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "rounds",  # extend (or shorten) the run
+        "patience",
+        "min-rounds",
+        "min-delta",
+        "device",
+        "activation-cache",
+        "activation-cache-mb",
+        "quiet",
+        "tracking",
+        "mlflow-uri",
+        "out",
+        "resume",
+    }
+)
+"""Keys ``--resume`` may change: how long the run goes on (``rounds`` and the plateau rule),
+where and how it computes and what it logs. Any other key (data, seed, model, task, method,
+split, layers, optimisation, privacy, compression, ...) would continue the checkpoint as another
+run, so it must keep its value."""
+
+
+def resume_conflict(saved: Config, resumed: Config) -> str:
+    """ "" when ``resumed`` continues the run of ``saved``, else the one-line error naming the
+    first key outside :data:`RESUME_MAY_CHANGE` whose value differs."""
+    for f in fields(Config):
+        key = to_key(f.name)
+        before, after = getattr(saved, f.name), getattr(resumed, f.name)
+        if key not in RESUME_MAY_CHANGE and before != after:
+            return (
+                f"config key '{key}': cannot change when resuming (the run has {before!r}, "
+                f"not {after!r}); only {', '.join(sorted(RESUME_MAY_CHANGE - {'out', 'resume'}))}"
+                " may change; start a new run in another out folder instead"
+            )
+    return ""
+
+
 def to_key(attr: str) -> str:
     return attr.replace("_", "-")
 

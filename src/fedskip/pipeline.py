@@ -35,6 +35,7 @@ from fedskip.data.encode import (
 from fedskip.data.partition import partition_documents, partition_report, split_train_test
 from fedskip.data.types import ClsDataset, ClsDocument, Dataset, NerDataset, NerDocument
 from fedskip.errors import ConfigError
+from fedskip.train.activation_dir import activation_dir
 from fedskip.train.metrics import TaskInfo
 from fedskip.train.prefix_cache import ActivationCache, Collate
 
@@ -301,6 +302,7 @@ def activation_cache(
         budget_mb=cfg.activation_cache_mb,
         tokenization=tokenization_key(tokenizer, cfg),
         batch_size=max(cfg.batch_size, 64),
+        folder=activation_dir(cfg.out),
     )
 
 

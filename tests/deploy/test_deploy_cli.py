@@ -27,6 +27,7 @@ from fedskip.errors import ConfigError
         (["--restart-superlink-after", "3"], "--restart-superlink-after 3: must be 1..2"),
         (["--insecure", "--probe-unregistered"], "--probe-unregistered needs authentication"),
         (["--no-auth", "--probe-unregistered"], "--probe-unregistered needs authentication"),
+        (["--control-api-address", "everywhere"], "--control-api-address 'everywhere': expected"),
         (["--set", "layerz=2"], "unknown config key 'layerz'"),
         (["--set", "data=sites"], "data=sites means the data is already at the sites"),
         (["--set", "data=/nonexistent/corpus"], "/nonexistent/corpus: deploy local needs"),

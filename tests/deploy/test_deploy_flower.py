@@ -42,6 +42,8 @@ def test_superlink_command_with_tls_auth_and_database() -> None:
         "127.0.0.1",
         "--port",
         "9000",
+        "--control-api-address",
+        "127.0.0.1:9093",
         "--ssl-ca-certfile",
         "/p/ca.pem",
         "--ssl-certfile",
@@ -55,6 +57,44 @@ def test_superlink_command_with_tls_auth_and_database() -> None:
     ]
 
 
+def test_the_control_api_is_bound_to_loopback_unless_told_otherwise() -> None:
+    """A SuperLink whose Fleet API faces the sites (host 0.0.0.0) still puts its gRPC Control
+    API on 127.0.0.1 (Flower's own default is 0.0.0.0:9093), as Flower 1.42 parses it."""
+    from flwr.superlink.cli.flower_superlink import (  # Flower's own argument parser
+        _format_address,
+        _parse_args_run_superlink,
+    )
+
+    default = superlink_command("0.0.0.0", 8000, tls=TLS, auth=True, database=None)
+    told = superlink_command(
+        "0.0.0.0", 8000, tls=TLS, auth=True, database=None, control_api_address="10.0.0.5:9093"
+    )
+    parser = _parse_args_run_superlink()
+    parsed = [parser.parse_args(argv[1:]) for argv in (default, told)]
+    assert [_format_address(p.control_api_address)[1] for p in parsed] == ["127.0.0.1", "10.0.0.5"]
+    assert parser.parse_args([]).control_api_address.startswith("0.0.0.0:")  # Flower's default
+    assert (parsed[0].host, parsed[0].port) == ("0.0.0.0", 8000)
+
+
+def test_deploy_local_passes_a_loopback_control_api_address(tmp_path: Path) -> None:
+    from fedskip.deploy.local import LocalDeployment, Options, Site
+
+    deployment = LocalDeployment(
+        Config(),
+        [Site("site-0", {})],
+        tmp_path,
+        Options(tls=False, auth=False, echo=lambda line: None),
+        version="0",
+    )
+    deployment.prepare()
+    host, port = deployment.control_api_address.rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) not in (
+        deployment.superlink_port,
+        deployment.probe_port,
+        *deployment.site_ports,
+    )
+
+
 def test_superlink_command_insecure() -> None:
     assert superlink_command("0.0.0.0", 1, tls=None, auth=False, database=None) == [
         "flower-superlink",
@@ -62,6 +102,8 @@ def test_superlink_command_insecure() -> None:
         "0.0.0.0",
         "--port",
         "1",
+        "--control-api-address",
+        "127.0.0.1:9093",
         "--insecure",
         "--disable-runtime-dependency-installation",
     ]

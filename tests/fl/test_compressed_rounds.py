@@ -115,3 +115,42 @@ def test_a_malformed_compressed_reply_is_rejected(run: Run, tmp_path: Path) -> N
     assert row["replies_ok"] == NODES - 1 and row["replies_rejected"] == 1
     assert "float32 scale(s)" in row["rejections"][0]
     assert summary["failed_rounds"] == []
+
+
+def test_a_resumed_default_fp16_run_equals_an_uninterrupted_one_bit_for_bit(
+    make_cfg: Callable[..., Config],
+    run_local: Run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default compression (fp16 deltas with error feedback) stopped after the clients had
+    trained round 2 but before its checkpoint: the resumed run restarts round 2 in new
+    Contexts, with the residuals of round 1 from the sites' disks, and ends identical."""
+    from fedskip.fl.server import ServerRun
+
+    straight = make_cfg(rounds=3, compression="auto", out=str(tmp_path / "straight"))
+    assert straight.wire_compression == "fp16"
+    run_local(straight)
+    cut = straight.replace(out=str(tmp_path / "cut"))
+    original = ServerRun.on_round_end
+
+    def crash_before_checkpoint(self: ServerRun, rnd: int, arrays: Any, record: Any) -> None:
+        if rnd == 2:  # the sites already trained round 2 and kept its residuals
+            raise KeyboardInterrupt
+        original(self, rnd, arrays, record)
+
+    monkeypatch.setattr(ServerRun, "on_round_end", crash_before_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(cut)
+    monkeypatch.setattr(ServerRun, "on_round_end", original)
+    assert load_checkpoint(cut.out).round == 1
+    run_local(cut.replace(resume=True))
+    rows = [_rows(Path(c.out)) for c in (straight, cut)]
+    assert [r["round"] for r in rows[1]] == [1, 2, 3]
+    for a, b in zip(*rows):
+        for key in ("train_loss", "f1", "precision", "recall", "bytes_up", "cum_bytes"):
+            assert a[key] == b[key], (a["round"], key)
+    states = [load_checkpoint(c.out).global_state for c in (straight, cut)]
+    assert sorted(states[0]) == sorted(states[1])
+    for name, value in states[0].items():
+        np.testing.assert_array_equal(value, states[1][name], err_msg=name)

@@ -79,6 +79,57 @@ def test_resume_config_keeps_the_run_and_applies_overrides(tmp_path: Path) -> No
     )
 
 
+@pytest.mark.parametrize(
+    ("pair", "key"),
+    [
+        ("data=/elsewhere/other-hospitals", "data"),  # other notes under the same records
+        ("seed=7", "seed"),  # another split, init and sampling
+        ("model=minilm", "model"),
+        ("task=classification", "task"),
+        ("method=fedprox", "method"),
+        ("layers=3", "layers"),
+        ("test-fraction=0.5", "test-fraction"),
+        ("dp=sample", "dp"),
+        ("compression=int8", "compression"),
+    ],
+)
+def test_resume_refuses_a_changed_run(
+    pair: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fedskip.config import Config
+    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+
+    saved = Config(data="/data/hospitals", model="llama-tiny", seed=42, rounds=2, layers=1)
+    (tmp_path / "config.json").write_text(json.dumps(saved.to_run_config()))
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))
+    assert main(["run", "--resume", str(tmp_path), "--set", pair, "rounds=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fedskip: error: config key '{key}': cannot change when resuming")
+    assert len(err.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "config.json").read_text()) == saved.to_run_config()
+
+
+def test_resume_may_change_how_long_and_where_it_runs(tmp_path: Path) -> None:
+    import argparse
+
+    from fedskip.commands.run import resume_config
+    from fedskip.config import Config
+    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+
+    (tmp_path / "config.json").write_text(json.dumps(Config(rounds=2).to_run_config()))
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))
+    pairs = ["rounds=5", "device=cpu", "activation-cache=off", "tracking=tensorboard"]
+    args = argparse.Namespace(resume=str(tmp_path), config=None, overrides=[pairs], quiet=False)
+    cfg = resume_config(args)
+    assert (cfg.rounds, cfg.device, cfg.activation_cache, cfg.tracking) == (
+        5,
+        "cpu",
+        "off",
+        "tensorboard",
+    )
+    assert cfg.data == "synth" and cfg.seed == 42
+
+
 def test_unknown_key_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--set", "roundz=3"]) == 2
     assert (
@@ -235,3 +286,61 @@ def test_a_signal_stops_a_simulated_run_and_leaves_a_resumable_checkpoint(
     finished = len(metrics.read_text().splitlines())
     assert state["round"] == finished >= 1
     assert not (out / "summary.json").exists()
+    assert not (out / "activation-cache").exists()  # cached hidden states removed on the way out
+
+
+def _listeners(root: int) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every listening TCP socket of ``root`` and its
+    descendants (what ``ss -ltnp`` shows for the process tree)."""
+    import psutil
+
+    tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    found = []
+    for proc in tree:
+        try:
+            sockets = proc.net_connections(kind="inet")
+            name = proc.name()
+        except psutil.Error:  # ended meanwhile
+            continue
+        found += [(name, s.laddr.ip, s.laddr.port) for s in sockets if s.status == "LISTEN"]
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+@pytest.mark.slow
+def test_the_simulation_engine_listens_on_loopback_only(
+    sites: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's GCS, raylet, workers and agents serve nothing to other hosts: during a round of
+    `fedskip run`, every listening socket of the process tree is on 127.0.0.1 / ::1."""
+    import os
+
+    from fedskip.fl.server import ServerRun
+
+    seen: list[tuple[str, str, int]] = []
+    original = ServerRun.on_round_end
+
+    def inspect(self: ServerRun, rnd: int, arrays: object, record: object) -> None:
+        seen.extend(_listeners(os.getpid()))
+        original(self, rnd, arrays, record)
+
+    monkeypatch.setattr(ServerRun, "on_round_end", inspect)
+    out = tmp_path / "run"
+    assert main(["run", "--quiet", "--set", f"data={sites}", f"out={out}", "rounds=1", *TINY]) == 0
+    names = {name for name, _, _ in seen}
+    assert {"gcs_server", "raylet"} <= names, seen  # Ray's servers were running and seen
+    assert all(_is_loopback(address) for _, address, _ in seen), seen
+
+
+def test_ray_is_started_on_the_loopback_address() -> None:
+    from fedskip.config import Config
+    from fedskip.fl.simulation import LOOPBACK, backend_config
+
+    assert backend_config(Config(device="cpu"), 2)["init_args"]["_node_ip_address"] == LOOPBACK

@@ -209,7 +209,7 @@ def test_a_shared_node_folder_serves_other_processes(tmp_path: Any, monkeypatch:
     assert_same_logits(plain, cached)
 
 
-def test_lru_keeps_the_process_within_its_budget() -> None:
+def test_lru_keeps_the_process_within_its_budget(tmp_path: Any) -> None:
     store = pc.ActivationStore()
     entries = []
     for _ in range(3):
@@ -218,7 +218,7 @@ def test_lru_keeps_the_process_within_its_budget() -> None:
             pc.PrefixStates(1, flat, np.zeros(1, np.int64), np.ones(1, np.int64), 0, flat.dtype)
         )
     for i, e in enumerate(entries):
-        store.put(f"k{i}", e, budget_bytes=600 * 1024)
+        store.put(f"k{i}", e, budget_bytes=600 * 1024, folder=tmp_path)
     assert list(store.memory) == ["k1", "k2"] and list(store.spilled) == ["k0"]
     assert store.memory_bytes <= 600 * 1024
     store.clear()

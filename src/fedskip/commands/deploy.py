@@ -99,6 +99,13 @@ def _register_local(actions: Any) -> None:
         metavar="S",
         help="seconds a process gets after SIGTERM before SIGKILL (default 10)",
     )
+    local.add_argument(
+        "--control-api-address",
+        metavar="HOST:PORT",
+        default="",
+        help="the SuperLink's gRPC Control API (flower-superlink --control-api-address; default: "
+        "a free port on 127.0.0.1, never another interface unless given here)",
+    )
     local.add_argument("--timeout", type=float, metavar="S", help="give up on the run after S s")
     local.add_argument(
         "--client-threads",
@@ -192,6 +199,13 @@ def _options(args: argparse.Namespace, rounds: int, quiet: bool) -> Any:
         if not 1 <= after < rounds:
             raise ConfigError(f"--restart-superlink-after {after}: must be 1..{rounds - 1}")
         drills.restart_superlink_after = after
+    if args.control_api_address:
+        from flwr.supercore.address import parse_address
+
+        if not parse_address(args.control_api_address):
+            raise ConfigError(
+                f"--control-api-address {args.control_api_address!r}: expected HOST:PORT"
+            )
     auth = args.auth and args.tls
     if args.probe_unregistered and not auth:
         raise ConfigError("--probe-unregistered needs authentication (drop --insecure/--no-auth)")
@@ -208,6 +222,7 @@ def _options(args: argparse.Namespace, rounds: int, quiet: bool) -> Any:
         client_threads=args.client_threads,
         echo=echo,
         drills=drills,
+        control_api_address=args.control_api_address,
     )
 
 

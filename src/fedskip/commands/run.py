@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
         "--resume",
         metavar="RUN_DIR",
         help="continue the federated run in RUN_DIR from its last checkpoint (its config.json; "
-        "--set may change e.g. rounds)",
+        "--set may change rounds, the plateau keys, device, activation-cache and logging only)",
     )
     parser.set_defaults(func=run)
 
@@ -63,10 +63,12 @@ def resume_config(args: argparse.Namespace) -> Config:
     if find_checkpoint(folder) is None:
         raise ConfigError(f"{folder / DIR}: no checkpoint to resume from (no round completed)")
     pairs = [p for group in args.overrides for p in group]
-    from fedskip.config import parse_overrides
+    from fedskip.config import parse_overrides, resume_conflict
 
-    cfg = Config.from_mapping(parse_overrides(pairs), base=cfg)
-    return cfg.replace(out=str(folder), resume=True, quiet=bool(args.quiet) or cfg.quiet)
+    resumed = Config.from_mapping(parse_overrides(pairs), base=cfg)
+    if problem := resume_conflict(cfg, resumed):  # e.g. other data or seed: another run
+        raise ConfigError(problem)
+    return resumed.replace(out=str(folder), resume=True, quiet=bool(args.quiet) or resumed.quiet)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,10 +43,29 @@ class TlsFiles:
     key: Path
 
 
+CONTROL_API_LOOPBACK = "127.0.0.1:9093"
+"""Where fedskip puts the SuperLink's gRPC Control API unless told otherwise: loopback only.
+
+Flower 1.42 serves the Control API (register site keys, submit and stop runs: the open-source
+version authenticates no one) over HTTPS on ``--host``/``--port`` beside the Fleet API, and
+starts a gRPC Control API too when ``FLWR_INTERNAL_GRPC_CONTROL_API=1``, on
+``--control-api-address`` (deprecated but parsed; Flower's default ``0.0.0.0:9093`` is every
+interface). fedskip always passes a loopback address there, so that server is never reachable
+from another host; the HTTPS one is kept off the sites' network as docs/deployment.md §2 says."""
+
+
 def superlink_command(
-    host: str, port: int, *, tls: TlsFiles | None, auth: bool, database: Path | None
+    host: str,
+    port: int,
+    *,
+    tls: TlsFiles | None,
+    auth: bool,
+    database: Path | None,
+    control_api_address: str = CONTROL_API_LOOPBACK,
 ) -> list[str]:
-    """``flower-superlink`` serving Fleet, Control and Runtime APIs on ``host:port``.
+    """``flower-superlink`` serving Fleet, Control and Runtime APIs on ``host:port`` (HTTPS),
+    with its gRPC Control API (when Flower starts one) on ``control_api_address``
+    (:data:`CONTROL_API_LOOPBACK` unless told otherwise).
 
     ``auth`` turns on SuperNode authentication (only registered public keys may connect; Flower
     requires TLS for it). ``database`` keeps registrations and runs across restarts.
@@ -54,6 +73,7 @@ def superlink_command(
     if auth and tls is None:
         raise DeploymentError("SuperNode authentication needs TLS: drop --insecure or auth")
     argv = ["flower-superlink", "--host", host, "--port", str(port)]
+    argv += ["--control-api-address", control_api_address]
     if tls is None:
         argv.append("--insecure")
     else:

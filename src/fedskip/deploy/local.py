@@ -88,6 +88,8 @@ class Options:
     drills: Drills = field(default_factory=Drills)
     run_config: dict[str, Scalar] = field(default_factory=dict)
     """Run-config values for the ServerApp on top of the resolved config (``out`` is set)."""
+    control_api_address: str = ""
+    """The SuperLink's gRPC Control API address; empty: a free port on 127.0.0.1."""
 
 
 class LocalDeployment:
@@ -115,6 +117,7 @@ class LocalDeployment:
         self.keys: dict[str, NodeKeys] = {}
         self.superlink_port = 0
         self.site_ports: list[int] = []
+        self.control_api_address = ""
         self.probe_port = 0
         self.cli: FlowerCli | None = None
 
@@ -136,6 +139,7 @@ class LocalDeployment:
                 "address": f"{HOST}:{self.superlink_port}",
                 "tls": self.opt.tls,
                 "supernode_auth": self.opt.auth,
+                "control_api_grpc": self.control_api_address,
                 "log": str(self.logs / "superlink.log"),
             },
             "sites": [
@@ -168,9 +172,10 @@ class LocalDeployment:
             self.tls = TlsFiles(ca_cert=pki.ca.cert, cert=pki.server.cert, key=pki.server.key)
             self.keys = {k.name: k for k in pki.nodes}
         write_app(self.out / "app", version=self.version)
-        ports = free_ports(len(self.sites) + 2, HOST)
-        self.superlink_port, self.site_ports = ports[0], ports[1:-1]
-        self.probe_port = ports[-1]
+        ports = free_ports(len(self.sites) + 3, HOST)
+        self.superlink_port, self.site_ports = ports[0], ports[1:-2]
+        self.probe_port = ports[-2]
+        self.control_api_address = self.opt.control_api_address or f"{HOST}:{ports[-1]}"
         self.cli = FlowerCli(
             self.out / "flwr-home",
             f"{HOST}:{self.superlink_port}",
@@ -209,6 +214,7 @@ class LocalDeployment:
             tls=self.tls,
             auth=self.opt.auth,
             database=self.out / "superlink" / "state.db",
+            control_api_address=self.control_api_address,
         )
         (self.out / "superlink").mkdir(parents=True, exist_ok=True)
         proc = self.sup.start(

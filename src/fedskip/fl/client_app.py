@@ -47,7 +47,7 @@ from fedskip.fl.messages import (
     to_array_record,
     to_metric_record,
 )
-from fedskip.fl.personal import site_state
+from fedskip.fl.personal import ERROR_FEEDBACK, site_files, site_state
 from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.secagg import secagg_dispatch_mod
 from fedskip.fl.simulation import WORKER_LOG_ENV, attach_worker_log
@@ -129,9 +129,14 @@ def train(message: Message, context: Context) -> Message:
     scheme = runtime.cfg.wire_compression
     if wire_compression.enabled(scheme):  # delta with error feedback instead
         sent = {k: received[k] for k in result.state}
+        # the residuals of the site's last round: in Context.state, or on its disk after a
+        # restart (a resumed run's Contexts are new), so that resuming is exact
+        files = site_files(runtime.cfg, context, data.name, config)
+        files.restore(ERROR_FEEDBACK, upto=server_round - 1)
         reply.content[ARRAYS] = wire_compression.encode_reply(
             result.state, sent, scheme, context.state
         )
+        files.persist(ERROR_FEEDBACK, server_round)
     return reply
 
 

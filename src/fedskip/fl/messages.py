@@ -5,8 +5,9 @@ Protocol (Flower Message API; record names are the keys of the message's ``Recor
 - train instruction: ``arrays`` — current global values of the tensors the client needs
   (the tensors it trains, plus any tensor earlier rounds changed away from the pretrained
   weights), fp32; ``config`` — ``server-round``, ``train-layers`` (block indices trained this
-  round, layer skipping only), ``proximal-mu`` (FedProx) and, under ``personalize``,
-  ``fedskip-run`` (the run's token, which keys the sites' personal state).
+  round, layer skipping only), ``proximal-mu`` (FedProx) and, under ``personalize`` or
+  ``compression``, ``fedskip-run`` (the run's token, which keys the state the sites keep: their
+  personal tensors, their error-feedback residuals).
 - train reply: ``arrays`` — the updated values of exactly the tensors the client trained, fp32;
   ``metrics`` — ``num-examples`` (training examples, what FedAvg weights by) and numbers only.
 - evaluate instruction: ``arrays`` as above; reply: ``metrics`` with ``num-examples`` (and,

@@ -239,7 +239,8 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     if not cfg.resume:
         run.rundir.write_config(cfg)
         remove_checkpoint(run.rundir.path)
-        if cfg.personalize != "none":  # a fresh run: the sites start without personal state
+        if cfg.personalize != "none" or cfg.wire_compression != "none":
+            # a fresh run: the sites start without personal state or error-feedback residuals
             run.strategy.core.run_token = uuid.uuid4().hex[:12]
         return messages.to_array_record(fresh), 0
     ckpt = load_checkpoint(run.rundir.path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,8 +76,35 @@ def backend_config(cfg: Config, num_clients: int) -> dict[str, Any]:
             "num_cpus": parallel * cores,
             "logging_level": "ERROR",
             "log_to_driver": False,  # worker logs go to run.log (attach_worker_log)
+            "_node_ip_address": LOOPBACK,  # with _ray_on_loopback: no listener off this host
         },
     }
+
+
+LOOPBACK = "127.0.0.1"
+RAY_SINGLE_HOST_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for its single-machine mode, in which its node address is the loopback one."""
+
+
+@contextmanager
+def _ray_on_loopback() -> Iterator[None]:
+    """Ray's GCS, raylet, workers and agents listen on 127.0.0.1 only while the block runs.
+
+    The Simulation Engine needs no other host, but Ray binds its gRPC servers to every
+    interface unless its node address is the loopback one, and ``ray.init`` replaces a loopback
+    ``_node_ip_address`` with the machine's network address unless Ray runs in its
+    single-machine mode (ray 2.55: ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` false,
+    from :data:`RAY_SINGLE_HOST_ENV` = 0 when Ray is imported; the variable also reaches Ray's
+    own processes). ``tests/fl/test_run_cli.py`` checks the listening sockets of a run."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False  # Ray may have been imported before the variable
+    try:
+        with _environ(RAY_SINGLE_HOST_ENV, "0"):
+            yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 class _DropDeprecation(logging.Filter):
@@ -316,6 +342,7 @@ def simulate(cfg: Config) -> dict[str, Any]:
     # training then gets a fraction of the CPU the driver and every other process get. At 0
     # they run at the niceness fedskip was started with (`nice fedskip run` still works).
     os.environ.setdefault("RAY_worker_niceness", "0")
+    from fedskip.train.activation_dir import activation_folder
     from fedskip.train.prefix_cache import SPILL_DIR_ENV
 
     with (
@@ -323,20 +350,22 @@ def simulate(cfg: Config) -> dict[str, Any]:
         run_logging(cfg.out, quiet=cfg.quiet),
         _environ(THREADS_ENV, threads),
         _torch_threads(int(threads)),
-        # the node's activation-cache folder, shared by its workers, removed when the run ends
-        tempfile.TemporaryDirectory(prefix="fedskip-activations-") as activations,
-        _environ(SPILL_DIR_ENV, activations),
+        # the node's activation-cache folder in the run directory (owner-only), shared by its
+        # workers; a killed run's is removed first, this run's when the run ends
+        activation_folder(cfg.out) as activations,
+        _environ(SPILL_DIR_ENV, str(activations.resolve())),
     ):
         backend = backend_config(cfg, num_clients)
-        _start_ray(backend)
         try:
-            with _stopped_on_signals(cfg):
-                run_simulation(
-                    server_app=build_server_app(run_config),
-                    client_app=build_client_app(run_config),
-                    num_supernodes=num_clients,
-                    backend_config=backend,
-                )
+            with _ray_on_loopback():
+                _start_ray(backend)
+                with _stopped_on_signals(cfg):
+                    run_simulation(
+                        server_app=build_server_app(run_config),
+                        client_app=build_client_app(run_config),
+                        num_supernodes=num_clients,
+                        backend_config=backend,
+                    )
         finally:
             import ray
 

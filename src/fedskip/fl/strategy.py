@@ -187,6 +187,12 @@ class LayerSkipStrategy(FedAvg):
         """The client id (partition index) of a node; the node id before identification."""
         return self.client_ids.get(node_id, node_id)
 
+    def in_client_order(self, replies: Iterable[Message]) -> list[Message]:
+        """``replies`` sorted by client id: they arrive in any order, and float sums depend on
+        the order, so this makes a round's average and metrics the same in every run (and a
+        resumed run, whose node ids are new, bit for bit the uninterrupted one)."""
+        return sorted(replies, key=lambda m: self.client_of(m.metadata.src_node_id))
+
     def _sample(
         self, grid: Grid, server_round: int, fraction: float, minimum: int, purpose: str
     ) -> list[int]:
@@ -345,7 +351,7 @@ class LayerSkipStrategy(FedAvg):
         ``rule`` (from a wrapper): admits each valid reply's tensors (may clip, reweigh or
         reject them) and releases the mean before the server step (may add noise)."""
         record = self.record(server_round)
-        replies = list(replies)
+        replies = self.in_client_order(replies)
         record.bytes_up += message_array_bytes(replies)
         accepted: list[tuple[RecordDict, dict[str, np.ndarray], float]] = []
         for reply in replies:
@@ -421,7 +427,7 @@ class LayerSkipStrategy(FedAvg):
         """Example-weighted mean of the valid evaluation replies' metrics."""
         record = self.record(server_round)
         good: list[RecordDict] = []
-        for reply in replies:
+        for reply in self.in_client_order(replies):
             if reply.has_error():
                 problems = [f"client error: {reply.error.reason}"]
             else:

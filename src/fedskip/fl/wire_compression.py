@@ -6,7 +6,9 @@ What travels is always a *delta* against a state both ends hold, compressed with
 - **uplink** (train reply): ``trained - received``, where ``received`` is the state the client
   decoded from its instruction. The client keeps an :class:`~fedskip.compression.ErrorFeedback`
   per node (its residuals persist across rounds in the node's ``Context.state`` as an
-  ``ArrayRecord``, :data:`EF_STATE`), so what quantization drops in one round is sent in the next.
+  ``ArrayRecord``, :data:`EF_STATE`, and on the site's disk for a restart or a resumed run:
+  :data:`fedskip.fl.personal.ERROR_FEEDBACK`), so what quantization drops in one round is sent
+  in the next.
   The server adds the decoded delta to its *exact* global tensors before aggregating.
 - **downlink** (train / evaluate / score instructions): ``global - base``, where ``base`` is the
   pretrained model (+ seeded head / adapters) that every client builds locally. The server

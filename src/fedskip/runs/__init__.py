@@ -23,7 +23,16 @@ __all__ = ["MetricsRow", "RunSummary", "run"]
 
 
 def run(cfg: Config) -> RunSummary:
-    """Train ``cfg`` with its method's entry; returns the run's summary."""
+    """Train ``cfg`` with its method's entry; returns the run's summary. The run's activation
+    folder (``OUT/activation-cache``: cached hidden states, patient data at rest) is removed
+    before it starts (what a killed run left) and when it ends, however it ends."""
+    from fedskip.train.activation_dir import activation_folder
+
+    with activation_folder(cfg.out):
+        return _run_method(cfg)
+
+
+def _run_method(cfg: Config) -> RunSummary:
     if cfg.method == "centralized":
         from fedskip.runs.centralized import run_centralized
 

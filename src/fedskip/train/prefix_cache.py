@@ -23,22 +23,21 @@ final norm), the tokenization settings and a fingerprint of the examples' tokens
 selection moving ``j``, an earlier round changing a lower block or another tokenizer all give a
 new key, so the states are recomputed.
 
-Privacy: the cached states are derived from the site's notes and stay on the site: they live in
-this process's memory (an LRU bounded by ``activation-cache-mb``) and, past that budget, in a
-local spill folder (:data:`SPILL_DIR_ENV`, else a private temporary folder removed at exit). They
-are never put in a message, a checkpoint or an exported model.
+Privacy: the cached states are derived from the site's notes (patient data at rest, see
+:mod:`fedskip.train.activation_dir`) and stay on the site: they live in this process's memory
+(an LRU bounded by ``activation-cache-mb``) and, past that budget, in the run directory's
+owner-only ``activation-cache/`` folder (:data:`SPILL_DIR_ENV` when ``fedskip run`` shares it
+between a node's processes, else a ``process-<pid>`` subfolder removed at exit). They are never
+put in a message, a checkpoint or an exported model.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from fedskip.models.layers import LayerStack
+from fedskip.train.activation_dir import private_file, private_folder, remove_at_exit
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ INDEX_KEY = "prefix_index"
 """Feature key: the example's row in its cache entry."""
 
 SPILL_DIR_ENV = "FEDSKIP_ACTIVATION_DIR"
-"""Folder for cache entries past the memory budget (set by ``fedskip run`` to a per-run
-temporary folder on the node, removed when the run ends)."""
+"""The node's shared folder for cache entries (set by ``fedskip run`` on the Simulation Engine to
+``OUT/activation-cache``, removed when the run ends): every entry is written there, so the
+node's other processes read it instead of recomputing it."""
 
 Collate = Callable[[list[Any]], Mapping[str, Tensor]]
 
@@ -387,6 +388,8 @@ class ActivationStore:
     def __init__(self) -> None:
         self.memory: OrderedDict[str, PrefixStates] = OrderedDict()
         self.spilled: dict[str, Path] = {}
+        self.folder: Path | None = None
+        """The run's activation folder (``OUT/activation-cache``; see :meth:`put`)."""
         self._private_dir: Path | None = None
         self.fills = 0
         self.hits = 0
@@ -395,9 +398,14 @@ class ActivationStore:
     def memory_bytes(self) -> int:
         return sum(e.nbytes for e in self.memory.values())
 
-    def get(self, key: str, budget_bytes: int) -> PrefixStates | None:
+    def get(
+        self, key: str, budget_bytes: int, *, folder: Path | None = None
+    ) -> PrefixStates | None:
         """The entry of ``key``: from memory, else from disk (this process's spill folder or the
-        node's shared one), read into memory when it fits the budget."""
+        node's shared one), read into memory when it fits the budget (``folder``: as in
+        :meth:`put`)."""
+        if folder is not None:
+            self.folder = folder
         entry = self.memory.get(key)
         if entry is not None:
             self.memory.move_to_end(key)
@@ -412,12 +420,17 @@ class ActivationStore:
         entry.flat = flat.view(entry.dtype) if entry.dtype == torch.bfloat16 else flat
         return self.put(key, entry, budget_bytes)
 
-    def put(self, key: str, entry: PrefixStates, budget_bytes: int) -> PrefixStates:
+    def put(
+        self, key: str, entry: PrefixStates, budget_bytes: int, *, folder: Path | None = None
+    ) -> PrefixStates:
         """Keep ``entry`` in memory within the budget (evicting the least recently used entries
         to disk); an entry larger than the whole budget goes to disk directly. With a shared
         spill folder (:data:`SPILL_DIR_ENV`) every entry is also written there, so the other
         processes of the node (simulation workers serving the same client) read it instead of
-        recomputing it."""
+        recomputing it. ``folder``: the run's activation folder (``OUT/activation-cache``),
+        where this process spills without a shared folder."""
+        if folder is not None:
+            self.folder = folder
         if entry.nbytes > budget_bytes:
             return self._spill(key, entry)
         shared = self._shared_path(key)
@@ -440,22 +453,26 @@ class ActivationStore:
 
     # ------------------------------------------------------------------ disk
     def _dir(self) -> Path:
+        """Where this process spills: the node's shared folder, else its own owner-only
+        ``process-<pid>`` subfolder of the run's activation folder, removed at exit (never the
+        system's temporary folder)."""
         shared = os.environ.get(SPILL_DIR_ENV)
         if shared:
-            path = Path(shared)
-            path.mkdir(parents=True, exist_ok=True)
-            return path
-        if self._private_dir is None:
-            self._private_dir = Path(tempfile.mkdtemp(prefix="fedskip-activations-"))
-            atexit.register(shutil.rmtree, self._private_dir, True)
-        return self._private_dir
+            return private_folder(Path(shared))
+        if self.folder is None:
+            raise RuntimeError("activation cache: no spill folder (pass the run's folder)")
+        private = self.folder / f"process-{os.getpid()}"
+        if self._private_dir != private:
+            private_folder(self.folder)
+            self._private_dir = private_folder(private)
+            remove_at_exit(private)
+        return private
 
     def _shared_path(self, key: str) -> Path | None:
         shared = os.environ.get(SPILL_DIR_ENV)
         if not shared:
             return None
-        Path(shared).mkdir(parents=True, exist_ok=True)
-        return Path(shared) / key
+        return private_folder(Path(shared)) / key
 
     def _spill(self, key: str, entry: PrefixStates) -> PrefixStates:
         path = self._dir() / key
@@ -474,7 +491,7 @@ def _write_spilled(path: Path, entry: PrefixStates) -> None:
     )
     raw = flat.view(torch.int16) if entry.dtype == torch.bfloat16 else flat
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp.with_suffix(".npy"), "wb") as fh:
+    with private_file(tmp.with_suffix(".npy")) as fh:
         np.save(fh, raw.numpy())
     os.replace(tmp.with_suffix(".npy"), path.with_suffix(".npy"))
     meta: dict[str, Any] = {
@@ -484,7 +501,7 @@ def _write_spilled(path: Path, entry: PrefixStates) -> None:
         "tuple_len": entry.tuple_len,
         "dtype": str(entry.dtype).removeprefix("torch."),
     }
-    with open(tmp.with_suffix(".npz"), "wb") as fh:
+    with private_file(tmp.with_suffix(".npz")) as fh:
         np.savez(fh, **meta)
     os.replace(tmp.with_suffix(".npz"), path.with_suffix(".npz"))  # written last: marks complete
 
@@ -510,13 +527,15 @@ class ActivationCache:
 
     ``stack``: the model's block stack; ``tokenization``: settings that shaped the features
     (max-length, stride, tokenizer), part of the key; ``budget_mb``: this process's memory
-    budget (MiB) for all its entries."""
+    budget (MiB) for all its entries; ``folder``: the run's activation folder
+    (:func:`fedskip.train.activation_dir.activation_dir`), where entries past the budget go."""
 
     stack: LayerStack
     mode: str = "auto"
     budget_mb: int = 1024
     tokenization: tuple[Any, ...] = ()
     batch_size: int = 64
+    folder: Path | None = None
 
     def prepare(
         self,
@@ -535,13 +554,13 @@ class ActivationCache:
             return features, collate
         key = cache_key(model, self.stack, j, features, self.tokenization)
         budget = self.budget_mb * 2**20
-        entry = STORE.get(key, budget)
+        entry = STORE.get(key, budget, folder=self.folder)
         if entry is None:
             entry = compute_prefix(
                 model, self.stack, j, features, collate, batch_size=self.batch_size, device=device
             )
             STORE.fills += 1
-            entry = STORE.put(key, entry, budget)
+            entry = STORE.put(key, entry, budget, folder=self.folder)
             log.info(
                 "activation cache: block %d inputs of %d examples, %.1f MB (process total in "
                 "memory %.1f MB of %d MB)",
