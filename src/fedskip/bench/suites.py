@@ -106,6 +106,13 @@ class Sweep:
     noniid_methods: tuple[str, ...] = ("layerskip", "fedavg")
     epsilons: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0)
     privacy_methods: tuple[str, ...] = ("layerskip", "fedavg")
+    """The ``privacy`` group's variants: a method name, or a key of ``privacy_variants``."""
+    privacy_variants: dict[str, dict[str, Scalar]] = field(default_factory=dict)
+    """Config keys of named privacy variants (e.g. ``"lora-fa"``: LoRA with frozen A, or
+    ``"layerskip-k4"``: four blocks); a variant not listed is its method with the defaults."""
+    privacy_seed_epsilons: tuple[float | None, ...] = ()
+    """Target ε of the ``privacy`` runs that also get the ``privacy-seeds`` group (None: the
+    run without DP), so that ``seed_groups`` can replicate only those over the seeds."""
     ablation_task: str = "ner"
     """The task the layer, strategy, non-IID and privacy axes run on."""
     other_task_methods: tuple[str, ...] | None = None
@@ -129,6 +136,10 @@ class Sweep:
     methods group's configs)."""
     client_dp_clients: int = 0
     """``client-dp`` group: simulated clients of client-level DP (0 = no such group)."""
+    client_dp_methods: tuple[str, ...] = ()
+    """Methods of the ``client-dp`` group (empty: ``privacy_methods``)."""
+    client_dp_epsilons: tuple[float, ...] = ()
+    """Target ε of the ``client-dp`` group (empty: ``epsilons``)."""
     client_dp_settings: dict[str, Scalar] | None = None
     """Config keys of the ``client-dp`` runs in place of ``privacy_settings`` (None: the same
     keys): client-level DP needs many clients, not many privacy units per client, so it can run
@@ -272,20 +283,42 @@ CLIENT_DP_SETTINGS: dict[str, Scalar] = {
 site, split IID over the simulated clients, about 15 notes each), the DP learning rates; the
 same settings without DP are the reference."""
 
-DP_SETTINGS: dict[str, Scalar] = {**CLIENT_DP_SETTINGS, "synth-docs": 2400, "grad-accum": 2}
-"""The ``privacy`` group's settings (issue #16, "DP where it can work"): ε per patient (the
-sweep's unit), large expected batches (Poisson draws of 64 patients merged 2 to a step: 128
-patients per update) and a larger learning rate, as DP-SGD needs; the same settings without DP
-are the reference. The learning rate is one fixed value, not yet tuned on validation.
+DP_SETTINGS: dict[str, Scalar] = {
+    "synth-docs": 1000,
+    "synth-notes-per-patient": 1,
+    "synth-note-lines": 2,
+    "max-length": 64,
+    "stride": 16,
+    "rounds": 10,
+    "local-epochs": 2,
+    "batch-size": 64,
+    "grad-accum": 2,
+    "lr": 2e-3,
+    "head-lr": 5e-3,
+    "clip-norm": 1.0,
+    "eval-clients": False,
+}
+"""The ``privacy`` group's settings (issue #32): ε per patient over a corpus that buys patients,
+not words — every patient one note of two lines, so a site of ``synth-docs`` × its size factor
+notes has that many patients (1,250, 750, 1,500 and 500; about 800, 480, 960 and 320 train after
+the test and validation splits) — and DP-SGD's large expected batches: Poisson draws of 64
+patients merged 2 to a step, 128 patients per update (a step samples each patient at rate
+0.13–0.40), 10 rounds of 2 local epochs. The same settings without DP are the reference.
 
-The corpus has 2,400 notes per site because DP-SGD needs many more patients per site than a
-step draws. At 240 notes per site (this group's first size) the sites train on 38, 60, 102 and
-118 patients, so a step expected more patients (64 x 4) than any site has: it was accounted
-at sample rate 1, an epoch was one noised step and the layer-skipping run at ε = 8 scored F1 0.05 after its first
-round (docs/results/probes/). At 2,400 notes the sites train on 386, 593, 1,009 and 1,205
-patients: a step samples each at rate 0.11–0.33 and an epoch has 3–9 steps (patient counts of
-seed 42's split). That is ten times the probe's notes, roughly two hours a round on a 2-core
-CPU (scaled from the probe's 591 s, not run): a group for a GPU."""
+History: the group first trained on the default corpus (240 notes per site: 38–118 training
+patients, fewer than a step's 256, so every step was accounted at rate 1; F1 0.05 after a
+round, docs/results/probes/), then on 2,400 long notes per site (386–1,205 patients, about two
+hours a round on this CPU: never run)."""
+
+PRIVACY_VARIANTS = ("layerskip", "layerskip-k4", "lora-fa", "fedavg")
+"""The ``paper`` suite's privacy group: layer skipping of 2 and 4 blocks, LoRA (rank 8, every
+block) with A frozen (FFA-LoRA: only B and the head train, fewer coordinates for the noise), and
+FedAvg of every block; each without DP and at every ε of the sweep."""
+
+PRIVACY_VARIANT_SETTINGS: dict[str, dict[str, Scalar]] = {
+    "layerskip-k4": {"method": "layerskip", "layers": 4},
+    "lora-fa": {"method": "lora", "lora-rank": 8, "lora-freeze-a": True},
+}
 
 ICD9_SETTINGS: dict[str, Scalar] = {"label": "icd9", "truncation": "tail"}
 """Note classification in the paper suites: multi-label ICD-9 coding of discharge summaries
@@ -351,13 +384,18 @@ PAPER = Suite(
         partial_settings=PARTIAL_SETTINGS,
         partial_lr_blocks=PARTIAL_LR_BLOCKS,
         privacy_settings=DP_SETTINGS,
+        privacy_methods=PRIVACY_VARIANTS,
+        privacy_variants=PRIVACY_VARIANT_SETTINGS,
+        privacy_seed_epsilons=(None, 8.0),
         client_dp_settings=CLIENT_DP_SETTINGS,
         client_dp_clients=64,
+        client_dp_methods=("layerskip",),
+        client_dp_epsilons=(8.0, 2.0),
         same_blocks=True,
         seeds=SEEDS,
         # strategies too: at seed 42 interleaved (blocks 2, 5: 0.952) and bottom (0.943) beat
         # top (0.906 ± 0.004) by more than top's seed spread; a verdict needs their spread
-        seed_groups=("methods", "layers", "gaps", "strategies"),
+        seed_groups=("methods", "layers", "gaps", "strategies", "privacy-seeds"),
     ),
 )
 
@@ -581,17 +619,21 @@ def _privacy_entries(sweep: Sweep) -> list[BenchConfig]:
     task = sweep.ablation_task
     own = "-dp" if sweep.privacy_settings else ""  # its own corpus: not the methods' configs
     out = []
-    for method in sweep.privacy_methods:
+    for variant in sweep.privacy_methods:
+        keys = sweep.privacy_variants.get(variant, {"method": variant})
         for eps in (None, *sweep.epsilons):
-            base: dict[str, Scalar] = {"task": task, "method": method, "lora-rank": 0}
+            base: dict[str, Scalar] = {"task": task, "method": variant, "lora-rank": 0, **keys}
             settings: dict[str, Scalar] = {
                 **base,
                 **sweep.privacy_settings,
                 **sweep_settings(eps),
             }
-            name = f"{task}-{method}{own}" + ("" if eps is None else f"-eps{eps:g}")
+            name = f"{task}-{variant}{own}" + ("" if eps is None else f"-eps{eps:g}")
             labels: dict[str, Scalar] = {"target_epsilon": eps or 0}
-            out.append(BenchConfig(name, settings, ["privacy"], labels))
+            groups = ["privacy"]
+            if eps in sweep.privacy_seed_epsilons:
+                groups.append("privacy-seeds")
+            out.append(BenchConfig(name, settings, groups, labels))
     return out + _client_dp_entries(sweep)
 
 
@@ -604,8 +646,8 @@ def _client_dp_entries(sweep: Sweep) -> list[BenchConfig]:
         return []
     task, out = sweep.ablation_task, []
     own = sweep.privacy_settings if sweep.client_dp_settings is None else sweep.client_dp_settings
-    for method in sweep.privacy_methods:
-        for eps in (None, *sweep.epsilons):
+    for method in sweep.client_dp_methods or sweep.privacy_methods:
+        for eps in (None, *(sweep.client_dp_epsilons or sweep.epsilons)):
             settings: dict[str, Scalar] = {
                 "task": task,
                 "method": method,
