@@ -20,10 +20,10 @@ def test_paper_suite_configs() -> None:
     names = [c.name for c in plan.configs]
     # personalization: 5 more (ner-local shared); 6 NER + 3 classification methods, k, strategies, non-IID, DP, 6 same-blocks runs, and
     # seeds 43 and 44 of the 23 methods / layers / gaps / strategies configs; the DP groups on
-    # their own corpus: 2 x 5 sample-level and 2 x 5 client-level runs; 102 configs, of which
-    # the 8 centralized ones (full and same-blocks, x 3 seeds) also run with the other
-    # schedule: 24
-    assert len(names) == len(set(names)) == 102 + 24
+    # their own corpus: 4 variants x 5 sample-level runs, seeds 43 and 44 of the 8 at ε = 8 and
+    # without DP, and 3 client-level runs; 121 configs, of which the 8 centralized ones (full
+    # and same-blocks, x 3 seeds) also run with the other schedule: 24
+    assert len(names) == len(set(names)) == 121 + 24
     assert names[:7] == ["ner-centralized", "ner-centralized-lrrun"] + [
         f"ner-{m}" for m in METHOD_ORDER[1:]
     ]
@@ -31,20 +31,26 @@ def test_paper_suite_configs() -> None:
     # the default layer-skipping run serves every axis; k = all blocks is the FedAvg run
     assert groups["ner-layerskip"] == ["methods", "layers", "strategies", "noniid"]
     assert groups["ner-fedavg"] == ["methods", "layers", "noniid"]
-    assert groups["ner-layerskip-dp"] == ["privacy"] and groups["ner-fedavg-cdp-eps1"] == [
-        "client-dp"
-    ]
+    assert groups["ner-layerskip-dp"] == ["privacy", "privacy-seeds"]
+    assert groups["ner-layerskip-dp-eps4"] == ["privacy"]
+    assert groups["ner-layerskip-cdp-eps8"] == ["client-dp"] and "ner-fedavg-cdp-eps8" not in groups
+    assert groups["ner-lora-fa-dp-eps8-s44"] == ["privacy-seeds"]
     layer_runs = [c for c in plan.configs if "layers" in c.groups and "variant" not in c.labels]
     assert sorted(int(c.labels["k"]) for c in layer_runs) == [1, 2, 3, 4, 5, 6]
     by_name = {c.name: c for c in plan.configs}
     assert by_name["ner-layerskip-dir0.1"].settings["alpha"] == 0.1
     assert by_name["ner-fedavg-dp-eps2"].settings["target-epsilon"] == 2.0
-    # DP-SGD on enough patients per site for 128-patient steps; client-level DP on a smaller one
-    assert by_name["ner-fedavg-dp-eps2"].settings["synth-docs"] == 2400
-    assert by_name["ner-fedavg-dp-eps2"].settings["grad-accum"] == 2
-    assert by_name["ner-layerskip-dp"].settings["synth-docs"] == 2400  # its no-DP reference
-    assert by_name["ner-fedavg-cdp-eps2"].settings["synth-docs"] == 240
-    assert by_name["ner-fedavg-cdp-eps2"].settings["grad-accum"] == 4
+    # DP-SGD on many patients with one short note each, 128-patient steps; client-level DP on
+    # the smaller corpus of long notes
+    dp = by_name["ner-fedavg-dp-eps2"].settings
+    assert (dp["synth-docs"], dp["synth-notes-per-patient"], dp["synth-note-lines"]) == (1000, 1, 2)
+    assert (dp["batch-size"], dp["grad-accum"], dp["dp-unit"]) == (64, 2, "patient")
+    assert by_name["ner-layerskip-dp"].settings["synth-docs"] == 1000  # its no-DP reference
+    assert by_name["ner-layerskip-k4-dp-eps8"].settings["layers"] == 4
+    lora_fa = by_name["ner-lora-fa-dp-eps8"].settings
+    assert (lora_fa["method"], lora_fa["lora-freeze-a"], lora_fa["lora-rank"]) == ("lora", True, 8)
+    assert by_name["ner-layerskip-cdp-eps2"].settings["synth-docs"] == 240
+    assert by_name["ner-layerskip-cdp-eps2"].settings["grad-accum"] == 4
     assert by_name["ner-layerskip-cdp-eps8"].settings["clients"] == 64
     assert by_name["ner-fedprox"].settings["layers"] == 6  # a full-model baseline
     assert by_name["classification-centralized"].settings["epochs"] == 20  # rounds x local epochs
