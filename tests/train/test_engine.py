@@ -13,7 +13,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from fedskip import config as config_module
 from fedskip.data.encode import collate, collate_cls
 from fedskip.train import engine
-from fedskip.train.engine import TrainSettings, predict, train
+from fedskip.train.engine import TrainSettings, predict, schedule, train, warmup_steps
 
 NER_COLLATE = lambda feats: collate(feats, pad_token_id=0)  # noqa: E731
 CLS_COLLATE = lambda feats: collate_cls(feats, pad_token_id=0)  # noqa: E731
@@ -321,3 +321,30 @@ def test_train_with_epoch_schedule_repeats_one_epochs_rates(
     finally:
         handle.remove()
     assert seen == pytest.approx([0.0, 5e-4, 1e-3] * 2)
+
+
+@pytest.mark.parametrize("kind", ["run", "epoch"])
+def test_a_one_step_schedule_trains_at_the_full_rate(kind: str) -> None:
+    """One optimizer step (e.g. a DP-SGD epoch of one noised step): no warmup step at rate 0
+    (it trained nothing while charging ε); two or more steps keep their warmup."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    scheduler, _ = schedule(optimizer, 0.1, 1, 1, kind)
+    assert optimizer.param_groups[0]["lr"] == 1.0
+    assert warmup_steps(0.1, 1) == 0 and warmup_steps(0.1, 2) == 1 and warmup_steps(0.1, 30) == 3
+    del scheduler
+
+
+@pytest.mark.filterwarnings("ignore::fedskip.privacy.checks.PrivacyWarning")
+def test_a_dp_epoch_of_one_step_changes_the_weights() -> None:
+    """Every unit in the one Poisson draw of the epoch (q = 1): the one noised step trains."""
+    from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
+    from tests.privacy.privacy_helpers import collate, tiny_bert, token_features
+
+    model = tiny_bert()
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    dp = DPSGD(DPSGDSettings(noise_multiplier=0.0, clip_norm=1.0))
+    settings = TrainSettings(batch_size=8, lr=1e-2, quiet=True, grad_clip=0.0)
+    result = train(model, token_features(8), collate, settings, epochs=1, device="cpu", privacy=dp)
+    assert result.steps == 1 and dp.accountant.steps == 1
+    assert all(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)

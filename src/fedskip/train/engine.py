@@ -316,6 +316,13 @@ class EpochRestarts:
         return max(0.0, (self.per_epoch - s) / max(1, self.per_epoch - self.warmup))
 
 
+def warmup_steps(warmup_ratio: float, updates: int) -> int:
+    """``ceil(warmup_ratio * updates)`` warmup steps, but never all of them: the first step of
+    a warmup runs at learning rate 0, so a schedule of one step (a DP-SGD epoch of one noised
+    step) would otherwise train nothing while still spending its privacy budget."""
+    return min(math.ceil(warmup_ratio * updates), max(updates - 1, 0))
+
+
 def schedule(
     optimizer: Any, warmup_ratio: float, per_epoch: int, epochs: int, kind: str = "run"
 ) -> tuple[Any, EpochRestarts | None]:
@@ -326,11 +333,11 @@ def schedule(
         from transformers import get_linear_schedule_with_warmup
 
         updates = per_epoch * epochs
-        warmup = math.ceil(warmup_ratio * updates)
+        warmup = warmup_steps(warmup_ratio, updates)
         return get_linear_schedule_with_warmup(optimizer, warmup, max(updates, 1)), None
     if kind != "epoch":
         raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {kind!r}")
-    restarts = EpochRestarts(math.ceil(warmup_ratio * per_epoch), max(per_epoch, 1))
+    restarts = EpochRestarts(warmup_steps(warmup_ratio, per_epoch), max(per_epoch, 1))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, restarts), restarts
 
 
