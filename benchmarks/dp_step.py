@@ -15,10 +15,12 @@ same with A frozen (``lora-fa``) — and trains on ``--batch-size × --steps`` e
   examples, so ``--steps`` steps of ``--batch-size`` examples on average.
 
 One warm-up epoch precedes the timed one; a step's time is the timed epoch over its steps.
-Ratios are against ``plain`` of the same trainable set in the same invocation.
+Ratios are against ``plain`` of the same trainable set in the same invocation. With
+``--cache`` the top-k variants also run ``plain+cache`` and ``fast+cache``: the frozen-prefix
+activation cache filled in the warm-up epoch, so the timed epoch is a second epoch.
 
     python benchmarks/dp_step.py --variants 1,2,4,all,lora,lora-fa --batch-size 32 \\
-        --seq-len 64 --steps 4 --repeat 3
+        --seq-len 64 --steps 4 --repeat 3 --cache
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from common import MIB, current_rss_bytes, peak_rss_bytes, publish, run_worker
 from step_time import NUM_LABELS, build
 
 CLIPPINGS = ("plain", "hooks", "fast")
+CACHED = ("plain+cache", "fast+cache")
+"""With ``--cache``, the layer-skipping variants also run with the frozen-prefix activation
+cache: the warm-up epoch fills it, the timed (second) epoch starts at the lowest trained block."""
 
 
 def make_trainable(model: Any, which: str) -> Any:
@@ -83,11 +88,21 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     settings = TrainSettings(lr=1e-5, warmup_ratio=0.0, batch_size=args.batch_size, quiet=True)
 
+    mode, _, cached = clipping.partition("+")
+    cache = None
+    if cached:
+        from fedskip.models.layers import discover_layers
+        from fedskip.train.prefix_cache import ActivationCache
+
+        cache = ActivationCache(discover_layers(model), tokenization=("dp_step", args.seq_len))
+
     def epoch() -> Any:
         privacy = None
-        if clipping != "plain":
-            privacy = DPSGD(DPSGDSettings(grad_sample_mode=clipping, noise_seed=0))
-        return train(model, data, collate, settings, epochs=1, device="cpu", privacy=privacy)
+        if mode != "plain":
+            privacy = DPSGD(DPSGDSettings(grad_sample_mode=mode, noise_seed=0))
+        return train(
+            model, data, collate, settings, epochs=1, device="cpu", privacy=privacy, cache=cache
+        )
 
     epoch()  # warm-up
     result = epoch()
@@ -106,7 +121,10 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     passthrough = [a for a in sys.argv[1:] if not a.startswith("--json")]
     if args.json:
         passthrough = [a for a in passthrough if a != args.json]
-    variants = [f"{t}:{c}" for t in args.variants.split(",") for c in CLIPPINGS]
+    variants = []
+    for t in args.variants.split(","):
+        cached = CACHED if args.cache and not t.startswith("lora") and t != "all" else ()
+        variants += [f"{t}:{c}" for c in (*CLIPPINGS, *cached)]
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for _ in range(args.repeat):
         for variant in variants:
@@ -152,6 +170,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cache", action="store_true", help="also time k with the cache")
     parser.add_argument("--json", default=None, help="also write the raw results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)

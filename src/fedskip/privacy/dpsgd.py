@@ -394,7 +394,7 @@ class DPSGD:
     def _record_step(self, optimizer: Any, sigma: float) -> None:
         """Signal and noise of the step just noised (see :meth:`step_report`)."""
         params = list(optimizer.params)
-        signal = math.sqrt(sum(float(p.summed_grad.double().pow(2).sum()) for p in params))
+        signal = math.sqrt(sum(float(torch.linalg.vector_norm(p.summed_grad)) ** 2 for p in params))
         noise = sigma * self.settings.clip_norm * math.sqrt(sum(p.numel() for p in params))
         norms = optimizer.unit_norms()
         clipped = float((norms > self.settings.clip_norm).double().mean()) if len(norms) else 0.0

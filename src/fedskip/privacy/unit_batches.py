@@ -120,7 +120,11 @@ class UnitDPOptimizer(DPOptimizer):
         rows = [torch.cat(r) if isinstance(r, list) else r for r in rows]
         if not rows:
             return torch.zeros(0)
-        return torch.stack([r.flatten(1).double().pow(2).sum(dim=1) for r in rows]).sum(0).sqrt()
+        return (
+            torch.stack([torch.linalg.vector_norm(r.flatten(1), dim=1) ** 2 for r in rows])
+            .sum(0)
+            .sqrt()
+        )
 
 
 class UnitBatches:
