@@ -180,7 +180,8 @@ def test_per_example_gradients_match_single_example_backward(make: Any) -> None:
 @pytest.mark.parametrize("mode", ["hooks", "functorch"])
 def test_dpsgd_full_fine_tuning_of_bert(mode: str) -> None:
     """Full fine-tuning under DP-SGD trains the embedding tables too (was: Opacus failed to stack
-    the position table's batch-of-one gradient); detach removes the input-expanding hooks."""
+    the position table's batch-of-one gradient); training ends by removing the input-expanding
+    hooks (and every other DP hook)."""
     model = _full_bert()
     start = trainable_state(model)
     dp = _dp(noise_multiplier=1.0, clip_norm=1.0, grad_sample_mode=mode)
@@ -192,9 +193,9 @@ def test_dpsgd_full_fine_tuning_of_bert(mode: str) -> None:
         start["bert.embeddings.position_embeddings.weight"],
     )
     position_table = model.bert.embeddings.position_embeddings
-    assert len(position_table._forward_pre_hooks) == 1
-    dp.detach(model)
     assert not position_table._forward_pre_hooks and not model._forward_pre_hooks
+    assert not hasattr(model, "_fedskip_dp_hooks")
+    assert all("forward" not in vars(m) for m in model.modules())  # no taped Linear left
 
 
 def test_per_example_mean_loss_by_hand() -> None:

@@ -172,6 +172,9 @@ class CountingPrivacy:
     def after_step(self) -> None:
         self.steps += 1
 
+    def detach(self, model: Any) -> None:
+        self.detached = model
+
 
 def test_privacy_hook_called_and_clipping_skipped(
     tiny_bert: Any, token_features: Any, monkeypatch: pytest.MonkeyPatch
@@ -179,8 +182,9 @@ def test_privacy_hook_called_and_clipping_skipped(
     clipped: list[float] = []
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, c: clipped.append(c))
     hook = CountingPrivacy()
+    model = tiny_bert("token", 3)
     result = train(
-        tiny_bert("token", 3),
+        model,
         token_features(8),
         NER_COLLATE,
         FAST,
@@ -190,6 +194,7 @@ def test_privacy_hook_called_and_clipping_skipped(
     )
     assert hook.attached == 1
     assert hook.steps == result.steps == 4
+    assert hook.detached is model  # training ends with the hook's state off the model
     assert clipped == []
     train(tiny_bert("token", 3), token_features(8), NER_COLLATE, FAST, epochs=1, device="cpu")
     assert clipped == [1.0, 1.0]

@@ -45,6 +45,9 @@ class PrivacyHook(Protocol):
     def after_step(self) -> None:
         """Called after every optimizer step (privacy accounting)."""
 
+    def detach(self, model: nn.Module) -> None:
+        """Remove what ``attach`` put on ``model`` (called when training ends)."""
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -174,14 +177,20 @@ def train(
     from tqdm.auto import tqdm
 
     loss_sum, seen = 0.0, 0
-    with tqdm(total=len(loader) * epochs, desc=desc, disable=settings.quiet, leave=False) as bar:
-        for epoch in range(1, epochs + 1):
-            if restarts is not None:
-                restarts.origin = loop.steps
-            epoch_loss, epoch_seen = loop.run_epoch(loader, bar)
-            loss_sum, seen = loss_sum + epoch_loss * epoch_seen, seen + epoch_seen
-            if on_epoch_end is not None and on_epoch_end(epoch, epoch_loss):
-                break
+    try:
+        with tqdm(
+            total=len(loader) * epochs, desc=desc, disable=settings.quiet, leave=False
+        ) as bar:
+            for epoch in range(1, epochs + 1):
+                if restarts is not None:
+                    restarts.origin = loop.steps
+                epoch_loss, epoch_seen = loop.run_epoch(loader, bar)
+                loss_sum, seen = loss_sum + epoch_loss * epoch_seen, seen + epoch_seen
+                if on_epoch_end is not None and on_epoch_end(epoch, epoch_loss):
+                    break
+    finally:  # the model leaves training as it came: no per-example hooks on later passes
+        if privacy is not None:
+            privacy.detach(model)
     return TrainResult(
         loss=loss_sum / seen if seen else 0.0,
         num_examples=len(features),
