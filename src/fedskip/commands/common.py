@@ -9,7 +9,11 @@ from fedskip.config import Config, load_config
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML file with config keys")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file with config keys (`fedskip config > FILE` writes every default)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -17,7 +21,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         action="append",
         default=[],
-        help="override config keys (repeatable): --set layers=4 lr=1e-4 --set rounds=3",
+        help="override config keys (repeatable): --set layers=4 lr=1e-4 --set rounds=3; "
+        "`fedskip config` lists every key with its default and allowed values",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
