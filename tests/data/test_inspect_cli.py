@@ -277,3 +277,22 @@ def test_a_note_above_the_size_limit_is_refused_before_tokenizing(
     root = write_tree(files)
     assert main(["data", "inspect", str(root)]) == 2
     assert capsys.readouterr().err == f"fedskip: error: {root / where}: {message}\n"
+
+
+def test_one_flag_names_the_data_format_everywhere(write_tree, capsys):
+    """``--data-format`` (the config key's name) in ``data inspect`` and ``evaluate``, and in the
+    error that asks for it; ``--format`` stays an alias."""
+    from fedskip.cli import build_parser
+
+    root = write_tree({"notes.txt": "a O\n"})
+    assert main(["data", "inspect", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {root}: cannot detect the dataset format in this folder; pass "
+        "--data-format (config key data-format): one of i2b2, brat, mimic, conll, jsonl\n"
+    )
+    assert _inspect_json(capsys, str(root), "--data-format", "conll")["documents"] == 1
+    parser = build_parser()
+    for flag in ("--data-format", "--format"):
+        args = parser.parse_args(["evaluate", "--model", "m", "--data", "d", flag, "conll"])
+        assert args.data_format == "conll"
+        assert parser.parse_args(["data", "inspect", "p", flag, "brat"]).fmt == "brat"

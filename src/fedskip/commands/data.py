@@ -69,6 +69,7 @@ def register(subparsers: Any) -> None:
         "path", metavar="PATH", help="a dataset file or folder, or a folder of site subfolders"
     )
     inspect.add_argument(
+        "--data-format",
         "--format",
         dest="fmt",
         default="auto",
