@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
@@ -66,8 +68,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"out={out}",
         "test-fraction=0.25",
     ]
-    code = main(["centralized", "--set", *sets, "--quiet"])
-    return {"code": code, "data": data, "out": out, "files": files, "sets": sets}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["centralized", "--set", *sets, "--quiet"])
+    return {
+        "code": code,
+        "data": data,
+        "out": out,
+        "files": files,
+        "sets": sets,
+        "printed": printed.getvalue(),
+    }
 
 
 def test_centralized_writes_run_directory(trained: dict[str, Any], capsys: Any) -> None:
@@ -367,3 +378,45 @@ def test_predict_refuses_a_note_above_the_size_limit(tmp_path: Path, capsys: Any
         f"fedskip: error: {note}: a note of 1,000,005 characters; fedskip reads notes of up to "
         "1,000,000 (split it into several notes)\n"
     )
+
+
+def test_centralized_closes_with_the_next_commands(trained: dict[str, Any]) -> None:
+    out = trained["out"]
+    assert trained["printed"].splitlines()[-3:] == [
+        "next:",
+        f"  fedskip report {out}",
+        f"  fedskip predict --model {out / 'model'} --text 'the note text'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "viewers"),
+    [
+        ({"tracking": "tensorboard"}, ["tensorboard --logdir {out}/tensorboard"]),
+        (
+            {"tracking": "tensorboard,mlflow"},
+            [
+                "tensorboard --logdir {out}/tensorboard",
+                "mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db",
+            ],
+        ),
+        (
+            {"tracking": "mlflow", "mlflow-uri": "http://127.0.0.1:5000"},
+            ["open http://127.0.0.1:5000 (the MLflow server of config key mlflow-uri)"],
+        ),
+    ],
+    ids=["tensorboard", "both", "mlflow-server"],
+)
+def test_next_commands_name_the_tracking_viewers(
+    tmp_path: Path, sets: dict[str, str], viewers: list[str]
+) -> None:
+    """No model exported (a local-only run): no predict line; the viewers of ``tracking``."""
+    from fedskip.commands.common import next_commands
+
+    cfg = Config.from_mapping(sets)
+    out = tmp_path.resolve()
+    assert next_commands(cfg, out).splitlines() == [
+        "next:",
+        f"  fedskip report {out}",
+        *(f"  {line.format(out=out)}" for line in viewers),
+    ]
