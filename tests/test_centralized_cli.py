@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
@@ -66,8 +68,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"out={out}",
         "test-fraction=0.25",
     ]
-    code = main(["centralized", "--set", *sets, "--quiet"])
-    return {"code": code, "data": data, "out": out, "files": files, "sets": sets}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["centralized", "--set", *sets, "--quiet"])
+    return {
+        "code": code,
+        "data": data,
+        "out": out,
+        "files": files,
+        "sets": sets,
+        "printed": printed.getvalue(),
+    }
 
 
 def test_centralized_writes_run_directory(trained: dict[str, Any], capsys: Any) -> None:
@@ -367,3 +378,86 @@ def test_predict_refuses_a_note_above_the_size_limit(tmp_path: Path, capsys: Any
         f"fedskip: error: {note}: a note of 1,000,005 characters; fedskip reads notes of up to "
         "1,000,000 (split it into several notes)\n"
     )
+
+
+def test_centralized_closes_with_the_next_commands(trained: dict[str, Any]) -> None:
+    out = trained["out"]
+    assert trained["printed"].splitlines()[-3:] == [
+        "next:",
+        f"  fedskip report {out}",
+        f"  fedskip predict --model {out / 'model'} --text 'the note text'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "viewers"),
+    [
+        ({"tracking": "tensorboard"}, ["tensorboard --logdir {out}/tensorboard"]),
+        (
+            {"tracking": "tensorboard,mlflow"},
+            [
+                "tensorboard --logdir {out}/tensorboard",
+                "mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db",
+            ],
+        ),
+        (
+            {"tracking": "mlflow", "mlflow-uri": "http://127.0.0.1:5000"},
+            ["open http://127.0.0.1:5000 (the MLflow server of config key mlflow-uri)"],
+        ),
+    ],
+    ids=["tensorboard", "both", "mlflow-server"],
+)
+def test_next_commands_name_the_tracking_viewers(
+    tmp_path: Path, sets: dict[str, str], viewers: list[str]
+) -> None:
+    """No model exported (a local-only run): no predict line; the viewers of ``tracking``."""
+    from fedskip.commands.common import next_commands
+
+    cfg = Config.from_mapping(sets)
+    out = tmp_path.resolve()
+    assert next_commands(cfg, out).splitlines() == [
+        "next:",
+        f"  fedskip report {out}",
+        *(f"  {line.format(out=out)}" for line in viewers),
+    ]
+
+
+def test_export_has_a_model_card_and_one_file_mode(trained: dict[str, Any]) -> None:
+    """``README.md`` in Hugging Face's card layout, its fields read back (by fedskip and by
+    huggingface_hub), and every file of the export with the same permission bits."""
+    from huggingface_hub import ModelCard
+
+    from fedskip.modelcard import read_card_metadata
+
+    model = trained["out"] / "model"
+    summary = json.loads((trained["out"] / "summary.json").read_text())
+    final = summary["final"]
+    meta = read_card_metadata(model)
+    scores = meta.pop("model-index")[0]["results"][0]
+    assert meta == {
+        "library_name": "transformers",
+        "pipeline_tag": "token-classification",
+        "tags": ["fedskip", "clinical-nlp", "ner", "method-centralized"],
+    }  # llama-tiny starts from random weights: no base_model
+    assert scores["task"] == {"type": "token-classification"}
+    assert scores["dataset"] == {"name": "data", "type": "data"}
+    assert scores["metrics"] == [
+        {"type": name, "value": final[name], "name": f"test {name}"}
+        for name in ("f1", "precision", "recall")
+    ]
+    card = ModelCard.load(model / "README.md")
+    assert card.data.library_name == "transformers" and card.data.tags == meta["tags"]
+    text = card.text
+    labels = json.loads((model / "fedskip.json").read_text())["labels"]
+    assert f"- Labels (7): {', '.join(f'`{x}`' for x in labels)}" in text
+    assert "- Base model: preset `llama-tiny`, random init (no pretrained weights)" in text
+    assert "- Trained transformer blocks: [2, 3] of 4 (the others kept the base weights)" in text
+    assert "- Sites (2): site-a, site-b" in text
+    assert f"- Data: `{trained['data']}` (data-format auto)" in text
+    assert "- centralized: 2 epochs" in text
+    assert f"| test | f1 | {final['f1']:.4f} | last epoch |" in text
+    assert "No differential privacy: the weights may memorise training text" in text
+    assert "## Intended use and limits" in text and "not a medical device" in text
+    modes = {p.name: p.stat().st_mode & 0o777 for p in model.iterdir()}
+    assert set(modes) >= {"model.safetensors", "config.json", "README.md", "fedskip.json"}
+    assert len(set(modes.values())) == 1, modes

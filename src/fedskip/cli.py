@@ -35,6 +35,7 @@ COMMANDS = (
     "audit",
     "bench",
     "deploy",
+    "config",
 )
 
 
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fedskip",
         description="Layer-Skipping Federated Learning for clinical NLP on Flower.",
     )
+    from fedskip import __version__
+
+    parser.add_argument("--version", action="version", version=f"fedskip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

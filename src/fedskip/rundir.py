@@ -7,8 +7,9 @@ OUT/
   summary.json    final metrics, timings, parameter and traffic counts
   tensorboard/    event files of each row's scalars (config key tracking=tensorboard)
   mlflow.db       MLflow's SQLite store, one run (tracking=mlflow; see fedskip.tracking)
-  model/          save_pretrained output: weights, tokenizer, label map (config.json), and
-                  fedskip.json — task, labels, selected layers and the training config
+  model/          save_pretrained output: weights, tokenizer, label map (config.json),
+                  fedskip.json — task, labels, selected layers and the training config — and
+                  README.md, the model card (fedskip.modelcard); all files with one mode
 ```
 
 ``model/`` loads with plain transformers (``AutoModelForTokenClassification.from_pretrained``),
@@ -162,9 +163,14 @@ class RunDir:
         cfg: Config | None = None,
         selected_layers: Sequence[int] | None = None,
         extra: Mapping[str, Any] | None = None,
+        summary: Mapping[str, Any] | None = None,
+        sites: Sequence[str] = (),
     ) -> Path:
-        """Export to ``model/``: weights + tokenizer + label map via ``save_pretrained`` and
-        ``fedskip.json`` (task, labels, multi-label, selected blocks, training config).
+        """Export to ``model/``: weights + tokenizer + label map via ``save_pretrained``,
+        ``fedskip.json`` (task, labels, multi-label, selected blocks, training config) and the
+        model card ``README.md`` (:mod:`fedskip.modelcard`; ``summary``: the run's scores and
+        privacy figures, ``sites``: the sites trained on). Every file gets the same mode: what
+        the process's umask gives a new file (``save_pretrained`` writes the weights 0600).
 
         An Opacus wrapper is removed and LoRA adapters are merged into a copy, so the export is
         a plain transformers model.
@@ -185,7 +191,20 @@ class RunDir:
             **(extra or {}),
         }
         _write_json(target / MANIFEST, manifest)
+        from fedskip.modelcard import write_card
+
+        write_card(target, to_jsonable(manifest), summary, sites)
+        _same_mode(target, like=target / MANIFEST)
         return target
+
+
+def _same_mode(folder: Path, *, like: Path) -> None:
+    """Give every file in ``folder`` the permission bits of ``like`` (a file written with the
+    umask's default mode)."""
+    mode = like.stat().st_mode & 0o777
+    for path in folder.iterdir():
+        if path.is_file() and path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
 
 
 def export_ready(model: nn.Module) -> PreTrainedModel:

@@ -127,7 +127,7 @@ class MlflowTracker(Tracker):
         from mlflow.tracking import MlflowClient  # (its import sets the mlflow logger's level)
 
         with _quiet_logger("mlflow"), _quiet_logger("alembic"):  # "Creating tables..." lines
-            uri = cfg.mlflow_uri or f"sqlite:///{(out / MLFLOW_DB).resolve()}"
+            uri = mlflow_uri(cfg, out)
             self.client = MlflowClient(tracking_uri=uri)
             experiment = self.client.get_experiment_by_name(MLFLOW_EXPERIMENT)
             if experiment is not None:
@@ -185,6 +185,12 @@ class Trackers(Tracker):
         trackers, self.trackers = self.trackers, []
         for tracker in trackers:
             tracker.close(ok=ok)
+
+
+def mlflow_uri(cfg: Config, out: str | Path) -> str:
+    """The MLflow tracking URI of a run: config key ``mlflow-uri``, else the SQLite store
+    ``OUT/mlflow.db`` (absolute path)."""
+    return cfg.mlflow_uri or f"sqlite:///{(Path(out) / MLFLOW_DB).resolve()}"
 
 
 def open_trackers(cfg: Config, out: str | Path) -> Trackers:

@@ -134,3 +134,10 @@ def test_publish_copies_records_not_models(tmp_path: Path) -> None:
     ]
     assert page == dest / "results.md"
     assert "(1 of 12 configs finished)" in page.read_text()
+
+
+def test_report_help_shows_a_plain_percent_sign(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "rounds to 95% of best" in text and "%%" not in text

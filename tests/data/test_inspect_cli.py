@@ -277,3 +277,53 @@ def test_a_note_above_the_size_limit_is_refused_before_tokenizing(
     root = write_tree(files)
     assert main(["data", "inspect", str(root)]) == 2
     assert capsys.readouterr().err == f"fedskip: error: {root / where}: {message}\n"
+
+
+def test_one_flag_names_the_data_format_everywhere(write_tree, capsys):
+    """``--data-format`` (the config key's name) in ``data inspect`` and ``evaluate``, and in the
+    error that asks for it; ``--format`` stays an alias."""
+    from fedskip.cli import build_parser
+
+    root = write_tree({"notes.txt": "a O\n"})
+    assert main(["data", "inspect", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {root}: cannot detect the dataset format in this folder; pass "
+        "--data-format (config key data-format): one of i2b2, brat, mimic, conll, jsonl\n"
+    )
+    assert _inspect_json(capsys, str(root), "--data-format", "conll")["documents"] == 1
+    parser = build_parser()
+    for flag in ("--data-format", "--format"):
+        args = parser.parse_args(["evaluate", "--model", "m", "--data", "d", flag, "conll"])
+        assert args.data_format == "conll"
+        assert parser.parse_args(["data", "inspect", "p", flag, "brat"]).fmt == "brat"
+
+
+def test_synth_prints_real_site_sizes_and_its_readme_regenerates_it(tmp_path, capsys, monkeypatch):
+    """The per-site counts printed are the files written, and the README's regeneration
+    command, pasted into a shell in another folder, writes the same bytes."""
+    import shlex
+
+    first = tmp_path / "first"
+    shape = ["--notes-per-patient", "1", "--note-lines", "2"]
+    argv = ["data", "synth", "--out", str(first), "--sites", "2", "--docs", "4", *shape]
+    assert main([*argv, "--seed", "3"]) == 0
+    assert "(2 sites: 5, 3 documents per task; seed 3)" in capsys.readouterr().out
+    for site, n in (("site-1", 5), ("site-2", 3)):
+        assert len(list((first / "ner" / site / "txt").glob("*.txt"))) == n
+    readme = (first / "README.txt").read_text()
+    assert "notes_per_patient=1 note_lines=2" in readme  # the {shape} of the parameters line
+    lines = readme.splitlines()
+    command = lines[lines.index("Regenerate (in this folder; or give another --out):") + 1]
+    assert command == (
+        "  fedskip data synth --out . --sites 2 --docs 4 --seed 3 --label-noise 0.02 "
+        "--notes-per-patient 1 --note-lines 2"
+    )
+    words = shlex.split(command)
+    assert words[0] == "fedskip"
+    again = tmp_path / "again"
+    again.mkdir()
+    monkeypatch.chdir(again)
+    assert main(words[1:]) == 0
+    written = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((first / p).read_bytes() == (again / p).read_bytes() for p in written)

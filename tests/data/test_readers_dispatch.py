@@ -37,7 +37,7 @@ def test_undetectable_and_unknown_format(write_tree):
     root = write_tree({"notes.txt": "a O\n"})
     with pytest.raises(
         DataError,
-        match=r"cannot detect the dataset format in this folder; pass --format \(i2b2, brat",
+        match=r"in this folder; pass --data-format \(config key data-format\): one of i2b2, brat",
     ):
         read_dataset(root)
     assert read_dataset(root, "conll").documents[0].text == "a"

@@ -219,3 +219,24 @@ def test_a_user_error_at_a_client_ends_the_run_with_one_line(
         else "DataError, see the site's log"
     )
     assert str(info.value) == f"{detail} (raised by client {first} during training)"
+
+
+def test_federated_export_carries_its_model_card(
+    make_cfg: Callable[..., Config], run_local: Any
+) -> None:
+    """The model card of a federated run names its sites, rounds and exchanged blocks and
+    holds the exported model's test scores."""
+    from fedskip.modelcard import read_card_metadata
+
+    cfg = make_cfg(rounds=1)
+    summary, _ = run_local(cfg)
+    model = Path(cfg.out) / "model"
+    scores = read_card_metadata(model)["model-index"][0]["results"][0]["metrics"]
+    assert scores[0] == {"type": "f1", "value": summary["final"]["f1"], "name": "test f1"}
+    lines = (model / "README.md").read_text().splitlines()
+    assert "- Sites (3): site-0, site-1, site-2" in lines
+    assert (
+        "- Federated: method layerskip, 1 of 1 rounds, 1 local epoch(s) per round, "
+        "partition natural" in lines
+    )
+    assert "- Trained transformer blocks: [3] of 4 (the others kept the base weights)" in lines

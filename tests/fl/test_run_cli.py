@@ -344,3 +344,33 @@ def test_ray_is_started_on_the_loopback_address() -> None:
     from fedskip.fl.simulation import LOOPBACK, backend_config
 
     assert backend_config(Config(device="cpu"), 2)["init_args"]["_node_ip_address"] == LOOPBACK
+
+
+def test_run_closes_with_the_next_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The closing lines of ``fedskip run`` (the training itself replaced by its summary)."""
+    import fedskip.runs
+    from fedskip.runs.schema import RunSummary
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    summary = RunSummary(
+        primary_metric="f1",
+        final_metric=0.5,
+        best_metric=0.5,
+        best_round=1,
+        bytes={"total": 2_000_000, "down": 1_000_000, "up": 1_000_000},
+        rounds_completed=1,
+        seconds=1.0,
+        out=str(tmp_path),
+    )
+    monkeypatch.setattr(fedskip.runs, "run", lambda cfg: summary)
+    assert main(["run", "--set", f"out={tmp_path}", "tracking=tensorboard"]) == 0
+    assert capsys.readouterr().out.splitlines()[-5:] == [
+        f"wall time 1.0 s; run directory: {tmp_path}",
+        "next:",
+        f"  fedskip report {tmp_path}",
+        f"  fedskip predict --model {tmp_path / 'model'} --text 'the note text'",
+        f"  tensorboard --logdir {tmp_path / 'tensorboard'}",
+    ]

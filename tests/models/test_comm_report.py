@@ -105,7 +105,8 @@ def test_table_output(capsys) -> None:
     assert main(["comm", "--model", "llama-3.2-1b", "--layers", "8"]) == 0
     out = capsys.readouterr().out
     assert "16 x 60,821,504 parameters" in out
-    assert "486,580,227" in out and "1.81 GiB" in out and "60.63 %" in out
+    assert "486,580,227" in out and "1.95 GB" in out and "60.63 %" in out
+    assert "GiB" not in out and "MB = 10^6 bytes, GB = 10^9 bytes" in out  # as everywhere
 
 
 @pytest.mark.parametrize(

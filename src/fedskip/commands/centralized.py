@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from fedskip.commands.common import add_config_args, config_from_args
+from fedskip.commands.common import add_config_args, config_from_args, next_commands
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, method="centralized")
     require_backends(cfg)  # a one-line error before any data is read
-    print(format_summary(run_method(cfg)))
+    summary = run_method(cfg)
+    print(format_summary(summary))
+    print(next_commands(cfg, summary.get("out", cfg.out)))
     return 0
 
 

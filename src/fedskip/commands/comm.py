@@ -1,7 +1,8 @@
 """``fedskip comm``: parameters and bytes exchanged per round, layer skipping vs full fine-tuning.
 
 Builds the model on the meta device (no weights; no download for presets), so it runs in a
-second even for Llama-3.2-1B. Human output is a table; ``--json`` prints one JSON object.
+second even for Llama-3.2-1B. Human output is a table (bytes in MB / GB = 10^6 / 10^9 bytes,
+as everywhere in fedskip); ``--json`` prints one JSON object (bytes as integers).
 """
 
 from __future__ import annotations
@@ -124,18 +125,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 def _print_table(r: dict[str, Any]) -> None:
+    """The report as a table; bytes in decimal units (kB, MB, GB = 10^3, 10^6, 10^9 bytes), as
+    every other fedskip command prints them."""
     from rich.console import Console
     from rich.table import Table
+
+    from fedskip.fl.progress import human_bytes
 
     method = f"LoRA r={r['lora_rank']} in selected blocks" if r["lora_rank"] else "layer skipping"
     table = Table(title=f"{r['model']} ({r['model_class']}): {method}, {r['dtype']}")
@@ -149,14 +145,15 @@ def _print_table(r: dict[str, Any]) -> None:
         ("total parameters", f"{r['total_params']:,}"),
         ("trainable / exchanged parameters", f"{r['trainable_params']:,}"),
         ("full fine-tuning parameters", f"{r['full_params']:,}"),
-        ("bytes per client per round, up", _fmt_bytes(r["bytes_per_round_up"])),
-        ("bytes per client per round, down", _fmt_bytes(r["bytes_per_round_down"])),
-        ("full fine-tuning bytes, each way", _fmt_bytes(r["full_bytes_per_round_up"])),
+        ("bytes per client per round, up", human_bytes(r["bytes_per_round_up"])),
+        ("bytes per client per round, down", human_bytes(r["bytes_per_round_down"])),
+        ("full fine-tuning bytes, each way", human_bytes(r["full_bytes_per_round_up"])),
         ("reduction vs full fine-tuning", f"{100 * r['reduction']:.2f} %"),
     ]
     for name, value in rows:
         table.add_row(name, value)
     console = Console()
     console.print(table)
+    console.print("MB = 10^6 bytes, GB = 10^9 bytes")
     if r.get("note"):
         console.print(f"note: {r['note']}")

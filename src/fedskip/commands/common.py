@@ -1,15 +1,22 @@
-"""Arguments shared by the training commands: ``--config F`` and ``--set k=v ...``."""
+"""Arguments shared by the training commands (``--config F`` and ``--set k=v ...``) and the
+closing lines that name what to run next."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config, load_config
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML file with config keys")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file with config keys (`fedskip config > FILE` writes every default)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -17,7 +24,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         action="append",
         default=[],
-        help="override config keys (repeatable): --set layers=4 lr=1e-4 --set rounds=3",
+        help="override config keys (repeatable): --set layers=4 lr=1e-4 --set rounds=3; "
+        "`fedskip config` lists every key with its default and allowed values",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -29,3 +37,26 @@ def config_from_args(args: argparse.Namespace, **command_defaults: Any) -> Confi
     if getattr(args, "quiet", False):
         cfg = cfg.replace(quiet=True)
     return cfg
+
+
+def next_commands(cfg: Config, out: str | Path) -> str:
+    """The closing lines of a training command: the commands to run next on the run directory
+    ``out`` — its report, the exported model's predictions (when ``out/model`` was written), and
+    the TensorBoard / MLflow viewers of config key ``tracking``."""
+    from fedskip.tracking import TENSORBOARD_DIR, mlflow_uri
+
+    folder = Path(out)
+    lines = [f"fedskip report {shlex.quote(str(folder))}"]
+    if (folder / "model" / "config.json").is_file():
+        model = shlex.quote(str(folder / "model"))
+        lines.append(f"fedskip predict --model {model} --text 'the note text'")
+    tracking = cfg.tracking_list()
+    if "tensorboard" in tracking:
+        lines.append(f"tensorboard --logdir {shlex.quote(str(folder / TENSORBOARD_DIR))}")
+    if "mlflow" in tracking:
+        uri = mlflow_uri(cfg, folder)
+        if uri.startswith(("http://", "https://")):
+            lines.append(f"open {uri} (the MLflow server of config key mlflow-uri)")
+        else:
+            lines.append(f"mlflow ui --backend-store-uri {shlex.quote(uri)}")
+    return "next:\n" + "\n".join(f"  {line}" for line in lines)

@@ -69,6 +69,7 @@ def register(subparsers: Any) -> None:
         "path", metavar="PATH", help="a dataset file or folder, or a folder of site subfolders"
     )
     inspect.add_argument(
+        "--data-format",
         "--format",
         dest="fmt",
         default="auto",
@@ -107,6 +108,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from fedskip.data.readers import is_sites_folder
     from fedskip.data.synth import write_corpus
     from fedskip.data.synth.cache import note_shape
+    from fedskip.data.synth.sites import site_size
 
     out = Path(
         write_corpus(
@@ -118,8 +120,10 @@ def run_synth(args: argparse.Namespace) -> int:
             shape=note_shape(cfg),
         )
     )
+    sizes = ", ".join(str(site_size(k, args.docs)) for k in range(1, args.sites + 1))
     print(
-        f"wrote the synthetic corpus to {out} ({args.sites} sites, {args.docs} documents each, seed {args.seed})"
+        f"wrote the synthetic corpus to {out} ({args.sites} sites: {sizes} documents per task; "
+        f"seed {args.seed})"
     )
     for folder in [out, *sorted(p for p in out.rglob("*") if p.is_dir())]:
         files = [p for p in folder.iterdir() if p.is_file()]

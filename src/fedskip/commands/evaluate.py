@@ -32,7 +32,12 @@ def register(subparsers: Any) -> None:
         "--data", required=True, metavar="PATH", help="dataset file/folder or folder of sites"
     )
     parser.add_argument(
-        "--data-format", default="auto", choices=DATA_FORMATS, help="reader (default: auto)"
+        "--data-format",
+        "--format",
+        dest="data_format",
+        default="auto",
+        choices=DATA_FORMATS,
+        help="reader (default: auto)",
     )
     parser.add_argument(
         "--label", choices=LABELS, help="MIMIC-III label (default: the model's training setting)"

@@ -13,7 +13,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Compare run directories (written by fedskip run / centralized / bench): final and "
             "best metric, gap to a centralized run among them, MB exchanged, reduction versus a "
-            "FedAvg run among them, rounds to 95%% of best, and learning-curve plots."
+            "FedAvg run among them, rounds to 95% of best, and learning-curve plots."
         ),
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fedskip.commands.common import add_config_args, config_from_args
+from fedskip.commands.common import add_config_args, config_from_args, next_commands
 from fedskip.config import Config
 from fedskip.errors import ConfigError
 from fedskip.runs.federated import FEDERATED
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
         from fedskip.commands.centralized import format_summary
 
         print(format_summary(summary))
-        return 0
-    if cfg.method == "local":
+    elif cfg.method == "local":
         print(format_local(summary))
-        return 0
-    print(format_federated(summary))
+    else:
+        print(format_federated(summary))
+    print(next_commands(cfg, summary.get("out", cfg.out)))
     return 0 if summary.finished else 1
 
 

@@ -23,6 +23,10 @@ def _has_i2b2_layout(folder: Path) -> bool:
     return (folder / "txt").is_dir() and any((folder / d).is_dir() for d in ("concept", "concepts"))
 
 
+def _pass_format(allowed: str) -> str:
+    return f"pass --data-format (config key data-format): one of {allowed}"
+
+
 def detect_format(path: Path) -> str:
     """The format of a file or folder, from names and suffixes; a DataError when unclear."""
     allowed = ", ".join(f for f in DATA_FORMATS if f != "auto")
@@ -35,7 +39,7 @@ def detect_format(path: Path) -> str:
         ):
             if name.endswith(endings):
                 return fmt
-        raise DataError(f"{path}: cannot detect the format of this file; pass --format ({allowed})")
+        raise DataError(f"{path}: cannot detect the format of this file; {_pass_format(allowed)}")
     if _has_i2b2_layout(path):
         return "i2b2"
     suffixes = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
@@ -51,7 +55,7 @@ def detect_format(path: Path) -> str:
     if suffixes & {".conll", ".bio"}:
         return "conll"
     raise DataError(
-        f"{path}: cannot detect the dataset format in this folder; pass --format ({allowed})"
+        f"{path}: cannot detect the dataset format in this folder; {_pass_format(allowed)}"
     )
 
 

@@ -359,6 +359,8 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
         cfg=run.cfg,
         selected_layers=layers or None,
         extra=marker,
+        summary=summary,
+        sites=run.prepared.client_names,
     )
     return summary
 

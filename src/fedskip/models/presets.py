@@ -47,6 +47,9 @@ class Preset:
     build_tokenizer: Callable[[], PreTrainedTokenizerBase]
     offline_hint: str = ""
     """What to do when the weights or tokenizer cannot be found."""
+    hub_id: str | None = None
+    """The Hugging Face id of the pretrained weights (a model card's ``base_model``); None for a
+    random-init preset."""
 
 
 def minilm_path() -> str:
@@ -167,6 +170,7 @@ PRESETS: dict[str, Preset] = {
         _minilm_config,
         minilm_path,
         _minilm_tokenizer,
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
     ),
     "llama-3.2-1b": Preset(
         "llama-3.2-1b",
@@ -180,6 +184,7 @@ PRESETS: dict[str, Preset] = {
             f"license of {LLAMA_3_2_1B_HUB_ID} on huggingface.co, run `huggingface-cli login` and "
             f"`huggingface-cli download {LLAMA_3_2_1B_HUB_ID}`"
         ),
+        hub_id=LLAMA_3_2_1B_HUB_ID,
     ),
     "llama-tiny": Preset(
         "llama-tiny",

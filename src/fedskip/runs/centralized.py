@@ -107,7 +107,12 @@ def run_centralized(cfg: Config) -> RunSummary:
     record = RunSummary(summary)
     rundir.write_summary(record)
     rundir.save_model(
-        model, tokenizer, cfg=cfg, selected_layers=summary["selected_layers"], extra=marker
+        model,
+        tokenizer,
+        cfg=cfg,
+        selected_layers=summary["selected_layers"],
+        extra=marker,
+        summary=record,
     )
     return record
 

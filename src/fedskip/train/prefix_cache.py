@@ -480,7 +480,7 @@ class ActivationStore:
             _write_spilled(path, entry)
         self.spilled[key] = path
         log.info(
-            "activation cache: %s spilled to %s (%.1f MB)", key[:8], path, entry.nbytes / 2**20
+            "activation cache: %s spilled to %s (%.1f MB)", key[:8], path, entry.nbytes / 10**6
         )
         return _read_spilled(path)
 
@@ -563,12 +563,12 @@ class ActivationCache:
             entry = STORE.put(key, entry, budget, folder=self.folder)
             log.info(
                 "activation cache: block %d inputs of %d examples, %.1f MB (process total in "
-                "memory %.1f MB of %d MB)",
+                "memory %.1f MB of %.1f MB)",
                 j,
                 len(features),
-                entry.nbytes / 2**20,
-                STORE.memory_bytes / 2**20,
-                self.budget_mb,
+                entry.nbytes / 10**6,  # MB = 10^6 bytes, as fedskip prints everywhere
+                STORE.memory_bytes / 10**6,
+                budget / 10**6,
             )
         else:
             STORE.hits += 1

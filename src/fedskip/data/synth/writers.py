@@ -222,8 +222,18 @@ def readme(manifest: dict[str, object]) -> str:
         )
     shape = "".join(f" {k}={params[k]}" for k in ("notes_per_patient", "note_lines") if k in params)
     return README_TEMPLATE.format(
-        version=manifest["version"], sites_detail="\n".join(site_lines), shape=shape, **params
+        version=manifest["version"],
+        sites_detail="\n".join(site_lines),
+        shape=shape,
+        shape_flags=_shape_flags(params),
+        **params,
     )
+
+
+def _shape_flags(params: dict[str, object]) -> str:
+    """The ``fedskip data synth`` flags of the non-default shape keys (none by default)."""
+    flags = {"notes_per_patient": "--notes-per-patient", "note_lines": "--note-lines"}
+    return "".join(f" {flag} {params[key]}" for key, flag in flags.items() if key in params)
 
 
 README_TEMPLATE = """fedskip synthetic multi-hospital clinical corpus
@@ -235,7 +245,8 @@ It exists so that every fedskip command runs out of the box; replace it with you
 i2b2 2010 / MIMIC-III data (same layout) for real experiments.
 
 Parameters: sites={sites} docs={docs} seed={seed} label_noise={label_noise}{shape}
-Regenerate: fedskip data synth --set synth-sites={sites} synth-docs={docs} seed={seed} label-noise={label_noise}
+Regenerate (in this folder; or give another --out):
+  fedskip data synth --out . --sites {sites} --docs {docs} --seed {seed} --label-noise {label_noise}{shape_flags}
 
 Sites differ in specialty mix (which problems, tests and treatments they see), writing style
 (abbreviation and misspelling rates, casing, list vs. sentence style, date formats, their own
