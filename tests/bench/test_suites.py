@@ -20,10 +20,10 @@ def test_paper_suite_configs() -> None:
     names = [c.name for c in plan.configs]
     # personalization: 5 more (ner-local shared); 6 NER + 3 classification methods, k, strategies, non-IID, DP, 6 same-blocks runs, and
     # seeds 43 and 44 of the 23 methods / layers / gaps / strategies configs; the DP groups on
-    # their own corpus: 4 variants x 5 sample-level runs, seeds 43 and 44 of the 8 at ε = 8 and
-    # without DP, and 3 client-level runs; 121 configs, of which the 8 centralized ones (full
-    # and same-blocks, x 3 seeds) also run with the other schedule: 24
-    assert len(names) == len(set(names)) == 121 + 24
+    # their own corpus: 5 variants x 5 sample-level runs, seeds 43 and 44 of the 10 at ε = 8
+    # and without DP, and 3 client-level runs; 130 configs, of which the 8 centralized ones
+    # (full and same-blocks, x 3 seeds) also run with the other schedule: 24
+    assert len(names) == len(set(names)) == 130 + 24
     assert names[:7] == ["ner-centralized", "ner-centralized-lrrun"] + [
         f"ner-{m}" for m in METHOD_ORDER[1:]
     ]
@@ -49,6 +49,12 @@ def test_paper_suite_configs() -> None:
     assert by_name["ner-layerskip-k4-dp-eps8"].settings["layers"] == 4
     lora_fa = by_name["ner-lora-fa-dp-eps8"].settings
     assert (lora_fa["method"], lora_fa["lora-freeze-a"], lora_fa["lora-rank"]) == ("lora", True, 8)
+    inside = by_name["ner-layerskip-lora-fa-dp-eps8"].settings  # frozen-A adapters in 2 blocks
+    assert (inside["method"], inside["lora-freeze-a"], inside["lora-rank"]) == (
+        "layerskip",
+        True,
+        8,
+    )
     assert by_name["ner-layerskip-cdp-eps2"].settings["synth-docs"] == 240
     assert by_name["ner-layerskip-cdp-eps2"].settings["grad-accum"] == 4
     assert by_name["ner-layerskip-cdp-eps8"].settings["clients"] == 64

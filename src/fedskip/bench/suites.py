@@ -310,14 +310,16 @@ patients, fewer than a step's 256, so every step was accounted at rate 1; F1 0.0
 round, docs/results/probes/), then on 2,400 long notes per site (386–1,205 patients, about two
 hours a round on this CPU: never run)."""
 
-PRIVACY_VARIANTS = ("layerskip", "layerskip-k4", "lora-fa", "fedavg")
+PRIVACY_VARIANTS = ("layerskip", "layerskip-k4", "lora-fa", "layerskip-lora-fa", "fedavg")
 """The ``paper`` suite's privacy group: layer skipping of 2 and 4 blocks, LoRA (rank 8, every
-block) with A frozen (FFA-LoRA: only B and the head train, fewer coordinates for the noise), and
-FedAvg of every block; each without DP and at every ε of the sweep."""
+block) with A frozen (FFA-LoRA: only B and the head train, fewer coordinates for the noise),
+the same frozen-A adapters inside layer skipping's 2 blocks only, and FedAvg of every block;
+each without DP and at every ε of the sweep."""
 
 PRIVACY_VARIANT_SETTINGS: dict[str, dict[str, Scalar]] = {
     "layerskip-k4": {"method": "layerskip", "layers": 4},
     "lora-fa": {"method": "lora", "lora-rank": 8, "lora-freeze-a": True},
+    "layerskip-lora-fa": {"method": "layerskip", "lora-rank": 8, "lora-freeze-a": True},
 }
 
 ICD9_SETTINGS: dict[str, Scalar] = {"label": "icd9", "truncation": "tail"}
