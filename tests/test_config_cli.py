@@ -27,7 +27,7 @@ def test_config_listing_is_a_toml_file_of_the_defaults(
     text = capsys.readouterr().out
     settings = [line for line in text.splitlines() if not line.startswith("#")]
     assert [line.split(" = ")[0] for line in settings if line] == known_keys()
-    assert "# reader for `data` [one of auto, i2b2, brat, mimic, conll, jsonl]" in text
+    assert "# reader for `data` [one of auto, i2b2, brat, mimic, conll, jsonl, hf]" in text
     assert "# federated rounds [>= 1]\nrounds = 4\n" in text
     assert "[0.0 to 0.5]\nlabel-noise = 0.02\n" in text
     path = tmp_path / "defaults.toml"

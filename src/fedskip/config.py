@@ -23,7 +23,7 @@ from fedskip.errors import ConfigError
 Scalar = str | int | float | bool
 
 TASKS = ("ner", "classification")
-DATA_FORMATS = ("auto", "i2b2", "brat", "mimic", "conll", "jsonl")
+DATA_FORMATS = ("auto", "i2b2", "brat", "mimic", "conll", "jsonl", "hf")
 LABELS = ("category", "icd9")
 TRUNCATIONS = ("head", "tail", "head-tail")  # fedskip.data.encode.TRUNCATIONS
 LR_SCHEDULES = ("run", "epoch")  # fedskip.train.engine.LR_SCHEDULES

@@ -141,3 +141,100 @@ def test_report_help_shows_a_plain_percent_sign(capsys: pytest.CaptureFixture[st
         main(["report", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "rounds to 95% of best" in text and "%%" not in text
+
+
+def _table_row(text: str, name: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+
+
+def test_default_reference_never_failed_nor_scored_0(tmp_path: Path) -> None:
+    """The full fine-tuning run scored 0 and another failed a round: the gap is measured against
+    the k=2 centralized run (0.8), not 0.000 (which printed +87.0)."""
+    zero = centralized_run(tmp_path / "central", scores=[0.0])
+    failed = centralized_run(
+        tmp_path / "central-k4", scores=[0.95], layers=4, summary_extra={"failed_rounds": [1]}
+    )
+    k2 = centralized_run(tmp_path / "central-k2", scores=[0.8], layers=2)
+    skip = federated_run(tmp_path / "skip", method="layerskip", scores=[0.87], bytes_per_round=8)
+    text = render_report([zero, failed, k2, skip], tmp_path / "rep").read_text()
+    assert "| `skip` | layerskip | ner | 2 | natural | 0.870 | 0.870 | +7.0 |" in text
+
+
+def test_baseline_option_names_the_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = centralized_run(tmp_path / "central", scores=[0.9])
+    k2 = centralized_run(tmp_path / "central-k2", scores=[0.8], layers=2)
+    skip = federated_run(tmp_path / "skip", method="layerskip", scores=[0.87], bytes_per_round=8)
+    out = tmp_path / "rep"
+    assert main(["report", str(full), str(skip), "--baseline", str(k2), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| `skip` | layerskip | ner | 2 | natural | 0.870 | 0.870 | +7.0 |" in text
+    assert "| `central` | centralized | ner | 6 | natural | 0.900 | 0.900 | +10.0 |" in text
+    assert "| `central-k2` | centralized | ner | 2 | natural | 0.800 | 0.800 | +0.0 |" in text
+    assert "Gaps of the ner runs are versus `central-k2` (--baseline)." in text
+    capsys.readouterr()
+    (k2 / "summary.json").unlink()
+    (k2 / "metrics.jsonl").unlink()
+    assert main(["report", str(skip), "--baseline", str(k2), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: --baseline {k2}: the run has no test score (unfinished or without "
+        "evaluation); pick a finished run\n"
+    )
+
+
+def test_single_run_report_shows_the_reduction_its_console_printed(tmp_path: Path) -> None:
+    from fedskip.commands.run import format_federated
+
+    skip = federated_run(
+        tmp_path / "skip", method="layerskip", scores=[0.3, 0.87], bytes_per_round=2000
+    )
+    summary = json.loads((skip / "summary.json").read_text())
+    console = format_federated({**summary, "out": str(skip)})
+    assert "reduction vs full-model FedAvg: 75.0% " in console  # 8,000 of 2x4,000x4 bytes
+    text = render_report([skip], skip).read_text()
+    assert "| 0.008 | 75.0% |" in _table_row(text, "skip")
+
+
+def test_legend_lies_below_the_axes_and_no_warning_with_many_runs(tmp_path: Path) -> None:
+    """30 runs (a bench's worth): the legend sits under the axes, the figure grows to hold it,
+    and matplotlib says nothing (it warned "constrained_layout not applied")."""
+    import warnings
+
+    from fedskip.bench.plots import curves_figure
+    from fedskip.bench.records import load_run
+
+    runs = [
+        federated_run(
+            tmp_path / f"ner-layerskip-k{i}-lrrun-s{i}",
+            method="layerskip",
+            scores=[0.1, 0.5],
+            bytes_per_round=10,
+        )
+        for i in range(30)
+    ]
+    records = [load_run(r) for r in runs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = curves_figure(records, x="round")
+        fig.canvas.draw()
+        render_report(runs, tmp_path / "rep")
+    assert [str(w.message) for w in caught] == []
+    ax = fig.axes[0]
+    axes_box, legend_box = ax.get_window_extent(), ax.get_legend().get_window_extent()
+    assert legend_box.y1 <= axes_box.y0  # wholly below the axes: it covers no curve
+    assert axes_box.height > 0.4 * fig.bbox.height * 4.0 / fig.get_figheight()
+    assert fig.get_figheight() == pytest.approx(4.0 + 15 * 0.18)
+
+
+def test_report_on_a_bench_folder_points_to_report_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / SUITE_FILE).write_text(json.dumps(plan_suite("smoke").manifest()))
+    centralized_run(run_path(tmp_path, "ner-centralized"), scores=[0.8])
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"fedskip: error: {tmp_path}: a bench folder (suite.json, runs/), not a run directory; "
+        f"render its results with `fedskip bench --suite smoke --out {tmp_path} --report-only`, "
+        f"or compare its runs with `fedskip report {tmp_path}/runs/*`\n"
+    )

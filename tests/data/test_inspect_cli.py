@@ -288,7 +288,7 @@ def test_one_flag_names_the_data_format_everywhere(write_tree, capsys):
     assert main(["data", "inspect", str(root)]) == 2
     assert capsys.readouterr().err == (
         f"fedskip: error: {root}: cannot detect the dataset format in this folder; pass "
-        "--data-format (config key data-format): one of i2b2, brat, mimic, conll, jsonl\n"
+        "--data-format (config key data-format): one of i2b2, brat, mimic, conll, jsonl, hf\n"
     )
     assert _inspect_json(capsys, str(root), "--data-format", "conll")["documents"] == 1
     parser = build_parser()

@@ -43,7 +43,7 @@ def test_undetectable_and_unknown_format(write_tree):
     assert read_dataset(root, "conll").documents[0].text == "a"
     with pytest.raises(
         DataError,
-        match=r"unknown data format 'xml'; allowed: auto, i2b2, brat, mimic, conll, jsonl",
+        match=r"unknown data format 'xml'; allowed: auto, i2b2, brat, mimic, conll, jsonl, hf",
     ):
         read_dataset(root, "xml")
     with pytest.raises(DataError, match=r"unknown label 'ward'; allowed: category, icd9"):

@@ -24,10 +24,34 @@ METHOD_STYLE = {
 }
 
 
-def _figure(width: float = 6.4, height: float = 4.0) -> Any:
+def _figure(width: float = 6.4, height: float = 4.0, *, legend_entries: int = 0) -> Any:
+    """A figure ``width`` x ``height`` inches plus room for a legend of ``legend_entries`` below
+    the axes (:func:`_legend_below`), so constrained layout never squeezes the axes to nothing
+    (its "axes sizes collapsed to zero" warning) however many runs a report compares."""
     from matplotlib.figure import Figure
 
+    rows = -(-legend_entries // _legend_columns(legend_entries))
+    height += rows * LEGEND_ROW_INCHES
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+LEGEND_ROW_INCHES = 0.18
+"""Height of one legend row at font size 7, spacing included (inches)."""
+
+
+def _legend_columns(entries: int) -> int:
+    return 1 if entries <= 4 else 2
+
+
+def _legend_below(ax: Any, entries: int) -> None:
+    """The legend under the axes (outside them), never over the curves."""
+    ax.legend(
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncols=_legend_columns(entries),
+        frameon=False,
+    )
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -49,10 +73,16 @@ def plot_curves(
     With ``x="mb"``, runs that exchange nothing (centralized, local-only) are drawn as
     horizontal reference lines at their final metric.
     """
+    fig = curves_figure(records, x=x, title=title)
+    return None if fig is None else _save(fig, path)
+
+
+def curves_figure(records: Sequence[RunRecord], *, x: str = "round", title: str = "") -> Any:
+    """The figure :func:`plot_curves` saves (None when no run has a curve)."""
     curves = [r for r in records if r.curve]
     if not curves:
         return None
-    fig = _figure()
+    fig = _figure(legend_entries=len(curves))
     ax = fig.add_subplot()
     for record in curves:
         label = record.name
@@ -74,8 +104,8 @@ def plot_curves(
     ax.set_ylabel(curves[0].metric_name)
     ax.set_title(title or f"{curves[0].metric_name} vs {'round' if x == 'round' else 'MB'}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    _legend_below(ax, len(curves))
+    return fig
 
 
 def plot_layers(rows: Sequence[ResultRow], path: Path, *, title: str = "") -> Path | None:
@@ -118,7 +148,7 @@ def plot_axis(
             by_method.setdefault(row.method, {})[value] = row.final
     if not by_method:
         return None
-    fig = _figure()
+    fig = _figure(legend_entries=len(by_method))
     ax = fig.add_subplot()
     positions = {value: i for i, value in enumerate(order)}
     for method, values in sorted(by_method.items()):
@@ -135,7 +165,7 @@ def plot_axis(
     ax.set_ylabel(f"final {rows[0].metric}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_below(ax, len(by_method))
     return _save(fig, path)
 
 

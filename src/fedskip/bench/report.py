@@ -58,17 +58,28 @@ def _curve_section(records: Sequence[RunRecord], out: Path, tag: str) -> list[st
 
 
 # --------------------------------------------------------------------------- ad-hoc report
-def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
+def render_report(
+    run_dirs: Sequence[str | Path], out: str | Path, *, baseline: str | Path | None = None
+) -> Path:
     """Write ``OUT/report.md`` (+ ``OUT/plots/*.png``) comparing one or more run directories:
-    per-run table (final/best metric, gap to a centralized run among them, MB, reduction
-    versus a FedAvg run among them, rounds to 95% of best) and learning curves. Returns the
-    path of ``report.md``."""
+    per-run table (final/best metric, gap to a centralized run among them — or to ``baseline``,
+    a run directory, for the runs of its task —, MB, reduction versus a FedAvg run among them
+    or else the run's own figure, rounds to 95% of best) and learning curves. Returns the path
+    of ``report.md``."""
     if not run_dirs:
         raise ConfigError("fedskip report: give at least one run directory")
+    for path in run_dirs:
+        _refuse_bench_folder(Path(path))
     records = _order(load_runs(run_dirs))
+    base = None if baseline is None else _baseline_record(records, Path(baseline))
+    records = _order(records)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     rows = build_rows(records)
+    for row in rows:  # without a FedAvg run: the figure the run printed (its summary.json's)
+        row.reduction = row.analytic_reduction if row.reduction is None else row.reduction
+    if base is not None:
+        _gaps_versus(rows, next(r for r in rows if r.name == base.name))
     write_csv(rows, folder / "report.csv")
     lines = ["# fedskip report", ""]
     columns = ["run", "method", "task", "k", "partition", *SCORE_COLUMNS, "ε spent", "s"]
@@ -77,7 +88,9 @@ def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
         f"- `{r.name}`: {r.path}" + ("" if r.complete else " (no summary.json: unfinished)")
         for r in records
     ]
-    lines += ["", _legend(), ""]
+    if base is not None:
+        lines += ["", f"Gaps of the {base.task} runs are versus `{base.name}` (--baseline)."]
+    lines += ["", _legend(), REPORT_REDUCTION, ""]
     lines += _audit_section(records)
     lines += run_section(records)  # [personalize] per-site own-model figures
     lines += ["## Learning curves", ""]
@@ -85,6 +98,49 @@ def render_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     path = folder / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n", "utf-8")
     return path
+
+
+REPORT_REDUCTION = (
+    "A run compared with no FedAvg run shows its own reduction (summary.json's, as its console "
+    "printed it): versus full-model FedAvg over the same rounds and clients."
+)
+
+
+def _refuse_bench_folder(path: Path) -> None:
+    """A bench folder (``suite.json`` and ``runs/``) is rendered by ``fedskip bench``: say so."""
+    if (path / SUITE_FILE).is_file() and not (path / "config.json").is_file():
+        suite = read_manifest(path).get("suite", "NAME")
+        raise ConfigError(
+            f"{path}: a bench folder ({SUITE_FILE}, runs/), not a run directory; render its "
+            f"results with `fedskip bench --suite {suite} --out {path} --report-only`, or "
+            f"compare its runs with `fedskip report {path}/runs/*`"
+        )
+
+
+def _baseline_record(records: list[RunRecord], path: Path) -> RunRecord:
+    """The ``--baseline`` run: one of ``records`` (same folder) or loaded and appended to them."""
+    found = next((r for r in records if r.path.resolve() == path.resolve()), None)
+    if found is None:
+        found = load_run(path)
+        if any(r.name == found.name for r in records):
+            raise ConfigError(
+                f"--baseline {path}: another run given is also named '{found.name}'; pass the "
+                "baseline among the run directories"
+            )
+        records.append(found)
+    if found.final is None:
+        raise ConfigError(
+            f"--baseline {path}: the run has no test score (unfinished or without evaluation); "
+            "pick a finished run"
+        )
+    return found
+
+
+def _gaps_versus(rows: Sequence[ResultRow], base: ResultRow) -> None:
+    """Every row of ``base``'s task gets its gap in points versus ``base`` (others keep theirs)."""
+    for row in rows:
+        if row.task == base.task and row.score is not None and base.score is not None:
+            row.gap_points = 100.0 * (row.score - base.score)
 
 
 def _audit_section(records: Sequence[RunRecord]) -> list[str]:

@@ -8,7 +8,8 @@ Columns (``results.csv``; ``results.md`` shows the same numbers):
 ``test_at_best``       with a validation split: the test metric of the round / epoch chosen on
                        validation (what tables and claims report; ``final`` otherwise)
 ``stopped_round``      the last round / epoch trained (a plateau stops before ``rounds``)
-``gap_points``         ``score - centralized score`` of the same task, in points (x 100)
+``gap_points``         ``score - centralized score`` of the same task, in points (x 100); a
+                       centralized run that scored 0 (or failed) is never the reference
 ``mb``                 megabytes exchanged over the whole run, up + down (1 MB = 10^6 bytes)
 ``reduction``          ``1 - bytes / bytes of full FedAvg`` (measured, each over all the rounds it
                        trained; the FedAvg run of the same task, partition and seed where there
@@ -160,7 +161,8 @@ def build_rows(
             candidate=candidate,
             extra=label,
         )
-        central = reference(records, record, "centralized")
+        scored = [r for r in records if (_score(r) or 0.0) > 0.0]  # a run that scored 0
+        central = reference(scored, record, "centralized")  # is no reference for a gap
         central_score = None if central is None else _score(central)
         if central_score is not None and row.score is not None:
             row.gap_points = 100.0 * (row.score - central_score)

@@ -11,12 +11,13 @@ import logging
 from pathlib import Path
 
 from fedskip.config import DATA_FORMATS, LABELS
+from fedskip.data.hf import is_hf_folder, read_hf
 from fedskip.data.types import ClsDataset, Dataset, NerDocument
 from fedskip.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DATA_SUFFIXES = (".txt", ".ann", ".con", ".conll", ".bio", ".jsonl", ".csv", ".gz")
+DATA_SUFFIXES = (".txt", ".ann", ".con", ".conll", ".bio", ".jsonl", ".csv", ".gz", ".parquet")
 
 
 def _has_i2b2_layout(folder: Path) -> bool:
@@ -36,12 +37,15 @@ def detect_format(path: Path) -> str:
             ((".jsonl",), "jsonl"),
             ((".conll", ".bio"), "conll"),
             ((".csv", ".csv.gz"), "mimic"),
+            ((".parquet",), "hf"),
         ):
             if name.endswith(endings):
                 return fmt
         raise DataError(f"{path}: cannot detect the format of this file; {_pass_format(allowed)}")
     if _has_i2b2_layout(path):
         return "i2b2"
+    if is_hf_folder(path):
+        return "hf"
     suffixes = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
     names = {p.name.lower() for p in path.iterdir() if p.is_file()}
     if ".con" in suffixes:
@@ -62,7 +66,7 @@ def detect_format(path: Path) -> str:
 def read_dataset(
     path: str | Path, fmt: str = "auto", *, label: str = "category", icd9_top_k: int | None = 10
 ) -> Dataset:
-    """Read one dataset. ``fmt``: auto, i2b2, brat, mimic, conll or jsonl; ``label`` and
+    """Read one dataset. ``fmt``: auto, i2b2, brat, mimic, conll, jsonl or hf; ``label`` and
     ``icd9_top_k`` apply to MIMIC-III (``icd9_top_k=None`` keeps every ICD-9 code). An unknown
     format, a missing path or a dataset without documents raises :class:`fedskip.errors.DataError`.
     """
@@ -119,6 +123,8 @@ def _read(path: Path, fmt: str, label: str, top_k: int | None) -> Dataset:
         from fedskip.data.conll import read_conll
 
         return read_conll(path)
+    if fmt == "hf":
+        return read_hf(path)
     from fedskip.data.jsonl import read_jsonl
 
     return read_jsonl(path)
@@ -126,7 +132,7 @@ def _read(path: Path, fmt: str, label: str, top_k: int | None) -> Dataset:
 
 def is_sites_folder(path: Path) -> bool:
     """True for a folder with no dataset files of its own but with subfolders (one per site)."""
-    if not path.is_dir() or _has_i2b2_layout(path):
+    if not path.is_dir() or _has_i2b2_layout(path) or is_hf_folder(path):
         return False
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]
     if any(p.is_file() and p.name.lower().endswith(DATA_SUFFIXES) for p in entries):
