@@ -43,9 +43,9 @@ def test_paper_suite_configs() -> None:
     # DP-SGD on many patients with one short note each, 128-patient steps; client-level DP on
     # the smaller corpus of long notes
     dp = by_name["ner-fedavg-dp-eps2"].settings
-    assert (dp["synth-docs"], dp["synth-notes-per-patient"], dp["synth-note-lines"]) == (1000, 1, 2)
-    assert (dp["batch-size"], dp["grad-accum"], dp["dp-unit"]) == (64, 2, "patient")
-    assert by_name["ner-layerskip-dp"].settings["synth-docs"] == 1000  # its no-DP reference
+    assert (dp["synth-docs"], dp["synth-notes-per-patient"], dp["synth-note-lines"]) == (4000, 1, 1)
+    assert (dp["batch-size"], dp["grad-accum"], dp["dp-unit"]) == (64, 4, "patient")
+    assert by_name["ner-layerskip-dp"].settings["synth-docs"] == 4000  # its no-DP reference
     assert by_name["ner-layerskip-k4-dp-eps8"].settings["layers"] == 4
     lora_fa = by_name["ner-lora-fa-dp-eps8"].settings
     assert (lora_fa["method"], lora_fa["lora-freeze-a"], lora_fa["lora-rank"]) == ("lora", True, 8)
