@@ -1,6 +1,7 @@
 """The layer map of docs/architecture.md, checked on the source: no module imports upward.
 
-Every ``import`` in ``src/fedskip`` counts, the lazy ones inside functions included.
+Every ``import`` in ``src/fedskip`` counts, the lazy ones inside functions included. That no
+module imports one that imports it back is ``tests/test_import_cycles.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,27 @@ FORBIDDEN = {
 
 SHARED = ("fedskip.runs.schema",)
 """Modules any layer may import: the record schema of the run directory (no code above it)."""
+
+BENCH_SUITES = ("spec", "groups", "suites", "expansion")
+BENCH_FORBIDDEN = (
+    "runner",
+    "records",
+    "table",
+    "spread",
+    "claims",
+    "choice",
+    "plots",
+    "report",
+    "frontier",
+    "personalization",
+)
+"""Inside ``bench/``: what a suite is, the catalogue and its expansion (:data:`BENCH_SUITES`)
+never import the modules that train suites or read and render their runs."""
+
+FLOWER_FREE = (*CORE, "bench")
+"""Packages that never import Flower (``flwr``) — nor do the modules directly in ``fedskip/``
+(config, pipeline, trainability, rundir, ...). Flower's dataset partitioners (``flwr_datasets``,
+a separate library) may be used by ``data``."""
 
 
 def _imports(path: Path) -> list[tuple[str, int]]:
@@ -58,6 +80,37 @@ def test_no_upward_import(layer: str) -> None:
             if _package(name) in FORBIDDEN[layer]:
                 upward.append(f"{path.relative_to(SRC.parent)}:{line} imports {name}")
     assert upward == []
+
+
+def test_the_suite_definitions_import_no_runner_or_report() -> None:
+    upward = []
+    for name in BENCH_SUITES:
+        path = SRC / "bench" / f"{name}.py"
+        for module, line in _imports(path):
+            parts = module.split(".")
+            if parts[:2] == ["fedskip", "bench"] and len(parts) > 2 and parts[2] in BENCH_FORBIDDEN:
+                upward.append(f"{path.relative_to(SRC.parent)}:{line} imports {module}")
+    assert upward == []
+
+
+def _flower_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        found += [f"{path.relative_to(SRC.parent)}:{node.lineno} imports {n}" for n in names]
+    return [line for line in found if line.split(" imports ")[1].split(".")[0] == "flwr"]
+
+
+def test_the_flower_free_layers_never_import_flower() -> None:
+    paths = sorted(SRC.glob("*.py"))
+    for package in FLOWER_FREE:
+        paths += sorted((SRC / package).rglob("*.py"))
+    assert len(paths) > 50
+    assert [line for path in paths for line in _flower_imports(path)] == []
 
 
 def test_no_private_name_is_imported_from_another_module() -> None:

@@ -6,18 +6,10 @@ import csv
 import json
 from pathlib import Path
 
-from fedskip.bench.frontier import (
-    FRONTIER,
-    POINTS,
-    FrontierPoint,
-    frontier_configs,
-    frontier_markdown,
-    main,
-    meets_target,
-    plot_frontier,
-)
+from fedskip.bench.frontier import frontier_markdown, main, meets_target, plot_frontier
+from fedskip.bench.groups import POINTS, FrontierPoint, frontier_configs
 from fedskip.bench.runner import SUITE_FILE, plan_suite
-from fedskip.bench.suites import SUITES
+from fedskip.bench.suites import FRONTIER
 from fedskip.bench.table import ResultRow
 from fedskip.config import Config
 from tests.bench.rundirs import centralized_run, federated_run
@@ -52,8 +44,8 @@ def test_frontier_suite_expands_references_strategies_and_points() -> None:
 
 
 def test_only_the_frontier_suite_gets_the_group() -> None:
-    assert frontier_configs(SUITES["smoke"], Config(), 6) == []
-    assert frontier_configs(SUITES["paper"], Config(), 6) == []
+    assert [c.name for c in plan_suite("smoke").configs if "frontier" in c.groups] == []
+    assert [c.name for c in plan_suite("paper").configs if "frontier" in c.groups] == []
     small = [c.name for c in frontier_configs(FRONTIER, Config(), 2)]
     assert "ner-layerskip-k6-r8-int8" not in small
     assert len(small) == len([p for p in POINTS if p.k <= 2]) == len(POINTS) - 3

@@ -9,7 +9,7 @@ import pytest
 
 from fedskip.bench.report import publish, render_report, write_headline, write_results
 from fedskip.bench.runner import SUITE_FILE, plan_suite, run_path
-from fedskip.bench.suites import describe
+from fedskip.bench.spec import describe
 from fedskip.cli import main
 from tests.bench.rundirs import centralized_run, federated_run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fedskip.bench.suites import METHOD_ORDER
+from fedskip.bench.spec import METHOD_ORDER
 from fedskip.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

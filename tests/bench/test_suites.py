@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fedskip.bench.runner import SUITE_FILE, plan_suite, run_suite, select
-from fedskip.bench.suites import METHOD_ORDER, register_group, registered_groups
+from fedskip.bench.spec import METHOD_ORDER
 from fedskip.cli import main
 from fedskip.config import Config
 from fedskip.errors import ConfigError
@@ -132,18 +132,35 @@ def test_only_selects_by_group_or_glob() -> None:
         select(configs, ["nothing"])
 
 
-def test_extension_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fedskip.bench import suites
-    from fedskip.bench.suites import BenchConfig
+def test_extension_group() -> None:
+    from dataclasses import replace
+
+    from fedskip.bench.expansion import expand
+    from fedskip.bench.spec import BenchConfig
+    from fedskip.bench.suites import SMOKE
 
     def frontier(suite: Any, base: Config, blocks: int) -> list[BenchConfig]:
         return [BenchConfig("ner-layerskip-k1-r4", {"task": "ner", "layers": 1, "lora-rank": 4})]
 
-    monkeypatch.setattr(suites, "_EXTRA_GROUPS", {})
-    register_group("frontier", frontier)
-    assert list(registered_groups()) == ["frontier"]
-    entry = plan_suite("smoke").configs[-1]
-    assert (entry.name, entry.groups) == ("ner-layerskip-k1-r4", ["frontier"])
+    plan = plan_suite("smoke")
+    suite = replace(SMOKE, extra_groups={"frontier": frontier})
+    configs = expand(suite, plan.base, plan.num_blocks)
+    assert [c.name for c in configs[:-1]] == [c.name for c in plan.configs]
+    assert (configs[-1].name, configs[-1].groups) == ("ner-layerskip-k1-r4", ["frontier"])
+
+
+def test_the_catalogue_lists_each_suites_extra_groups() -> None:
+    """Groups beyond the axes come from the catalogue, not from which modules were imported."""
+    from fedskip.bench.groups import frontier_configs, personalization_configs
+    from fedskip.bench.suites import SUITES
+
+    assert list(SUITES) == ["smoke", "paper", "paper-quick", "frontier"]
+    assert {name: suite.extra_groups for name, suite in SUITES.items()} == {
+        "smoke": {},
+        "paper": {"personalization": personalization_configs},
+        "paper-quick": {},
+        "frontier": {"frontier": frontier_configs},
+    }
 
 
 def test_failed_config_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:

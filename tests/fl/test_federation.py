@@ -200,7 +200,7 @@ def test_a_user_error_at_a_client_ends_the_run_with_one_line(
     import fedskip.fl.client_app as client_app
     from fedskip.errors import DataError
     from fedskip.fl.rounds import ClientUserError
-    from fedskip.fl.simulation import WORKER_LOG_ENV
+    from fedskip.fl.worker_log import WORKER_LOG_ENV
 
     def no_notes(runtime: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
         raise DataError(f"client {data.client_id} ({data.name}) has no training notes")

@@ -1,5 +1,5 @@
 """Settings chosen on validation: of the runs a suite trains as alternatives to one another
-(:class:`fedskip.bench.suites.Candidate`: labels ``candidate`` and ``candidate_for``), the
+(:class:`fedskip.bench.spec.Candidate`: labels ``candidate`` and ``candidate_for``), the
 reports keep, per configuration and seed, the one with the best validation score.
 
 The winner stands in for the configuration's run under that run's name, groups and labels

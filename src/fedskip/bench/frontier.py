@@ -1,14 +1,9 @@
-"""The traffic / accuracy frontier beyond the paper: k x LoRA rank x compression.
-
-Each :class:`FrontierPoint` is one federated configuration on the ablation task: ``k`` top
-blocks, trained fully (``lora_rank`` 0) or through LoRA adapters of that rank inside them,
-with updates sent as fp32 / fp16 / bf16 / int8 deltas (``compression``). The points become the
-``frontier`` group of a suite (:func:`frontier_configs`, registered with
-:func:`fedskip.bench.suites.register_group`), and the ``frontier`` suite (:data:`FRONTIER`)
-trains them next to the references they are judged against: centralized training (the F1 to
-stay within one point of), full-model FedAvg (the traffic to cut by 99 %), paper-style layer
-skipping, and the adaptive layer strategies (top / importance / rotating at the same k, hence
-the same traffic).
+"""The frontier's table and plot: the ``frontier`` group (k x LoRA rank x compression points,
+:func:`fedskip.bench.groups.frontier_configs`) of the ``frontier`` suite
+(:data:`fedskip.bench.suites.FRONTIER`) judged against the references it trains beside them:
+centralized training (the F1 to stay within one point of), full-model FedAvg (the traffic to cut
+by 99 %), paper-style layer skipping, and the adaptive layer strategies (top / importance /
+rotating at the same k, hence the same traffic).
 
 :func:`frontier_rows` and :func:`plot_frontier` turn the finished runs into the frontier table
 (config, F1, MB, reduction versus full FedAvg, gap to centralized) and a plot of F1 against MB
@@ -18,161 +13,15 @@ on a log scale; :func:`write_frontier` writes both (plus a CSV) into a folder.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedskip.bench.suites import (
-    NATURAL,
-    SUITES,
-    BenchConfig,
-    Suite,
-    Sweep,
-    register_group,
-)
 from fedskip.bench.table import ResultRow, fmt, fmt_mb
-from fedskip.config import Config, Scalar
 
 TARGET_REDUCTION = 0.99
 """Traffic cut versus full-model FedAvg the frontier aims for."""
 TARGET_GAP_POINTS = -1.0
 """Largest F1 loss versus centralized training, in points (x 100), the frontier accepts."""
-LORA_LR = 2e-3
-"""Learning rate of LoRA points: adapters start at zero and need a larger step than full
-fine-tuning (LoRA's usual range is 1e-4..3e-3 against 1e-5..5e-5 for full fine-tuning)."""
-
-
-FRONTIER_SUITES = {"frontier"}
-"""Suites whose expansion includes the ``frontier`` group."""
-
-
-@dataclass(frozen=True)
-class FrontierPoint:
-    """One configuration of the frontier (``k`` top blocks, LoRA rank, wire compression)."""
-
-    k: int
-    lora_rank: int = 0
-    compression: str = "none"
-    freeze_a: bool = False
-    local_epochs: int = 1
-    """Epochs each client trains per round: more local work at the same traffic."""
-
-    @property
-    def variant(self) -> str:
-        """Run-name suffix, e.g. ``k2-r8-int8``, ``k1-fp16``, ``k2-r8fa-int8``, ``k2-none-le4``."""
-        rank = f"-r{self.lora_rank}{'fa' if self.freeze_a else ''}" if self.lora_rank else ""
-        epochs = f"-le{self.local_epochs}" if self.local_epochs != 1 else ""
-        return f"k{self.k}{rank}-{self.compression}{epochs}"
-
-    def settings(self, num_blocks: int) -> dict[str, Scalar]:
-        """Config keys of this point (on top of the suite's settings)."""
-        out: dict[str, Scalar] = {
-            "method": "layerskip",
-            "layers": min(self.k, num_blocks),
-            "layer-strategy": "top",
-            "lora-rank": self.lora_rank,
-            "lora-freeze-a": self.freeze_a,
-            "compression": self.compression,
-        }
-        if self.lora_rank:
-            out["lr"] = LORA_LR
-        if self.local_epochs != 1:
-            out["local-epochs"] = self.local_epochs
-        return out
-
-    def labels(self) -> dict[str, Scalar]:
-        return {
-            "k": self.k,
-            "lora_rank": self.lora_rank,
-            "compression": self.compression,
-            "freeze_a": self.freeze_a,
-            "local_epochs": self.local_epochs,
-        }
-
-
-POINTS: tuple[FrontierPoint, ...] = (
-    FrontierPoint(1),
-    FrontierPoint(2, compression="fp16"),
-    FrontierPoint(2, compression="int8"),
-    FrontierPoint(1, compression="int8"),
-    FrontierPoint(2, lora_rank=8),
-    FrontierPoint(2, lora_rank=8, compression="int8"),
-    FrontierPoint(2, lora_rank=4, compression="int8"),
-    FrontierPoint(2, lora_rank=16, compression="int8"),
-    FrontierPoint(2, lora_rank=8, compression="int8", freeze_a=True),
-    FrontierPoint(6, lora_rank=8, compression="int8"),
-    FrontierPoint(2, local_epochs=4),
-    FrontierPoint(2, lora_rank=8, compression="int8", local_epochs=4),
-    FrontierPoint(6, lora_rank=16, compression="int8", local_epochs=4),
-    FrontierPoint(4, lora_rank=16, compression="int8", local_epochs=4),
-)
-"""The measured grid: paper-style layer skipping with compressed updates, then LoRA inside the
-top blocks at three ranks (one with frozen A), LoRA in every block (k = 6 for MiniLM), and the
-paper's k = 2 and LoRA r = 8 + int8 with four local epochs per round (same traffic, 4x the
-client compute), and LoRA r = 16 + int8 with four local epochs in every block (the candidate for
-the target: ~0.7 MB per message, 99.2 % less than full FedAvg) and in the top four (two blocks
-skipped: no backward pass through them)."""
-
-
-def frontier_configs(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
-    """The ``frontier`` group of ``suite``: :data:`POINTS` on its ablation task. Only the
-    ``frontier`` suite gets it (add a suite name to :data:`FRONTIER_SUITES` to extend another:
-    the group adds one federated run per point)."""
-    if suite.name not in FRONTIER_SUITES:
-        return []
-    task = suite.sweep.ablation_task
-    out = []
-    for point in POINTS:
-        if point.k > num_blocks:
-            continue
-        settings: dict[str, Scalar] = {"task": task, **point.settings(num_blocks)}
-        labels = {"partition": NATURAL.label, **point.labels()}
-        out.append(BenchConfig(f"{task}-layerskip-{point.variant}", settings, ["frontier"], labels))
-    return out
-
-
-FRONTIER = Suite(
-    name="frontier",
-    description="beyond the paper on NER: k x LoRA rank x fp16/int8 compression next to "
-    "centralized, full FedAvg, layer skipping k = 1, 2 and top / importance / rotating at k = 2 "
-    "(small corpus, 5 rounds)",
-    settings={
-        "model": "minilm",
-        "data": "synth",
-        "synth-sites": 4,
-        "clients": 4,
-        "partition": "natural",
-        "layers": 2,
-        "layer-strategy": "top",
-        "seed": 42,
-        "quiet": True,
-        "eval-clients": False,
-        "synth-docs": 10,
-        "max-length": 64,
-        "stride": 16,
-        "rounds": 5,
-        "epochs": 5,
-        "local-epochs": 1,
-        "batch-size": 16,
-        "lr": 5e-4,
-        "head-lr": 0.0,
-        "lora-rank": 8,
-        "importance-batches": 2,
-    },
-    sweep=Sweep(
-        tasks=("ner",),
-        methods=("centralized", "fedavg", "layerskip"),
-        layer_counts=(2,),
-        strategies=("top", "importance", "rotating"),
-        partitions=(),
-        noniid_methods=(),
-        epsilons=(),
-        privacy_methods=(),
-    ),
-)
-
-SUITES.setdefault(FRONTIER.name, FRONTIER)
-register_group("frontier", frontier_configs)
 
 
 # --------------------------------------------------------------------------- table and plot

@@ -1,7 +1,7 @@
 """The ``personalization`` group: is a site better served by its own head than by the global
 model, or by training alone? Per-site tables and a plot from the finished runs.
 
-Configs (``paper`` suite, ablation task, natural and Dirichlet α = 0.1 partitions): layer
+Its configs (:func:`fedskip.bench.groups.personalization_configs`; ``paper`` suite, ablation task, natural and Dirichlet α = 0.1 partitions): layer
 skipping with ``personalize=none`` and with ``personalize=head`` (both with the sites scoring on
 their own test splits, ``eval-clients=true``), and local-only training on the same partition.
 Per site, on the site's own test split:
@@ -19,51 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fedskip.bench.groups import PERSONALIZATION_GROUP
 from fedskip.bench.records import RunRecord
-from fedskip.bench.suites import NATURAL, BenchConfig, Suite, dirichlet, register_group
-from fedskip.config import Config, Scalar
 
-GROUP = "personalization"
-PERSONALIZATION_SUITES = ("paper",)
-PARTITIONS = (NATURAL, dirichlet(0.1))
-MODES = ("none", "head")
 COLUMNS = ("local-only", "global", "personalized", "shared + seeded head")
-
-
-def personalization_configs(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
-    """The group's configs for ``suite`` (only the suites in :data:`PERSONALIZATION_SUITES`)."""
-    if suite.name not in PERSONALIZATION_SUITES:
-        return []
-    task = suite.sweep.ablation_task
-    out = []
-    for part in PARTITIONS:
-        tag = "" if part == NATURAL else f"-{part.label}"
-        for mode in MODES:
-            settings: dict[str, Scalar] = {
-                "task": task,
-                "method": "layerskip",
-                "lora-rank": 0,
-                "eval-clients": True,
-                "personalize": mode,
-                **part.settings,
-            }
-            name = f"{task}-layerskip{tag}-" + ("sites" if mode == "none" else mode)
-            labels: dict[str, Scalar] = {"partition": part.label, "personalize": mode}
-            out.append(BenchConfig(name, settings, [GROUP], labels))
-        local: dict[str, Scalar] = {
-            "task": task,
-            "method": "local",
-            "layers": num_blocks,  # as the methods group's local-only baseline
-            "epochs": base.rounds * base.local_epochs,
-            "lora-rank": 0,
-            **part.settings,
-        }
-        labels = {"partition": part.label, "personalize": "local"}
-        out.append(BenchConfig(f"{task}-local{tag}", local, [GROUP], labels))
-    return out
-
-
-register_group(GROUP, personalization_configs)
 
 
 # --------------------------------------------------------------------------- per-site figures
@@ -161,7 +120,8 @@ def personalization_sections(
     mine = [
         r
         for r in records
-        if GROUP in groups.get(r.name, ()) and labels.get(r.name, {}).get("personalize")
+        if PERSONALIZATION_GROUP in groups.get(r.name, ())
+        and labels.get(r.name, {}).get("personalize")
     ]
     if not mine:
         return []

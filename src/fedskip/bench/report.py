@@ -17,7 +17,7 @@ from fedskip.bench.claims import check_claims, claims_markdown
 from fedskip.bench.personalization import personalization_sections, run_section
 from fedskip.bench.records import RunRecord, load_run, load_runs
 from fedskip.bench.runner import LOG_FILE, SUITE_FILE, read_manifest, run_path, settings_line
-from fedskip.bench.suites import METHOD_ORDER
+from fedskip.bench.spec import METHOD_ORDER
 from fedskip.bench.table import (
     ResultRow,
     build_rows,

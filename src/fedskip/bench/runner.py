@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedskip.bench.expansion import expand, resolve
 from fedskip.bench.records import finished
-from fedskip.bench.suites import BenchConfig, Suite, describe, expand, get_suite, resolve
+from fedskip.bench.spec import BenchConfig, Suite, describe
+from fedskip.bench.suites import get_suite
 from fedskip.config import Config, Scalar, parse_overrides
 from fedskip.errors import ConfigError
 from fedskip.runs.schema import RunSummary

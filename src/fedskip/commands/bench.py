@@ -5,20 +5,9 @@ one seed, then write ``results.csv``, ``results.md`` (tables, plots, the paper's
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
 from fedskip.bench.suites import SUITES
-
-SUITE_PLUGINS = ("fedskip.bench.frontier",)
-"""Modules that add suites or groups (``register_group``) when imported."""
-
-for _plugin in SUITE_PLUGINS:
-    try:
-        importlib.import_module(_plugin)
-    except ModuleNotFoundError as exc:  # a checkout without that module
-        if exc.name != _plugin:
-            raise
 
 
 def register(subparsers: Any) -> None:

@@ -50,8 +50,8 @@ from fedskip.fl.messages import (
 from fedskip.fl.personal import ERROR_FEEDBACK, site_files, site_state
 from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.secagg import secagg_dispatch_mod
-from fedskip.fl.simulation import WORKER_LOG_ENV, attach_worker_log
 from fedskip.fl.validation import NUM_EXAMPLES
+from fedskip.fl.worker_log import WORKER_LOG_ENV, attach_worker_log
 
 log = logging.getLogger(__name__)
 

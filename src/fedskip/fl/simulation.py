@@ -30,13 +30,9 @@ from fedskip.errors import ConfigError, print_warning
 from fedskip.fl import stop
 from fedskip.fl.client import THREADS_ENV
 from fedskip.fl.rounds import CLIENT_USER_ERROR
+from fedskip.fl.worker_log import LOG_FORMAT, LOGGERS, WORKER_LOG_ENV, file_handler
 
 LOG_FILE = "run.log"
-WORKER_LOG_ENV = "FEDSKIP_RUN_LOG"
-"""Set for the simulation's workers: the ``run.log`` their own logs go to."""
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
-LOGGERS = ("flwr", "fedskip", "py.warnings")
 
 
 MAX_PARALLEL_CLIENTS = 4
@@ -125,7 +121,7 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
 
     path = Path(out) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = _file_handler(path, LOG_FORMAT)
+    handler = file_handler(path, LOG_FORMAT)
     loggers = [logging.getLogger(name) for name in LOGGERS]
     saved = [(logger.level, logger.propagate) for logger in loggers]
     for logger in loggers:
@@ -159,7 +155,7 @@ def run_logging(out: str | Path, *, quiet: bool) -> Iterator[Path]:
 WORKER_WARNING = re.compile(
     r"^\S+ \S+ WARNING fedskip\.privacy(?:\.\S+)? \[worker \d+\]: (?P<message>.*)$"
 )
-"""A privacy warning a simulation worker wrote to run.log (:data:`WORKER_LOG_FORMAT`)."""
+"""A privacy warning a simulation worker wrote to run.log (:data:`fedskip.fl.worker_log.WORKER_LOG_FORMAT`)."""
 
 
 class WorkerWarnings:
@@ -204,35 +200,6 @@ class WorkerWarnings:
             if found and found["message"] not in self.seen:
                 self.seen.add(found["message"])
                 print_warning(f"{found['message']} (a client)")
-
-
-def _file_handler(path: Path, fmt: str) -> logging.FileHandler:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(fmt))
-    handler.setLevel(logging.INFO)
-    return handler
-
-
-_worker_handler: logging.FileHandler | None = None
-
-
-def attach_worker_log() -> None:
-    """In a simulation worker (``FEDSKIP_RUN_LOG`` set by :func:`run_logging`): append Flower's
-    and fedskip's logs and Python warnings to that ``run.log``, once per process and run.
-    Elsewhere (Deployment Engine, in-process tests) a no-op."""
-    global _worker_handler
-    path = os.environ.get(WORKER_LOG_ENV)
-    if not path or (_worker_handler is not None and _worker_handler.baseFilename == path):
-        return
-    handler = _file_handler(Path(path), WORKER_LOG_FORMAT)
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        if _worker_handler is not None:
-            logger.removeHandler(_worker_handler)
-        logger.addHandler(handler)
-    logging.getLogger("fedskip").setLevel(logging.INFO)
-    logging.captureWarnings(True)
-    _worker_handler = handler
 
 
 @contextmanager

@@ -5,9 +5,9 @@ from fedskip.selection.base import (
     LayerSelector,
     SelectionRequest,
     check_k,
-    get_selector,
     register_selector,
 )
+from fedskip.selection.strategies import get_selector
 
 __all__ = [
     "SELECTORS",

@@ -2,7 +2,8 @@
 
 A strategy answers one question: which of ``num_blocks`` transformer blocks (0 = closest to the
 embeddings) are trained and exchanged this round. Strategies are small classes registered by
-name; callers use :func:`get_selector` and never branch on the strategy name.
+name (the built-in ones in :mod:`fedskip.selection.strategies`); callers use
+:func:`fedskip.selection.get_selector` and never branch on the strategy name.
 """
 
 from __future__ import annotations
@@ -87,15 +88,3 @@ def register_selector(name: str) -> Callable[[_S], _S]:
         return cls
 
     return decorate
-
-
-def get_selector(name: str) -> LayerSelector:
-    """A new instance of the strategy ``name``; unknown names raise ConfigError."""
-    import fedskip.selection.strategies  # noqa: F401  (registers the built-in strategies)
-
-    try:
-        return SELECTORS[name]()
-    except KeyError:
-        raise ConfigError(
-            f"config key 'layer-strategy': {name!r} is not one of {', '.join(SELECTORS)}"
-        ) from None

@@ -1,4 +1,5 @@
-"""Built-in layer-selection strategies: top, bottom, interleaved, explicit, importance, rotating.
+"""Built-in layer-selection strategies (top, bottom, interleaved, explicit, importance, rotating)
+and :func:`get_selector`, which looks a registered one up by name.
 
 Block 0 is the block nearest the embeddings; block ``num_blocks - 1`` feeds the head.
 """
@@ -6,7 +7,13 @@ Block 0 is the block nearest the embeddings; block ``num_blocks - 1`` feeds the 
 from __future__ import annotations
 
 from fedskip.errors import ConfigError
-from fedskip.selection.base import LayerSelector, SelectionRequest, check_k, register_selector
+from fedskip.selection.base import (
+    SELECTORS,
+    LayerSelector,
+    SelectionRequest,
+    check_k,
+    register_selector,
+)
 
 
 @register_selector("top")
@@ -109,3 +116,14 @@ class RotatingSelector(LayerSelector):
         group = (r.round - 1) % groups
         low = max(0, num_blocks - (group + 1) * k)
         return list(range(low, low + k))
+
+
+def get_selector(name: str) -> LayerSelector:
+    """A new instance of the strategy ``name`` (a built-in one above, or one registered with
+    :func:`fedskip.selection.base.register_selector`); unknown names raise ConfigError."""
+    try:
+        return SELECTORS[name]()
+    except KeyError:
+        raise ConfigError(
+            f"config key 'layer-strategy': {name!r} is not one of {', '.join(SELECTORS)}"
+        ) from None

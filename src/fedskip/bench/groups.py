@@ -1,0 +1,149 @@
+"""The groups a suite adds beyond its sweep's axes: each a
+:data:`~fedskip.bench.spec.GroupBuilder` that the catalogue (:mod:`fedskip.bench.suites`) lists
+in a suite's ``extra_groups``.
+
+``frontier`` (:func:`frontier_configs`): the traffic / accuracy frontier beyond the paper. Each
+:class:`FrontierPoint` is one federated configuration on the ablation task: ``k`` top blocks,
+trained fully (``lora_rank`` 0) or through LoRA adapters of that rank inside them, with updates
+sent as fp32 / fp16 / bf16 / int8 deltas (``compression``). Its table and plot:
+:mod:`fedskip.bench.frontier`.
+
+``personalization`` (:func:`personalization_configs`): is a site better served by its own head
+than by the global model, or by training alone? Layer skipping with ``personalize=none`` and
+with ``personalize=head`` (both with the sites scoring on their own test splits,
+``eval-clients=true``), and local-only training on the same partition. Its per-site tables and
+plot: :mod:`fedskip.bench.personalization`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedskip.bench.spec import NATURAL, BenchConfig, Suite, dirichlet
+from fedskip.config import Config, Scalar
+
+# --------------------------------------------------------------------------- frontier
+LORA_LR = 2e-3
+"""Learning rate of LoRA points: adapters start at zero and need a larger step than full
+fine-tuning (LoRA's usual range is 1e-4..3e-3 against 1e-5..5e-5 for full fine-tuning)."""
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One configuration of the frontier (``k`` top blocks, LoRA rank, wire compression)."""
+
+    k: int
+    lora_rank: int = 0
+    compression: str = "none"
+    freeze_a: bool = False
+    local_epochs: int = 1
+    """Epochs each client trains per round: more local work at the same traffic."""
+
+    @property
+    def variant(self) -> str:
+        """Run-name suffix, e.g. ``k2-r8-int8``, ``k1-fp16``, ``k2-r8fa-int8``, ``k2-none-le4``."""
+        rank = f"-r{self.lora_rank}{'fa' if self.freeze_a else ''}" if self.lora_rank else ""
+        epochs = f"-le{self.local_epochs}" if self.local_epochs != 1 else ""
+        return f"k{self.k}{rank}-{self.compression}{epochs}"
+
+    def settings(self, num_blocks: int) -> dict[str, Scalar]:
+        """Config keys of this point (on top of the suite's settings)."""
+        out: dict[str, Scalar] = {
+            "method": "layerskip",
+            "layers": min(self.k, num_blocks),
+            "layer-strategy": "top",
+            "lora-rank": self.lora_rank,
+            "lora-freeze-a": self.freeze_a,
+            "compression": self.compression,
+        }
+        if self.lora_rank:
+            out["lr"] = LORA_LR
+        if self.local_epochs != 1:
+            out["local-epochs"] = self.local_epochs
+        return out
+
+    def labels(self) -> dict[str, Scalar]:
+        return {
+            "k": self.k,
+            "lora_rank": self.lora_rank,
+            "compression": self.compression,
+            "freeze_a": self.freeze_a,
+            "local_epochs": self.local_epochs,
+        }
+
+
+POINTS: tuple[FrontierPoint, ...] = (
+    FrontierPoint(1),
+    FrontierPoint(2, compression="fp16"),
+    FrontierPoint(2, compression="int8"),
+    FrontierPoint(1, compression="int8"),
+    FrontierPoint(2, lora_rank=8),
+    FrontierPoint(2, lora_rank=8, compression="int8"),
+    FrontierPoint(2, lora_rank=4, compression="int8"),
+    FrontierPoint(2, lora_rank=16, compression="int8"),
+    FrontierPoint(2, lora_rank=8, compression="int8", freeze_a=True),
+    FrontierPoint(6, lora_rank=8, compression="int8"),
+    FrontierPoint(2, local_epochs=4),
+    FrontierPoint(2, lora_rank=8, compression="int8", local_epochs=4),
+    FrontierPoint(6, lora_rank=16, compression="int8", local_epochs=4),
+    FrontierPoint(4, lora_rank=16, compression="int8", local_epochs=4),
+)
+"""The measured grid: paper-style layer skipping with compressed updates, then LoRA inside the
+top blocks at three ranks (one with frozen A), LoRA in every block (k = 6 for MiniLM), and the
+paper's k = 2 and LoRA r = 8 + int8 with four local epochs per round (same traffic, 4x the
+client compute), and LoRA r = 16 + int8 with four local epochs in every block (the candidate for
+the target: ~0.7 MB per message, 99.2 % less than full FedAvg) and in the top four (two blocks
+skipped: no backward pass through them)."""
+
+
+def frontier_configs(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
+    """The ``frontier`` group of ``suite``: :data:`POINTS` on its ablation task, one federated
+    run per point (the catalogue gives it to the ``frontier`` suite)."""
+    task = suite.sweep.ablation_task
+    out = []
+    for point in POINTS:
+        if point.k > num_blocks:
+            continue
+        settings: dict[str, Scalar] = {"task": task, **point.settings(num_blocks)}
+        labels = {"partition": NATURAL.label, **point.labels()}
+        out.append(BenchConfig(f"{task}-layerskip-{point.variant}", settings, ["frontier"], labels))
+    return out
+
+
+# --------------------------------------------------------------------------- personalization
+PERSONALIZATION_GROUP = "personalization"
+PARTITIONS = (NATURAL, dirichlet(0.1))
+MODES = ("none", "head")
+
+
+def personalization_configs(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
+    """The ``personalization`` group of ``suite`` (the catalogue gives it to ``paper``): on its
+    ablation task and each of :data:`PARTITIONS`, layer skipping with each of :data:`MODES`
+    (the sites scoring on their own test splits) and local-only training."""
+    task = suite.sweep.ablation_task
+    out = []
+    for part in PARTITIONS:
+        tag = "" if part == NATURAL else f"-{part.label}"
+        for mode in MODES:
+            settings: dict[str, Scalar] = {
+                "task": task,
+                "method": "layerskip",
+                "lora-rank": 0,
+                "eval-clients": True,
+                "personalize": mode,
+                **part.settings,
+            }
+            name = f"{task}-layerskip{tag}-" + ("sites" if mode == "none" else mode)
+            labels: dict[str, Scalar] = {"partition": part.label, "personalize": mode}
+            out.append(BenchConfig(name, settings, [PERSONALIZATION_GROUP], labels))
+        local: dict[str, Scalar] = {
+            "task": task,
+            "method": "local",
+            "layers": num_blocks,  # as the methods group's local-only baseline
+            "epochs": base.rounds * base.local_epochs,
+            "lora-rank": 0,
+            **part.settings,
+        }
+        labels = {"partition": part.label, "personalize": "local"}
+        out.append(BenchConfig(f"{task}-local{tag}", local, [PERSONALIZATION_GROUP], labels))
+    return out
