@@ -431,15 +431,27 @@ def test_centralized_leaves_its_report_with_the_numbers_of_its_summary(
             {"tracking": "mlflow", "mlflow-uri": "http://127.0.0.1:5000"},
             ["open http://127.0.0.1:5000 (the MLflow server of config key mlflow-uri)"],
         ),
+        (
+            {"tracking": "mlflow", "skinny": True},
+            [
+                "mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db "
+                '(after pip install "fedskip[mlflow]")'
+            ],
+        ),
     ],
-    ids=["tensorboard", "both", "mlflow-server"],
+    ids=["tensorboard", "both", "mlflow-server", "mlflow-skinny"],
 )
 def test_next_commands_name_the_tracking_viewers(
-    tmp_path: Path, sets: dict[str, str], viewers: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sets: dict[str, Any], viewers: list[str]
 ) -> None:
-    """No model exported (a local-only run): no predict line; the viewers of ``tracking``."""
+    """No model exported (a local-only run): no predict line; the viewers of ``tracking``;
+    ``mlflow ui`` needs the ``mlflow`` extra (the ``test`` extra's mlflow-skinny has no UI)."""
+    import fedskip.tracking
     from fedskip.commands.common import next_commands
 
+    sets = dict(sets)
+    skinny = sets.pop("skinny", False)
+    monkeypatch.setattr(fedskip.tracking, "full_mlflow", lambda: not skinny)
     cfg = Config.from_mapping(sets)
     out = tmp_path.resolve()
     assert next_commands(cfg, out).splitlines() == [

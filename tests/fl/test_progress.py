@@ -86,10 +86,11 @@ def test_a_federated_round_shows_clients_done_and_tracks_its_rows(
     (row,) = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
     events = EventAccumulator(str(Path(cfg.out) / "tensorboard"))
     events.Reload()
-    logged = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in ("bytes_up", "f1")}
+    tags = ("comm/up_MB", "eval/f1")
+    logged = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags}
     assert logged == {
-        "bytes_up": [(1, float(row["bytes_up"]))],
-        "f1": [(1, pytest.approx(row["f1"]))],
+        "comm/up_MB": [(1, pytest.approx(row["bytes_up"] / 1e6))],
+        "eval/f1": [(1, pytest.approx(row["f1"]))],
     }
-    blocks = [t for t in events.Tags()["scalars"] if t.startswith("selected_blocks/")]
-    assert blocks == [f"selected_blocks/{b}" for b in row["selected_layers"]]
+    blocks = [t for t in events.Tags()["scalars"] if t.startswith("train/selected_blocks/")]
+    assert blocks == [f"train/selected_blocks/{b}" for b in row["selected_layers"]]

@@ -43,21 +43,26 @@ def config_from_args(args: argparse.Namespace, **command_defaults: Any) -> Confi
 def leave_report(out: str | Path) -> Path | None:
     """At the end of a training command (``run``, ``centralized``, ``deploy local``, each
     config of ``bench``): ``OUT/report.md``, ``OUT/report.csv`` and ``OUT/plots/`` of the run
-    directory ``out``, as ``fedskip report OUT`` renders them. Returns the report's path, or
-    None when ``out`` holds no run (no ``config.json``: it failed before starting)."""
+    directory ``out``, as ``fedskip report OUT`` renders them; then the run's final figures and
+    files to its trackers (:func:`fedskip.tracking.log_outputs`: TensorBoard HParams, MLflow
+    metrics and artifacts). Returns the report's path, or None when ``out`` holds no run (no
+    ``config.json``: it failed before starting)."""
     from fedskip.bench.report import render_report
+    from fedskip.tracking import log_outputs
 
     folder = Path(out)
     if not (folder / "config.json").is_file():
         return None
-    return render_report([folder], folder)
+    path = render_report([folder], folder)
+    log_outputs(folder)
+    return path
 
 
 def next_commands(cfg: Config, out: str | Path) -> str:
     """The closing lines of a training command: where the run's report is (or the command that
     renders it), the exported model's predictions (when ``out/model`` was written), and the
     TensorBoard / MLflow viewers of config key ``tracking``."""
-    from fedskip.tracking import TENSORBOARD_DIR, mlflow_uri
+    from fedskip.tracking import TENSORBOARD_DIR, full_mlflow, mlflow_uri
 
     folder = Path(out)
     here = shlex.quote(str(folder))
@@ -79,5 +84,6 @@ def next_commands(cfg: Config, out: str | Path) -> str:
         if uri.startswith(("http://", "https://")):
             lines.append(f"open {uri} (the MLflow server of config key mlflow-uri)")
         else:
-            lines.append(f"mlflow ui --backend-store-uri {shlex.quote(uri)}")
+            ui = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+            lines.append(ui if full_mlflow() else f'{ui} (after pip install "fedskip[mlflow]")')
     return "next:\n" + "\n".join(f"  {line}" for line in lines)
