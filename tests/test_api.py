@@ -54,6 +54,7 @@ def test_readme_example_runs(
     written = json.loads((tmp_path / "runs" / "notebook" / "summary.json").read_text())
     assert summary.final_metric == written["final"]["f1"]
     assert (written["method"], written["data"]["sites"]) == ("centralized", ["site-a", "site-b"])
+    assert (tmp_path / "runs" / "notebook" / "report.md").is_file()  # as fedskip run leaves
     scores, found = namespace["scores"], namespace["found"]
     assert isinstance(scores, dict) and isinstance(found, dict)
     assert (scores["task"], scores["data"], found["task"]) == ("ner", "my-notes", "ner")

@@ -384,9 +384,36 @@ def test_centralized_closes_with_the_next_commands(trained: dict[str, Any]) -> N
     out = trained["out"]
     assert trained["printed"].splitlines()[-3:] == [
         "next:",
-        f"  fedskip report {out}",
+        f"  report: {out / 'report.md'} (plots in {out}/plots; compare with other runs: "
+        f"fedskip report {out} OTHER_RUN...)",
         f"  fedskip predict --model {out / 'model'} --text 'the note text'",
     ]
+
+
+def report_row(report: str) -> dict[str, str]:
+    """The first run's row of ``report.md``'s table, by column."""
+    lines = [line for line in report.splitlines() if line.startswith("| ")]
+    header, row = ([c.strip() for c in line.strip("|").split("|")] for line in lines[:2])
+    return dict(zip(header, row, strict=True))
+
+
+def test_centralized_leaves_its_report_with_the_numbers_of_its_summary(
+    trained: dict[str, Any],
+) -> None:
+    """``report.md`` (what ``fedskip report OUT`` renders) and its plots in the run directory;
+    the table's figures are summary.json's and metrics.jsonl's."""
+    out = trained["out"]
+    summary = json.loads((out / "summary.json").read_text())
+    epochs = [row.scores["f1"] for row in RunDir(out).read_metrics()]
+    report = (out / "report.md").read_text()
+    row = report_row(report)
+    assert (row["run"], row["method"], row["k"]) == ("`run`", "centralized", "2")
+    assert row["final"] == f"{summary['final']['f1']:.3f}" == f"{epochs[-1]:.3f}"
+    assert row["best"] == f"{max(epochs):.3f}"
+    assert row["s"] == f"{summary['seconds']:.0f}"
+    for plot in ("ner-metric-vs-round.png", "ner-metric-vs-mb.png"):
+        assert (out / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
+        assert f"](plots/{plot})" in report
 
 
 @pytest.mark.parametrize(
@@ -404,15 +431,27 @@ def test_centralized_closes_with_the_next_commands(trained: dict[str, Any]) -> N
             {"tracking": "mlflow", "mlflow-uri": "http://127.0.0.1:5000"},
             ["open http://127.0.0.1:5000 (the MLflow server of config key mlflow-uri)"],
         ),
+        (
+            {"tracking": "mlflow", "skinny": True},
+            [
+                "mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db "
+                '(after pip install "fedskip[mlflow]")'
+            ],
+        ),
     ],
-    ids=["tensorboard", "both", "mlflow-server"],
+    ids=["tensorboard", "both", "mlflow-server", "mlflow-skinny"],
 )
 def test_next_commands_name_the_tracking_viewers(
-    tmp_path: Path, sets: dict[str, str], viewers: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sets: dict[str, Any], viewers: list[str]
 ) -> None:
-    """No model exported (a local-only run): no predict line; the viewers of ``tracking``."""
+    """No model exported (a local-only run): no predict line; the viewers of ``tracking``;
+    ``mlflow ui`` needs the ``mlflow`` extra (the ``test`` extra's mlflow-skinny has no UI)."""
+    import fedskip.tracking
     from fedskip.commands.common import next_commands
 
+    sets = dict(sets)
+    skinny = sets.pop("skinny", False)
+    monkeypatch.setattr(fedskip.tracking, "full_mlflow", lambda: not skinny)
     cfg = Config.from_mapping(sets)
     out = tmp_path.resolve()
     assert next_commands(cfg, out).splitlines() == [

@@ -35,16 +35,20 @@ def as_config(config: ConfigLike = None, **overrides: Any) -> Config:
 def run(config: ConfigLike = None, **overrides: Any) -> RunSummary:
     """Train as ``fedskip run`` does with the method of the config (federated on Flower's
     Simulation Engine, ``centralized`` or ``local``) and return the run's summary (what
-    ``OUT/summary.json`` holds: ``final_metric``, ``best_metric``, bytes exchanged, ε at δ, ...).
+    ``OUT/summary.json`` holds: ``final_metric``, ``best_metric``, bytes exchanged, ε at δ, ...);
+    the run directory gets its ``report.md`` and ``plots/`` as with ``fedskip run``.
 
     ``config``: a :class:`Config`, a dict such as ``{"method": "centralized", "epochs": 2}``, a
     TOML file or None for the defaults; ``overrides``: keys as keywords (``rounds=2``)."""
+    from fedskip.commands.common import leave_report
     from fedskip.runs import run as run_method
     from fedskip.tracking import require_backends
 
     cfg = as_config(config, **overrides)
     require_backends(cfg)
-    return run_method(cfg)
+    summary = run_method(cfg)
+    leave_report(summary.get("out", cfg.out))
+    return summary
 
 
 def evaluate(

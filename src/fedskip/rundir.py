@@ -5,6 +5,8 @@ OUT/
   config.json     the fully resolved config (kebab-case keys, = Flower run_config)
   metrics.jsonl   one JSON object per epoch (centralized/local) or per round (federated)
   summary.json    final metrics, timings, parameter and traffic counts
+  report.md       the run's report and plots/ (rendered by the training command at its end, as
+                  ``fedskip report OUT`` renders it; report.csv: its table)
   tensorboard/    event files of each row's scalars (config key tracking=tensorboard)
   mlflow.db       MLflow's SQLite store, one run (tracking=mlflow; see fedskip.tracking)
   model/          save_pretrained output: weights, tokenizer, label map (config.json),

@@ -326,7 +326,7 @@ def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> N
     )
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fedskip").experiment_id])
-    assert sorted((r.info.run_name, r.data.metrics["train_loss"]) for r in runs) == [
+    assert sorted((r.info.run_name, r.data.metrics["train/loss"]) for r in runs) == [
         ("ner-centralized", 0.5),
         ("ner-local", 0.5),
     ]

@@ -135,3 +135,35 @@ def test_app_command_errors(
     assert main(["deploy", "app", "--out", str(tmp_path / "app"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "app").exists()
+
+
+def test_deploy_local_leaves_the_report_and_names_the_next_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The deployment itself replaced by the records its ServerApp writes: the command renders
+    report.md and the plots in the run directory and closes with the next commands."""
+    import fedskip.deploy.local
+    import fedskip.deploy.sites
+    from tests.bench.rundirs import federated_run
+
+    out = tmp_path / "run"
+
+    def deploy(cfg: Config, sites: object, folder: Path, options: object, **_: object) -> dict:
+        federated_run(folder, method="layerskip", scores=[0.25, 0.5], bytes_per_round=1000)
+        return {"run-id": 7, "status": "finished:completed"}
+
+    monkeypatch.setattr(fedskip.deploy.sites, "site_folders", lambda cfg, n: [tmp_path] * n)
+    monkeypatch.setattr(fedskip.deploy.sites, "label_schema", lambda cfg, folders: "problem")
+    monkeypatch.setattr(fedskip.deploy.sites, "local_sites", lambda cfg, f, **kw: list(f))
+    monkeypatch.setattr(fedskip.deploy.local, "deploy_local", deploy)
+    assert main(["deploy", "local", "--out", str(out), "--rounds", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"fedskip deploy: run 7 finished:completed; records in {out}",
+        "next:",
+        f"  report: {out / 'report.md'} (plots in {out}/plots; compare with other runs: "
+        f"fedskip report {out} OTHER_RUN...)",
+    ]
+    assert "| `run` | layerskip | ner | 2 | natural | 0.500 | 0.500 |" in (
+        (out / "report.md").read_text()
+    )
+    assert (out / "plots" / "ner-metric-vs-round.png").is_file()

@@ -349,28 +349,32 @@ def test_ray_is_started_on_the_loopback_address() -> None:
 def test_run_closes_with_the_next_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The closing lines of ``fedskip run`` (the training itself replaced by its summary)."""
+    """The closing lines of ``fedskip run`` (the training itself replaced by the records of a
+    two-round run): the report it left in the run directory, predict, TensorBoard."""
     import fedskip.runs
     from fedskip.runs.schema import RunSummary
+    from tests.bench.rundirs import federated_run
 
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}")
-    summary = RunSummary(
-        primary_metric="f1",
-        final_metric=0.5,
-        best_metric=0.5,
-        best_round=1,
-        bytes={"total": 2_000_000, "down": 1_000_000, "up": 1_000_000},
-        rounds_completed=1,
-        seconds=1.0,
-        out=str(tmp_path),
-    )
-    monkeypatch.setattr(fedskip.runs, "run", lambda cfg: summary)
+    def train(cfg: object) -> RunSummary:
+        federated_run(tmp_path, method="layerskip", scores=[0.25, 0.5], bytes_per_round=1000)
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "config.json").write_text("{}")
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        return RunSummary(summary, out=str(tmp_path))
+
+    monkeypatch.setattr(fedskip.runs, "run", train)
     assert main(["run", "--set", f"out={tmp_path}", "tracking=tensorboard"]) == 0
     assert capsys.readouterr().out.splitlines()[-5:] == [
-        f"wall time 1.0 s; run directory: {tmp_path}",
+        f"wall time 4.0 s; run directory: {tmp_path}",
         "next:",
-        f"  fedskip report {tmp_path}",
+        f"  report: {tmp_path / 'report.md'} (plots in {tmp_path}/plots; compare with other "
+        f"runs: fedskip report {tmp_path} OTHER_RUN...)",
         f"  fedskip predict --model {tmp_path / 'model'} --text 'the note text'",
         f"  tensorboard --logdir {tmp_path / 'tensorboard'}",
+    ]
+    report = (tmp_path / "report.md").read_text()
+    assert f"| `{tmp_path.name}` | layerskip | ner | 2 | natural | 0.500 | 0.500 |" in report
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "ner-metric-vs-mb.png",
+        "ner-metric-vs-round.png",
     ]

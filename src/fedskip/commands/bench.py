@@ -8,6 +8,8 @@ import argparse
 from typing import Any
 
 from fedskip.bench.suites import SUITES
+from fedskip.config import Config
+from fedskip.runs.schema import RunSummary
 
 
 def register(subparsers: Any) -> None:
@@ -15,9 +17,9 @@ def register(subparsers: Any) -> None:
         "bench",
         help="run a benchmark suite (methods, layer ablation, non-IID, DP) and report",
         description=(
-            "Train every configuration of a suite (each in OUT/runs/<name>), skipping those "
-            "that already have summary.json, then write OUT/results.csv, OUT/results.md and "
-            "OUT/plots/. Suites: "
+            "Train every configuration of a suite (each in OUT/runs/<name>, with its own "
+            "report.md and plots/), skipping those that already have summary.json, then "
+            "write OUT/results.csv, OUT/results.md and OUT/plots/. Suites: "
             + "; ".join(f"{s.name}: {s.description}" for s in SUITES.values())
         ),
     )
@@ -74,6 +76,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def train_and_report(cfg: Config) -> RunSummary:
+    """Train one config of a suite (:func:`fedskip.bench.runner.train_one`) and leave its
+    report in its run directory, as ``fedskip run`` does."""
+    from fedskip.bench.runner import train_one
+    from fedskip.commands.common import leave_report
+
+    summary = train_one(cfg)
+    leave_report(summary.get("out", cfg.out))
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -101,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        result = run_suite(args.suite, out, pairs, only=args.only)
+        result = run_suite(args.suite, out, pairs, only=args.only, trainer=train_and_report)
         failed = len(result.failed)
     path = write_results(out)
     print(f"results: {path} and {out / 'results.csv'}")

@@ -11,7 +11,12 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from fedskip.commands.common import add_config_args, config_from_args, next_commands
+from fedskip.commands.common import (
+    add_config_args,
+    config_from_args,
+    leave_report,
+    next_commands,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +26,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Train on the union of every site's training data with the configured model and "
             "layer plan, evaluate on the global test set after each epoch, and write the run "
-            "directory (config.json, metrics.jsonl, summary.json, model/)."
+            "directory (config.json, metrics.jsonl, summary.json, model/, report.md and plots/)."
         ),
     )
     add_config_args(parser)
@@ -35,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, method="centralized")
     require_backends(cfg)  # a one-line error before any data is read
     summary = run_method(cfg)
+    out = summary.get("out", cfg.out)
+    leave_report(out)
     print(format_summary(summary))
-    print(next_commands(cfg, summary.get("out", cfg.out)))
+    print(next_commands(cfg, out))
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Arguments shared by the training commands (``--config F`` and ``--set k=v ...``) and the
-closing lines that name what to run next."""
+"""Arguments shared by the training commands (``--config F`` and ``--set k=v ...``), what every
+training command leaves at its end (the run's report) and the closing lines that name what to
+run next."""
 
 from __future__ import annotations
 
@@ -39,14 +40,39 @@ def config_from_args(args: argparse.Namespace, **command_defaults: Any) -> Confi
     return cfg
 
 
-def next_commands(cfg: Config, out: str | Path) -> str:
-    """The closing lines of a training command: the commands to run next on the run directory
-    ``out`` — its report, the exported model's predictions (when ``out/model`` was written), and
-    the TensorBoard / MLflow viewers of config key ``tracking``."""
-    from fedskip.tracking import TENSORBOARD_DIR, mlflow_uri
+def leave_report(out: str | Path) -> Path | None:
+    """At the end of a training command (``run``, ``centralized``, ``deploy local``, each
+    config of ``bench``): ``OUT/report.md``, ``OUT/report.csv`` and ``OUT/plots/`` of the run
+    directory ``out``, as ``fedskip report OUT`` renders them; then the run's final figures and
+    files to its trackers (:func:`fedskip.tracking.log_outputs`: TensorBoard HParams, MLflow
+    metrics and artifacts). Returns the report's path, or None when ``out`` holds no run (no
+    ``config.json``: it failed before starting)."""
+    from fedskip.bench.report import render_report
+    from fedskip.tracking import log_outputs
 
     folder = Path(out)
-    lines = [f"fedskip report {shlex.quote(str(folder))}"]
+    if not (folder / "config.json").is_file():
+        return None
+    path = render_report([folder], folder)
+    log_outputs(folder)
+    return path
+
+
+def next_commands(cfg: Config, out: str | Path) -> str:
+    """The closing lines of a training command: where the run's report is (or the command that
+    renders it), the exported model's predictions (when ``out/model`` was written), and the
+    TensorBoard / MLflow viewers of config key ``tracking``."""
+    from fedskip.tracking import TENSORBOARD_DIR, full_mlflow, mlflow_uri
+
+    folder = Path(out)
+    here = shlex.quote(str(folder))
+    if (folder / "report.md").is_file():
+        lines = [
+            f"report: {shlex.quote(str(folder / 'report.md'))} (plots in {here}/plots; "
+            f"compare with other runs: fedskip report {here} OTHER_RUN...)"
+        ]
+    else:
+        lines = [f"fedskip report {here}"]
     if (folder / "model" / "config.json").is_file():
         model = shlex.quote(str(folder / "model"))
         lines.append(f"fedskip predict --model {model} --text 'the note text'")
@@ -58,5 +84,6 @@ def next_commands(cfg: Config, out: str | Path) -> str:
         if uri.startswith(("http://", "https://")):
             lines.append(f"open {uri} (the MLflow server of config key mlflow-uri)")
         else:
-            lines.append(f"mlflow ui --backend-store-uri {shlex.quote(uri)}")
+            ui = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+            lines.append(ui if full_mlflow() else f'{ui} (after pip install "fedskip[mlflow]")')
     return "next:\n" + "\n".join(f"  {line}" for line in lines)

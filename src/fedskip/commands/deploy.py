@@ -15,7 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fedskip.commands.common import add_config_args, config_from_args
+from fedskip.commands.common import (
+    add_config_args,
+    config_from_args,
+    leave_report,
+    next_commands,
+)
 from fedskip.config import Config
 from fedskip.errors import ConfigError
 
@@ -43,8 +48,8 @@ def _register_local(actions: Any) -> None:
             "Start a SuperLink and one SuperNode per site as separate processes on 127.0.0.1 "
             "(free ports), each site on its own data folder (data=synth: the synthetic corpus; "
             "data=DIR: DIR's site subfolders), run the federation with `flwr run` and stop "
-            "every process. Writes the run directory of `fedskip run` plus deployment.json "
-            "and logs/ (one log per process)."
+            "every process. Writes the run directory of `fedskip run` (report.md and plots/ "
+            "included) plus deployment.json and logs/ (one log per process)."
         ),
     )
     local.add_argument("--sites", type=int, default=2, help="SuperNodes / sites (default 2)")
@@ -247,7 +252,9 @@ def run_local(args: argparse.Namespace) -> int:
     sites = local_sites(cfg, folders, model_path=args.model_path)
     options.run_config = coordinator_run_config(cfg, sites=len(sites), labels=labels)
     info = deploy_local(cfg, sites, out, options, version=__version__)
+    leave_report(out)
     print(f"fedskip deploy: run {info.get('run-id')} {info.get('status')}; records in {out}")
+    print(next_commands(cfg, out))
     return 0
 
 

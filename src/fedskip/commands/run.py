@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fedskip.commands.common import add_config_args, config_from_args, next_commands
+from fedskip.commands.common import (
+    add_config_args,
+    config_from_args,
+    leave_report,
+    next_commands,
+)
 from fedskip.config import Config
 from fedskip.errors import ConfigError
 from fedskip.runs.federated import FEDERATED
@@ -30,7 +35,8 @@ def register(subparsers: Any) -> None:
             "Train with the configured method. With no arguments: all-MiniLM-L6-v2 on the "
             "synthetic 4-hospital NER corpus, layer-skipping FedAvg on Flower's Simulation "
             "Engine. Writes OUT/config.json, metrics.jsonl (one row per round), summary.json, "
-            "checkpoint/ and model/ (loadable with plain transformers)."
+            "checkpoint/, model/ (loadable with plain transformers) and report.md with plots/ "
+            "(what fedskip report OUT renders)."
         ),
     )
     add_config_args(parser)
@@ -78,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = resume_config(args) if args.resume else config_from_args(args)
     require_backends(cfg)  # a one-line error before any data is read
     summary = run_method(cfg)
+    out = summary.get("out", cfg.out)
+    leave_report(out)
     if cfg.method == "centralized":
         from fedskip.commands.centralized import format_summary
 
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_local(summary))
     else:
         print(format_federated(summary))
-    print(next_commands(cfg, summary.get("out", cfg.out)))
+    print(next_commands(cfg, out))
     return 0 if summary.finished else 1
 
 

@@ -274,7 +274,7 @@ def run_server(grid: Grid, cfg: Config) -> RunSummary:
     ok = False
     try:
         arrays, done = initial_state(run)
-        run.reporter.start(_header(run, done))
+        run.reporter.start(_header(run, done), done=[row.seconds for row in run.rows])
         loop = RoundLoop(run.strategy, train_exchange=_train_exchange(run))
         try:
             result = loop.start(
