@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from fedskip.errors import ConfigError, ModelError
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.runs.schema import MetricsRow, RunSummary, read_metrics
 from fedskip.train.metrics import TaskInfo
 
 if TYPE_CHECKING:
@@ -58,27 +58,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def read_metrics(path: Path) -> list[MetricsRow]:
-    """The rows of a ``metrics.jsonl`` (empty when there is none; a torn last line of a killed
-    run is skipped)."""
-    if not path.is_file():
-        return []
-    lines = path.read_text("utf-8").splitlines()
-    rows: list[MetricsRow] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                break  # the run was killed while writing its last line
-            raise ConfigError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if isinstance(row, dict):
-            rows.append(MetricsRow.from_json(row))
-    return rows
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
-from fedskip.runs.schema import RunSummary
+from fedskip.runs.schema import RunSummary, read_metrics
 
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_DB = "mlflow.db"
@@ -291,8 +291,6 @@ def log_outputs(out: str | Path) -> None:
     ``summary.json``) with its config to TensorBoard (HParams) and to its MLflow run, and its
     report, records, plots and exported model as that MLflow run's artifacts — per config key
     ``tracking`` of ``out/config.json`` (nothing when it is ``none``)."""
-    from fedskip.rundir import read_metrics
-
     folder = Path(out)
     cfg = Config.from_mapping(json.loads((folder / "config.json").read_text("utf-8")))
     if not cfg.tracking_list():

@@ -36,10 +36,14 @@ Flower-free and model-free: any layer that writes or reads run records may impor
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from fedskip.errors import ConfigError
 
 Json = dict[str, Any]
 
@@ -292,3 +296,25 @@ def epsilon_to_json(value: Any) -> Any:
 def epsilon_from_json(value: Any) -> float | None:
     """ε from a JSON record: a number, ``math.inf`` for :data:`INFINITE_EPSILON`, else None."""
     return as_number(value)
+
+
+def read_metrics(path: Path) -> list[MetricsRow]:
+    """The rows of a ``metrics.jsonl`` (empty when there is none; a torn last line of a killed
+    run is skipped; a damaged line before it is a :class:`~fedskip.errors.ConfigError` naming
+    file:line)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text("utf-8").splitlines()
+    rows: list[MetricsRow] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break  # the run was killed while writing its last line
+            raise ConfigError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if isinstance(row, dict):
+            rows.append(MetricsRow.from_json(row))
+    return rows
