@@ -301,8 +301,9 @@ class Config:
     )
     activation_cache_mb: int = _opt(
         2048,
-        "memory budget (MiB) of a process's activation cache (all clients it serves); entries "
-        "past it spill to the node's local disk",
+        "memory budget (MiB) of a process's activation cache (all clients it serves), capped at "
+        "a quarter of the memory available; entries past it are written to the run's "
+        "activation-cache/ folder on the node's local disk (size = tokens x hidden x 4 bytes)",
         minimum=0,
     )
     # --- output
