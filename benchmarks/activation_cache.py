@@ -11,6 +11,12 @@ are against ``k`` off in the same invocation.
 
     python benchmarks/activation_cache.py --model minilm --layers 1,2,3
     python benchmarks/activation_cache.py --model llama-tiny --layers 1,2,3
+    python benchmarks/activation_cache.py --model llama-3.2-1b --model-init random \
+        --device cuda --dtype bf16 --layers 1,4,8 --examples 64   # benchmarks/gpu_check.sh
+
+Each variant also reports its optimizer step time (the later epoch over its steps) and, on CUDA,
+its peak memory (``torch.cuda.max_memory_allocated()`` from the model's build to the end of the
+evaluation; CPU: not measured here, see ``step_time.py``).
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from typing import Any
 from common import publish
 
 
-def load(model_name: str, examples: int) -> tuple[Any, ...]:
-    """(config, prepared, train features, test encoding, collate) for site 0 of the corpus."""
+def load(model_name: str, examples: int, **settings: Any) -> tuple[Any, ...]:
+    """(config, prepared, train features, test encoding, collate) for site 0 of the corpus;
+    ``settings``: config keys (snake_case) such as device, dtype, model_init."""
     from fedskip.config import Config
     from fedskip.pipeline import collator, encode, prepare
     from fedskip.trainability import load_bundle
 
-    cfg = Config(model=model_name, quiet=True, device="cpu")
+    cfg = Config(model=model_name, quiet=True, **settings)
     prepared = prepare(cfg)
     tokenizer = load_bundle(cfg, prepared).tokenizer
     train = encode(prepared.client_train[0], tokenizer, prepared, cfg).features[:examples]
@@ -41,13 +48,21 @@ def load(model_name: str, examples: int) -> tuple[Any, ...]:
 def measure_variant(
     cfg: Any, prepared: Any, train_set: Any, test: Any, collate: Any, k: int | None, cache: str
 ) -> dict[str, float]:
-    """Seconds of a first and a later epoch and of an evaluation pass; cache MiB."""
+    """Seconds of a first and a later epoch, of a step and of an evaluation pass; cache MiB;
+    CUDA peak MiB."""
+    import torch
+
     from fedskip.pipeline import activation_cache
     from fedskip.train import prefix_cache as pc
     from fedskip.train.engine import TrainSettings, evaluate, train
     from fedskip.trainability import build_trainable
 
     pc.STORE.clear()
+    device = cfg.device
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     run_cfg = cfg.replace(
         method="fedavg" if k is None else "layerskip",
         layers=k or 1,
@@ -58,20 +73,29 @@ def measure_variant(
     model, tokenizer, stack = bundle.model, bundle.tokenizer, bundle.stack
     hook = activation_cache(run_cfg, stack, tokenizer)
     settings = TrainSettings.from_config(run_cfg)
-    times = []
+    times, steps = [], 1
     for _ in range(2):
         began = time.perf_counter()
-        train(model, train_set, collate, settings, epochs=1, device="cpu", cache=hook)
+        result = train(model, train_set, collate, settings, epochs=1, device=device, cache=hook)
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - began)
-    evaluate(model, test, collate, batch_size=cfg.batch_size, device="cpu", cache=hook)  # fills
+        steps = max(result.steps, 1)
+    evaluate(model, test, collate, batch_size=cfg.batch_size, device=device, cache=hook)  # fills
     began = time.perf_counter()
-    evaluate(model, test, collate, batch_size=cfg.batch_size, device="cpu", cache=hook)
+    evaluate(model, test, collate, batch_size=cfg.batch_size, device=device, cache=hook)
+    if cuda:
+        torch.cuda.synchronize()
     eval_s = time.perf_counter() - began
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
+    del model, bundle
     return {
         "epoch1_s": times[0],
         "epoch2_s": times[1],
+        "step_s": times[1] / steps,
         "eval_s": eval_s,
         "cache_mb": pc.STORE.memory_bytes / 2**20,
+        "cuda_peak_mb": peak,
     }
 
 
@@ -85,8 +109,12 @@ def rows_of(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
             "variant": name if name == "full" else f"k={k} cache {name.split()[1]}",
             "first epoch s": f"{r['epoch1_s']:.1f}",
             "later epoch s": f"{r['epoch2_s']:.1f}",
+            "step s": f"{r['step_s']:.3f}",
             "eval s": f"{r['eval_s']:.2f}",
             "cache MB": f"{r['cache_mb']:.0f}",
+            "CUDA peak MiB": ""
+            if r["cuda_peak_mb"] != r["cuda_peak_mb"]
+            else f"{r['cuda_peak_mb']:.0f}",
             "later epoch vs k off": ""
             if off is None
             else f"{off['epoch2_s'] / r['epoch2_s']:.2f}x",
@@ -107,13 +135,26 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-full", action="store_true", help="skip full fine-tuning")
+    parser.add_argument("--synth-docs", type=int, default=60, help="notes per synthetic site")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument(
+        "--model-init", default="pretrained", choices=("pretrained", "random"), help="weights"
+    )
     parser.add_argument("--json", default=None, help="also write the raw results here")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     layers = [int(k) for k in args.layers.split(",") if k]
-    cfg, prepared, train_set, test, collate = load(args.model, args.examples)
+    cfg, prepared, train_set, test, collate = load(
+        args.model,
+        args.examples,
+        device=args.device,
+        dtype=args.dtype,
+        model_init=args.model_init,
+        synth_docs=args.synth_docs,
+    )
     variants: list[tuple[str, int | None, str]] = [] if args.no_full else [("full", None, "off")]
     for k in layers:
         variants += [(f"{k} off", k, "off"), (f"{k} auto", k, "auto")]
@@ -131,7 +172,7 @@ def main() -> int:
         f"{args.model}: {len(train_set)} training examples "
         f"({sum(len(f['input_ids']) for f in train_set)} tokens), "
         f"{len(test.features)} test examples, batch {cfg.batch_size}, "
-        f"{args.threads} thread(s)\n"
+        f"{args.threads} thread(s), {args.device}, {args.dtype}, {args.model_init} weights\n"
     )
     publish(rows, {"runs": runs, "median": results}, args.json)
     return 0

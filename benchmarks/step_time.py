@@ -68,8 +68,9 @@ def build(model_name: str, *, random_weights: bool, dtype: str, device: str) -> 
     config = preset.build_config()
     config.num_labels = NUM_LABELS
     torch.manual_seed(0)
-    model = AutoModelForTokenClassification.from_config(config, dtype=resolve_dtype(dtype))
-    return model.to(device).train()
+    with torch.device(device):  # initialised where it runs: 1.2 B values in seconds on a GPU
+        model = AutoModelForTokenClassification.from_config(config, dtype=resolve_dtype(dtype))
+    return model.train()
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:

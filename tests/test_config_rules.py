@@ -22,6 +22,12 @@ from fedskip.errors import ConfigError
 # (rule, offending settings, the error line)
 RULES: list[tuple[str, dict[str, Any], str]] = [
     (
+        "_random_init_reads_no_weights",
+        {"model_init": "random", "model_path": "/w"},
+        "config key 'model-path': model-init=random reads no weights, so '/w' would be "
+        "ignored; drop model-path or set model-init=pretrained",
+    ),
+    (
         "explicit needs layer-ids",
         {"layer_strategy": "explicit"},
         "config key 'layer-ids' is required for layer-strategy=explicit, e.g. '0,5'",

@@ -39,9 +39,10 @@ COMMANDS = (
 )
 
 
-CONSOLE_WARNINGS = ("fedskip.privacy", "fedskip.data")
+CONSOLE_WARNINGS = ("fedskip.privacy", "fedskip.data", "fedskip.models")
 """Loggers whose warnings always reach the console: a setting that weakens a privacy guarantee
-(:func:`fedskip.privacy.checks.warn_loudly`), data read with a caveat."""
+(:func:`fedskip.privacy.checks.warn_loudly`), data read with a caveat, a model that is not
+pretrained (``model-init=random``) or a tokenizer padded with its eos / unk token."""
 
 
 class _ConsoleWarnings(logging.Handler):

@@ -38,6 +38,7 @@ DP_UNITS = ("auto", "patient", "note", "example")  # fedskip.privacy.units.DP_UN
 COMPRESSIONS = ("auto", "none", "fp16", "bf16", "int8")
 PERSONALIZE = ("none", "head", "norms", "head+norms")  # fedskip.trainability.personal_names
 DTYPES = ("fp32", "bf16")
+MODEL_INITS = ("pretrained", "random")  # fedskip.models.presets.MODEL_INITS
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATION_CACHE = ("auto", "off")
 TRACKING = ("none", "tensorboard", "mlflow")
@@ -69,6 +70,19 @@ class Config:
     # --- model and task
     model: str = _opt(
         "minilm", "preset (minilm, llama-tiny, llama-3.2-1b), Hugging Face id or local path"
+    )
+    model_init: str = _opt(
+        "pretrained",
+        "pretrained: the weights of `model`; random: a random init of its architecture from "
+        "`seed` (every site starts from the same weights), labelled NOT PRETRAINED in the console, "
+        "summary.json and the export's model card: a systems check, says nothing about accuracy",
+        MODEL_INITS,
+    )
+    model_path: str = _opt(
+        "",
+        "a local save_pretrained folder with the weights and tokenizer of `model` (a preset's "
+        "family is checked, e.g. llama-3.2-1b needs a LLaMA checkpoint); empty = the preset's "
+        "own source ($FEDSKIP_LLAMA_3_2_1B, the hub)",
     )
     task: str = _opt("ner", "ner (token classification) or classification (note labels)", TASKS)
     dtype: str = _opt("fp32", "weights dtype on the device", DTYPES)
@@ -287,8 +301,9 @@ class Config:
     )
     activation_cache_mb: int = _opt(
         2048,
-        "memory budget (MiB) of a process's activation cache (all clients it serves); entries "
-        "past it spill to the node's local disk",
+        "memory budget (MiB) of a process's activation cache (all clients it serves), capped at "
+        "a quarter of the memory available; entries past it are written to the run's "
+        "activation-cache/ folder on the node's local disk (size = tokens x hidden x 4 bytes)",
         minimum=0,
     )
     # --- output
@@ -418,6 +433,15 @@ class Config:
 # Each rule returns "" when the config passes, else the one-line ConfigError message. All of
 # fedskip's rules between keys live here (tests/test_config_rules.py has one row per rule);
 # warnings about settings that work but weaken a guarantee are fedskip.privacy.checks.
+
+
+def _random_init_reads_no_weights(c: Config) -> str:
+    if c.model_init == "random" and c.model_path.strip():
+        return (
+            f"config key 'model-path': model-init=random reads no weights, so {c.model_path!r} "
+            "would be ignored; drop model-path or set model-init=pretrained"
+        )
+    return ""
 
 
 def _stride_below_max_length(c: Config) -> str:
@@ -565,6 +589,7 @@ def _client_eval_needs_a_test_split(c: Config) -> str:
 
 
 CROSS_FIELD_RULES = (
+    _random_init_reads_no_weights,
     _stride_below_max_length,
     _client_eval_needs_a_test_split,
     _min_replies_within_clients,

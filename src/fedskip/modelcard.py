@@ -1,7 +1,8 @@
 """The model card (``README.md``) of an export, in Hugging Face's layout.
 
 A YAML header (``library_name: transformers``, ``pipeline_tag``, ``base_model`` when the weights
-started from a published checkpoint, ``tags`` and a ``model-index`` of the test and validation
+started from a published checkpoint (never with ``model-init=random``: the card then says NOT
+PRETRAINED), ``tags`` and a ``model-index`` of the test and validation
 scores) followed by Markdown sections: the model (base model, task, labels, trained blocks), its
 training (data, sites, rounds or epochs), evaluation, privacy (ε per privacy unit at δ, or none;
 the audit's lower bound when one ran), intended use and limits, and how to load it.
@@ -17,6 +18,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from fedskip.models.presets import RANDOM_INIT_LABEL
 
 CARD = "README.md"
 HEADLINE = ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "auroc")
@@ -44,7 +47,7 @@ def card_metadata(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> di
     task = str(manifest.get("task", ""))
     meta: dict[str, Any] = {"library_name": "transformers"}
     base = base_model_id(str(config.get("model", "")))
-    if base:
+    if base and not _random_init(config):  # random weights did not start from any checkpoint
         meta["base_model"] = base
     meta["pipeline_tag"] = PIPELINE_TAGS.get(task, "text-classification")
     tags = ["fedskip", "clinical-nlp", "federated-learning" if _federated(config) else "", task]
@@ -107,6 +110,11 @@ def read_card_metadata(path: str | Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- sections
+def _random_init(config: Mapping[str, Any]) -> bool:
+    """Whether the run started from random weights by ``model-init=random``."""
+    return str(config.get("model-init", "pretrained")) == "random"
+
+
 def _federated(config: Mapping[str, Any]) -> bool:
     return str(config.get("method", "")) not in ("", "centralized", "local")
 
@@ -162,7 +170,8 @@ def _title(manifest: Mapping[str, Any]) -> str:
     config = manifest.get("config") or {}
     what = "entity recognition" if manifest.get("task") == "ner" else "note classification"
     method = config.get("method", "fedskip")
-    return f"# {config.get('model', 'model')}: clinical {what}, trained with fedskip ({method})"
+    title = f"# {config.get('model', 'model')}: clinical {what}, trained with fedskip ({method})"
+    return f"{title}\n\n**{RANDOM_INIT_LABEL}**" if _random_init(config) else title
 
 
 def _model_section(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
@@ -171,7 +180,12 @@ def _model_section(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> s
     from fedskip.models.presets import get_preset
 
     base = base_model_id(model)
-    if base:
+    if _random_init(config):
+        seed = config.get("seed")
+        start = (
+            f"none: `{model}`'s architecture from a random init (model-init=random, seed {seed})"
+        )
+    elif base:
         start = f"`{base}`" + (f" (preset {model})" if base != model else "")
     elif get_preset(model) is not None:
         start = f"preset `{model}`, random init (no pretrained weights)"

@@ -133,6 +133,8 @@ def load_bundle(cfg: Config, prepared: Prepared) -> ModelBundle:
         dtype=cfg.dtype,
         device=cfg.device,
         seed=cfg.seed,
+        init=cfg.model_init,
+        path=cfg.model_path,
     )
     stack = discover_layers(model)
     bundle = ModelBundle(model, tokenizer, stack, full_parameters=count_parameters(model)[0])

@@ -14,6 +14,7 @@ from typing import Any
 
 from fedskip.config import DTYPES, LAYER_STRATEGIES, TASKS, Config
 from fedskip.errors import ConfigError
+from fedskip.models.comm import TABLE_RANKS, WIRE_SCHEMES
 
 _DEFAULTS = Config()
 
@@ -92,6 +93,14 @@ def register(subparsers: Any) -> None:
         help="do not train the final norm of decoders with the top block",
     )
     parser.add_argument(
+        "--table",
+        action="store_true",
+        help="the paper's arithmetic for k = 1..all blocks: reduction against full fp32 FedAvg "
+        "with and without the embeddings counted, in fp32 / bf16 / int8, and LoRA ranks "
+        f"{' and '.join(str(r) for r in TABLE_RANKS)} in the selected blocks (Markdown; "
+        "with --json one row object per k)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
     parser.set_defaults(func=run)
@@ -105,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num-labels: {args.num_labels} must be >= 1")
     ids = Config(layer_ids=args.layer_ids).layer_id_list()  # same syntax as config key layer-ids
     model = build_meta_model(args.model, task=args.task, num_labels=args.num_labels)
+    if args.table:
+        return _table(args, model)
     report = communication_report(
         model,
         layers=args.layers,
@@ -157,3 +168,63 @@ def _print_table(r: dict[str, Any]) -> None:
     console.print("MB = 10^6 bytes, GB = 10^9 bytes")
     if r.get("note"):
         console.print(f"note: {r['note']}")
+
+
+def _table(args: argparse.Namespace, model: Any) -> int:
+    from fedskip.models.comm import reduction_table
+
+    rows = reduction_table(model)
+    if args.json:
+        json.dump({"model": args.model, "task": args.task, "rows": rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(markdown_table(rows))
+    return 0
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """``fedskip comm --table``'s Markdown: layer skipping, then LoRA, then the k closest to the
+    paper's "≈ 70 % less" under each counting (MB = 10^6 bytes)."""
+    schemes = " / ".join(WIRE_SCHEMES)
+    out = [
+        f"| k | exchanged parameters | MB per client and direction, {schemes} "
+        f"| % less, embeddings counted, {schemes} | % less, embeddings not counted, {schemes} |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mb = " / ".join(f"{r[f'bytes_{s}'] / 10**6:,.1f}" for s in WIRE_SCHEMES)
+        counted = " / ".join(_pct(r[f"reduction_{s}"]) for s in WIRE_SCHEMES)
+        uncounted = " / ".join(_pct(r[f"reduction_no_embeddings_{s}"]) for s in WIRE_SCHEMES)
+        out.append(f"| {r['k']} | {r['params']:,} | {mb} | {counted} | {uncounted} |")
+    lora = " | ".join(
+        f"LoRA r={q} parameters | r={q} % less, embeddings counted / not" for q in TABLE_RANKS
+    )
+    out += ["", f"| k | {lora} |", "|---|" + "---|" * (2 * len(TABLE_RANKS))]
+    for r in rows:
+        cells = " | ".join(
+            f"{r[f'lora{q}_params']:,} | {_pct(r[f'lora{q}_reduction'])} / "
+            f"{_pct(r[f'lora{q}_reduction_no_embeddings'])}"
+            for q in TABLE_RANKS
+        )
+        out.append(f"| {r['k']} | {cells} |")
+    out += ["", "The k closest to the paper's 70 % less than full fp32 FedAvg:", ""]
+    for scheme in WIRE_SCHEMES:
+        counted = _closest(rows, f"reduction_{scheme}")
+        uncounted = _closest(rows, f"reduction_no_embeddings_{scheme}")
+        out.append(f"- {scheme}: {counted} with the embeddings counted, {uncounted} without")
+    return "\n".join(out) + "\n"
+
+
+def _closest(rows: list[dict[str, Any]], column: str) -> str:
+    """ "k = 6 (70.5 %)", or what the last k saves when no k comes within 2.5 points of 70 %."""
+    from fedskip.models.comm import closest_k
+
+    k = closest_k(rows, column)
+    value = rows[k - 1][column]
+    if abs(value - 0.70) > 0.025:
+        return f"no k (every k saves more; k = {rows[-1]['k']}: {_pct(rows[-1][column])} %)"
+    return f"k = {k} ({_pct(value)} %)"

@@ -20,6 +20,7 @@ from fedskip.config import Config
 from fedskip.errors import ConfigError
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.validation import NUM_EXAMPLES
+from fedskip.models.presets import model_init
 from fedskip.rundir import RunDir, to_jsonable
 from fedskip.runs.schema import MetricsRow, RunSummary
 
@@ -107,6 +108,7 @@ def summarize(
         {
             "method": cfg.method,
             "model": cfg.model,
+            "model_init": model_init(cfg.model, cfg.model_init),
             "task": cfg.task,
             "primary_metric": primary,
             "rounds": cfg.rounds,

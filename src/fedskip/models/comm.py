@@ -12,7 +12,7 @@ what training exchanges. Protocol overhead (Flower's ArrayRecord framing) is not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -120,3 +120,58 @@ def communication_report(
     if note:
         report["note"] = note
     return report
+
+
+# --------------------------------------------------------------------------- the paper's table
+WIRE_SCHEMES = ("fp32", "bf16", "int8")
+"""Encodings of the reduction table: 4 and 2 bytes per value, and fedskip's int8 compression
+(1 byte per value + one fp32 scale per block of 256 values of each tensor,
+:mod:`fedskip.compression`)."""
+TABLE_RANKS = (8, 16)
+"""LoRA ranks of the reduction table (adapters inside the selected blocks)."""
+
+
+def wire_bytes(sizes: Sequence[int], scheme: str) -> int:
+    """Bytes of tensors with ``sizes`` values each, encoded with ``scheme`` (:data:`WIRE_SCHEMES`)."""
+    if scheme == "int8":
+        from fedskip.compression import DEFAULT_BLOCK_SIZE
+
+        return sum(n + 4 * -(-n // DEFAULT_BLOCK_SIZE) for n in sizes)
+    return sum(sizes) * {"fp32": 4, "bf16": 2}[scheme]
+
+
+def reduction_table(
+    model: nn.Module, *, ranks: Sequence[int] = TABLE_RANKS
+) -> list[dict[str, Any]]:
+    """One row per k = 1..L (top-k blocks, final norm with the top block, head): the parameters
+    exchanged, their bytes per client per direction in each of :data:`WIRE_SCHEMES`, and the
+    reduction against full FedAvg **in fp32** with the embeddings counted in the full model
+    (``reduction``) and without them (``reduction_no_embeddings``: the full model minus the
+    embedding matrix, which layer skipping never trains); LoRA rows per rank count adapters
+    inside the selected blocks (+ head and final norm), reductions in the same precision.
+    ``model``: a meta-device model (:func:`fedskip.models.loading.build_meta_model`)."""
+    stack = discover_layers(model)
+    rows: list[dict[str, Any]] = []
+    for k in range(1, stack.num_blocks + 1):
+        report = communication_report(model, layers=k)
+        sizes = [p.numel() for p in model.parameters() if p.requires_grad]
+        full = report["full_params"]
+        bases = {"": 4 * full, "_no_embeddings": 4 * (full - report["embedding_params"])}
+        row: dict[str, Any] = {"k": k, "params": report["trainable_params"]}
+        for scheme in WIRE_SCHEMES:
+            sent = wire_bytes(sizes, scheme)
+            row[f"bytes_{scheme}"] = sent
+            for suffix, base in bases.items():
+                row[f"reduction{suffix}_{scheme}"] = 1.0 - sent / base
+        for rank in ranks:
+            lora = communication_report(model, layers=k, lora_rank=rank)["trainable_params"]
+            row[f"lora{rank}_params"] = lora
+            for suffix, base in bases.items():
+                row[f"lora{rank}_reduction{suffix}"] = 1.0 - 4 * lora / base
+        rows.append(row)
+    return rows
+
+
+def closest_k(rows: Sequence[Mapping[str, Any]], column: str, target: float = 0.70) -> int:
+    """The k whose ``column`` (a reduction) is closest to ``target`` (ties: the smaller k)."""
+    return int(min(rows, key=lambda r: (abs(r[column] - target), r["k"]))["k"])

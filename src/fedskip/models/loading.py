@@ -5,11 +5,19 @@
 names are stored in the model config (``id2label`` / ``label2id``) so a saved model describes
 itself. Decoder tokenizers without a pad token (LLaMA, Mistral) get an existing token as pad
 (no new embedding rows) and right padding; ``config.pad_token_id`` follows the tokenizer.
+
+Where the weights come from: ``path`` (config key ``model-path``) or a preset's environment
+variable names a local ``save_pretrained`` folder, checked first
+(:mod:`fedskip.models.checkpoint`: a preset's family, missing shards); ``init="random"``
+(``model-init=random``) reads no weights at all and initialises the architecture from ``seed``,
+so every site starts from the same random weights; it is a systems check and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -17,10 +25,13 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from fedskip.errors import ConfigError, ModelError
-from fedskip.models.presets import PRESETS, get_preset
+from fedskip.models.checkpoint import check_checkpoint_folder
+from fedskip.models.presets import PRESETS, RANDOM_INIT_LABEL, Preset, get_preset
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
 
 TASKS = ("ner", "classification")
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -94,16 +105,35 @@ def _offline_hint(name: str) -> str:
     )
 
 
-def _source(name: str) -> tuple[str | None, PretrainedConfig | None]:
-    """(weights folder / hub id or None for random init, preset config or None)."""
+def _user_folder(preset: Preset | None, path: str) -> str:
+    """The local folder of the user's own weights: ``path``, else the preset's environment
+    variable when set ("" = none)."""
+    if path.strip():
+        return path.strip()
+    if preset is not None and preset.env_var and os.environ.get(preset.env_var, "").strip():
+        return str(preset.weights_source())  # the preset names its variable when not a folder
+    return ""
+
+
+def _source(
+    name: str, *, init: str = "pretrained", path: str = "", weights: bool = True
+) -> tuple[str | None, PretrainedConfig | None]:
+    """(weights folder / hub id or None for random init, preset config or None); with
+    ``weights=False`` only the config is needed, so a local folder is not checked for weights."""
     preset = get_preset(name)
+    if preset is not None and init == "random":
+        return None, preset.build_config()
+    folder = _user_folder(preset, path)
+    if folder:
+        family = preset.build_config().model_type if preset is not None else ""
+        return str(check_checkpoint_folder(folder, model_type=family)), None
     if preset is not None:
         return preset.weights_source(), preset.build_config()
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
+    local = Path(name).expanduser()
+    if local.exists():
+        if not local.is_dir():
             raise ModelError(f"model path {name}: expected a folder with config.json, got a file")
-        return str(path), None
+        return (str(check_checkpoint_folder(local)) if weights else str(local)), None
     if name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1:
         raise ModelError(f"model path {name}: folder not found")
     return name, None
@@ -206,36 +236,66 @@ def _check_missing(name: str, model: PreTrainedModel, missing: Sequence[str]) ->
         )
 
 
-def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:
-    """Give ``tokenizer`` a pad token from its own vocabulary, right padding, and sync ``config``."""
+def prepare_tokenizer(
+    tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, *, source: str = ""
+) -> None:
+    """Give ``tokenizer`` a pad token from its own vocabulary, right padding, and sync ``config``.
+
+    A tokenizer without one pads with a reserved pad entry of its vocabulary
+    (:data:`PAD_CANDIDATES`), else its unk token, else its eos token, with a warning for the
+    last two: no embedding row is added (so the weights keep the checkpoint's shapes on every
+    site), and which id pads does not matter, since padded positions are masked and unlabelled.
+    A tokenizer with none of these is refused (``source``: its folder, named in the messages).
+    """
     if tokenizer.pad_token is None:
         vocab = tokenizer.get_vocab()
         choice = next((t for t in PAD_CANDIDATES if t in vocab), None)
-        choice = choice or tokenizer.unk_token or tokenizer.eos_token
+        where = f"tokenizer of {source}" if source else "tokenizer"
         if choice is None:
-            raise ModelError(
-                "tokenizer has no pad, unk or eos token to pad with; add a pad token to it"
+            fallback = tokenizer.unk_token or tokenizer.eos_token
+            if fallback is None:
+                raise ModelError(
+                    f"{where} has no pad, unk or eos token to pad with; add a pad token to it "
+                    "(tokenizer.pad_token = ...; save_pretrained)"
+                )
+            kind = "unk" if fallback == tokenizer.unk_token else "eos"
+            log.warning(
+                "%s has no padding token: padding with its %s token %r (padded positions are "
+                "masked and unlabelled)",
+                where,
+                kind,
+                fallback,
             )
+            choice = fallback
         tokenizer.pad_token = choice
     tokenizer.padding_side = "right"
     config.pad_token_id = tokenizer.pad_token_id
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of a preset, hub id or local folder (offline failures → ModelError)."""
+def load_tokenizer(
+    name: str, *, init: str = "pretrained", path: str = ""
+) -> PreTrainedTokenizerBase:
+    """The tokenizer of a preset, hub id or local folder (offline failures → ModelError);
+    ``path`` / ``init`` as in :func:`load_model`."""
     preset = get_preset(name)
-    if preset is not None:
+    folder = "" if init == "random" else _user_folder(preset, path)
+    if preset is not None and not folder:
+        build = preset.random_tokenizer if init == "random" else None
         try:
-            return preset.build_tokenizer()
+            return (build or preset.build_tokenizer)()
         except OSError as exc:
             raise ModelError(f"{_offline_hint(name)} ({_first_line(exc)})") from None
     from transformers import AutoTokenizer
 
-    source, _ = _source(name)
+    source = folder or _source(name)[0]
     try:
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(source or name)
     except (OSError, ValueError) as exc:
+        if folder:
+            raise ModelError(
+                f"model path {folder}: no usable tokenizer ({_first_line(exc)})"
+            ) from None
         raise ModelError(f"{_offline_hint(name)} ({_first_line(exc)})") from None
 
 
@@ -248,21 +308,36 @@ def load_model(
     dtype: str = "fp32",
     device: str = "auto",
     seed: int = 0,
+    init: str = "pretrained",
+    path: str = "",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``name`` with a fresh ``task`` head over ``labels``, in train mode on ``device``.
 
     ``seed`` fixes the random init of the head (and of random-init presets) so that every
-    federated client starts from identical weights.
+    federated client starts from identical weights. ``init="random"``: no weights are read, the
+    whole model is a random init from ``seed`` (a warning says it is not pretrained).
+    ``path``: a local ``save_pretrained`` folder with the weights and tokenizer of ``name``.
     """
+    if init not in ("pretrained", "random"):
+        raise ConfigError(f"config key 'model-init': {init!r} is not one of pretrained, random")
     settings = _head_settings(task, labels, multi_label)
     torch_dtype = resolve_dtype(dtype)
     target = resolve_device(device)
-    source, preset_config = _source(name)
+    source, preset_config = _source(name, init=init, path=path)
     config = _load_config(name, source, preset_config)
     for key, value in settings.items():
         setattr(config, key, value)
-    tokenizer = load_tokenizer(name)
-    prepare_tokenizer(tokenizer, config)
+    folder = "" if init == "random" else _user_folder(get_preset(name), path)
+    tokenizer = load_tokenizer(name, init=init, path=path)
+    prepare_tokenizer(tokenizer, config, source=folder)
+    if init == "random":
+        source = None
+        log.warning(
+            "model-init=random: %s starts from random weights (seed %d). %s",
+            name,
+            seed,
+            RANDOM_INIT_LABEL,
+        )
     model = _instantiate(name, task, config, source, torch_dtype, seed)
     model.config.pad_token_id = tokenizer.pad_token_id
     cast(Any, model).to(target)  # transformers' stub types `.to` oddly
@@ -278,7 +353,9 @@ def build_meta_model(name: str, *, task: str = "ner", num_labels: int = 3) -> Pr
     auto = _auto_class(task)
     preset = get_preset(name)
     config = (
-        preset.build_config() if preset is not None else _load_config(name, _source(name)[0], None)
+        preset.build_config()
+        if preset is not None
+        else _load_config(name, _source(name, weights=False)[0], None)
     )
     config.num_labels = num_labels
     if task == "classification":

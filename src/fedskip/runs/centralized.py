@@ -16,6 +16,7 @@ from typing import Any
 from fedskip.config import Config
 from fedskip.data.encode import EncodedCls, EncodedNer
 from fedskip.errors import ConfigError
+from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
 from fedskip.runs.epochs import EpochLog
 from fedskip.runs.schema import RunSummary
@@ -133,6 +134,7 @@ def _summary(
         "method": "centralized",
         "task": prepared.task,
         "model": cfg.model,
+        "model_init": model_init(cfg.model, cfg.model_init),
         "primary_metric": log.primary,
         "final": log.final,
         "train": {

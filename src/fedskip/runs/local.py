@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from fedskip.config import Config
+from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
 from fedskip.rundir import RunDir
 from fedskip.runs.schema import RunSummary
@@ -48,6 +49,7 @@ def run_local(cfg: Config) -> RunSummary:
         {
             "method": "local",
             "model": cfg.model,
+            "model_init": model_init(cfg.model, cfg.model_init),
             "task": prepared.task,
             "primary_metric": primary,
             "sites": sites,

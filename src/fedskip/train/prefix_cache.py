@@ -25,8 +25,9 @@ new key, so the states are recomputed.
 
 Privacy: the cached states are derived from the site's notes (patient data at rest, see
 :mod:`fedskip.train.activation_dir`) and stay on the site: they live in this process's memory
-(an LRU bounded by ``activation-cache-mb``) and, past that budget, in the run directory's
-owner-only ``activation-cache/`` folder (:data:`SPILL_DIR_ENV` when ``fedskip run`` shares it
+(an LRU bounded by ``activation-cache-mb``, capped by the memory available: see
+:mod:`fedskip.train.cache_budget` for the sizes at 1 B scale) and, past that budget, in the run
+directory's owner-only ``activation-cache/`` folder (:data:`SPILL_DIR_ENV` when ``fedskip run`` shares it
 between a node's processes, else a ``process-<pid>`` subfolder removed at exit). They are never
 put in a message, a checkpoint or an exported model.
 """
@@ -50,6 +51,12 @@ from torch import Tensor, nn
 
 from fedskip.models.layers import LayerStack
 from fedskip.train.activation_dir import private_file, private_folder, remove_at_exit
+from fedskip.train.cache_budget import (
+    available_memory_bytes,
+    disk_free_bytes,
+    entry_bytes,
+    memory_budget_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +233,10 @@ def _itemsize(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
 class _StopForward(Exception):
     """Raised by the capture hook once block ``j``'s input is known (skips blocks j..L-1)."""
 
@@ -246,11 +257,18 @@ def compute_prefix(
     *,
     batch_size: int,
     device: torch.device | str,
+    into: Path | None = None,
 ) -> PrefixStates:
-    """Run the frozen prefix (eval mode) over ``features`` and keep the inputs of block ``j``."""
+    """Run the frozen prefix (eval mode) over ``features`` and keep the inputs of block ``j``:
+    in memory, or with ``into`` (a spill path without suffix) written row by row into a
+    memory-mapped ``into.npy`` and read back from it, so an entry past the memory budget is never
+    held in memory whole."""
     blocks = block_list(model, stack)
     captured: list[Tensor] = []
     template: list[int] = []
+    lengths = np.array([len(f["input_ids"]) for f in features], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    rows = _Rows(int(lengths.sum()), into)
 
     def capture(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         hidden = args[0] if args else kwargs["hidden_states"]
@@ -263,7 +281,6 @@ def compute_prefix(
     modes = {m: m.training for m in model.modules()}
     model.eval()
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    chunks: list[Tensor] = [torch.empty(0)] * len(features)
     handles = [
         blocks[j].register_forward_pre_hook(capture, with_kwargs=True),
         blocks[j - 1].register_forward_hook(shape_of),
@@ -281,19 +298,63 @@ def compute_prefix(
             with contextlib.suppress(_StopForward):
                 model(**batch)
             hidden = captured[0].to("cpu")
+            target = rows.target(hidden)
             for row, i in enumerate(indices):
-                chunks[i] = hidden[row, : len(features[i]["input_ids"])].clone()
+                start, n = int(offsets[i]), int(lengths[i])
+                target[start : start + n] = hidden[row, :n]
     finally:
         for handle in handles:
             handle.remove()
         for module, mode in modes.items():
             module.train(mode)
-    lengths = np.array([c.shape[0] for c in chunks], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    width = chunks[0].shape[1] if chunks else 0
-    dtype = chunks[0].dtype if chunks else torch.float32
-    flat = torch.cat(chunks) if chunks else torch.empty((0, width))
-    return PrefixStates(j, flat, offsets, lengths, template[0] if template else 0, dtype)
+    entry = PrefixStates(
+        j, rows.flat(), offsets, lengths, template[0] if template else 0, rows.dtype
+    )
+    if into is None:
+        return entry
+    rows.close()
+    _write_meta(into, entry)
+    return _read_spilled(into)
+
+
+class _Rows:
+    """Where :func:`compute_prefix` writes the rows: a tensor, or a memory-mapped ``.npy``
+    created (owner-only) once the first batch gives the width and dtype."""
+
+    def __init__(self, total: int, into: Path | None) -> None:
+        self.total, self.into = total, into
+        self.dtype = torch.float32
+        self._tensor: Tensor | None = None
+        self._map: np.memmap | None = None
+        self._tmp: Path | None = None
+
+    def target(self, hidden: Tensor) -> Tensor:
+        if self._tensor is not None:
+            return self._tensor
+        self.dtype, width = hidden.dtype, int(hidden.shape[-1])
+        if self.into is None:
+            self._tensor = torch.empty((self.total, width), dtype=self.dtype)
+            return self._tensor
+        self._tmp = self.into.with_name(f"{self.into.name}.{os.getpid()}.tmp.npy")
+        private_file(self._tmp).close()  # 0600; open_memmap keeps the mode
+        raw = np.dtype(np.int16) if self.dtype == torch.bfloat16 else _numpy_dtype(self.dtype)
+        shape = (self.total, width)
+        self._map = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=raw, shape=shape)
+        tensor = torch.from_numpy(self._map)
+        self._tensor = tensor.view(torch.bfloat16) if self.dtype == torch.bfloat16 else tensor
+        return self._tensor
+
+    def flat(self) -> Tensor | np.ndarray:
+        if self._tensor is None:
+            return torch.empty((0, 0))
+        return self._map if self._map is not None else self._tensor
+
+    def close(self) -> None:
+        """Flush the memory map and move it to ``into.npy`` (before the metadata marks it done)."""
+        assert self.into is not None and self._map is not None and self._tmp is not None
+        self._map.flush()
+        self._tensor = self._map = None
+        os.replace(self._tmp, self.into.with_suffix(".npy"))
 
 
 # --------------------------------------------------------------------------- replay
@@ -452,6 +513,13 @@ class ActivationStore:
         self.spilled.clear()
 
     # ------------------------------------------------------------------ disk
+    def spill_path(self, key: str, *, folder: Path | None = None) -> Path:
+        """Where ``key``'s entry goes on disk (no suffix): :func:`compute_prefix` writes an
+        entry past the budget there directly, and :meth:`put` then only records it."""
+        if folder is not None:
+            self.folder = folder
+        return self._dir() / key
+
     def _dir(self) -> Path:
         """Where this process spills: the node's shared folder, else its own owner-only
         ``process-<pid>`` subfolder of the run's activation folder, removed at exit (never the
@@ -494,6 +562,12 @@ def _write_spilled(path: Path, entry: PrefixStates) -> None:
     with private_file(tmp.with_suffix(".npy")) as fh:
         np.save(fh, raw.numpy())
     os.replace(tmp.with_suffix(".npy"), path.with_suffix(".npy"))
+    _write_meta(path, entry)
+
+
+def _write_meta(path: Path, entry: PrefixStates) -> None:
+    """``path.npz``: the entry's offsets, lengths and dtype, written last (marks it complete)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     meta: dict[str, Any] = {
         "j": entry.j,
         "offsets": entry.offsets,
@@ -553,25 +627,74 @@ class ActivationCache:
         if j is None:
             return features, collate
         key = cache_key(model, self.stack, j, features, self.tokenization)
-        budget = self.budget_mb * 2**20
+        budget = memory_budget_bytes(self.budget_mb, available_memory_bytes())
         entry = STORE.get(key, budget, folder=self.folder)
-        if entry is None:
-            entry = compute_prefix(
-                model, self.stack, j, features, collate, batch_size=self.batch_size, device=device
-            )
-            STORE.fills += 1
-            entry = STORE.put(key, entry, budget, folder=self.folder)
-            log.info(
-                "activation cache: block %d inputs of %d examples, %.1f MB (process total in "
-                "memory %.1f MB of %.1f MB)",
-                j,
-                len(features),
-                entry.nbytes / 10**6,  # MB = 10^6 bytes, as fedskip prints everywhere
-                STORE.memory_bytes / 10**6,
-                budget / 10**6,
-            )
-        else:
+        if entry is not None:
             STORE.hits += 1
+        else:
+            entry = self._fill(model, key, j, features, collate, budget, device)
+            if entry is None:
+                return features, collate
         install_replay(model, self.stack, j, entry.tuple_len)
         indexed = [{**f, INDEX_KEY: i} for i, f in enumerate(features)]
         return indexed, functools.partial(collate_with_prefix, base=collate, states=entry)
+
+    def _fill(
+        self,
+        model: nn.Module,
+        key: str,
+        j: int,
+        features: Sequence[Any],
+        collate: Collate,
+        budget: int,
+        device: torch.device | str,
+    ) -> PrefixStates | None:
+        """Compute ``key``'s entry: in memory when its estimate fits ``budget`` bytes, else
+        straight into its spill file (None, uncached, when the disk cannot hold it either)."""
+        base = base_model_of(model)
+        hidden = int(getattr(getattr(base, "config", None), "hidden_size", 0) or 0)
+        itemsize = next((p.element_size() for p in base.parameters()), 4)
+        estimate = entry_bytes(features, hidden, itemsize)
+        into = None
+        if estimate > budget:
+            into = STORE.spill_path(key, folder=self.folder)
+            free = disk_free_bytes(into.parent)
+            if estimate > free:
+                log.warning(
+                    "activation cache: block %d inputs of %d examples need %.1f MB, more than "
+                    "the in-memory budget (%.1f MB) and the free disk in %s (%.1f MB); running "
+                    "uncached",
+                    *(j, len(features), estimate / 10**6, budget / 10**6, into.parent),
+                    free / 10**6,
+                )
+                return None
+            log.warning(
+                "activation cache: block %d inputs of %d examples (%d tokens x hidden %d x %d "
+                "bytes) = %.1f MB, over the in-memory budget of %.1f MB: written to %s.npy",
+                *(j, len(features), estimate // max(1, hidden * itemsize), hidden, itemsize),
+                estimate / 10**6,
+                budget / 10**6,
+                into,
+            )
+        entry = compute_prefix(
+            model,
+            self.stack,
+            j,
+            features,
+            collate,
+            batch_size=self.batch_size,
+            device=device,
+            into=into,
+        )
+        STORE.fills += 1
+        entry = STORE.put(key, entry, budget, folder=self.folder)
+        log.info(
+            "activation cache: block %d inputs of %d examples, %.1f MB (process total in "
+            "memory %.1f MB of %.1f MB)",
+            j,
+            len(features),
+            entry.nbytes / 10**6,  # MB = 10^6 bytes, as fedskip prints everywhere
+            STORE.memory_bytes / 10**6,
+            budget / 10**6,
+        )
+        return entry
