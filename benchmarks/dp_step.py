@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from common import MIB, current_rss_bytes, peak_rss_bytes, publish, run_worker
-from step_time import NUM_LABELS, build
+from step_time import build, collate, random_examples
 
 CLIPPINGS = ("plain", "hooks", "fast")
 CACHED = ("plain+cache", "fast+cache")
@@ -73,18 +73,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     model = make_trainable(model, trainable)
     _, n_trainable = count_parameters(model)
     loaded_rss = current_rss_bytes()
-    gen = torch.Generator().manual_seed(0)
-    vocab = int(model.config.vocab_size)
-
-    def example() -> dict[str, list[int]]:
-        ids = torch.randint(0, vocab, (args.seq_len,), generator=gen).tolist()
-        labels = torch.randint(0, NUM_LABELS, (args.seq_len,), generator=gen).tolist()
-        return {"input_ids": ids, "attention_mask": [1] * args.seq_len, "labels": labels}
-
-    data = [example() for _ in range(args.batch_size * args.steps)]
-
-    def collate(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
-        return {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}
+    data = random_examples(int(model.config.vocab_size), args.seq_len, args.batch_size * args.steps)
 
     settings = TrainSettings(lr=1e-5, warmup_ratio=0.0, batch_size=args.batch_size, quiet=True)
 

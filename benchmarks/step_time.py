@@ -73,6 +73,26 @@ def build(model_name: str, *, random_weights: bool, dtype: str, device: str) -> 
     return model.train()
 
 
+def random_examples(vocab: int, seq_len: int, count: int) -> list[dict[str, list[int]]]:
+    """``count`` token-classification examples of ``seq_len`` random ids and labels (seed 0)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(count):
+        ids = torch.randint(0, vocab, (seq_len,), generator=gen).tolist()
+        labels = torch.randint(0, NUM_LABELS, (seq_len,), generator=gen).tolist()
+        out.append({"input_ids": ids, "attention_mask": [1] * seq_len, "labels": labels})
+    return out
+
+
+def collate(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """Equal-length examples as a batch of tensors."""
+    import torch
+
+    return {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}
+
+
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -93,18 +113,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         apply_layer_skip(model, stack, chosen)
     total, trainable = count_parameters(model)
     loaded_rss = current_rss_bytes()
-    gen = torch.Generator().manual_seed(0)
-    vocab = int(model.config.vocab_size)
-
-    def example() -> dict[str, list[int]]:
-        ids = torch.randint(0, vocab, (args.seq_len,), generator=gen).tolist()
-        labels = torch.randint(0, NUM_LABELS, (args.seq_len,), generator=gen).tolist()
-        return {"input_ids": ids, "attention_mask": [1] * args.seq_len, "labels": labels}
-
-    batch = [example() for _ in range(args.batch_size)]
-
-    def collate(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
-        return {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}
+    batch = random_examples(int(model.config.vocab_size), args.seq_len, args.batch_size)
 
     settings = TrainSettings(lr=1e-5, warmup_ratio=0.0, batch_size=args.batch_size, quiet=True)
     cuda = args.device.startswith("cuda")
