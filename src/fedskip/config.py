@@ -240,6 +240,13 @@ class Config:
         "for every layer (hooks, functorch: the reference); the same guarantee",
         DP_SAMPLE_GRADS,
     )
+    dp_step_report: bool = _opt(
+        False,
+        "dp=sample: each client also reports its round's mean norm of the clipped sum, the noise "
+        "norm, the share of patients clipped and their median gradient norm (round rows' "
+        "dp_step). These are statistics of the site's data NOT covered by ε: for studies on "
+        "synthetic or public data, never on patients' notes",
+    )
     noise_multiplier: float = _opt(
         1.0, "σ: Gaussian noise std as a multiple of clip-norm", minimum=0.0
     )

@@ -208,8 +208,14 @@ FEDSKIP_LINES = (
     "bytes exchanged: ",
     "reduction vs ",
     "wall time ",
+    "next:",
+    "  report: ",
+    "  fedskip predict ",
+    "  tensorboard --logdir ",
+    "  mlflow ui ",
 )
-"""How every console line of a federated ``fedskip run`` begins."""
+"""How every console line of a federated ``fedskip run`` begins (progress lines begin with
+``round R/N:`` when the console is not a terminal)."""
 
 
 @pytest.mark.slow
@@ -235,7 +241,23 @@ def test_console_shows_fedskip_lines_only_and_run_log_keeps_the_rest(
     )
     assert (done.returncode, done.stderr) == (0, "")
     lines = done.stdout.splitlines()
-    assert len(lines) == 6 and all(line.startswith(FEDSKIP_LINES) for line in lines), lines
+    assert all(line.startswith(FEDSKIP_LINES) for line in lines), lines
+    results = [line for line in lines if not line.startswith(("round 1/1:", "  "))]
+    assert [line.split(" ")[0] for line in results] == [
+        "fedskip:",
+        "round",
+        "final",
+        "bytes",
+        "reduction",
+        "wall",
+        "next:",
+    ], results  # the header, the round's result, the run's results and the next commands
+    assert lines[-4:] == [  # next: the run's report, predict, and the trackers' own viewers
+        f"  report: {out}/report.md (plots in {out}/plots; compare with other runs: fedskip report {out} OTHER_RUN...)",
+        f"  fedskip predict --model {out}/model --text 'the note text'",
+        f"  tensorboard --logdir {out}/tensorboard",
+        f'  mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db (after pip install "fedskip[mlflow]")',
+    ]
     log = (out / "run.log").read_text("utf-8")
     assert "Manually terminating ClientAppActor" in log and "[worker " in log
     assert (out / "mlflow.db").is_file() and any((out / "tensorboard").iterdir())

@@ -195,7 +195,7 @@ def test_epsilon_of_a_finished_run_is_recomputed_by_opacus_from_its_records(
     wrapper); ε per patient is the largest over the hospitals."""
     from opacus.accountants import RDPAccountant
 
-    cfg = _cfg(tmp_path, dp="sample", target_epsilon=6.0, rounds=2)
+    cfg = _cfg(tmp_path, dp="sample", target_epsilon=6.0, rounds=2, dp_step_report=True)
     run_server(_grid(cfg), cfg)
     summary = json.loads((tmp_path / "summary.json").read_text())
     recomputed = []

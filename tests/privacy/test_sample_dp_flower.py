@@ -69,7 +69,12 @@ def test_accountant_composes_over_rounds_through_context_state() -> None:
     assert isinstance(record, ConfigRecord) and list(record["steps"]) == [15]
     expected = epsilon_for(noise_multiplier=1.0, sample_rate=0.2, steps=15, delta=1e-5)
     assert dp.epsilon() == expected
-    metrics = dpsgd_metrics(dp)
+    assert dpsgd_metrics(dp) == {
+        k: v
+        for k, v in dpsgd_metrics(dp, step_report=True).items()
+        if not k.endswith(("-norm", "-share"))
+    }
+    metrics = dpsgd_metrics(dp, step_report=True)  # dp-step-report: data statistics, opt-in
     step = {k: metrics.pop(k) for k in list(metrics) if k.endswith(("-norm", "-share"))}
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert step["dp-noise-norm"] == pytest.approx(1.0 * cfg.clip_norm * d**0.5)

@@ -134,6 +134,7 @@ DP_SETTINGS: dict[str, Scalar] = {
     "head-lr": 5e-3,
     "clip-norm": 1.0,
     "eval-clients": False,
+    "dp-step-report": True,  # synthetic data: the signal/noise diagnostics may leave the sites
 }
 """The ``privacy`` group's settings (issue #32): ε per patient over a corpus that buys patients,
 not words — every patient one note of one line, so a site of ``synth-docs`` × its size factor

@@ -124,7 +124,7 @@ def train(message: Message, context: Context) -> Message:
         site.save(server_round, result.personal)
     if dp is not None:  # [privacy] keep composing next round; report ε
         save_dpsgd(context, dp)
-        result.metrics.update(dpsgd_metrics(dp))
+        result.metrics.update(dpsgd_metrics(dp, step_report=runtime.cfg.dp_step_report))
     reply = _reply(message, result, with_arrays=True)
     scheme = runtime.cfg.wire_compression
     if wire_compression.enabled(scheme):  # delta with error feedback instead

@@ -74,12 +74,14 @@ def save_dpsgd(context: Context, dp: DPSGD) -> None:
     context.state.config_records[DPSGD_STATE] = ConfigRecord(dp.state_dict())
 
 
-def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
+def dpsgd_metrics(dp: DPSGD, *, step_report: bool = False) -> dict[str, float]:
     """Numbers for the train reply: ``epsilon`` spent so far at ``dp-delta`` — per privacy unit
     (``dp-unit``: patient, note or example, see :mod:`fedskip.privacy.units`; ``dp-units`` of
     them here) — the composed DP-SGD steps of this node, and what one round composes — noise
     multiplier, sample rate and steps per round (what the server needs to stop before a round
-    exceeds the budget)."""
+    exceeds the budget). With ``step_report`` (config key ``dp-step-report``) also the
+    round's signal and noise (:meth:`~fedskip.privacy.dpsgd.DPSGD.step_report`): statistics of
+    the site's data that ε does not cover."""
     return {
         DP_UNIT: float(unit_code(dp.unit)),
         DP_UNITS: float(dp.num_units),
@@ -89,8 +91,11 @@ def dpsgd_metrics(dp: DPSGD) -> dict[str, float]:
         DP_RATE: float(dp.step_rate()),
         DP_ROUND_STEPS: float(dp.steps_per_round()),
         DP_STEPS: float(dp.accountant.steps),
-        **{f"dp-{key.replace('_', '-')}": value for key, value in dp.step_report().items()},
-    }
+    } | (
+        {f"dp-{key.replace('_', '-')}": value for key, value in dp.step_report().items()}
+        if step_report
+        else {}
+    )
 
 
 def known_dp_steps(config: Mapping[str, Any], client_id: int) -> int:

@@ -112,7 +112,7 @@ class SecAggClient(NumPyClient):
         }
         if dp is not None:
             save_dpsgd(self.context, dp)
-            metrics.update(dpsgd_metrics(dp))
+            metrics.update(dpsgd_metrics(dp, step_report=self.cfg.dp_step_report))
         update = {k: result.state[k].float().numpy() - received[k].numpy() for k in train_keys}
         return (
             secagg_update(update, train_keys, self.cfg),
