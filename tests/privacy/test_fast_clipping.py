@@ -154,18 +154,24 @@ def _assert_equal_to_1e5(fast: dict[str, torch.Tensor], reference: dict[str, tor
         torch.testing.assert_close(fast[name], grad, rtol=1e-5, atol=1e-5 * scale, msg=name)
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    [[2, 0, 2, 2, 1, 0, 2] * 3, [0, 0, 1, 1, 2, 2, 3, 3], [1, 1, 0, 0, 3, 3, 2, 2]],
+    ids=["uneven-unsorted", "equal-sorted", "equal-unsorted"],
+)
 @pytest.mark.parametrize("shape", [(3, 5), (40, 3)], ids=["ghost", "materialised"])
-def test_linear_unit_norms_by_hand(shape: tuple[int, int]) -> None:
-    """‖Σ_{t∈u} g_t a_tᵀ‖² for units of uneven token counts, by Gram matrices (few tokens,
-    wide layer) and by materialising G_u (many tokens, narrow layer)."""
+def test_linear_unit_norms_by_hand(shape: tuple[int, int], pattern: list[int]) -> None:
+    """‖Σ_{t∈u} g_t a_tᵀ‖² for units of uneven or equal token counts, tokens in unit order or
+    not, by Gram matrices (few tokens, wide layer) and by materialising G_u (many tokens,
+    narrow layer)."""
     d_in, d_out = shape
     g = torch.Generator().manual_seed(0)
-    rows = torch.tensor([2, 0, 2, 2, 1, 0, 2] * 3)
+    rows = torch.tensor(pattern)
     a = torch.randn(len(rows), d_in, generator=g)
     grads = torch.randn(len(rows), d_out, generator=g)
     expected = torch.stack(
         [(grads[rows == u].T @ a[rows == u]).pow(2).sum() for u in range(4)]
-    )  # unit 3 has no token: norm 0
+    )  # a unit without tokens (unit 3 of the first pattern) has norm 0
     torch.testing.assert_close(linear_unit_norms2(a, grads, rows, 4), expected)
 
 

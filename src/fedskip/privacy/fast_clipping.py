@@ -79,11 +79,18 @@ class _LinearRows:
         a, g = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
         token_rows = rows.to(a.device).repeat_interleave(tokens)
         keep = g.ne(0).any(dim=1)  # padding: no loss reaches it, so it adds nothing
+        if bool(keep.all()):  # nothing to drop: keep the rows without copying them
+            self.a.append(a)
+            self.g.append(g)
+            self.rows.append(token_rows)
+            return
         self.a.append(a[keep])
         self.g.append(g[keep])
         self.rows.append(token_rows[keep])
 
     def cat(self) -> tuple[Tensor, Tensor, Tensor]:
+        if len(self.a) == 1:
+            return self.a[0], self.g[0], self.rows[0]
         return torch.cat(self.a), torch.cat(self.g), torch.cat(self.rows)
 
 

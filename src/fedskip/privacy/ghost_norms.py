@@ -46,9 +46,16 @@ def linear_unit_norms2(a: Tensor, g: Tensor, rows: Tensor, num_units: int) -> Te
     out = torch.zeros(num_units, dtype=torch.float32, device=a.device)
     if a.shape[0] == 0:
         return out
-    order = torch.argsort(rows, stable=True)
-    a, g, rows = a[order], g[order], rows[order]
+    if not bool((rows[1:] >= rows[:-1]).all()):  # tokens arrive in unit order unless a
+        order = torch.argsort(rows, stable=True)  # unit was drawn again in a later draw
+        a, g, rows = a[order], g[order], rows[order]
     counts = torch.bincount(rows, minlength=num_units)
+    length = int(counts.max())
+    if (
+        bool((counts == length).all())
+        and num_units * _floats_per_unit(length, a, g) <= CHUNK_FLOATS
+    ):
+        return _norms2(a.reshape(num_units, length, -1), g.reshape(num_units, length, -1), length)
     starts = torch.cumsum(counts, 0) - counts
     by_size = [u for u in torch.argsort(counts).tolist() if counts[u] > 0]
     d_in, d_out = a.shape[1], g.shape[1]
@@ -70,7 +77,7 @@ def _group_end(
     while j < len(by_size):
         longest = int(counts[by_size[j]])
         per_unit = longest * (d_in + d_out) + min(2 * longest * longest, d_in * d_out)
-        if j > i and (j - i + 1) * per_unit > CHUNK_FLOATS:
+        if j > i and (j - i + 1) * per_unit > CHUNK_FLOATS:  # see _floats_per_unit
             break
         j, length = j + 1, longest
     return j, length
@@ -86,7 +93,20 @@ def _group_norms2(a: Tensor, g: Tensor, starts: Tensor, counts: Tensor, length: 
     gp = g.new_zeros((len(counts), length, g.shape[1]), dtype=torch.float32)
     ap[units, positions] = a[tokens].float()
     gp[units, positions] = g[tokens].float()
+    return _norms2(ap, gp, length)
+
+
+def _floats_per_unit(length: int, a: Tensor, g: Tensor) -> int:
+    """Extra float32 elements one unit of ``length`` tokens needs in :func:`_norms2`."""
     d_in, d_out = a.shape[1], g.shape[1]
+    return length * (d_in + d_out) + min(2 * length * length, d_in * d_out)
+
+
+def _norms2(ap: Tensor, gp: Tensor, length: int) -> Tensor:
+    """‖G_u‖² from zero-padded ``[units, length, d]`` token rows: Gram matrices of the tokens
+    (ghost norm) or the materialised ``G_u``, whichever costs less."""
+    ap, gp = ap.float(), gp.float()
+    d_in, d_out = ap.shape[2], gp.shape[2]
     if length * (d_in + d_out) <= d_in * d_out:  # ghost norm: Gram matrices of the tokens
         gram_a = torch.bmm(ap, ap.transpose(1, 2))
         gram_g = torch.bmm(gp, gp.transpose(1, 2))
