@@ -197,10 +197,21 @@ def test_step_report_says_signal_against_noise(mode: str) -> None:
     clip norm far below every unit's norm every unit is clipped."""
     model = tiny_bert()
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    dp = DPSGD(DPSGDSettings(noise_multiplier=2.0, clip_norm=1e-4, grad_sample_mode=mode))
-    settings = TrainSettings(batch_size=8, lr=1e-2, quiet=True, grad_clip=0.0)
-    train(model, token_features(16), collate, settings, epochs=1, device="cpu", privacy=dp)
+    settings = DPSGDSettings(
+        noise_multiplier=2.0, clip_norm=1e-4, grad_sample_mode=mode, step_report=True
+    )
+    dp = DPSGD(settings)
+    train_settings = TrainSettings(batch_size=8, lr=1e-2, quiet=True, grad_clip=0.0)
+    train(model, token_features(16), collate, train_settings, epochs=1, device="cpu", privacy=dp)
     report = dp.step_report()
     assert report["noise_norm"] == pytest.approx(2.0 * 1e-4 * d**0.5)
     assert 0 < report["signal_norm"] <= 1e-4 * 16
     assert report["clipped_share"] == 1.0 and report["unit_norm"] > 1e-4
+
+
+def test_no_step_report_unless_asked() -> None:
+    """dp-step-report off (the default): the per-step data statistics are not even computed."""
+    dp = DPSGD(DPSGDSettings(noise_multiplier=1.0, clip_norm=1.0))
+    settings = TrainSettings(batch_size=8, lr=1e-2, quiet=True, grad_clip=0.0)
+    train(tiny_bert(), token_features(16), collate, settings, epochs=1, device="cpu", privacy=dp)
+    assert dp.accountant.steps == 2 and dp.step_report() == {}

@@ -60,7 +60,14 @@ def _round(context: Context, cfg: Config, model: Any) -> Any:
 
 def test_accountant_composes_over_rounds_through_context_state() -> None:
     cfg = Config.from_mapping(
-        {"dp": "sample", "noise-multiplier": 1.0, "batch-size": 8, "rounds": 3, "local-epochs": 1}
+        {
+            "dp": "sample",
+            "noise-multiplier": 1.0,
+            "batch-size": 8,
+            "rounds": 3,
+            "local-epochs": 1,
+            "dp-step-report": True,
+        }
     )
     context, model = _context(), tiny_bert()
     for _ in range(3):

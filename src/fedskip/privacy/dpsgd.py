@@ -92,6 +92,7 @@ class DPSGDSettings:
     unit: str = "example"  # config dp-unit: auto, patient, note or example (see use_units)
     mechanism: str = "rdp"  # Opacus accountant
     grad_sample_mode: str = "fast"  # config dp-sample-grads, see GRAD_SAMPLE_MODES
+    step_report: bool = False  # config dp-step-report: keep DPSGD.step_report's statistics
     noise_seed: int | None = None  # tests/benchmarks only: reproducible noise; None = OS entropy
 
     def __post_init__(self) -> None:
@@ -132,6 +133,7 @@ class DPSGDSettings:
             grad_accum=cfg.grad_accum,
             unit=cfg.dp_unit,
             grad_sample_mode=cfg.dp_sample_grads,
+            step_report=cfg.dp_step_report,
         )
 
 
@@ -389,7 +391,8 @@ class DPSGD:
                 raise PrivacyBudgetExceeded(self._budget_message(eps, "the next step"))
         self.accountant.step(noise_multiplier=sigma, sample_rate=rate)
         self._noised_since_check += 1
-        self._record_step(optimizer, sigma)
+        if self.settings.step_report:  # statistics of the data: only when asked for
+            self._record_step(optimizer, sigma)
 
     def _record_step(self, optimizer: Any, sigma: float) -> None:
         """Signal and noise of the step just noised (see :meth:`step_report`)."""
@@ -406,7 +409,8 @@ class DPSGD:
         ``signal_norm`` ‖Σ_u clipped unit gradient‖ (before noise), ``noise_norm`` σ·C·√d, the
         norm of the Gaussian noise added to that sum (d = trainable coordinates),
         ``clipped_share`` (units whose gradient norm exceeded ``clip-norm``) and ``unit_norm``
-        (median unit gradient norm). Empty before any step. Diagnostics of the released
+        (median unit gradient norm). Empty before any step and without
+        ``settings.step_report`` (config key ``dp-step-report``). Diagnostics of the released
         step, computed on the client: they describe the mechanism, not the data, and are
         not covered by ε (they are averages over the step's clipped units)."""
         stats = [s for s in self._step_stats if s[3] > 0]
