@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config, load_config
-from fedskip.errors import DataError
 from fedskip.runs.schema import RunSummary
 
 ConfigLike = Config | Mapping[str, Any] | str | Path | None
@@ -79,12 +78,6 @@ def predict(
     offsets into ``text``, end exclusive; ``score``: the mean probability of the entity's
     tags); classification ``{"task": "classification", "labels": [{"label", "score"}],
     "predicted": ...}`` (labels by descending probability)."""
-    from fedskip.commands.predict import predict_text
-    from fedskip.data.io import check_note_size
-    from fedskip.rundir import load_export
+    from fedskip.commands.predict import predict_note
 
-    if not text.strip():
-        raise DataError("predict: the input text is empty")
-    check_note_size(len(text), "predict")
-    exported = load_export(model, device=device)
-    return predict_text(exported, text, batch_size=max(batch_size, 1))
+    return predict_note(model, text, source="predict", batch_size=batch_size, device=device)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,26 +49,39 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedskip.rundir import load_export
-
     if args.file is not None:
         from fedskip.data.io import read_utf8
 
         text = read_utf8(args.file)
     else:
         text = args.text
-    if not text.strip():
-        raise DataError(f"{args.file or '--text'}: the input text is empty")
-    from fedskip.data.io import check_note_size
-
-    check_note_size(len(text), args.file or "--text")
-    exported = load_export(args.model, device=args.device)
-    result = predict_text(exported, text, batch_size=max(args.batch_size, 1))
+    result = predict_note(
+        args.model,
+        text,
+        source=args.file or "--text",
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         print(format_prediction(result))
     return 0
+
+
+def predict_note(
+    model: str | Path, text: str, *, source: str, batch_size: int = 16, device: str = "auto"
+) -> dict[str, Any]:
+    """:func:`predict_text` of the exported ``model`` on one note, after refusing an empty or
+    oversized note (errors name ``source``: the file, ``--text`` or ``predict``)."""
+    from fedskip.data.io import check_note_size
+    from fedskip.rundir import load_export
+
+    if not text.strip():
+        raise DataError(f"{source}: the input text is empty")
+    check_note_size(len(text), source)
+    exported = load_export(model, device=device)
+    return predict_text(exported, text, batch_size=max(batch_size, 1))
 
 
 def predict_text(exported: Exported, text: str, *, batch_size: int = 16) -> dict[str, Any]:

@@ -100,7 +100,7 @@ class UnitGradientTape:
     num_units)`` after each backward pass; :meth:`clipped_sums` at the step; :meth:`cleanup`
     removes the hooks."""
 
-    def __init__(self, model: nn.Module, *, functorch: bool = False) -> None:
+    def __init__(self, model: nn.Module) -> None:
         from opacus.grad_sample import GradSampleModule  # registers Opacus' grad samplers
         from opacus.grad_sample.functorch import ft_compute_per_sample_gradient, prepare_layer
         from opacus.utils.module_utils import trainable_modules
@@ -111,7 +111,7 @@ class UnitGradientTape:
             self.modules.append(module)
             if isinstance(module, nn.Linear):
                 continue
-            sampler = None if functorch else GradSampleModule.GRAD_SAMPLERS.get(type(module))
+            sampler = GradSampleModule.GRAD_SAMPLERS.get(type(module))
             if sampler is None:
                 prepare_layer(module)
                 sampler = ft_compute_per_sample_gradient
@@ -142,11 +142,7 @@ class UnitGradientTape:
                 "input tensor; use dp-sample-grads=hooks for this model"
             )
         self._keep_input(module, args[0])
-
-        def keep(grad: Tensor) -> None:
-            self._grads[module] = grad.detach()
-
-        output.register_hook(keep)
+        output.register_hook(self._grad_keeper(module))
 
     def _keep_input(self, module: nn.Module, x: Tensor) -> None:
         if module in self._inputs:
@@ -156,6 +152,14 @@ class UnitGradientTape:
             )
         self._inputs[module] = x.detach()
 
+    def _grad_keeper(self, module: nn.Module) -> Callable[[Tensor], None]:
+        """What keeps the gradient at ``module``'s output when the backward pass reaches it."""
+
+        def keep(grad: Tensor) -> None:
+            self._grads[module] = grad.detach()
+
+        return keep
+
     def _linear_forward(self, module: nn.Linear, x: Tensor) -> Tensor:
         """A trainable Linear's forward while taped: the same output, but its backward
         computes only the input gradient and hands the output gradient to the tape (the
@@ -163,11 +167,7 @@ class UnitGradientTape:
         if not torch.is_grad_enabled():
             return nn.functional.linear(x, module.weight, module.bias)
         self._keep_input(module, x)
-
-        def keep(grad: Tensor) -> None:
-            self._grads[module] = grad.detach()
-
-        return _TapedLinear.apply(x, module.weight, module.bias, keep)
+        return _TapedLinear.apply(x, module.weight, module.bias, self._grad_keeper(module))
 
     def fold(self, rows: Tensor, num_units: int) -> None:
         """Take the last backward pass's rows: example ``i`` of the micro-batch belongs to unit

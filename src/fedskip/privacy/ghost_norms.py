@@ -53,7 +53,7 @@ def linear_unit_norms2(a: Tensor, g: Tensor, rows: Tensor, num_units: int) -> Te
     length = int(counts.max())
     if (
         bool((counts == length).all())
-        and num_units * _floats_per_unit(length, a, g) <= CHUNK_FLOATS
+        and num_units * _floats_per_unit(length, a.shape[1], g.shape[1]) <= CHUNK_FLOATS
     ):
         return _norms2(a.reshape(num_units, length, -1), g.reshape(num_units, length, -1), length)
     starts = torch.cumsum(counts, 0) - counts
@@ -76,8 +76,7 @@ def _group_end(
     j, length = i, int(counts[by_size[i]])
     while j < len(by_size):
         longest = int(counts[by_size[j]])
-        per_unit = longest * (d_in + d_out) + min(2 * longest * longest, d_in * d_out)
-        if j > i and (j - i + 1) * per_unit > CHUNK_FLOATS:  # see _floats_per_unit
+        if j > i and (j - i + 1) * _floats_per_unit(longest, d_in, d_out) > CHUNK_FLOATS:
             break
         j, length = j + 1, longest
     return j, length
@@ -96,9 +95,8 @@ def _group_norms2(a: Tensor, g: Tensor, starts: Tensor, counts: Tensor, length: 
     return _norms2(ap, gp, length)
 
 
-def _floats_per_unit(length: int, a: Tensor, g: Tensor) -> int:
+def _floats_per_unit(length: int, d_in: int, d_out: int) -> int:
     """Extra float32 elements one unit of ``length`` tokens needs in :func:`_norms2`."""
-    d_in, d_out = a.shape[1], g.shape[1]
     return length * (d_in + d_out) + min(2 * length * length, d_in * d_out)
 
 
