@@ -1,7 +1,7 @@
 """Tiny run directories in the exact formats the training commands write.
 
 Federated runs go through the real row/summary writers (:func:`fedskip.fl.records.round_row`,
-:func:`~fedskip.fl.records.summarize`, :class:`fedskip.rundir.RunDir`); centralized and local-only
+:func:`~fedskip.fl.records.summarize`, :func:`~fedskip.fl.records.headline`, :class:`fedskip.rundir.RunDir`); centralized and local-only
 runs write :class:`~fedskip.runs.schema.MetricsRow` epoch rows as their run entries do. Only the
 numbers are made up, so that reports can be checked against hand-computed values.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config
-from fedskip.fl.records import round_row, summarize
+from fedskip.fl.records import headline, round_row, summarize
 from fedskip.fl.rounds import RoundRecord
 from fedskip.rundir import RunDir
 from fedskip.runs.schema import MetricsRow, RunSummary
@@ -65,7 +65,8 @@ def federated_run(
         seconds=2.0 * len(scores),
     )
     extra = {"selected_layers": [4, 5], "num_blocks": 6, **(summary_extra or {})}
-    rundir.write_summary(RunSummary({**summary, **extra}))
+    top = headline(rows, metric).to_json()
+    rundir.write_summary(RunSummary({**summary, **top, **extra}))
     return out
 
 

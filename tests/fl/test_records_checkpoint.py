@@ -19,7 +19,7 @@ from fedskip.fl.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from fedskip.fl.records import round_row, summarize
+from fedskip.fl.records import headline, round_row, summarize
 from fedskip.fl.rounds import RoundRecord
 from fedskip.runs.schema import MetricsRow
 
@@ -148,7 +148,13 @@ def test_rows_accumulate_bytes_and_the_summary_compares_with_full_fedavg() -> No
     # full FedAvg: 1000 bytes down + 1000 up for each of 2 + 3 client-rounds
     assert summary["fedavg_bytes"] == 10_000
     assert summary["reduction"] == pytest.approx(1 - 370 / 10_000)
-    assert (summary["final_metric"], summary["best_metric"], summary["best_round"]) == (0.3, 0.4, 1)
+    top = headline(rows, "f1")  # the last round, failed or not, and the best of the curve
+    assert (top.final_metric, top.best_metric, top.best_round, top.source) == (
+        0.3,
+        0.4,
+        1,
+        "global-test",
+    )
     assert summary["failed_rounds"] == [2] and summary["bytes"] == {
         "down": 200,
         "up": 170,

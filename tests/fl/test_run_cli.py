@@ -195,7 +195,8 @@ def test_local_method_trains_each_site_alone(
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["client"], r["epoch"]) for r in rows] == [(0, 1), (1, 1), (2, 1)]
     values = [s["f1"] for s in summary["sites"]]
-    assert summary["mean_metric"] == pytest.approx(sum(values) / 3)
+    assert summary["final_metric"] == pytest.approx(sum(values) / 3)
+    assert summary["best_metric"] == summary["final_metric"]  # one epoch: its mean is the best
     assert all("f1" in s["own_test"] for s in summary["sites"])  # the site's own test split
     assert "mean over sites f1" in capsys.readouterr().out
     assert not (out / "model").exists()

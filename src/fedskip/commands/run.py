@@ -148,8 +148,9 @@ def _personalization_lines(summary: Mapping[str, Any], name: str, label: str) ->
 def format_local(summary: Mapping[str, Any]) -> str:
     name = summary["primary_metric"]
     lines = [f"{s['site']}: {name} {s.get(name, float('nan')):.4f}" for s in summary["sites"]]
-    mean = summary.get("mean_metric")
-    if isinstance(mean, float):
-        lines.append(f"mean over sites {name} {mean:.4f}; best {summary['best_metric']:.4f}")
+    mean = summary.get("final_metric")
+    values = [s[name] for s in summary["sites"] if isinstance(s.get(name), float)]
+    if isinstance(mean, float) and values:
+        lines.append(f"mean over sites {name} {mean:.4f}; best site {max(values):.4f}")
     lines.append(f"wall time {summary['seconds']:.1f} s; run directory: {summary['out']}")
     return "\n".join(lines)

@@ -18,11 +18,12 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
+from fedskip.finish import GLOBAL_TEST, SITES, Headline
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.validation import NUM_EXAMPLES
 from fedskip.models.presets import model_init
 from fedskip.rundir import RunDir, to_jsonable
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.runs.schema import MetricsRow, RunSummary, as_number
 
 PERSONAL = "personal-"  # fedskip.fl.messages.PERSONAL_PREFIX (messages imports flwr)
 
@@ -92,14 +93,13 @@ def summarize(
     exchanged_parameters: int,
     seconds: float,
 ) -> RunSummary:
-    """``summary.json``: final and best metric, traffic, reduction vs full-model FedAvg.
+    """``summary.json``'s federated body: rounds, the last round's scores (``final``), traffic,
+    reduction vs full-model FedAvg (the headline metrics: :func:`headline`).
 
     ``full_model_bytes``: the plain model's parameters × 4 bytes. Full-model FedAvg over the
     same rounds and clients would move that once down and once up per sampled client and round;
     ``reduction`` = 1 − (bytes moved for training) / (that amount).
     """
-    scored = [r for r in rows if isinstance(r.scores.get(primary), (int, float))]
-    best = max(scored, key=lambda r: r.scores[primary], default=None)
     final = rows[-1].to_json() if rows else {}
     moved = int(final.get("cum_bytes", 0))
     client_rounds = sum(len(r.clients) for r in rows)
@@ -115,9 +115,6 @@ def summarize(
             "rounds_completed": len(rows),
             "failed_rounds": [r.round for r in rows if r.status == "failed"],
             "final": {k: v for k, v in final.items() if k in _METRIC_KEYS or k == primary},
-            "final_metric": final.get(primary),
-            "best_metric": best.scores[primary] if best else None,
-            "best_round": best.round if best else None,
             "bytes": {
                 "down": int(final.get("cum_bytes_down", 0)),
                 "up": int(final.get("cum_bytes_up", 0)),
@@ -131,6 +128,19 @@ def summarize(
             "seconds": seconds,
         }
     )
+
+
+def headline(
+    rows: Sequence[MetricsRow], primary: str, *, chosen: Mapping[str, Any] | None = None
+) -> Headline:
+    """The run's ``final_metric`` / ``best_metric`` (:mod:`fedskip.finish`) from its rounds: the
+    global model on the global test set where the server scored one, else the sites' federated
+    evaluation of it (a coordinator without test data: ``final_metric_source`` = ``sites``)."""
+    on_test = any(as_number(r.scores.get(primary)) is not None for r in rows)
+    curve = [
+        (r.step, as_number((r.scores if on_test else r.client_eval).get(primary))) for r in rows
+    ]
+    return Headline.of_curve(curve, chosen=chosen, source=GLOBAL_TEST if on_test else SITES)
 
 
 _METRIC_KEYS = (

@@ -23,6 +23,7 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedskip.config import Config
+from fedskip.finish import Export, finish_summary
 from fedskip.fl import messages
 from fedskip.fl.checkpoint import (
     Checkpoint,
@@ -37,6 +38,7 @@ from fedskip.fl.optimizers import build_strategy
 from fedskip.fl.planning import LayerPlanner
 from fedskip.fl.progress import RoundReporter, human_bytes
 from fedskip.fl.records import (
+    headline,
     personal_eval,
     personal_summary,
     round_row,
@@ -308,14 +310,14 @@ def _train_exchange(run: ServerRun) -> Exchange:
 
 
 def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
-    """Export the global model and write ``summary.json``; with a validation split the model
-    exported (and audited) is the best-validation round's, and ``best_round`` /
-    ``best_metric`` are that round and its test metric (``test_at_best``), never a best picked
-    on the test set."""
+    """Export the global model and write ``summary.json`` (:func:`fedskip.finish.finish_summary`);
+    with a validation split the model exported (and audited) is the best-validation round's,
+    and ``final_metric`` / ``best_metric`` are its test metric (``test_at_best``), never a best
+    picked on the test set."""
     run.load_global(arrays)
     layers = sorted({b for row in run.rows for b in row.selected_layers})
     full_bytes = run.bundle.full_parameters * BYTES_PER_VALUE_FP32
-    summary = summarize(
+    body = summarize(
         run.rows,
         cfg=run.cfg,
         primary=run.primary,
@@ -323,46 +325,37 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
         exchanged_parameters=sum(int(np.prod(a.shape)) for a in arrays.values()),
         seconds=run.elapsed(),
     )
-    summary["selected_layers"] = layers
-    summary["num_blocks"] = run.bundle.stack.num_blocks
-    summary["wire_compression"] = run.cfg.wire_compression  # compression=auto resolved
-    summary["out"] = str(run.rundir.path)
+    body["selected_layers"] = layers
+    body["num_blocks"] = run.bundle.stack.num_blocks
+    body["wire_compression"] = run.cfg.wire_compression  # compression=auto resolved
+    body["out"] = str(run.rundir.path)
+    chosen = None
     if run.choice is not None:  # [validation] report and export the best-validation round
-        summary.update(run.choice.summary())
-        summary["best_metric"] = summary["test_at_best"]
+        chosen = run.choice.summary()
         if run.best_state:
             run.load_global(messages.to_array_record(run.best_state))
     rows = [row.to_json() for row in run.rows]
-    summary.update(privacy_summary(run.cfg, rows, run.strategy, stopped=run.stopped))
-    marker: dict[str, Any] = {}
-    if run.cfg.personalize != "none":  # [personalize] the shared part with the seeded head
-        summary["personalization"] = personal_summary(run.rows, run.cfg.personalize)
-        marker = {"personalized": run.cfg.personalize, "site_exports": "sites/<site>/model"}
-    if run.cfg.audit_canaries:  # [audit] the server is the auditor: canaries under the model
-        from fedskip.audit import audit_marker, run_audit
-
-        summary["audit_run"] = True
-        summary["audit"] = run_audit(
-            run.cfg,
-            run.bundle.model,
-            run.bundle.tokenizer,
-            run.bundle.stack,
-            run.prepared,
-            out=run.rundir.path,
-            accountant_epsilon=summary.get("epsilon"),
-        )
-        marker.update(audit_marker(run.cfg))
-    run.rundir.write_summary(summary)
-    run.rundir.save_model(
+    privacy = privacy_summary(run.cfg, rows, run.strategy, stopped=run.stopped)
+    export = Export(
         run.bundle.model,
         run.bundle.tokenizer,
-        cfg=run.cfg,
-        selected_layers=layers or None,
-        extra=marker,
-        summary=summary,
+        run.bundle.stack,
+        run.prepared,
+        layers or None,
         sites=run.prepared.client_names,
     )
-    return summary
+    if run.cfg.personalize != "none":  # [personalize] the shared part with the seeded head
+        body["personalization"] = personal_summary(run.rows, run.cfg.personalize)
+        export.marker = {"personalized": run.cfg.personalize, "site_exports": "sites/<site>/model"}
+    return finish_summary(
+        body,
+        headline(run.rows, run.primary, chosen=chosen),
+        cfg=run.cfg,
+        rundir=run.rundir,
+        chosen=chosen,
+        privacy=privacy,
+        export=export,
+    )
 
 
 def _header(run: ServerRun, done: int) -> str:

@@ -5,7 +5,8 @@ skip, full fine-tuning or LoRA: :mod:`fedskip.trainability`) and training engine
 federated methods; evaluated on the global test set after every epoch. With ``val-fraction`` > 0 it is also scored
 on the validation split, stops at a plateau (``patience``) and exports the best-validation
 epoch's model; ``summary.json`` then carries ``stopped_round``, ``best_round``, ``best_val`` and
-``test_at_best`` (``final`` stays the last epoch's scores).
+``test_at_best`` (``final`` stays the last epoch's scores). The headline keys (``final_metric``,
+``best_metric``) mean what they mean for every method: :mod:`fedskip.finish`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from fedskip.config import Config
 from fedskip.data.encode import EncodedCls, EncodedNer
 from fedskip.errors import ConfigError
+from fedskip.finish import Export, finish_summary
 from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
 from fedskip.runs.epochs import EpochLog
@@ -79,43 +81,27 @@ def run_centralized(cfg: Config) -> RunSummary:
         raise
     rundir.close()
     log.restore_best()  # [validation] export (and audit) the best-validation epoch's model
-    summary = _summary(cfg, prepared, bundle, result, log, train_set)
-    summary.update(log.choice_summary())
+    body = _summary(cfg, prepared, bundle, result, log, train_set)
+    privacy_fields: dict[str, Any] = {}
     if privacy is not None:  # [privacy] ε spent at δ over all epochs
-        summary.update(
-            dp="sample",
-            epsilon=privacy.epsilon(),
-            delta=cfg.delta,
-            accountant="rdp",
-            privacy_unit=privacy.unit,
-            dp_units=privacy.num_units,
-        )
-    marker: dict[str, Any] = {}
-    if cfg.audit_canaries:  # [audit] the trainer is the auditor here
-        from fedskip.audit import audit_marker, run_audit
-
-        summary["audit_run"] = True
-        summary["audit"] = run_audit(
-            cfg,
-            model,
-            tokenizer,
-            stack,
-            prepared,
-            out=rundir.path,
-            accountant_epsilon=summary.get("epsilon"),
-        )
-        marker = audit_marker(cfg)
-    record = RunSummary(summary)
-    rundir.write_summary(record)
-    rundir.save_model(
-        model,
-        tokenizer,
+        privacy_fields = {
+            "dp": "sample",
+            "epsilon": privacy.epsilon(),
+            "delta": cfg.delta,
+            "accountant": "rdp",
+            "privacy_unit": privacy.unit,
+            "dp_units": privacy.num_units,
+        }
+    export = Export(model, tokenizer, stack, prepared, body["selected_layers"])
+    return finish_summary(
+        body,
+        log.headline(),
         cfg=cfg,
-        selected_layers=summary["selected_layers"],
-        extra=marker,
-        summary=record,
+        rundir=rundir,
+        chosen=log.choice_summary() or None,
+        privacy=privacy_fields,
+        export=export,
     )
-    return record
 
 
 def _summary(

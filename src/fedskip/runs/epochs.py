@@ -16,8 +16,9 @@ import torch
 
 from fedskip.config import Config
 from fedskip.data.encode import EncodedCls, EncodedNer
+from fedskip.finish import Headline
 from fedskip.rundir import RunDir
-from fedskip.runs.schema import MetricsRow
+from fedskip.runs.schema import MetricsRow, as_number
 from fedskip.train.plateau import ValidationChoice
 from fedskip.train.prefix_cache import ActivationCache, Collate
 
@@ -103,6 +104,13 @@ class EpochLog:
     def choice_summary(self) -> dict[str, Any]:
         """``summary.json`` fields of the validation choice (empty without validation)."""
         return self.choice.summary() if self.choice is not None else {}
+
+    def headline(self) -> Headline:
+        """This model's ``final_metric`` / ``best_metric`` (:mod:`fedskip.finish`): the
+        best-validation epoch's test metric with a validation split, else the last epoch's and
+        the best of the test curve."""
+        curve = [(row.step, as_number(row.scores.get(self.primary))) for row in self.rows]
+        return Headline.of_curve(curve, chosen=self.choice_summary() or None)
 
     def report(self, epoch: int, loss: float, scores: dict[str, Any]) -> None:
         p, total = self.primary, self.cfg.epochs

@@ -2,7 +2,9 @@
 
 After the last epoch each site's model is also scored on the site's own test split
 (``own_test`` in the summary's ``sites``), the split a personalized federation
-(``personalize``) scores its sites' models on.
+(``personalize``) scores its sites' models on. ``final_metric`` is the mean over the sites'
+models of their global-test metric (:mod:`fedskip.finish`); each site's figures stay in
+``sites``.
 
 The lower bound of a federation: no client sees another's data or model. Each site's model is
 built like every other method's (:func:`fedskip.trainability.build_trainable`, importance scores
@@ -16,10 +18,11 @@ import time
 from typing import Any
 
 from fedskip.config import Config
+from fedskip.finish import Curve, Headline, finish_summary
 from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
 from fedskip.rundir import RunDir
-from fedskip.runs.schema import RunSummary
+from fedskip.runs.schema import RunSummary, as_number
 
 
 def run_local(cfg: Config) -> RunSummary:
@@ -32,43 +35,55 @@ def run_local(cfg: Config) -> RunSummary:
     rundir = RunDir(cfg.out)
     rundir.write_config(cfg)
     primary = primary_metric(prepared.task_info)
-    sites = []
+    sites, curves = [], []
     try:
         for index, name in enumerate(prepared.client_names):
-            scores = train_site(cfg, prepared, index, rundir, primary)
+            scores, curve = train_site(cfg, prepared, index, rundir, primary)
             sites.append({"client": index, "site": name, **scores})
+            curves.append(curve)
     except BaseException:
         rundir.close(ok=False)
         raise
     rundir.close()
     values = [s[primary] for s in sites if isinstance(s.get(primary), float)]
-    chosen: dict[str, Any] = {}
+    mean = sum(values) / len(values) if values else None
+    chosen = None
     if prepared.val_docs:  # [validation] each site's model is its best-validation epoch
-        chosen["test_at_best"] = sum(values) / len(values) if values else None
-    summary = RunSummary(
-        {
-            "method": "local",
-            "model": cfg.model,
-            "model_init": model_init(cfg.model, cfg.model_init),
-            "task": prepared.task,
-            "primary_metric": primary,
-            "sites": sites,
-            "mean_metric": sum(values) / len(values) if values else None,
-            "best_metric": max(values) if values else None,
-            **chosen,
-            "seconds": time.perf_counter() - started,
-            "out": str(rundir.path),
-        }
-    )
-    rundir.write_summary(summary)
-    return summary
+        chosen = {"test_at_best": mean}
+    body = {
+        "method": "local",
+        "model": cfg.model,
+        "model_init": model_init(cfg.model, cfg.model_init),
+        "task": prepared.task,
+        "primary_metric": primary,
+        "sites": sites,
+        "seconds": time.perf_counter() - started,
+        "out": str(rundir.path),
+    }
+    return finish_summary(body, _headline(curves, chosen), cfg=cfg, rundir=rundir, chosen=chosen)
+
+
+def _headline(curves: list[Curve], chosen: dict[str, Any] | None) -> Headline:
+    """The sites' models as one headline: the mean over sites of each one's reported test
+    metric; without a validation split the learning curve is the mean over the sites' models
+    per epoch (every site trains every epoch)."""
+    if chosen is not None:
+        return Headline.of_curve([], chosen=chosen)
+    epochs = sorted({step for curve in curves for step, _ in curve})
+    mean_curve: list[tuple[int, float | None]] = []
+    for epoch in epochs:
+        at = [dict(curve).get(epoch) for curve in curves]
+        numbers = [v for v in at if v is not None]
+        mean_curve.append((epoch, sum(numbers) / len(numbers) if len(numbers) == len(at) else None))
+    return Headline.of_curve(mean_curve)
 
 
 def train_site(
     cfg: Config, prepared: Prepared, index: int, rundir: RunDir, primary: str
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Curve]:
     """Train client ``index`` alone; its test scores after the last epoch, or (validation
-    split) of its best-validation epoch with ``best_round`` / ``stopped_round``."""
+    split) of its best-validation epoch with ``best_round`` / ``stopped_round``, and its
+    learning curve (the primary test metric per epoch)."""
     from fedskip.models.loading import resolve_device
     from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.runs.epochs import EpochLog
@@ -107,7 +122,8 @@ def train_site(
     keys = ("best_round", "stopped_round", "best_val")
     picked: dict[str, Any] = {k: choice[k] for k in keys if k in choice}
     log.restore_best()  # [validation] the site's own test split scores the reported model
-    return {**log.reported, **picked, "own_test": _own_test(cfg, prepared, index, bundle, log)}
+    scores = {**log.reported, **picked, "own_test": _own_test(cfg, prepared, index, bundle, log)}
+    return scores, [(row.step, as_number(row.scores.get(primary))) for row in log.rows]
 
 
 def _own_test(cfg: Config, prepared: Prepared, index: int, bundle: Any, log: Any) -> Any:

@@ -23,7 +23,9 @@ measured; rows without a validation split keep the layouts above unchanged.
 traffic measured on the messages (``bytes_eval``: federated-evaluation instructions).
 
 :class:`RunSummary` is the run's ``summary.json``: the JSON object (keys in the order written)
-with typed accessors for what every method reports.
+with typed accessors for what every method reports; its headline keys (``final_metric``,
+``best_metric``, ``best_round``, ``final_metric_source``) mean the same for every method
+(:mod:`fedskip.finish`).
 
 ε = ∞ (DP with ``noise-multiplier=0``: clipped, not noised — no privacy) is written as the
 string ``"inf"`` (:data:`INFINITE_EPSILON`) in a row's ``epsilon`` and in ``summary.json``'s
@@ -241,16 +243,16 @@ class RunSummary(dict[str, Any]):
 
     @property
     def final_metric(self) -> float | None:
-        """The primary metric at the end of training: a federated run's last round, a
-        centralized run's last epoch, the mean over a local-only run's site models."""
-        for key in ("final_metric", "final", "mean_metric"):
-            value = self.get(key)
-            if isinstance(value, Mapping):
-                value = value.get(self.primary_metric)
-            number = as_number(value)
-            if number is not None:
-                return number
-        return None
+        """The test metric of the model the run reports (``final_metric``, one meaning for every
+        method: :mod:`fedskip.finish`). Records written before every method wrote that key are
+        read as they were meant: a centralized run's last epoch (``final``), the mean over a
+        local-only run's site models (``mean_metric``)."""
+        if "final_metric" in self:
+            return as_number(self["final_metric"])
+        legacy = self.get("final")
+        if isinstance(legacy, Mapping):
+            return as_number(legacy.get(self.primary_metric))
+        return as_number(self.get("mean_metric"))
 
     def number(self, key: str) -> float | None:
         """A numeric field (``best_metric``, ``seconds``, ``epsilon`` at δ, ``reduction`` versus
