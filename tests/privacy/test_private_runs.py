@@ -237,3 +237,41 @@ def test_client_level_epsilon_is_flowers_own_accountants(tmp_path: Path) -> None
     accountant.compose(event, count=cfg.rounds)
     assert summary["privacy_unit"] == "client"
     assert summary["epsilon"] == pytest.approx(accountant.get_epsilon(cfg.delta), rel=1e-9)
+
+
+def test_a_site_with_its_own_model_path_trains_and_evaluates_it_under_secagg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SuperNode started with node-config ``model-path`` (its local copy of the base model,
+    here with other embeddings than the coordinator's) trains under SecAgg+ and evaluates the
+    same model: every runtime the nodes build is of that folder, and one serves both paths."""
+    import fedskip.fl.client as client
+    from fedskip.pipeline import prepare
+    from fedskip.trainability import load_bundle
+
+    cfg = _cfg(tmp_path / "run", secagg=True, rounds=1, eval_clients=True)
+    bundle = load_bundle(cfg, prepare(cfg))
+    with torch.no_grad():
+        bundle.model.get_input_embeddings().weight.mul_(0.5)  # the site's own frozen weights
+    folder = tmp_path / "site-model"
+    bundle.model.save_pretrained(folder)
+    bundle.tokenizer.save_pretrained(folder)
+
+    built: list[str] = []
+    original = client.ClientRuntime.__init__
+
+    def record(self: client.ClientRuntime, cfg: Config) -> None:
+        built.append(cfg.model)
+        original(self, cfg)
+
+    monkeypatch.setattr(client, "_RUNTIMES", {})
+    monkeypatch.setattr(client.ClientRuntime, "__init__", record)
+    grid = _grid(cfg)
+    for context in grid.contexts.values():
+        context.node_config["model-path"] = str(folder)
+    summary = run_server(grid, cfg)
+    rows = _rows(tmp_path / "run")
+    assert rows[0]["status"] == "ok" and rows[0]["replies_ok"] == NODES
+    assert "f1" in rows[0]["client_eval"]  # the sites evaluated
+    assert built == [str(folder)]  # trained and evaluated the site's model, built once
+    assert summary["secagg"] is True

@@ -20,10 +20,10 @@ import gc
 import json
 import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -228,7 +228,7 @@ def train_round(
     personal: Mapping[str, torch.Tensor] | None = None,
 ) -> ClientResult:
     """Local training from the global tensors; returns exactly the trained shared tensors.
-    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.privacy.dpsgd_for`) or None;
+    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.dp_sample.dpsgd_for`) or None;
     ``personal``: the site's personal tensors of earlier rounds (``personalize``), loaded over
     the global ones and returned updated in :attr:`ClientResult.personal`."""
     from fedskip.models.loading import resolve_device
@@ -282,6 +282,59 @@ def train_round(
         copy_of = weakref.ref(bundle.model)
         del bundle
         release(copy_of)
+
+
+@dataclass(frozen=True)
+class TrainOrder:
+    """One round's training instruction, decoded the same way from a message's config and from
+    a SecAgg+ fit config (:func:`fedskip.fl.node.train_order`)."""
+
+    server_round: int
+    layers: list[int]
+    """The blocks to train this round (empty: what the method trains without a plan)."""
+    proximal_mu: float = 0.0
+    dp_steps_done: int = 0
+    """DP-SGD steps this client composed before, as the server knows them (restores a lost
+    accountant; 0 without DP)."""
+
+
+class PersonalStore(Protocol):
+    """Where a site keeps its personal tensors between rounds (``personalize``; never sent)."""
+
+    def load(self, *, upto: int) -> Mapping[str, torch.Tensor]: ...
+
+    def save(self, server_round: int, state: Mapping[str, torch.Tensor]) -> None: ...
+
+
+def train_step(
+    runtime: ClientRuntime,
+    data: ClientData,
+    received: Mapping[str, torch.Tensor],
+    order: TrainOrder,
+    *,
+    privacy: Any = None,
+    privacy_metrics: Callable[[Any], Mapping[str, float]] | None = None,
+    personal: PersonalStore | None = None,
+) -> ClientResult:
+    """A site's whole training step of one round, whichever exchange carries it (plain
+    messages or SecAgg+): load its personal tensors of earlier rounds, train from the received
+    global tensors (:func:`train_round`), keep the new personal tensors and report the DP-SGD
+    figures (``privacy_metrics`` of the ``privacy`` hook: ε spent so far at δ, ...)."""
+    result = train_round(
+        runtime,
+        data,
+        received,
+        layers=order.layers,
+        server_round=order.server_round,
+        proximal_mu=order.proximal_mu,
+        privacy=privacy,
+        personal=personal.load(upto=order.server_round - 1) if personal else None,
+    )
+    if personal is not None:
+        personal.save(order.server_round, result.personal)
+    if privacy is not None and privacy_metrics is not None:
+        result.metrics.update(privacy_metrics(privacy))
+    return result
 
 
 def evaluate_round(

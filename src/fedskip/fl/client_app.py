@@ -21,32 +21,22 @@ from typing import Any
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedskip.config import Config, Scalar
+from fedskip.config import Scalar
 from fedskip.errors import FedskipError
 from fedskip.fl import wire_compression
-from fedskip.fl.client import (
-    ClientResult,
-    client_data_from_node_config,
-    evaluate_round,
-    runtime_for,
-    score_round,
-    site_config,
-    train_round,
-)
-from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
+from fedskip.fl.client import ClientResult, evaluate_round, score_round
 from fedskip.fl.messages import (
     ARRAYS,
     CLIENT_ID,
     CONFIG,
     METRICS,
     PERSONAL_PREFIX,
-    PROXIMAL_MU,
     SERVER_ROUND,
-    TRAIN_LAYERS,
     numeric_metrics,
     to_array_record,
     to_metric_record,
 )
+from fedskip.fl.node import node_setup, train_on_node
 from fedskip.fl.personal import ERROR_FEEDBACK, site_files, site_state
 from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.secagg import secagg_dispatch_mod
@@ -64,9 +54,7 @@ class ClientWorkFailed(RuntimeError):
 
 def _setup(context: Context) -> tuple[Any, Any]:
     attach_worker_log()  # a simulation worker's logs go to the run's run.log
-    cfg = site_config(Config.from_mapping(context.run_config), context.node_config)
-    runtime = runtime_for(cfg)
-    return runtime, client_data_from_node_config(runtime, context.node_config)
+    return node_setup(context)
 
 
 def _reply(message: Message, result: ClientResult, *, with_arrays: bool) -> Message:
@@ -106,25 +94,8 @@ def train(message: Message, context: Context) -> Message:
     runtime, data = _setup(context)
     config: dict[str, Any] = dict(message.content.config_records[CONFIG])
     received = _received(message, runtime)
-    steps = known_dp_steps(config, data.client_id)  # [privacy]
-    dp = dpsgd_for(context, runtime.cfg, known_steps=steps)  # accountant from Context.state
+    result = train_on_node(context, runtime, data, config, received)
     server_round = int(config[SERVER_ROUND])
-    site = site_state(runtime.cfg, context, data.name, config)  # [personalize] never sent
-    result = train_round(
-        runtime,
-        data,
-        received,
-        layers=[int(i) for i in config.get(TRAIN_LAYERS, [])],
-        server_round=server_round,
-        proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
-        privacy=dp,
-        personal=site.load(upto=server_round - 1) if site else None,
-    )
-    if site is not None:
-        site.save(server_round, result.personal)
-    if dp is not None:  # [privacy] keep composing next round; report ε
-        save_dpsgd(context, dp)
-        result.metrics.update(dpsgd_metrics(dp, step_report=runtime.cfg.dp_step_report))
     reply = _reply(message, result, with_arrays=True)
     scheme = runtime.cfg.wire_compression
     if wire_compression.enabled(scheme):  # delta with error feedback instead

@@ -11,7 +11,9 @@ reconstructed from the shares the others hold.
 Flower 1.42 offers SecAgg+ only on its legacy path, so the training exchange of each round runs
 Flower's ``SecAggPlusWorkflow`` (:mod:`fedskip.fl.secagg_server`; the rest of the run is the
 main path) and, on the client, a ``NumPyClient`` behind ``secaggplus_mod``. The work is
-fedskip's core (:mod:`fedskip.fl.client`: the same training engine, DP-SGD hook and layer plan).
+fedskip's core through the node's one training step (:func:`fedskip.fl.node.train_on_node`, as
+the plain path: the same runtime — ``model-path`` included —, DP-SGD accountant, personal
+tensors and layer plan).
 Identification and federated evaluation are plain messages, handled by the normal ClientApp
 handlers. What travels is fixed per round and identical for all clients, as SecAgg+ needs:
 
@@ -29,7 +31,6 @@ SecAgg+ quantizes within ±``clipping_range``: Δ is small, so it stays precise.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -42,13 +43,7 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from fedskip.fl.messages import (
-    CLIENT_ID,
-    PROXIMAL_MU,
-    SERVER_ROUND,
-    TRAIN_LAYERS,
-    numeric_metrics,
-)
+from fedskip.fl.messages import CLIENT_ID, numeric_metrics
 from fedskip.fl.validation import NUM_EXAMPLES
 from fedskip.privacy.client_dp import clip_update
 
@@ -68,51 +63,28 @@ class SecAggClient(NumPyClient):
     (evaluation is a plain message: :mod:`fedskip.fl.client_app`)."""
 
     def __init__(self, context: Context) -> None:
-        from fedskip.config import Config
-        from fedskip.fl.client import client_data_from_node_config, runtime_for
+        from fedskip.fl.node import node_setup
 
         self.context = context
-        self.cfg = Config.from_mapping(context.run_config)
-        self.runtime = runtime_for(self.cfg)
-        self.data = client_data_from_node_config(self.runtime, context.node_config)
+        self.runtime, self.data = node_setup(context)  # the same runtime as the node's evaluation
+        self.cfg = self.runtime.cfg
 
     def fit(
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
-        from fedskip.fl.client import train_round
-        from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
-        from fedskip.fl.personal import site_state
+        from fedskip.fl.node import train_on_node
 
         payload, train_keys = _keys(config[PAYLOAD_KEYS]), _keys(config[TRAIN_KEYS])
         received = {
             k: torch.from_numpy(np.array(p, np.float32))
             for k, p in zip(payload, parameters, strict=True)
         }
-        dp = dpsgd_for(
-            self.context, self.cfg, known_steps=known_dp_steps(config, self.data.client_id)
-        )
-        server_round = int(config[SERVER_ROUND])
-        site = site_state(self.cfg, self.context, self.data.name, config)  # [personalize]
-        result = train_round(
-            self.runtime,
-            self.data,
-            received,
-            layers=[int(i) for i in json.loads(str(config[TRAIN_LAYERS]))],
-            server_round=server_round,
-            proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
-            privacy=dp,
-            personal=site.load(upto=server_round - 1) if site else None,
-        )
-        if site is not None:
-            site.save(server_round, result.personal)
+        result = train_on_node(self.context, self.runtime, self.data, config, received)
         metrics = {
             NUM_EXAMPLES: result.num_examples,
             CLIENT_ID: self.data.client_id,
             **result.metrics,
         }
-        if dp is not None:
-            save_dpsgd(self.context, dp)
-            metrics.update(dpsgd_metrics(dp, step_report=self.cfg.dp_step_report))
         update = {k: result.state[k].float().numpy() - received[k].numpy() for k in train_keys}
         return (
             secagg_update(update, train_keys, self.cfg),
