@@ -200,3 +200,25 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     ports = _ports(record)
     assert _leftovers(out, ports) == []
     assert not any(port_open("127.0.0.1", port) for port in ports)
+
+
+def test_a_deployment_reports_the_sites_evaluation_as_a_simulation_does(tmp_path: Path) -> None:
+    """The coordinator holds no test data: the headline is the sites' federated evaluation
+    (``final_metric_source: sites``), rows and console name the sites as simulation does."""
+    out = tmp_path / "run"
+    cmd = [arg for arg in _command(out, "--timeout", "600") if arg != "eval_clients=false"]
+    cmd[cmd.index("--rounds") + 1] = "1"
+    done = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=700)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summary["final_metric_source"] == "sites"
+    assert summary["final_metric"] == summary["best_metric"] == row["client_eval"]["f1"]
+    assert list(row["site_eval"]) == ["site-1", "site-2"]  # not client-0 / client-1
+    assert summary["site_metrics"] == row["site_eval"]
+    assert f"f1 {summary['final_metric']:.4f} (sites)" in done.stdout  # the round's line
+    site_1 = row["site_eval"]["site-1"]["f1"]
+    assert f"per site f1: site-1 {site_1:.4f}" in done.stdout
+    assert (
+        f"final F1 {summary['final_metric']:.4f} (the sites' federated evaluation)" in done.stdout
+    )

@@ -10,6 +10,7 @@ See ``docs/deployment.md`` for a deployment across hospitals.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -253,6 +254,10 @@ def run_local(args: argparse.Namespace) -> int:
     options.run_config = coordinator_run_config(cfg, sites=len(sites), labels=labels)
     info = deploy_local(cfg, sites, out, options, version=__version__)
     leave_report(out)
+    if (out / "summary.json").is_file():  # the same closing lines as a simulation's
+        from fedskip.commands.run import format_federated
+
+        print(format_federated(json.loads((out / "summary.json").read_text("utf-8"))))
     print(f"fedskip deploy: run {info.get('run-id')} {info.get('status')}; records in {out}")
     print(next_commands(cfg, out))
     return 0

@@ -24,6 +24,7 @@ from fedskip.commands.common import (
 )
 from fedskip.config import Config
 from fedskip.errors import ConfigError
+from fedskip.finish import SITES
 from fedskip.runs.federated import FEDERATED
 
 
@@ -105,11 +106,18 @@ def format_federated(summary: Mapping[str, Any]) -> str:
     name = summary["primary_metric"]
     label = "F1" if name == "f1" else name
     final, best = summary.get("final_metric"), summary.get("best_metric")
+    where = (
+        " (the sites' federated evaluation)" if summary.get("final_metric_source") == SITES else ""
+    )
     lines = [
-        f"final {label} {final:.4f} (best {best:.4f} in round {summary['best_round']})"
+        f"final {label} {final:.4f}{where} (best {best:.4f} in round {summary['best_round']})"
         if isinstance(final, float) and isinstance(best, float)
-        else f"final {label}: no evaluation (empty global test set)"
+        else f"final {label}: no evaluation (empty global test set, no federated evaluation)"
     ]
+    sites = summary.get("site_metrics") or {}
+    scored = [f"{s} {v[name]:.4f}" for s, v in sites.items() if isinstance(v.get(name), float)]
+    if scored:
+        lines.append(f"per site {label}: " + ", ".join(scored))
     moved = summary["bytes"]
     reduction = summary.get("reduction")
     lines.append(

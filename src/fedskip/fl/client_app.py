@@ -4,7 +4,8 @@
 builds the same app with a resolved run config for ``fedskip run`` (see
 :mod:`fedskip.fl.simulation`). The work itself is Flower-free (:mod:`fedskip.fl.client`).
 
-Only tensors of the model and numbers leave a client. When the work fails, the error reply
+Only tensors of the model and numbers leave a client (and, on identification, the site's
+configured name). When the work fails, the error reply
 names the exception type and the stage only: the message of the exception — which could quote
 a malformed line of a local file — stays in the client's own log. A user error
 (:class:`~fedskip.errors.FedskipError`) is marked as one, so the server ends the run with one
@@ -32,7 +33,9 @@ from fedskip.fl.messages import (
     METRICS,
     PERSONAL_PREFIX,
     SERVER_ROUND,
+    SITE,
     numeric_metrics,
+    site_record,
     to_array_record,
     to_metric_record,
 )
@@ -144,10 +147,13 @@ def evaluate(message: Message, context: Context) -> Message:
 
 
 def identify(message: Message, context: Context) -> Message:
-    """Reply with this node's client id (its partition index); loads no model."""
+    """Reply with this node's client id (its partition index) and its site name; loads no
+    model."""
     runtime, data = _setup(context)
     result = ClientResult(max(1, len(data.train_docs)), {CLIENT_ID: data.client_id})
-    return _reply(message, result, with_arrays=False)
+    reply = _reply(message, result, with_arrays=False)
+    reply.content[SITE] = site_record(data.name)  # rows name the site alike in both engines
+    return reply
 
 
 def score(message: Message, context: Context) -> Message:

@@ -28,12 +28,13 @@ over the records actually placed in (or received in) messages.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedskip.fl.validation import NUM_EXAMPLES, TensorSpec
 
@@ -132,3 +133,23 @@ def metric_dict(content: RecordDict) -> dict[str, Any]:
 def num_examples(content: RecordDict) -> int:
     """The ``num-examples`` of a (validated) reply."""
     return int(metric_dict(content)[NUM_EXAMPLES])
+
+
+SITE = "site"
+"""ConfigRecord of an identification reply: ``name``, the site's configured name (node config
+``site-name`` in a deployment, its data folder's name in simulation), so both engines name a
+site's rows alike. The only text a site sends, and never from its data."""
+_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def site_record(name: str) -> ConfigRecord:
+    """The :data:`SITE` record of an identification reply."""
+    return ConfigRecord({"name": name})
+
+
+def site_name_of(content: RecordDict) -> str | None:
+    """The site name of an identification reply; None when absent or not a plain name (at most
+    64 letters, digits, ``.``, ``_``, ``-``: a reply is untrusted)."""
+    record = content.config_records.get(SITE)
+    name = record.get("name") if record is not None else None
+    return name if isinstance(name, str) and _SITE_NAME.fullmatch(name) else None

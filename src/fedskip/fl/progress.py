@@ -167,8 +167,7 @@ class RoundReporter:
         if self.console is None:
             return
         self._stop_status()
-        score = row.scores.get(self.primary)
-        score_text = f"{self.primary} {score:.4f}" if isinstance(score, float) else "no eval"
+        score_text = self.score_text(row)
         loss = row.train_loss
         loss_text = f"loss {loss:.4f}" if isinstance(loss, float) else "loss –"
         status = "[red]FAILED[/red] " if row.status == "failed" else ""
@@ -181,10 +180,33 @@ class RoundReporter:
             f"{row.seconds:.1f} s; {self.timing.run_text(total)}",
             soft_wrap=True,
         )
+        sites = self.sites_text(row)
+        if sites:
+            self.console.print(f"  {sites}", soft_wrap=True, markup=False)
         for line in row.rejections:
             self.console.print(f"  [yellow]{line}[/yellow]", soft_wrap=True)
         if row.failure:
             self.console.print(f"  [red]{row.failure}[/red]", soft_wrap=True)
+
+    def score_text(self, row: MetricsRow) -> str:
+        """The round's primary metric: on the global test set, else the sites' federated
+        evaluation (a coordinator without test data), marked ``(sites)``."""
+        score = row.scores.get(self.primary)
+        if isinstance(score, (int, float)):
+            return f"{self.primary} {score:.4f}"
+        mean = row.client_eval.get(self.primary)
+        if isinstance(mean, (int, float)):
+            return f"{self.primary} {mean:.4f} (sites)"
+        return "no eval"
+
+    def sites_text(self, row: MetricsRow) -> str:
+        """Each site's primary metric of the global model this round ("" when none scored)."""
+        scores = [
+            f"{site} {figures[self.primary]:.4f}"
+            for site, figures in row.site_eval.items()
+            if isinstance(figures.get(self.primary), (int, float))
+        ]
+        return f"per site {self.primary}: " + ", ".join(scores) if scores else ""
 
     def note(self, text: str) -> None:
         self._stop_status()

@@ -93,7 +93,8 @@ def summarize(
     exchanged_parameters: int,
     seconds: float,
 ) -> RunSummary:
-    """``summary.json``'s federated body: rounds, the last round's scores (``final``), traffic,
+    """``summary.json``'s federated body: rounds, the last round's scores (``final``), each
+    site's scores of the global model in the last round that has them (``site_metrics``), traffic,
     reduction vs full-model FedAvg (the headline metrics: :func:`headline`).
 
     ``full_model_bytes``: the plain model's parameters × 4 bytes. Full-model FedAvg over the
@@ -101,6 +102,7 @@ def summarize(
     ``reduction`` = 1 − (bytes moved for training) / (that amount).
     """
     final = rows[-1].to_json() if rows else {}
+    evaluated = next((r for r in reversed(rows) if r.site_eval), None)
     moved = int(final.get("cum_bytes", 0))
     client_rounds = sum(len(r.clients) for r in rows)
     fedavg = 2 * full_model_bytes * client_rounds
@@ -115,6 +117,7 @@ def summarize(
             "rounds_completed": len(rows),
             "failed_rounds": [r.round for r in rows if r.status == "failed"],
             "final": {k: v for k, v in final.items() if k in _METRIC_KEYS or k == primary},
+            "site_metrics": copy.deepcopy(evaluated.site_eval) if evaluated else {},
             "bytes": {
                 "down": int(final.get("cum_bytes_down", 0)),
                 "up": int(final.get("cum_bytes_up", 0)),
@@ -156,13 +159,19 @@ _METRIC_KEYS = (
 )
 
 
-def site_name(client: int, names: Sequence[str]) -> str:
+SiteNames = Mapping[int, str] | Sequence[str]
+"""Client id → site name: a mapping, or a list indexed by client id."""
+
+
+def site_name(client: int, names: SiteNames) -> str:
     """A client's site name (``names[client]`` when known, else ``client-<id>``)."""
+    if isinstance(names, Mapping):
+        return names.get(client) or f"client-{client}"
     return names[client] if 0 <= client < len(names) else f"client-{client}"
 
 
 def site_figures(
-    site_metrics: Mapping[int, Mapping[str, Any]], names: Sequence[str], *, prefix: str = ""
+    site_metrics: Mapping[int, Mapping[str, Any]], names: SiteNames, *, prefix: str = ""
 ) -> dict[str, dict[str, Any]]:
     """Per site, the metrics of its evaluation reply: those named ``prefix`` + metric (prefix
     removed) when ``prefix`` is given, else the global model's (no ``personal-`` metrics)."""
@@ -180,7 +189,7 @@ def site_figures(
 
 
 def personal_eval(
-    site_metrics: Mapping[int, Mapping[str, Any]], names: Sequence[str], *, prefix: str
+    site_metrics: Mapping[int, Mapping[str, Any]], names: SiteNames, *, prefix: str
 ) -> dict[str, Any]:
     """``personalize``: the row's ``personal_eval`` from the sites' evaluation replies —
     per site its own model's scores (metrics named ``prefix`` + metric) and the global model's,

@@ -144,7 +144,7 @@ class ServerRun:
 
     # ------------------------------------------------------------------ per round
     def on_round_end(self, server_round: int, arrays: ArrayRecord, record: RoundRecord) -> None:
-        names = [] if self.cfg.data == "sites" else self.prepared.client_names
+        names = self.site_names()
         sites = self.last_sites or site_figures(record.site_metrics, names)  # the global model
         personal = {}
         if self.cfg.personalize != "none":  # [personalize] the sites scored their own models
@@ -167,6 +167,12 @@ class ServerRun:
         self.rundir.append_metrics(row)
         self.save(server_round, arrays)
         self.reporter.round(row, self.cfg.rounds)
+
+    def site_names(self) -> dict[int, str]:
+        """Client id → site name: as each site named itself on identification (a deployment's
+        ``site-name``), else its data partition's name (simulation) — the same in both."""
+        names = {} if self.cfg.data == "sites" else dict(enumerate(self.prepared.client_names))
+        return {**names, **self.strategy.core.site_names}
 
     def elapsed(self) -> float:
         return self.seconds_before + time.perf_counter() - self.started
@@ -342,7 +348,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
         run.bundle.stack,
         run.prepared,
         layers or None,
-        sites=run.prepared.client_names,
+        sites=list(run.site_names().values()),
     )
     if run.cfg.personalize != "none":  # [personalize] the shared part with the seeded head
         body["personalization"] = personal_summary(run.rows, run.cfg.personalize)

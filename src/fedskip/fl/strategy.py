@@ -55,6 +55,7 @@ from fedskip.fl.messages import (
     TRAIN_LAYERS,
     message_array_bytes,
     metric_dict,
+    site_name_of,
 )
 from fedskip.fl.round_loop import scalars, send_and_collect
 from fedskip.fl.rounds import (
@@ -111,6 +112,8 @@ class LayerSkipStrategy(FedAvg):
         self.timeout = 3600.0  # seconds to wait for replies (the round loop sets its own)
         self.touched: set[str] = set()
         self.client_ids: dict[int, int] = {}
+        self.site_names: dict[int, str] = {}
+        """Client id → the name the site gave on identification (rows and reports use it)."""
         self.client_sizes: dict[int, int] = {}  # training documents per node (dispatch order)
         self.rounds: dict[int, RoundRecord] = {}
         self._global = ArrayRecord()
@@ -166,6 +169,9 @@ class LayerSkipStrategy(FedAvg):
             else:
                 metrics = metric_dict(reply.content)
                 ids[node] = int(metrics[CLIENT_ID])
+                name = site_name_of(reply.content)
+                if name is not None:
+                    self.site_names[ids[node]] = name
                 self.client_sizes[node] = int(metrics.get(NUM_EXAMPLES, 0))
         if len(set(ids.values())) != len(ids):
             raise ClientsUnavailable(
