@@ -149,7 +149,13 @@ def test_deploy_local_leaves_the_report_and_names_the_next_commands(
     out = tmp_path / "run"
 
     def deploy(cfg: Config, sites: object, folder: Path, options: object, **_: object) -> dict:
-        federated_run(folder, method="layerskip", scores=[0.25, 0.5], bytes_per_round=1000)
+        federated_run(
+            folder,
+            method="layerskip",
+            scores=[0.25, 0.5],
+            bytes_per_round=1000,
+            summary_extra={"out": str(folder)},
+        )
         return {"run-id": 7, "status": "finished:completed"}
 
     monkeypatch.setattr(fedskip.deploy.sites, "site_folders", lambda cfg, n: [tmp_path] * n)
@@ -158,6 +164,10 @@ def test_deploy_local_leaves_the_report_and_names_the_next_commands(
     monkeypatch.setattr(fedskip.deploy.local, "deploy_local", deploy)
     assert main(["deploy", "local", "--out", str(out), "--rounds", "2"]) == 0
     assert capsys.readouterr().out.splitlines() == [
+        "final F1 0.5000 (best 0.5000 in round 2)",  # the closing lines of a simulation
+        "bytes exchanged: 4.00 kB (down 2.00 kB, up 2.00 kB) in 2 rounds",
+        "reduction vs full-model FedAvg: 87.5% (FedAvg would move 32.00 kB)",
+        f"wall time 4.0 s; run directory: {out}",
         f"fedskip deploy: run 7 finished:completed; records in {out}",
         "next:",
         f"  report: {out / 'report.md'} (plots in {out}/plots; compare with other runs: "
