@@ -48,6 +48,8 @@ def test_paper_suite_configs() -> None:
     assert (dp["batch-size"], dp["grad-accum"], dp["dp-unit"]) == (64, 4, "patient")
     assert by_name["ner-layerskip-dp"].settings["synth-docs"] == 4000  # its no-DP reference
     assert by_name["ner-layerskip-k4-dp-eps8"].settings["layers"] == 4
+    assert by_name["ner-layerskip-k4-dp-eps8"].labels["privacy_variant"] == "layerskip-k4"
+    assert by_name["ner-layerskip-dp"].labels["privacy_variant"] == "layerskip"
     lora_fa = by_name["ner-lora-fa-dp-eps8"].settings
     assert (lora_fa["method"], lora_fa["lora-freeze-a"], lora_fa["lora-rank"]) == ("lora", True, 8)
     inside = by_name["ner-layerskip-lora-fa-dp-eps8"].settings  # frozen-A adapters in 2 blocks

@@ -178,7 +178,7 @@ def _privacy_entries(sweep: Sweep) -> list[BenchConfig]:
                 **sweep_settings(eps),
             }
             name = f"{task}-{variant}{own}" + ("" if eps is None else f"-eps{eps:g}")
-            labels: dict[str, Scalar] = {"target_epsilon": eps or 0}
+            labels: dict[str, Scalar] = {"target_epsilon": eps or 0, "privacy_variant": variant}
             groups = ["privacy"]
             if eps in sweep.privacy_seed_epsilons:
                 groups.append("privacy-seeds")
