@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedskip.config import DATA_FORMATS, DEVICES, LABELS
+from fedskip.commands.common import add_inference_args
+from fedskip.config import DATA_FORMATS, LABELS
 from fedskip.data.types import ClsDataset, Dataset, NerDataset
 from fedskip.errors import DataError, print_warning
 
@@ -45,13 +46,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--icd9-top-k", type=int, metavar="K", help="ICD-9 codes kept (default: training setting)"
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=32, metavar="N", help="examples per forward pass"
-    )
-    parser.add_argument(
-        "--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"
-    )
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_inference_args(parser, batch_size=32, per_pass="examples")
     parser.set_defaults(func=run)
 
 

@@ -7,7 +7,7 @@
   sent and the round loop ends the run cleanly after the last completed round (model exported,
   ``summary.json`` says why).
 - ClientApp side: :func:`dpsgd_for` / :func:`save_dpsgd` / :func:`dpsgd_metrics` /
-  :func:`known_dp_steps` (DP-SGD state in ``Context.state``), :func:`clip_update_mod`.
+  :func:`known_dp_steps` (DP-SGD state in ``Context.state``).
 - :func:`privacy_summary`: the ``summary.json`` fields (``dp``, ``epsilon``, ``delta``,
   ``accountant``, ``secagg``, ``privacy_unit``, ``dp_units``, ``dp_warning``, ``stopped``).
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fedskip.fl.dp_client import CLIP_NORM, ClientDPStrategy, clip_update_mod
+from fedskip.fl.dp_client import CLIP_NORM, ClientDPStrategy
 from fedskip.fl.dp_sample import (
     DP_STEPS,
     DP_STEPS_DONE,
@@ -47,7 +47,6 @@ __all__ = [
     "DPStepsLedger",
     "SampleDPStrategy",
     "add_privacy",
-    "clip_update_mod",
     "dpsgd_for",
     "dpsgd_metrics",
     "known_dp_steps",

@@ -96,7 +96,7 @@ def build_strategy(
         strategy = LayerSkipFedAdam(eta=cfg.server_lr, **common)
     elif cfg.server_optimizer == "yogi":
         strategy = LayerSkipFedYogi(eta=cfg.server_lr, **common)
-    elif cfg.method == "fedprox":
+    elif cfg.method_kind.proximal:
         strategy = LayerSkipFedProx(proximal_mu=cfg.proximal_mu, **common)
     else:
         strategy = LayerSkipFedAvg(**common)
@@ -107,6 +107,6 @@ def build_strategy(
         all_keys=all_keys,
         min_replies=cfg.min_replies,
         seed=cfg.seed,
-        proximal_mu=cfg.proximal_mu if cfg.method == "fedprox" else 0.0,
+        proximal_mu=cfg.proximal_mu if cfg.method_kind.proximal else 0.0,
     )
     return add_privacy(strategy, cfg)

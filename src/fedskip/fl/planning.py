@@ -15,6 +15,7 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.fl.rounds import RoundPlan
+from fedskip.methods import LORA
 from fedskip.selection import get_selector
 from fedskip.trainability import ModelBundle, shared_names, static_layers, trainable_names
 
@@ -78,7 +79,8 @@ class LayerPlanner:
             self.scores = list(scores)
         layers = self.layers_for(server_round)
         self.history[server_round] = layers
-        shown = layers if not (self.bundle.lora and self.cfg.method == "lora") else []
+        every_block_lora = self.bundle.lora and self.cfg.method_kind.trains == LORA
+        shown = [] if every_block_lora else layers
         return RoundPlan(layers=shown, train_keys=self.train_keys(layers))
 
     def state_dict(self) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from fedskip.fl.round_loop import Exchange, RoundLoop, plain_exchange
 from fedskip.fl.rounds import RoundRecord
 from fedskip.fl.strategy import LayerSkipStrategy
 from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.methods import ALL
 from fedskip.pipeline import Prepared
 from fedskip.rundir import RunDir
 from fedskip.runs.schema import MetricsRow, RunSummary
@@ -107,7 +108,8 @@ class ServerRun:
         validation split also on the clients' validation documents (:attr:`last_val`)."""
         from fedskip.models.loading import resolve_device
         from fedskip.pipeline import activation_cache, collator, encode
-        from fedskip.train.engine import predict, score
+        from fedskip.train.engine import predict
+        from fedskip.train.metrics import score
 
         tokenizer, cfg, prepared = self.bundle.tokenizer, self.cfg, self.prepared
         if not prepared.global_test and not prepared.val_docs:
@@ -369,8 +371,8 @@ def _header(run: ServerRun, done: int) -> str:
     cfg, prepared = run.cfg, run.prepared
     what = (
         f"{cfg.method} ({cfg.layer_strategy}, k={cfg.layers})"
-        if cfg.method != "fedavg"
-        else "fedavg"
+        if cfg.method_kind.trains != ALL
+        else cfg.method
     )
     keys = run.planner.candidate_keys()
     size = sum(int(np.prod(run.bundle.model.get_parameter(k).shape)) for k in keys)

@@ -310,7 +310,7 @@ def simulate(cfg: Config) -> dict[str, Any]:
     # they run at the niceness fedskip was started with (`nice fedskip run` still works).
     os.environ.setdefault("RAY_worker_niceness", "0")
     from fedskip.train.activation_dir import activation_folder
-    from fedskip.train.prefix_cache import SPILL_DIR_ENV
+    from fedskip.train.activation_store import SPILL_DIR_ENV
 
     with (
         stop.interrupts_as_exceptions(),

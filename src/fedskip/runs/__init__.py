@@ -33,14 +33,14 @@ def run(cfg: Config) -> RunSummary:
 
 
 def _run_method(cfg: Config) -> RunSummary:
+    if cfg.method_kind.federated:
+        from fedskip.runs.federated import run_simulation
+
+        return run_simulation(cfg)
     if cfg.method == "centralized":
         from fedskip.runs.centralized import run_centralized
 
         return run_centralized(cfg)
-    if cfg.method == "local":
-        from fedskip.runs.local import run_local
+    from fedskip.runs.local import run_local
 
-        return run_local(cfg)
-    from fedskip.runs.federated import run_simulation
-
-    return run_simulation(cfg)
+    return run_local(cfg)

@@ -1,4 +1,5 @@
-"""Federated methods (``layerskip``, ``fedavg``, ``fedprox``, ``lora``) on Flower.
+"""Federated methods (``federated`` in :mod:`fedskip.methods`: ``layerskip``, ``fedavg``,
+``fedprox``, ``lora``) on Flower.
 
 :func:`run_simulation` runs the fedskip Flower app on Flower's Simulation Engine (one SuperNode
 per client partition). On the Deployment Engine the coordinator's entry is the ServerApp's
@@ -10,9 +11,6 @@ from __future__ import annotations
 
 from fedskip.config import Config
 from fedskip.runs.schema import RunSummary
-
-FEDERATED = ("layerskip", "fedavg", "fedprox", "lora")
-"""The methods trained as a federation."""
 
 
 def run_simulation(cfg: Config) -> RunSummary:
