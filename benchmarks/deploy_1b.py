@@ -210,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     passed = [r["k"] for r in rows if r["rc"] == 0]
     columns = list(dict.fromkeys(c for r in rows for c in r))
     print(f"`{command_line()}`\n\n{markdown(rows, columns)}")
-    print(f"\nlargest k that passed ({args.dtype}, wire {args.compression}): {max(passed, default=0)}")
+    print(
+        f"\nlargest k that passed ({args.dtype}, wire {args.compression}): {max(passed, default=0)}"
+    )
     write_json(args.json, {"command": command_line(), "rows": rows})
     return 0 if all(r["rc"] == 0 for r in rows) or args.until_fail else 1
 

@@ -369,9 +369,7 @@ class LocalDeployment:
                     largest=f"{top.name}:{top.peak_rss / 2**30:.3f}GiB",
                 )
         for name, relay in self.relays.items():
-            self.event(
-                "wire-bytes", site=name, up=relay.up.tcp_bytes, down=relay.down.tcp_bytes
-            )
+            self.event("wire-bytes", site=name, up=relay.up.tcp_bytes, down=relay.down.tcp_bytes)
 
     def __enter__(self) -> LocalDeployment:
         return self
