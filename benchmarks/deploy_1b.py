@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -159,9 +160,15 @@ def run_one(args: argparse.Namespace, k: int) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with (out.parent / f"k{k}-{args.dtype}.log").open("w") as log:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             deploy_command(args, k, out), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
+        try:
+            proc.wait()
+        except BaseException:  # Ctrl-C / SIGTERM: the deployment stops its processes on SIGINT
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            raise
     row: dict[str, Any] = {
         "k": k,
         "dtype": args.dtype,
