@@ -22,7 +22,7 @@ FORBIDDEN = {
 }
 """Package → the fedskip packages it may not import."""
 
-SHARED = ("fedskip.runs.schema",)
+SHARED = ("fedskip.records.schema",)
 """Modules any layer may import: the record schema of the run directory (no code above it)."""
 
 BENCH_SUITES = ("spec", "groups", "suites", "expansion")

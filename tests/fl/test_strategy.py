@@ -13,9 +13,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam
 
 from fedskip.config import Config
+from fedskip.federation.round_types import ClientsUnavailable, RoundPlan
 from fedskip.fl import messages as M
-from fedskip.fl.optimizers import LayerSkipFedAdam, LayerSkipFedAvg, build_strategy
-from fedskip.fl.rounds import ClientsUnavailable, RoundPlan
+from fedskip.fl.strategy.builder import LayerSkipFedAdam, LayerSkipFedAvg, build_strategy
 
 ALL_KEYS = ["embed.w", "blk0.w", "blk1.w", "head.b"]
 

@@ -18,12 +18,12 @@ from flwr.supercore.differential_privacy import (
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
-from fedskip.fl.dp import EPSILON, add_privacy, clip_update_mod
-from fedskip.fl.optimizers import LayerSkipFedAvg
 from fedskip.fl.round_loop import RoundLoop
+from fedskip.fl.strategy.builder import LayerSkipFedAvg
+from fedskip.fl.strategy.privacy import EPSILON, add_privacy, clip_update_mod
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
-from fedskip.privacy.client_dp import (
+from fedskip.privacy.client_level import (
     ClientDPSettings,
     add_noise,
     clip_to_global,

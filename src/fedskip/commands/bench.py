@@ -9,7 +9,7 @@ from typing import Any
 
 from fedskip.bench.suites import SUITES
 from fedskip.config import Config
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 
 
 def register(subparsers: Any) -> None:

@@ -23,7 +23,7 @@ from fedskip.errors import DataError
 from fedskip.train.metrics import MULTI_LABEL_THRESHOLD
 
 if TYPE_CHECKING:
-    from fedskip.rundir import Exported
+    from fedskip.records.rundir import Exported
 
 
 def register(subparsers: Any) -> None:
@@ -75,7 +75,7 @@ def predict_note(
     """:func:`predict_text` of the exported ``model`` on one note, after refusing an empty or
     oversized note (errors name ``source``: the file, ``--text`` or ``predict``)."""
     from fedskip.data.io import check_note_size
-    from fedskip.rundir import load_export
+    from fedskip.records.rundir import load_export
 
     if not text.strip():
         raise DataError(f"{source}: the input text is empty")

@@ -64,7 +64,7 @@ def resume_config(args: argparse.Namespace) -> Config:
     cfg = Config.from_mapping(saved)
     if cfg.method not in FEDERATED:
         raise ConfigError(f"--resume: method={cfg.method} runs are not resumable; run it again")
-    from fedskip.fl.checkpoint import DIR, find_checkpoint
+    from fedskip.records.checkpoint import DIR, find_checkpoint
 
     if find_checkpoint(folder) is None:
         raise ConfigError(f"{folder / DIR}: no checkpoint to resume from (no round completed)")

@@ -2,7 +2,7 @@
 
 Per round (:class:`fedskip.fl.round_loop.RoundLoop`; under ``secagg=true`` the training
 exchange is SecAgg+, :mod:`fedskip.fl.secagg_server`): the strategy trains and aggregates
-(:mod:`fedskip.fl.strategy`, wrapped for DP by :mod:`fedskip.fl.dp`), clients evaluate the
+(:mod:`fedskip.fl.strategy.core`, wrapped for DP by :mod:`fedskip.fl.strategy.privacy`), clients evaluate the
 global model on their test splits, the server evaluates it on the held-out global test set; then
 one row goes to ``metrics.jsonl`` and a checkpoint to ``checkpoint/``. At the end the global
 model is exported to ``model/`` (loadable with plain transformers) and ``summary.json`` written
@@ -23,20 +23,8 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedskip.config import Config
-from fedskip.fl import messages
-from fedskip.fl.checkpoint import (
-    Checkpoint,
-    capture_rng,
-    load_checkpoint,
-    remove_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
-from fedskip.fl.dp import privacy_summary, unnoised
-from fedskip.fl.optimizers import build_strategy
-from fedskip.fl.planning import LayerPlanner
-from fedskip.fl.progress import RoundReporter, human_bytes
-from fedskip.fl.records import (
+from fedskip.federation.planning import LayerPlanner
+from fedskip.federation.round_rows import (
     personal_eval,
     personal_summary,
     round_row,
@@ -44,13 +32,25 @@ from fedskip.fl.records import (
     summarize,
     truncate_metrics,
 )
+from fedskip.federation.round_types import RoundRecord
+from fedskip.fl import messages
+from fedskip.fl.progress import RoundReporter, human_bytes
 from fedskip.fl.round_loop import Exchange, RoundLoop, plain_exchange
-from fedskip.fl.rounds import RoundRecord
-from fedskip.fl.strategy import LayerSkipStrategy
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.builder import build_strategy
+from fedskip.fl.strategy.core import LayerSkipStrategy
+from fedskip.fl.strategy.privacy import privacy_summary, unnoised
+from fedskip.fl.strategy.wrapper import StrategyWrapper
 from fedskip.pipeline import Prepared
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.checkpoint import (
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    remove_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import MetricsRow, RunSummary
 from fedskip.train.plateau import ValidationChoice
 from fedskip.trainability import ModelBundle, load_bundle
 

@@ -9,7 +9,7 @@ the SuperLink side; it writes the same rows and summary.
 from __future__ import annotations
 
 from fedskip.config import Config
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 
 FEDERATED = ("layerskip", "fedavg", "fedprox", "lora")
 """The methods trained as a federation."""
@@ -17,6 +17,6 @@ FEDERATED = ("layerskip", "fedavg", "fedprox", "lora")
 
 def run_simulation(cfg: Config) -> RunSummary:
     """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``."""
-    from fedskip.fl.simulation import simulate
+    from fedskip.runs.simulation import simulate
 
     return RunSummary(simulate(cfg))

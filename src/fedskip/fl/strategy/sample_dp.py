@@ -30,8 +30,8 @@ from flwr.serverapp import Grid
 from fedskip.errors import PrivacyBudgetExceeded
 from fedskip.fl.flower_compat import aggregate_metricrecords
 from fedskip.fl.messages import metric_dict
-from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.core import LayerSkipStrategy, UpdateRule
+from fedskip.fl.strategy.wrapper import StrategyWrapper
 from fedskip.privacy.accounting import epsilon_for
 from fedskip.privacy.dpsgd import CROWDED_STEP_RATE, DPSGD, DPSGDSettings
 from fedskip.privacy.units import RESOLVED_UNITS, unit_code, unit_name

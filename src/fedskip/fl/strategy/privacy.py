@@ -1,8 +1,8 @@
 """Differential privacy in the Flower app — the entry points (the maths is :mod:`fedskip.privacy`).
 
 - :func:`add_privacy` wraps a fedskip strategy as the config asks: ``dp=sample`` →
-  :class:`fedskip.fl.dp_sample.SampleDPStrategy` (max-ε metrics, DP-SGD steps ledger, budget
-  check); ``dp=client`` → :class:`fedskip.fl.dp_client.ClientDPStrategy` (DP-FedAvg on partial
+  :class:`fedskip.fl.strategy.sample_dp.SampleDPStrategy` (max-ε metrics, DP-SGD steps ledger, budget
+  check); ``dp=client`` → :class:`fedskip.fl.strategy.client_dp.ClientDPStrategy` (DP-FedAvg on partial
   states). Either way a round that would exceed ``target-epsilon`` is refused before anything is
   sent and the round loop ends the run cleanly after the last completed round (model exported,
   ``summary.json`` says why).
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from fedskip.fl.dp_client import CLIP_NORM, ClientDPStrategy, clip_update_mod
-from fedskip.fl.dp_sample import (
+from fedskip.fl.strategy.client_dp import CLIP_NORM, ClientDPStrategy, clip_update_mod
+from fedskip.fl.strategy.core import LayerSkipStrategy
+from fedskip.fl.strategy.sample_dp import (
     DP_STEPS,
     DP_STEPS_DONE,
     DPSGD_STATE,
@@ -33,9 +34,8 @@ from fedskip.fl.dp_sample import (
     save_dpsgd,
     with_max_epsilon,
 )
-from fedskip.fl.strategy import LayerSkipStrategy
-from fedskip.fl.strategy_wrapper import StrategyWrapper
-from fedskip.privacy.client_dp import ClientDPSettings
+from fedskip.fl.strategy.wrapper import StrategyWrapper
+from fedskip.privacy.client_level import ClientDPSettings
 
 __all__ = [
     "CLIP_NORM",

@@ -18,11 +18,11 @@ from flwr.serverapp.strategy import FedAdam, FedProx, FedYogi
 from flwr.serverapp.strategy.fedopt import FedOpt
 
 from fedskip.config import Config
-from fedskip.fl.dp import add_privacy
+from fedskip.federation.round_types import Planner
 from fedskip.fl.flower_compat import fedopt_step
-from fedskip.fl.rounds import Planner
-from fedskip.fl.strategy import LayerSkipStrategy
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.core import LayerSkipStrategy
+from fedskip.fl.strategy.privacy import add_privacy
+from fedskip.fl.strategy.wrapper import StrategyWrapper
 
 
 class LayerSkipFedAvg(LayerSkipStrategy):

@@ -7,16 +7,16 @@
   ``layer-strategy=importance`` after collecting layer scores from the sampled clients), and
   sends only what a client needs: the tensors it trains plus any tensor an earlier round moved
   away from the pretrained weights, with the layer set in the ``config`` record;
-- ``aggregate_train`` validates every reply (:mod:`fedskip.fl.validation`). A reply with wrong,
+- ``aggregate_train`` validates every reply (:mod:`fedskip.federation.validation`). A reply with wrong,
   missing or frozen tensors, a wrong shape or dtype, NaN/Inf or bad metrics is rejected and
   logged, and the round goes on with the rest — unless fewer than ``min_replies`` remain: then
   the round fails, the global model is unchanged and the failure is recorded. Accepted tensors
   are averaged per key over the replies that carry them; tensors nobody returned keep their
   global value. FedAdam / FedYogi then apply Flower's own server-optimizer step (see
-  :mod:`fedskip.fl.optimizers`);
+  :mod:`fedskip.fl.strategy.builder`);
 - ``aggregate_train`` takes an optional :class:`UpdateRule` from a wrapper (client-level DP: clip
   each accepted update, weigh it 1, noise the mean before the server step), so privacy is added by
-  wrapping the strategy (:mod:`fedskip.fl.strategy_wrapper`) rather than by subclassing it.
+  wrapping the strategy (:mod:`fedskip.fl.strategy.wrapper`) rather than by subclassing it.
 
 The round loop that drives a strategy is :class:`fedskip.fl.round_loop.RoundLoop`.
 """
@@ -41,8 +41,16 @@ from flwr.app import (
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedskip.federation.aggregation import weighted_mean_per_key
+from fedskip.federation.round_types import (
+    ClientsUnavailable,
+    Planner,
+    RoundRecord,
+    raise_client_user_error,
+    sample_clients,
+)
+from fedskip.federation.validation import NUM_EXAMPLES, check_metrics, validate_update
 from fedskip.fl import messages, stop, wire_compression
-from fedskip.fl.aggregation import weighted_mean_per_key
 from fedskip.fl.flower_compat import construct_messages
 from fedskip.fl.messages import (
     CLIENT_ID,
@@ -57,14 +65,6 @@ from fedskip.fl.messages import (
     metric_dict,
 )
 from fedskip.fl.round_loop import scalars, send_and_collect
-from fedskip.fl.rounds import (
-    ClientsUnavailable,
-    Planner,
-    RoundRecord,
-    raise_client_user_error,
-    sample_clients,
-)
-from fedskip.fl.validation import NUM_EXAMPLES, check_metrics, validate_update
 
 log = logging.getLogger(__name__)
 

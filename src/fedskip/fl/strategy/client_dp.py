@@ -36,13 +36,13 @@ from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from fedskip.errors import PrivacyBudgetExceeded
-from fedskip.fl.dp_sample import EPSILON
 from fedskip.fl.flower_compat import KEY_CLIPPING_NORM
-from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.core import LayerSkipStrategy, UpdateRule
+from fedskip.fl.strategy.sample_dp import EPSILON
+from fedskip.fl.strategy.wrapper import StrategyWrapper
 from fedskip.privacy.accounting import PrivacyAccountant
 from fedskip.privacy.checks import warn_loudly
-from fedskip.privacy.client_dp import (
+from fedskip.privacy.client_level import (
     ClientDPSettings,
     adaptive_noise,
     add_noise,
