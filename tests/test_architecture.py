@@ -125,3 +125,33 @@ def test_no_private_name_is_imported_from_another_module() -> None:
                 }
                 private += [f"{path.relative_to(SRC.parent)}: {node.module}.{n}" for n in own]
     assert private == []
+
+
+def _strategy_attribute_assignments(path: Path) -> list[str]:
+    """``x.strategy.a = ...`` / ``strategy.a = ...`` / ``x.core.a = ...`` in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        flat = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+        for target in flat:
+            if not isinstance(target, ast.Attribute):
+                continue
+            owner = target.value
+            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+            if name in ("strategy", "core"):
+                found.append(
+                    f"{path.relative_to(SRC.parent)}:{node.lineno} sets {name}.{target.attr}"
+                )
+    return found
+
+
+def test_only_the_strategy_package_configures_a_strategy() -> None:
+    """The builder (``fl/strategy/builder.py``) constructs the strategy fully configured; the
+    server loop and the other Flower adapters never set a strategy's attributes afterwards."""
+    paths = [p for p in sorted((SRC / "fl").rglob("*.py")) if "strategy" not in p.parts]
+    paths += sorted((SRC / "runs").rglob("*.py"))
+    assert [line for path in paths for line in _strategy_attribute_assignments(path)] == []

@@ -78,9 +78,10 @@ def run_rounds(cfg: Config, deltas: dict[int, float], rounds: int, **kw: Any) ->
         min_train_nodes=len(deltas),
         min_evaluate_nodes=0,
         min_available_nodes=len(deltas),
-    )
-    strategy.setup_layerskip(
-        planner=TwoTensorPlanner(), all_keys=["w", "u", "frozen"], min_replies=1, seed=0
+        planner=TwoTensorPlanner(),
+        all_keys=["w", "u", "frozen"],
+        min_replies=1,
+        seed=0,
     )
     strategy = add_privacy(strategy, cfg, rng=np.random.default_rng(kw.pop("seed", 0)))
     grid = LocalGrid(delta_client_app(deltas, kw.pop("mods", None)), len(deltas), {})

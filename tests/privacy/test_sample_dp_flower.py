@@ -146,8 +146,11 @@ def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
         min_train_nodes=2,
         min_evaluate_nodes=0,
         min_available_nodes=2,
+        planner=TwoTensorPlanner(),
+        all_keys=["w", "u"],
+        min_replies=1,
+        seed=0,
     )
-    strategy.setup_layerskip(planner=TwoTensorPlanner(), all_keys=["w", "u"], min_replies=1, seed=0)
     strategy = add_privacy(strategy, cfg)
     grid = WireGrid(delta_client_app({0: 0.5, 1: 0.25}, metrics=reported), 2, {})
     initial = ArrayRecord(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,19 +204,22 @@ def setup(cfg: Config) -> ServerRun:
         # the server trains nothing; the flags mark which tensors the global state can change,
         # so server-side evaluation caches the frozen prefix below them
         param.requires_grad_(name in in_play)
-    strategy = build_strategy(
-        cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
-    )
+    base = None
     if cfg.wire_compression != "none":  # [compression] instructions travel as global - base
         from fedskip.fl.wire_compression import base_values
 
-        strategy.core.compression = cfg.wire_compression
-        strategy.core.base = base_values(bundle.model, planner.candidate_keys())
+        base = base_values(bundle.model, planner.candidate_keys())
     from fedskip.fl.site_eval import sites_scored_here
 
     score_sites = sites_scored_here(cfg, prepared)
-    if score_sites:  # evaluate once: no federated-evaluation messages
-        strategy.core.fraction_evaluate, strategy.core.min_evaluate_nodes = 0.0, 0
+    strategy = build_strategy(
+        cfg,
+        planner=planner,
+        all_keys=all_keys,
+        num_clients=prepared.num_clients,
+        base=base,
+        client_evaluation=not score_sites,  # evaluate once: no federated-evaluation messages
+    )
     rundir = RunDir(cfg.out)
     primary = primary_metric(prepared.task_info)
     reporter = RoundReporter(quiet=cfg.quiet, primary=primary)
@@ -239,9 +241,6 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     if not cfg.resume:
         run.rundir.write_config(cfg)
         remove_checkpoint(run.rundir.path)
-        if cfg.personalize != "none" or cfg.wire_compression != "none":
-            # a fresh run: the sites start without personal state or error-feedback residuals
-            run.strategy.core.run_token = uuid.uuid4().hex[:12]
         return messages.to_array_record(fresh), 0
     ckpt = load_checkpoint(run.rundir.path)
     if set(ckpt.global_state) != set(fresh):
