@@ -18,9 +18,11 @@ from flwr.supercore.differential_privacy import (
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
+from fedskip.fl.dpsgd_node import EPSILON
 from fedskip.fl.round_loop import RoundLoop
 from fedskip.fl.strategy.builder import LayerSkipFedAvg
-from fedskip.fl.strategy.privacy import EPSILON, add_privacy, clip_update_mod
+from fedskip.fl.strategy.client_dp import clip_update_mod
+from fedskip.fl.strategy.privacy import add_privacy
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.privacy.client_level import (

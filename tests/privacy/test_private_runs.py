@@ -14,8 +14,8 @@ import torch
 
 from fedskip.config import Config
 from fedskip.fl.client_app import build_client_app
+from fedskip.fl.dpsgd_node import DPSGD_STATE
 from fedskip.fl.server import run_server
-from fedskip.fl.strategy.privacy import DPSGD_STATE
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
 from tests.fl.local_grid import LocalGrid

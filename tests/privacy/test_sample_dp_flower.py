@@ -11,19 +11,11 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, Re
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
+from fedskip.fl.dpsgd_node import DP_STEPS_DONE, DPSGD_STATE, dpsgd_for, dpsgd_metrics, save_dpsgd
 from fedskip.fl.round_loop import RoundLoop
 from fedskip.fl.strategy.builder import LayerSkipFedAvg
-from fedskip.fl.strategy.privacy import (
-    DP_STEPS_DONE,
-    DPSGD_STATE,
-    DPStepsLedger,
-    add_privacy,
-    dpsgd_for,
-    dpsgd_metrics,
-    privacy_summary,
-    save_dpsgd,
-    with_max_epsilon,
-)
+from fedskip.fl.strategy.privacy import add_privacy, privacy_summary
+from fedskip.fl.strategy.sample_dp import DPStepsLedger, with_max_epsilon
 from fedskip.privacy.accounting import epsilon_for, noise_multiplier_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.train.engine import TrainSettings, train

@@ -228,7 +228,7 @@ def train_round(
     personal: Mapping[str, torch.Tensor] | None = None,
 ) -> ClientResult:
     """Local training from the global tensors; returns exactly the trained shared tensors.
-    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.privacy.dpsgd_for`) or None;
+    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.dpsgd_node.dpsgd_for`) or None;
     ``personal``: the site's personal tensors of earlier rounds (``personalize``), loaded over
     the global ones and returned updated in :attr:`ClientResult.personal`."""
     from fedskip.models.loading import resolve_device

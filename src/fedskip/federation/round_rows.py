@@ -70,7 +70,7 @@ DP_STEP_METRICS = {
     "dp-clipped-share": "clipped_share",
     "dp-unit-norm": "unit_norm",
 }
-"""Train-reply metrics of DP-SGD clients (:func:`fedskip.fl.strategy.sample_dp.dpsgd_metrics`) and their
+"""Train-reply metrics of DP-SGD clients (:func:`fedskip.fl.dpsgd_node.dpsgd_metrics`) and their
 names in a round row's ``dp_step``."""
 
 

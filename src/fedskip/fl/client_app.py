@@ -35,6 +35,7 @@ from fedskip.federation.client import (
 from fedskip.federation.round_types import CLIENT_USER_ERROR
 from fedskip.federation.validation import NUM_EXAMPLES
 from fedskip.fl import wire_compression
+from fedskip.fl.dpsgd_node import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
 from fedskip.fl.messages import (
     ARRAYS,
     CLIENT_ID,
@@ -50,7 +51,6 @@ from fedskip.fl.messages import (
 )
 from fedskip.fl.personal import ERROR_FEEDBACK, site_files, site_state
 from fedskip.fl.secagg import secagg_dispatch_mod
-from fedskip.fl.strategy.privacy import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
 from fedskip.fl.worker_log import WORKER_LOG_ENV, attach_worker_log
 
 log = logging.getLogger(__name__)

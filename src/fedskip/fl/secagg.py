@@ -80,8 +80,8 @@ class SecAggClient(NumPyClient):
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         from fedskip.federation.client import train_round
+        from fedskip.fl.dpsgd_node import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
         from fedskip.fl.personal import site_state
-        from fedskip.fl.strategy.privacy import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
 
         payload, train_keys = _keys(config[PAYLOAD_KEYS]), _keys(config[TRAIN_KEYS])
         received = {
