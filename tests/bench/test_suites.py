@@ -338,8 +338,8 @@ def test_bench_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from fedskip.rundir import RunDir
-    from fedskip.runs.schema import MetricsRow, RunSummary
+    from fedskip.records.rundir import RunDir
+    from fedskip.records.schema import MetricsRow, RunSummary
 
     def trainer(cfg: Config) -> dict[str, Any]:  # what every real trainer does with its rows
         run = RunDir(cfg.out)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedskip.fl.validation import TensorSpec, check_metrics, validate_update
+from fedskip.federation.validation import TensorSpec, check_metrics, validate_update
 
 EXPECTED = {"block.w": TensorSpec((2, 3)), "head.b": TensorSpec((2,))}
 FROZEN = {"embed.w", "block0.w"}

@@ -15,12 +15,13 @@ from flwr.supercore.differential_privacy import (
 )
 
 from fedskip.config import Config
-from fedskip.fl.dp import EPSILON, add_privacy
-from fedskip.fl.optimizers import LayerSkipFedAvg
+from fedskip.fl.dpsgd_node import EPSILON
 from fedskip.fl.round_loop import RoundLoop
+from fedskip.fl.strategy.builder import LayerSkipFedAvg
+from fedskip.fl.strategy.privacy import add_privacy
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
-from fedskip.privacy.client_dp import (
+from fedskip.privacy.client_level import (
     ClientDPSettings,
     add_noise,
     clip_to_global,
@@ -75,9 +76,10 @@ def run_rounds(cfg: Config, deltas: dict[int, float], rounds: int, **kw: Any) ->
         min_train_nodes=len(deltas),
         min_evaluate_nodes=0,
         min_available_nodes=len(deltas),
-    )
-    strategy.setup_layerskip(
-        planner=TwoTensorPlanner(), all_keys=["w", "u", "frozen"], min_replies=1, seed=0
+        planner=TwoTensorPlanner(),
+        all_keys=["w", "u", "frozen"],
+        min_replies=1,
+        seed=0,
     )
     strategy = add_privacy(strategy, cfg, rng=np.random.default_rng(kw.pop("seed", 0)))
     grid = LocalGrid(delta_client_app(deltas, kw.pop("mods", None)), len(deltas), {})

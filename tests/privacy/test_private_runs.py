@@ -14,7 +14,7 @@ import torch
 
 from fedskip.config import Config
 from fedskip.fl.client_app import build_client_app
-from fedskip.fl.dp import DPSGD_STATE
+from fedskip.fl.dpsgd_node import DPSGD_STATE
 from fedskip.fl.server import run_server
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning

@@ -10,7 +10,7 @@ from typing import Any
 from fedskip.bench.suites import SUITES
 from fedskip.commands.common import add_set_arg
 from fedskip.config import Config
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 
 
 def register(subparsers: Any) -> None:

@@ -17,7 +17,7 @@ from fedskip.data.types import ClsDataset, Dataset, NerDataset
 from fedskip.errors import DataError, print_warning
 
 if TYPE_CHECKING:
-    from fedskip.rundir import Exported
+    from fedskip.records.rundir import Exported
 
 
 def register(subparsers: Any) -> None:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             f"{metrics.get('f1', 0.0):.4f} measures nothing"
         )
     if args.json:
-        from fedskip.rundir import to_jsonable
+        from fedskip.records.rundir import to_jsonable
 
         print(json.dumps(to_jsonable(metrics), indent=2))
     else:
@@ -91,7 +91,7 @@ def evaluate_export(
     the model's codes are left out (counted in ``dropped_documents``)."""
     from fedskip.data.readers import log_warnings, read_sites
     from fedskip.pipeline import ALL_CODES, collator, encode_docs
-    from fedskip.rundir import load_export
+    from fedskip.records.rundir import load_export
     from fedskip.train.engine import evaluate
 
     if batch_size < 1:

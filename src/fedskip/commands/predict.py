@@ -25,7 +25,7 @@ from fedskip.train.metrics import MULTI_LABEL_THRESHOLD
 if TYPE_CHECKING:
     from fedskip.data.encode import EncodedCls, EncodedNer
     from fedskip.data.types import ClsDocument, NerDocument
-    from fedskip.rundir import Exported
+    from fedskip.records.rundir import Exported
 
     Doc = NerDocument | ClsDocument
     Encoded = EncodedNer | EncodedCls
@@ -74,7 +74,7 @@ def predict_note(
     """:func:`predict_text` of the exported ``model`` on one note, after refusing an empty or
     oversized note (errors name ``source``: the file, ``--text`` or ``predict``)."""
     from fedskip.data.io import check_note_size
-    from fedskip.rundir import load_export
+    from fedskip.records.rundir import load_export
 
     if not text.strip():
         raise DataError(f"{source}: the input text is empty")

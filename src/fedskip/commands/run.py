@@ -63,7 +63,7 @@ def resume_config(args: argparse.Namespace) -> Config:
     cfg = Config.from_mapping(saved)
     if not cfg.method_kind.federated:
         raise ConfigError(f"--resume: method={cfg.method} runs are not resumable; run it again")
-    from fedskip.fl.checkpoint import DIR, find_checkpoint
+    from fedskip.records.checkpoint import DIR, find_checkpoint
 
     if find_checkpoint(folder) is None:
         raise ConfigError(f"{folder / DIR}: no checkpoint to resume from (no round completed)")

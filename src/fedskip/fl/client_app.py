@@ -2,7 +2,7 @@
 
 ``app`` is the ClientApp named in ``pyproject.toml`` (``flwr run .``); :func:`build_client_app`
 builds the same app with a resolved run config for ``fedskip run`` (see
-:mod:`fedskip.fl.simulation`). The work itself is Flower-free (:mod:`fedskip.fl.client`).
+:mod:`fedskip.runs.simulation`). The work itself is Flower-free (:mod:`fedskip.federation.client`).
 
 Only tensors of the model and numbers leave a client. When the work fails, the error reply
 names the exception type and the stage only: the message of the exception — which could quote
@@ -23,8 +23,7 @@ from flwr.clientapp import ClientApp
 
 from fedskip.config import Config, Scalar
 from fedskip.errors import FedskipError
-from fedskip.fl import wire_compression
-from fedskip.fl.client import (
+from fedskip.federation.client import (
     ClientResult,
     client_data_from_node_config,
     evaluate_round,
@@ -33,7 +32,10 @@ from fedskip.fl.client import (
     site_config,
     train_round,
 )
-from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
+from fedskip.federation.round_types import CLIENT_USER_ERROR
+from fedskip.federation.validation import NUM_EXAMPLES
+from fedskip.fl import wire_compression
+from fedskip.fl.dpsgd_node import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
 from fedskip.fl.messages import (
     ARRAYS,
     CLIENT_ID,
@@ -48,9 +50,7 @@ from fedskip.fl.messages import (
     to_metric_record,
 )
 from fedskip.fl.personal import ERROR_FEEDBACK, site_files, site_state
-from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.secagg import secagg_dispatch_mod
-from fedskip.fl.validation import NUM_EXAMPLES
 from fedskip.fl.worker_log import WORKER_LOG_ENV, attach_worker_log
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
-from fedskip.fl.validation import NUM_EXAMPLES, TensorSpec
+from fedskip.federation.validation import NUM_EXAMPLES, TensorSpec
 
 ARRAYS = "arrays"
 CONFIG = "config"

@@ -11,7 +11,7 @@ reconstructed from the shares the others hold.
 Flower 1.42 offers SecAgg+ only on its legacy path, so the training exchange of each round runs
 Flower's ``SecAggPlusWorkflow`` (:mod:`fedskip.fl.secagg_server`; the rest of the run is the
 main path) and, on the client, a ``NumPyClient`` behind ``secaggplus_mod``. The work is
-fedskip's core (:mod:`fedskip.fl.client`: the same training engine, DP-SGD hook and layer plan).
+fedskip's core (:mod:`fedskip.federation.client`: the same training engine, DP-SGD hook and layer plan).
 Identification and federated evaluation are plain messages, handled by the normal ClientApp
 handlers. What travels is fixed per round and identical for all clients, as SecAgg+ needs:
 
@@ -42,6 +42,7 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
+from fedskip.federation.validation import NUM_EXAMPLES
 from fedskip.fl.messages import (
     CLIENT_ID,
     PROXIMAL_MU,
@@ -49,8 +50,7 @@ from fedskip.fl.messages import (
     TRAIN_LAYERS,
     numeric_metrics,
 )
-from fedskip.fl.validation import NUM_EXAMPLES
-from fedskip.privacy.client_dp import clip_update
+from fedskip.privacy.client_level import clip_update
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SecAggClient(NumPyClient):
 
     def __init__(self, context: Context) -> None:
         from fedskip.config import Config
-        from fedskip.fl.client import client_data_from_node_config, runtime_for
+        from fedskip.federation.client import client_data_from_node_config, runtime_for
 
         self.context = context
         self.cfg = Config.from_mapping(context.run_config)
@@ -79,8 +79,8 @@ class SecAggClient(NumPyClient):
     def fit(
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
-        from fedskip.fl.client import train_round
-        from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
+        from fedskip.federation.client import train_round
+        from fedskip.fl.dpsgd_node import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
         from fedskip.fl.personal import site_state
 
         payload, train_keys = _keys(config[PAYLOAD_KEYS]), _keys(config[TRAIN_KEYS])

@@ -17,8 +17,8 @@ from fedskip.config import Config
 from fedskip.data.encode import EncodedCls, EncodedNer
 from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
+from fedskip.records.schema import RunSummary
 from fedskip.runs.epochs import EpochLog
-from fedskip.runs.schema import RunSummary
 from fedskip.train.engine import TrainResult
 from fedskip.trainability import ModelBundle
 
@@ -29,7 +29,7 @@ def run_centralized(cfg: Config) -> RunSummary:
     from fedskip.pipeline import activation_cache, collator, encode, prepare
     from fedskip.privacy.dpsgd import local_dpsgd
     from fedskip.privacy.units import bind_units
-    from fedskip.rundir import RunDir
+    from fedskip.records.rundir import RunDir
     from fedskip.train.engine import TrainSettings, train
     from fedskip.train.metrics import primary_metric
     from fedskip.trainability import build_trainable

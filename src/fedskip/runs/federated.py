@@ -10,11 +10,11 @@ the SuperLink side; it writes the same rows and summary.
 from __future__ import annotations
 
 from fedskip.config import Config
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 
 
 def run_simulation(cfg: Config) -> RunSummary:
     """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``."""
-    from fedskip.fl.simulation import simulate
+    from fedskip.runs.simulation import simulate
 
     return RunSummary(simulate(cfg))

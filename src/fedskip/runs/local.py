@@ -18,8 +18,8 @@ from typing import Any
 from fedskip.config import Config
 from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import RunSummary
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import RunSummary
 
 
 def run_local(cfg: Config) -> RunSummary:

@@ -1,7 +1,5 @@
-"""Client-level DP (DP-FedAvg): clip each hospital's update, add Gaussian noise to the aggregate.
-
-if TYPE_CHECKING:
-    from fedskip.config import Config
+"""Client-level DP (DP-FedAvg): clip each hospital's update, add Gaussian noise to the aggregate
+(the maths, Flower-free; the Flower strategy wrapper is :mod:`fedskip.fl.strategy.client_dp`).
 
 What is protected, against whom: the global model released after every round is (ε, δ)-DP with
 respect to the *whole contribution of one hospital* (all its notes at once) — against the other

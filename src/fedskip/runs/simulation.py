@@ -27,9 +27,9 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError, print_warning
+from fedskip.federation.client import THREADS_ENV
+from fedskip.federation.round_types import CLIENT_USER_ERROR
 from fedskip.fl import stop
-from fedskip.fl.client import THREADS_ENV
-from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.worker_log import LOG_FORMAT, LOGGERS, WORKER_LOG_ENV, file_handler
 
 LOG_FILE = "run.log"

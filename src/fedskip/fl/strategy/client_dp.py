@@ -28,13 +28,13 @@ from flwr.app import (
 from flwr.serverapp import Grid
 
 from fedskip.errors import PrivacyBudgetExceeded
-from fedskip.fl.dp_sample import EPSILON
+from fedskip.fl.dpsgd_node import EPSILON
 from fedskip.fl.flower_compat import KEY_CLIPPING_NORM
-from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.core import LayerSkipStrategy, UpdateRule
+from fedskip.fl.strategy.wrapper import StrategyWrapper
 from fedskip.privacy.accounting import PrivacyAccountant
 from fedskip.privacy.checks import warn_loudly
-from fedskip.privacy.client_dp import (
+from fedskip.privacy.client_level import (
     ClientDPSettings,
     adaptive_noise,
     add_noise,
@@ -49,13 +49,15 @@ from fedskip.privacy.client_dp import (
 log = logging.getLogger(__name__)
 
 CLIP_NORM = "dp-clip-norm"
+"""Round-metric key: the clip norm C used this round (adaptive clipping moves it between rounds)."""
+DP_CLIENTS = "dp-clients"
+"""Round-metric key: how many clipped updates the round's noised mean averaged (m in σ·C/m)."""
 CLIP_TOLERANCE = 1e-4
+"""Relative slack when checking that a client-clipped update respects the clip norm (fp32)."""
 MEANINGFUL_CLIENTS = 50
 """Clients per round below which client-level DP is loudly flagged: the unit is a whole hospital,
 and with few of them the noise that hides one (σ·C/m on the mean) either swamps the model or,
 at a usable σ, leaves ε describing a handful of hospitals — not a patient-level guarantee."""
-DP_CLIENTS = "dp-clients"
-"""Relative slack when checking that a client-clipped update respects the clip norm (fp32)."""
 
 
 class ClientDPStrategy(StrategyWrapper):
