@@ -53,11 +53,11 @@ def measure_variant(
     import torch
 
     from fedskip.pipeline import activation_cache
-    from fedskip.train import prefix_cache as pc
+    from fedskip.train import activation_store as st
     from fedskip.train.engine import TrainSettings, evaluate, train
     from fedskip.trainability import build_trainable
 
-    pc.STORE.clear()
+    st.STORE.clear()
     device = cfg.device
     cuda = device.startswith("cuda")
     if cuda:
@@ -94,7 +94,7 @@ def measure_variant(
         "epoch2_s": times[1],
         "step_s": times[1] / steps,
         "eval_s": eval_s,
-        "cache_mb": pc.STORE.memory_bytes / 2**20,
+        "cache_mb": st.STORE.memory_bytes / 2**20,
         "cuda_peak_mb": peak,
     }
 

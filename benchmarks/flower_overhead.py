@@ -1,9 +1,9 @@
 """Flower round overhead: ``fedskip run`` on the Simulation Engine versus the same client work
 called in-process, side by side in one invocation.
 
-Both sides do the same rounds: every client runs :func:`fedskip.fl.client.train_round` (the
+Both sides do the same rounds: every client runs :func:`fedskip.federation.client.train_round` (the
 function the ClientApp calls) from the same global tensors, the updates are averaged with
-:func:`fedskip.fl.aggregation.weighted_mean_per_key`, and the global model is scored on the
+:func:`fedskip.federation.aggregation.weighted_mean_per_key`, and the global model is scored on the
 global test set (with the same activation cache as the server's evaluation). The in-process
 side does only that, sequentially with ``--threads`` threads; the Flower side adds what a real
 run has: Ray start-up, messages and their (de)serialization, reply validation, clients in
@@ -43,9 +43,9 @@ def in_process(cfg: Any, threads: int) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from fedskip.fl.aggregation import merge_state, weighted_mean_per_key
-    from fedskip.fl.client import ClientData, ClientRuntime, train_round
-    from fedskip.fl.planning import LayerPlanner
+    from fedskip.federation.aggregation import merge_state, weighted_mean_per_key
+    from fedskip.federation.client import ClientData, ClientRuntime, train_round
+    from fedskip.federation.planning import LayerPlanner
     from fedskip.models.freeze import load_trainable_state
     from fedskip.pipeline import activation_cache, collator, encode
     from fedskip.train.engine import evaluate
@@ -95,7 +95,7 @@ def in_process(cfg: Any, threads: int) -> dict[str, Any]:
 
 
 def with_flower(cfg: Any) -> dict[str, Any]:
-    from fedskip.fl.simulation import simulate
+    from fedskip.runs.simulation import simulate
 
     started = time.perf_counter()
     summary = simulate(cfg)

@@ -22,7 +22,7 @@ from common import MIB, TreeMemorySampler, layerskip_config, publish, run_worker
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
-    from fedskip.fl.simulation import simulate
+    from fedskip.runs.simulation import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = layerskip_config(args, tmp, partition="iid", clients=args.num_clients)

@@ -14,16 +14,19 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "fedskip"
 
 CORE = ("data", "models", "selection", "train", "privacy")
+ABOVE_RECORDS = ("federation", "fl", "runs", "bench", "commands", "deploy")
 FORBIDDEN = {
-    **{core: ("fl", "bench", "commands", "deploy", "runs") for core in CORE},
-    "fl": ("bench", "commands", "deploy", "runs"),
+    **{core: ("records", *ABOVE_RECORDS) for core in CORE},
+    "records": ABOVE_RECORDS,
+    "federation": ("fl", "runs", "bench", "commands", "deploy"),
+    "fl": ("runs", "bench", "commands", "deploy"),
     "runs": ("bench", "commands", "deploy"),
     "bench": ("commands", "deploy"),
 }
-"""Package → the fedskip packages it may not import."""
-
-SHARED = ("fedskip.runs.schema",)
-"""Modules any layer may import: the record schema of the run directory (no code above it)."""
+"""Package → the fedskip packages it may not import: core → ``records`` (run directory, row and
+summary schema, checkpoint) → ``federation`` (a round's work without Flower) → ``fl`` (the
+Flower adapters and strategy) → ``runs`` (one entry per method) → ``bench`` / ``deploy`` →
+``commands``."""
 
 BENCH_SUITES = ("spec", "groups", "suites", "expansion")
 BENCH_FORBIDDEN = (
@@ -41,9 +44,9 @@ BENCH_FORBIDDEN = (
 """Inside ``bench/``: what a suite is, the catalogue and its expansion (:data:`BENCH_SUITES`)
 never import the modules that train suites or read and render their runs."""
 
-FLOWER_FREE = (*CORE, "bench")
+FLOWER_FREE = (*CORE, "records", "federation", "bench")
 """Packages that never import Flower (``flwr``) — nor do the modules directly in ``fedskip/``
-(config, pipeline, trainability, rundir, ...). Flower's dataset partitioners (``flwr_datasets``,
+(config, pipeline, trainability, ...). Flower's dataset partitioners (``flwr_datasets``,
 a separate library) may be used by ``data``."""
 
 
@@ -75,8 +78,6 @@ def test_no_upward_import(layer: str) -> None:
     upward = []
     for path in sorted((SRC / layer).rglob("*.py")):
         for name, line in _imports(path):
-            if name in SHARED or name.startswith(tuple(s + "." for s in SHARED)):
-                continue
             if _package(name) in FORBIDDEN[layer]:
                 upward.append(f"{path.relative_to(SRC.parent)}:{line} imports {name}")
     assert upward == []
@@ -125,3 +126,33 @@ def test_no_private_name_is_imported_from_another_module() -> None:
                 }
                 private += [f"{path.relative_to(SRC.parent)}: {node.module}.{n}" for n in own]
     assert private == []
+
+
+def _strategy_attribute_assignments(path: Path) -> list[str]:
+    """``x.strategy.a = ...`` / ``strategy.a = ...`` / ``x.core.a = ...`` in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        flat = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+        for target in flat:
+            if not isinstance(target, ast.Attribute):
+                continue
+            owner = target.value
+            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+            if name in ("strategy", "core"):
+                found.append(
+                    f"{path.relative_to(SRC.parent)}:{node.lineno} sets {name}.{target.attr}"
+                )
+    return found
+
+
+def test_only_the_strategy_package_configures_a_strategy() -> None:
+    """The builder (``fl/strategy/builder.py``) constructs the strategy fully configured; the
+    server loop and the other Flower adapters never set a strategy's attributes afterwards."""
+    paths = [p for p in sorted((SRC / "fl").rglob("*.py")) if "strategy" not in p.parts]
+    paths += sorted((SRC / "runs").rglob("*.py"))
+    assert [line for path in paths for line in _strategy_attribute_assignments(path)] == []

@@ -14,7 +14,7 @@ import torch
 
 from fedskip.cli import main
 from fedskip.config import Config
-from fedskip.rundir import RunDir
+from fedskip.records.rundir import RunDir
 
 # (text line, [(first token, last token, type)])
 LINES = [

@@ -72,6 +72,11 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
         "use dp=sample (DP-SGD) for centralized or local training",
     ),
     (
+        "_client_dp_samples_clients",
+        {"dp": "client", "fraction_train": 0.0},
+        "config key 'fraction-train': 0.0 must be > 0 with dp=client",
+    ),
+    (
         "_compression_with_client_dp",
         {"dp": "client", "compression": "int8"},
         "config key 'compression': int8 cannot be combined with dp=client (clipping and noise "
@@ -118,6 +123,12 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
         "method=local trains already); set personalize=none",
     ),
     (
+        "_lora_needs_static_layers",
+        {"lora_rank": 4, "layer_strategy": "importance", "method": "centralized"},
+        "config key 'lora-rank': LoRA inside selected blocks needs a static layer-strategy "
+        "(top, bottom, interleaved, explicit), not importance",
+    ),
+    (
         "_personalize_needs_client_eval",
         {"personalize": "norms", "eval_clients": False},
         "config key 'eval-clients': personalize needs eval-clients=true (only a site can score "
@@ -155,6 +166,12 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
         {"val_fraction": 0.1, "data": "sites"},
         "config key 'val-fraction': not supported with data=sites (the coordinator holds no "
         "data to score a validation split on); set val-fraction=0 and patience=0",
+    ),
+    (
+        "_pooled_training_needs_data_here",
+        {"method": "centralized", "data": "sites", "labels": "problem"},
+        "config key 'data': centralized training needs the data here; data=sites keeps it at "
+        "the sites (give a dataset path or synth)",
     ),
 ]
 IDS = [f"{rule}-{i}" for i, (rule, _, _) in enumerate(RULES)]

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from fedskip.federation.round_rows import headline
 from fedskip.finish import GLOBAL_TEST, SITES, Headline
-from fedskip.fl.records import headline
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.schema import MetricsRow, RunSummary
 
 
 def test_without_validation_final_is_the_last_step_and_best_the_peak_of_the_curve() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from fedskip.commands.common import leave_report
 from fedskip.config import Config
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 from tests.bench.rundirs import federated_run
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fedskip.config import Config
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.schema import MetricsRow, RunSummary
 
 PER_TYPE = {"problem": {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": 65}}
 SCORES = {"f1": 0.25, "precision": 0.5, "recall": 0.125, "per_type": PER_TYPE, "sentences": 125}
@@ -119,7 +119,7 @@ def test_summary_accessors() -> None:
 
 def test_infinite_epsilon_is_written_as_inf_and_read_back(tmp_path: Path) -> None:
     from fedskip.bench.records import load_run
-    from fedskip.rundir import RunDir
+    from fedskip.records.rundir import RunDir
 
     row = MetricsRow.from_json({**DP_ROUND_ROW, "epsilon": "inf"})
     assert row.epsilon == math.inf
@@ -204,7 +204,7 @@ def test_lora_rank_trains_adapters_in_the_selected_blocks_only(
 def test_fedskip_centralized_with_lora_rank_trains_adapters_only(lora_cfg: Config) -> None:
     from fedskip.cli import main
     from fedskip.models.loading import load_model
-    from fedskip.rundir import load_export
+    from fedskip.records.rundir import load_export
 
     out = Path(lora_cfg.out)
     sets = [

@@ -10,11 +10,11 @@ import pytest
 from fedskip.cli import main
 from fedskip.config import Config
 from fedskip.errors import ConfigError
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import MetricsRow, RunSummary
 from fedskip.tracking import round_scalars
 
-# Two federated rows as fedskip.fl.records.round_row writes them (values exact in float32, also
+# Two federated rows as fedskip.federation.round_rows.round_row writes them (values exact in float32, also
 # the byte counts in MB).
 ROWS: list[dict[str, Any]] = [
     MetricsRow(

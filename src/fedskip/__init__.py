@@ -17,11 +17,11 @@ __all__ = ["Config", "RunSummary", "__version__", "evaluate", "predict", "run"]
 if TYPE_CHECKING:
     from fedskip.api import evaluate, predict, run
     from fedskip.config import Config
-    from fedskip.runs.schema import RunSummary
+    from fedskip.records.schema import RunSummary
 
 _LAZY = {
     "Config": "fedskip.config",
-    "RunSummary": "fedskip.runs.schema",
+    "RunSummary": "fedskip.records.schema",
     "run": "fedskip.api",
     "evaluate": "fedskip.api",
     "predict": "fedskip.api",

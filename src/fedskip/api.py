@@ -1,6 +1,6 @@
 """The Python API for notebooks and scripts, re-exported by ``fedskip``: :func:`run`,
 :func:`evaluate`, :func:`predict` (and :class:`~fedskip.config.Config`,
-:class:`~fedskip.runs.schema.RunSummary`).
+:class:`~fedskip.records.schema.RunSummary`).
 
 The same work as ``fedskip run`` / ``evaluate`` / ``predict``, returning Python objects instead
 of printing; user errors raise :class:`fedskip.errors.FedskipError` subclasses with the CLI's
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config, load_config
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 
 ConfigLike = Config | Mapping[str, Any] | str | Path | None
 

@@ -29,7 +29,7 @@ from fedskip.config import Config
 from fedskip.data.canaries import is_canary
 from fedskip.privacy.audit import count_correct, epsilon_lower_bound, guess_membership
 from fedskip.privacy.membership import document_losses, loss_auc
-from fedskip.runs.schema import as_number
+from fedskip.records.schema import as_number
 
 if TYPE_CHECKING:
     from torch import nn

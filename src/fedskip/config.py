@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.errors import ConfigError
+from fedskip.methods import METHODS as METHOD_TABLE
+from fedskip.methods import Method
 
 Scalar = str | int | float | bool
 
@@ -28,7 +30,7 @@ LABELS = ("category", "icd9")
 TRUNCATIONS = ("head", "tail", "head-tail")  # fedskip.data.encode.TRUNCATIONS
 LR_SCHEDULES = ("run", "epoch")  # fedskip.train.engine.LR_SCHEDULES
 LAYER_STRATEGIES = ("top", "bottom", "interleaved", "explicit", "importance", "rotating")
-METHODS = ("layerskip", "fedavg", "fedprox", "lora", "centralized", "local")
+METHODS = tuple(METHOD_TABLE)  # what each is: fedskip.methods
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
 SERVER_OPTIMIZERS = ("none", "adam", "yogi")
 DP_MODES = ("none", "sample", "client")
@@ -370,13 +372,19 @@ class Config:
                 f"config key 'audit-guesses': {self.audit_guesses} exceeds audit-canaries "
                 f"({self.audit_canaries})"
             )
-        if self.data == "sites" or self.method == "local":
+        if self.data == "sites" or not self.method_kind.single_model:
             what = (
                 "data=sites (the coordinator holds no data)"
                 if self.data == "sites"
                 else ("method=local (no single model)")
             )
             raise ConfigError(f"config key 'audit-canaries': no privacy audit with {what}")
+
+    @property
+    def method_kind(self) -> Method:
+        """What kind of method ``method`` is (federated or not, what it trains, ...): its row of
+        :data:`fedskip.methods.METHODS`."""
+        return METHOD_TABLE[self.method]
 
     @property
     def wire_compression(self) -> str:
@@ -467,7 +475,7 @@ def _min_replies_within_clients(c: Config) -> str:
 
 
 def _lora_needs_static_layers(c: Config) -> str:
-    if not (c.lora_rank > 0 and c.method in ("layerskip", "fedprox")):
+    if not (c.lora_rank > 0 and c.method_kind.lora_in_blocks):
         return ""
     if c.layer_strategy not in DYNAMIC_STRATEGIES:
         return ""
@@ -490,11 +498,26 @@ def _dp_clip_norm(c: Config) -> str:
 
 
 def _client_dp_needs_a_federation(c: Config) -> str:
-    if c.dp != "client" or c.method not in ("centralized", "local"):
+    if c.dp != "client" or c.method_kind.federated:
         return ""
     return (
         "config key 'dp': client-level DP protects a hospital's contribution to a federation; "
         "use dp=sample (DP-SGD) for centralized or local training"
+    )
+
+
+def _client_dp_samples_clients(c: Config) -> str:
+    if c.dp != "client" or c.fraction_train > 0:
+        return ""
+    return f"config key 'fraction-train': {c.fraction_train!r} must be > 0 with dp=client"
+
+
+def _pooled_training_needs_data_here(c: Config) -> str:
+    if c.data != "sites" or not c.method_kind.pooled:
+        return ""
+    return (
+        f"config key 'data': {c.method} training needs the data here; data=sites keeps it "
+        "at the sites (give a dataset path or synth)"
     )
 
 
@@ -551,7 +574,7 @@ def _secagg_plain_values(c: Config) -> str:
 
 
 def _personalize_needs_a_federation(c: Config) -> str:
-    if c.personalize == "none" or c.method not in ("centralized", "local"):
+    if c.personalize == "none" or c.method_kind.federated:
         return ""
     return (
         f"config key 'personalize': {c.personalize} needs a federated method (a site's own "
@@ -587,7 +610,7 @@ def _validation_needs_data_here(c: Config) -> str:
 
 
 def _client_eval_needs_a_test_split(c: Config) -> str:
-    if c.test_fraction > 0 or not c.eval_clients or c.method in ("centralized", "local"):
+    if c.test_fraction > 0 or not c.eval_clients or not c.method_kind.federated:
         return ""
     return (
         "config key 'test-fraction': 0 leaves the clients no test split for eval-clients=true; "
@@ -604,6 +627,7 @@ CROSS_FIELD_RULES = (
     _dp_delta,
     _dp_clip_norm,
     _client_dp_needs_a_federation,
+    _client_dp_samples_clients,
     _compression_with_client_dp,
     _secagg_layer_strategy,
     _secagg_shares,
@@ -614,6 +638,7 @@ CROSS_FIELD_RULES = (
     _personalize_needs_client_eval,
     _patience_needs_validation,
     _validation_needs_data_here,
+    _pooled_training_needs_data_here,
 )
 """Checked in this order by :meth:`Config.validate`; the first that fails is the error."""
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fedskip.config import Config
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import RunSummary
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import RunSummary
 
 if TYPE_CHECKING:
     from torch import nn

@@ -7,7 +7,7 @@ scores) followed by Markdown sections: the model (base model, task, labels, trai
 training (data, sites, rounds or epochs), evaluation, privacy (ε per privacy unit at δ, or none;
 the audit's lower bound when one ran), intended use and limits, and how to load it.
 
-Written by :meth:`fedskip.rundir.RunDir.save_model` from the export's manifest (``fedskip.json``)
+Written by :meth:`fedskip.records.rundir.RunDir.save_model` from the export's manifest (``fedskip.json``)
 and the run's ``summary.json``; :func:`read_card_metadata` reads the YAML header back.
 Flower-free and model-free.
 """

@@ -39,7 +39,7 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
-from fedskip.runs.schema import RunSummary, read_metrics
+from fedskip.records.schema import RunSummary, read_metrics
 
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_DB = "mlflow.db"

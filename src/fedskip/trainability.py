@@ -1,16 +1,18 @@
 """What a run trains: one builder for every method (centralized, local-only, federated).
 
-Four kinds of trainability, decided by the config and the model's block stack alone:
+Four kinds of trainability, decided by the config and the model's block stack alone (what each
+method trains is its row's ``trains`` in :mod:`fedskip.methods`):
 
-- **layer skip** (``layerskip`` / ``fedprox`` / ``centralized`` / ``local``): the blocks chosen by
-  the layer strategy, plus the task head and, when the top block is chosen, the final norm;
-- **full fine-tuning**: every parameter — ``method=fedavg``, or ``layers`` equal to the number of
-  blocks (not with ``layer-strategy=explicit``);
-- **LoRA in every block** (``method=lora``): peft adapters on every block's linear layers plus the
-  head;
-- **LoRA inside the selected blocks** (``lora-rank`` > 0 with a layer-skipping method,
-  centralized and local-only included): adapters replace full training of the chosen blocks
-  (static layer strategies only).
+- **layer skip** (``trains=blocks``: ``layerskip`` / ``fedprox`` / ``centralized`` / ``local``):
+  the blocks chosen by the layer strategy, plus the task head and, when the top block is chosen,
+  the final norm;
+- **full fine-tuning**: every parameter — ``trains=all`` (``method=fedavg``), or ``layers`` equal
+  to the number of blocks (not with ``layer-strategy=explicit``);
+- **LoRA in every block** (``trains=lora``: ``method=lora``): peft adapters on every block's
+  linear layers plus the head;
+- **LoRA inside the selected blocks** (``lora-rank`` > 0 with a ``trains=blocks`` method):
+  adapters replace full training of the chosen blocks (static layer strategies only: the config
+  refuses the others).
 
 :func:`load_bundle` loads the model with its seeded head (LoRA-wrapped when the method uses
 adapters); :func:`set_trainable` applies one round's blocks and returns the trainable tensor
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from fedskip.config import Config
-from fedskip.errors import ConfigError
+from fedskip.methods import ALL, LORA
 from fedskip.models.layers import LayerStack
 from fedskip.pipeline import Doc, Prepared
 
@@ -41,12 +43,6 @@ if TYPE_CHECKING:
 
 DEFAULT_LORA_RANK = 8
 """LoRA rank of ``method=lora`` when ``lora-rank`` is 0."""
-
-FULL_FINETUNE_METHODS = ("fedavg",)
-"""Methods that train every parameter (embeddings included) whatever ``layers`` says."""
-
-LORA_IN_BLOCKS_METHODS = ("layerskip", "fedprox", "centralized", "local")
-"""Methods that put LoRA adapters inside the selected blocks when ``lora-rank`` > 0."""
 
 
 @dataclass
@@ -63,12 +59,13 @@ class ModelBundle:
 
 def uses_lora(cfg: Config) -> bool:
     """Whether ``cfg`` trains LoRA adapters (every block, or inside the selected blocks)."""
-    return cfg.method == "lora" or (cfg.method in LORA_IN_BLOCKS_METHODS and cfg.lora_rank > 0)
+    kind = cfg.method_kind
+    return kind.trains == LORA or (kind.lora_in_blocks and cfg.lora_rank > 0)
 
 
 def is_full_finetune(cfg: Config, stack: LayerStack) -> bool:
     """Every block is trained: a full-model method (FedAvg), or ``layers`` = every block."""
-    if cfg.method in FULL_FINETUNE_METHODS:
+    if cfg.method_kind.trains == ALL:
         return True
     return cfg.layer_strategy != "explicit" and cfg.layers == stack.num_blocks
 
@@ -99,7 +96,7 @@ def layer_plan(
 
 def static_layers(cfg: Config, stack: LayerStack) -> list[int] | None:
     """The blocks of every round when they do not change, else None (rotating / importance)."""
-    if cfg.method == "lora" or is_full(cfg, stack):
+    if cfg.method_kind.trains == LORA or is_full(cfg, stack):
         return list(range(stack.num_blocks))
     from fedskip.selection import get_selector
 
@@ -141,11 +138,7 @@ def load_bundle(cfg: Config, prepared: Prepared) -> ModelBundle:
     _apply_plain(bundle, cfg, [0])
     if uses_lora(cfg):
         blocks = static_layers(cfg, stack)
-        if blocks is None:
-            raise ConfigError(
-                "config key 'lora-rank': LoRA inside selected blocks needs a static "
-                "layer-strategy (top, bottom, interleaved, explicit)"
-            )
+        assert blocks is not None, "the config refuses LoRA with a dynamic layer-strategy"
         bundle.model = _wrap_lora(cfg, model, stack, blocks)
         bundle.lora = True
     return bundle

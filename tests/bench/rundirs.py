@@ -1,9 +1,11 @@
 """Tiny run directories in the exact formats the training commands write.
 
-Federated runs go through the real row/summary writers (:func:`fedskip.fl.records.round_row`,
-:func:`~fedskip.fl.records.summarize`, :func:`~fedskip.fl.records.headline`, :class:`fedskip.rundir.RunDir`); centralized and local-only
-runs write :class:`~fedskip.runs.schema.MetricsRow` epoch rows as their run entries do. Only the
-numbers are made up, so that reports can be checked against hand-computed values.
+Federated runs go through the real row/summary writers
+(:func:`fedskip.federation.round_rows.round_row`, :func:`~fedskip.federation.round_rows.summarize`,
+:func:`~fedskip.federation.round_rows.headline`, :class:`fedskip.records.rundir.RunDir`);
+centralized and local-only runs write :class:`~fedskip.records.schema.MetricsRow` epoch rows as
+their run entries do. Only the numbers are made up, so that reports can be checked against
+hand-computed values.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.config import Config
-from fedskip.fl.records import headline, round_row, summarize
-from fedskip.fl.rounds import RoundRecord
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.federation.round_rows import headline, round_row, summarize
+from fedskip.federation.round_types import RoundRecord
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import MetricsRow, RunSummary
 
 FULL_PARAMS = 1000  # parameters of the pretend model: full FedAvg moves 4,000 bytes each way
 

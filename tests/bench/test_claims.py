@@ -95,3 +95,54 @@ def test_beats_the_baselines_is_partly_tested_while_baselines_are_missing() -> N
     beaten = [*present, row("f", "fedavg", 0.95)]  # one baseline beats it: not held regardless
     assert check_baselines(beaten).verdict == "not held"
     assert check_baselines(methods()).verdict == "held"
+
+
+def test_claims_at_half_the_blocks_read_the_layer_axis_run_of_that_k() -> None:
+    """The paper's operating point (half the blocks: 3 of MiniLM's 6) is judged on the layer
+    axis's k = 3 run and its own same-blocks reference, not on the methods group's k = 2."""
+    from fedskip.bench.claims import check_claims_at, half_the_blocks
+
+    rows = methods()
+    rows[2].layers = 6  # FedAvg trains every block
+    rows += [
+        row("s3", "layerskip", 0.89, "layers", layers=3, mb=30.0, reduction=0.7),
+        row("c3", "centralized", 0.895, "gaps", layers=3),
+        row("c2", "centralized", 0.70, "gaps", layers=2),
+    ]
+    assert half_the_blocks(rows) == 3
+    claims = check_claims_at(rows, 3)
+    assert [c.title for c in claims] == [
+        "≈70% less communication than full FedAvg (k = 3)",
+        "within 2% of centralized training (k = 3)",
+        "federation gap: within 2 points of centralized, same blocks (k = 3)",
+        "capacity gap: k blocks within 2 points of full fine-tuning (centralized) (k = 3)",
+        "beats the baselines (k = 3)",
+    ]
+    assert [c.held for c in claims] == [True, True, True, True, True]
+    assert "ner k=3: federated 0.890 vs centralized same blocks 0.895 (-0.5 points)" in (
+        claims[2].evidence
+    )
+    assert "ner: 30.0 MB vs FedAvg 100.0 MB → 70.0% less" in claims[0].evidence
+    # at the default k the same rows compare k = 2 with its own same-blocks run (0.70)
+    assert "federated 0.880 vs centralized same blocks 0.700" in check_claims(rows)[2].evidence
+
+
+def test_the_privacy_claim_reads_the_default_variant_only() -> None:
+    """k = 4 and LoRA-in-blocks variants share the method ``layerskip``; the claim compares the
+    suite's default variant with and without DP, never one variant's DP run with another's
+    plain one."""
+    from fedskip.bench.claims import check_privacy
+
+    def dp(name: str, variant: str, final: float, eps: float | None) -> ResultRow:
+        extra = {"target_epsilon": eps or 0, "privacy_variant": variant}
+        return row(name, "layerskip", final, "privacy", extra=extra, target_epsilon=eps)
+
+    rows = [
+        dp("k4", "layerskip-k4", 0.95, None),
+        dp("k4-e8", "layerskip-k4", 0.10, 8.0),
+        dp("k2", "layerskip", 0.90, None),
+        dp("k2-e8", "layerskip", 0.88, 8.0),
+    ]
+    claim = check_privacy(rows)
+    assert claim.held is True
+    assert claim.evidence.startswith("layerskip no DP 0.900; ε=8: 0.880")

@@ -10,10 +10,10 @@ from typing import Any
 from fedskip.bench.report import render_report, write_results
 from fedskip.bench.runner import SUITE_FILE, plan_suite, run_path
 from fedskip.config import Config
-from fedskip.fl.records import personal_eval, personal_summary, round_row, summarize
-from fedskip.fl.rounds import RoundRecord
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import RunSummary
+from fedskip.federation.round_rows import personal_eval, personal_summary, round_row, summarize
+from fedskip.federation.round_types import RoundRecord
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import RunSummary
 
 SITES = ["site-0", "site-1"]
 

@@ -22,8 +22,9 @@ def test_paper_suite_configs() -> None:
     # seeds 43 and 44 of the 23 methods / layers / gaps / strategies configs; the DP groups on
     # their own corpus: 5 variants x 5 sample-level runs, seeds 43 and 44 of the 10 at ε = 8
     # and without DP, and 3 client-level runs; 130 configs, of which the 8 centralized ones
-    # (full and same-blocks, x 3 seeds) also run with the other schedule: 24
-    assert len(names) == len(set(names)) == 130 + 24
+    # (full and same-blocks, x 3 seeds) also run with the other schedule: 24; ICD-9 layer
+    # skipping's two federated-optimisation alternatives at 3 seeds: 6
+    assert len(names) == len(set(names)) == 130 + 24 + 6
     assert names[:7] == ["ner-centralized", "ner-centralized-lrrun"] + [
         f"ner-{m}" for m in METHOD_ORDER[1:]
     ]
@@ -47,6 +48,8 @@ def test_paper_suite_configs() -> None:
     assert (dp["batch-size"], dp["grad-accum"], dp["dp-unit"]) == (64, 4, "patient")
     assert by_name["ner-layerskip-dp"].settings["synth-docs"] == 4000  # its no-DP reference
     assert by_name["ner-layerskip-k4-dp-eps8"].settings["layers"] == 4
+    assert by_name["ner-layerskip-k4-dp-eps8"].labels["privacy_variant"] == "layerskip-k4"
+    assert by_name["ner-layerskip-dp"].labels["privacy_variant"] == "layerskip"
     lora_fa = by_name["ner-lora-fa-dp-eps8"].settings
     assert (lora_fa["method"], lora_fa["lora-freeze-a"], lora_fa["lora-rank"]) == ("lora", True, 8)
     inside = by_name["ner-layerskip-lora-fa-dp-eps8"].settings  # frozen-A adapters in 2 blocks
@@ -74,6 +77,30 @@ def test_paper_suite_configs() -> None:
     assert by_name["ner-layerskip-interleaved-s43"].groups == ["strategies"]
     assert by_name["ner-layerskip-interleaved-s43"].settings["seed"] == 43
     assert "ner-layerskip-iid-s43" not in by_name  # non-IID: one seed
+
+
+def test_icd9_layer_skipping_is_chosen_on_validation_among_the_declared_federated_optimisers() -> (
+    None
+):
+    """``fed-optim``: ICD-9 layer skipping (the methods group's run) and its alternatives, 4
+    local epochs and FedAdam, each seed against its own seed's run; NER's k = 2 has none."""
+    by_name = {c.name: c for c in plan_suite("paper").configs}
+    base = by_name["classification-layerskip"]
+    assert base.groups == ["methods", "fed-optim"]
+    assert (
+        base.labels["candidate"] == "FedAvg, 1 local epoch" and "candidate_for" not in base.labels
+    )
+    le4, adam = by_name["classification-layerskip-le4"], by_name["classification-layerskip-adam"]
+    assert le4.settings["local-epochs"] == 4 and "server-optimizer" not in le4.settings
+    assert (adam.settings["server-optimizer"], adam.settings["server-lr"]) == ("adam", 1e-2)
+    shared = dict(base.settings)
+    assert {k: le4.settings[k] for k in shared} == shared  # only the candidate's keys differ
+    assert le4.labels["candidate_for"] == "classification-layerskip"
+    replica = by_name["classification-layerskip-adam-s44"]
+    assert replica.settings["seed"] == 44
+    assert replica.labels["candidate_for"] == "classification-layerskip-s44"
+    assert not [n for n in by_name if n.startswith("ner-layerskip-le4")]
+    assert "candidate" not in by_name["ner-layerskip"].labels
 
 
 def test_partial_settings_reach_runs_of_some_blocks_only(tmp_path: Path) -> None:
@@ -151,13 +178,20 @@ def test_extension_group() -> None:
 
 def test_the_catalogue_lists_each_suites_extra_groups() -> None:
     """Groups beyond the axes come from the catalogue, not from which modules were imported."""
-    from fedskip.bench.groups import frontier_configs, personalization_configs
+    from fedskip.bench.groups import (
+        federated_optimisation_configs,
+        frontier_configs,
+        personalization_configs,
+    )
     from fedskip.bench.suites import SUITES
 
     assert list(SUITES) == ["smoke", "paper", "paper-quick", "frontier"]
     assert {name: suite.extra_groups for name, suite in SUITES.items()} == {
         "smoke": {},
-        "paper": {"personalization": personalization_configs},
+        "paper": {
+            "personalization": personalization_configs,
+            "fed-optim": federated_optimisation_configs,
+        },
         "paper-quick": {},
         "frontier": {"frontier": frontier_configs},
     }
@@ -304,8 +338,8 @@ def test_bench_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_tracked_suite_logs_one_run_per_config_in_one_store(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from fedskip.rundir import RunDir
-    from fedskip.runs.schema import MetricsRow, RunSummary
+    from fedskip.records.rundir import RunDir
+    from fedskip.records.schema import MetricsRow, RunSummary
 
     def trainer(cfg: Config) -> dict[str, Any]:  # what every real trainer does with its rows
         run = RunDir(cfg.out)

@@ -20,7 +20,7 @@ from fedskip.deploy.sites import (
     site_folders,
 )
 from fedskip.errors import ConfigError, DataError
-from fedskip.fl.client import client_data_from_node_config, site_config
+from fedskip.federation.client import client_data_from_node_config, site_config
 from fedskip.pipeline import prepare
 
 NER_LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test", "B-treatment", "I-treatment"]

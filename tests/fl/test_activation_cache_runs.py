@@ -13,7 +13,7 @@ import torch
 
 from fedskip.config import Config
 from fedskip.privacy.dpsgd import DPSGD
-from fedskip.train import prefix_cache as pc
+from fedskip.train import activation_store as st
 from tests.fl.local_grid import wire_bytes
 
 SCALARS = ("train_loss", "f1", "precision", "recall")
@@ -41,13 +41,13 @@ def _numbers(row: dict[str, Any]) -> dict[str, float]:
 def _run_both(
     make_cfg: Callable[..., Config], run_local: Any, tmp_path: Path, **changes: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
-    pc.STORE.clear()
+    st.STORE.clear()
     off = make_cfg(activation_cache="off", out=str(tmp_path / "off"), **changes)
     run_local(off)
-    assert pc.STORE.fills == 0
+    assert st.STORE.fills == 0
     on = make_cfg(activation_cache="auto", out=str(tmp_path / "on"), **changes)
     _, grid = run_local(on)
-    assert pc.STORE.fills > 0, "the cache was never used"
+    assert st.STORE.fills > 0, "the cache was never used"
     return _rows(off.out), _rows(on.out), grid
 
 
@@ -89,10 +89,10 @@ def test_cache_on_and_off_give_the_same_rounds(
 def test_cached_states_appear_in_no_message_and_no_export(
     make_cfg: Callable[..., Config], run_local: Any, tmp_path: Path
 ) -> None:
-    pc.STORE.clear()
+    st.STORE.clear()
     cfg = make_cfg(rounds=1, out=str(tmp_path / "run"))
     _, grid = run_local(cfg)
-    entries = list(pc.STORE.memory.values())
+    entries = list(st.STORE.memory.values())
     assert entries, "the run used no cache"
     # a fingerprint of every cached example: its first hidden row's bytes
     probes = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedskip.fl.aggregation import merge_state, weighted_mean_per_key
-from fedskip.fl.rounds import client_seed, sample_clients
+from fedskip.federation.aggregation import merge_state, weighted_mean_per_key
+from fedskip.federation.round_types import client_seed, sample_clients
 
 
 def test_weighted_mean_matches_hand_computation() -> None:

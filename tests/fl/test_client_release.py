@@ -9,9 +9,15 @@ from typing import Any
 import pytest
 import torch
 
-import fedskip.fl.client as client
+import fedskip.federation.client as client
 from fedskip.config import Config
-from fedskip.fl.client import ClientData, ClientRuntime, evaluate_round, release, train_round
+from fedskip.federation.client import (
+    ClientData,
+    ClientRuntime,
+    evaluate_round,
+    release,
+    train_round,
+)
 
 
 class _Counter:

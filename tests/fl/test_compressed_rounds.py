@@ -16,8 +16,8 @@ from flwr.app import Array, Message
 from fedskip.compression import SCALE_SUFFIX
 from fedskip.config import Config
 from fedskip.fl import messages as M
-from fedskip.fl.checkpoint import load_checkpoint
 from fedskip.fl.wire_compression import BLOCK_SIZE, EF_STATE
+from fedskip.records.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 NODES = 3  # the three sites of tests/fl/conftest.py

@@ -175,7 +175,7 @@ def test_resumed_run_ends_with_the_same_metrics(
 def test_clients_that_cannot_start_stop_the_run_with_one_line(
     make_cfg: Callable[..., Config], run_local: Any
 ) -> None:
-    from fedskip.fl.rounds import ClientsUnavailable
+    from fedskip.federation.round_types import ClientsUnavailable
 
     def fail_everything(instruction: Message, reply: Message) -> Message:
         from flwr.app import Error
@@ -199,7 +199,7 @@ def test_a_user_error_at_a_client_ends_the_run_with_one_line(
     in a simulation (one person, one machine) does the message itself travel."""
     import fedskip.fl.client_app as client_app
     from fedskip.errors import DataError
-    from fedskip.fl.rounds import ClientUserError
+    from fedskip.federation.round_types import ClientUserError
     from fedskip.fl.worker_log import WORKER_LOG_ENV
 
     def no_notes(runtime: Any, data: Any, *args: Any, **kwargs: Any) -> Any:

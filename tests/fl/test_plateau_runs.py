@@ -83,7 +83,7 @@ def test_federated_run_stops_at_the_plateau_and_reports_the_chosen_round(
 
 def _assert_exported_best(out: str) -> None:
     """The exported model carries the best-validation round's global state."""
-    from fedskip.rundir import load_export
+    from fedskip.records.rundir import load_export
 
     best = np.load(Path(out, "checkpoint", "best.npz"))
     last = np.load(Path(out, "checkpoint", "global.npz"))

@@ -123,7 +123,7 @@ def test_a_resumed_run_estimates_from_the_rounds_before_it() -> None:
 
 
 def _row(server_round: int, seconds: float) -> Any:
-    from fedskip.runs.schema import MetricsRow
+    from fedskip.records.schema import MetricsRow
 
     return MetricsRow(
         round=server_round, train_loss=0.5, scores={"f1": 0.25}, seconds=seconds, replies_ok=2

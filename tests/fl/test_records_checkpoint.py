@@ -11,7 +11,9 @@ import torch
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
-from fedskip.fl.checkpoint import (
+from fedskip.federation.round_rows import headline, round_row, summarize
+from fedskip.federation.round_types import RoundRecord
+from fedskip.records.checkpoint import (
     Checkpoint,
     capture_rng,
     find_checkpoint,
@@ -19,9 +21,7 @@ from fedskip.fl.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from fedskip.fl.records import headline, round_row, summarize
-from fedskip.fl.rounds import RoundRecord
-from fedskip.runs.schema import MetricsRow
+from fedskip.records.schema import MetricsRow
 
 
 def test_checkpoint_round_trip_with_optimizer_moments(tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_rows_accumulate_bytes_and_the_summary_compares_with_full_fedavg() -> No
 
 
 def test_remove_checkpoint_clears_every_stage(tmp_path: Path) -> None:
-    from fedskip.fl.checkpoint import remove_checkpoint
+    from fedskip.records.checkpoint import remove_checkpoint
 
     save_checkpoint(tmp_path, Checkpoint(1, {"w": np.zeros(1, np.float32)}))
     (tmp_path / "checkpoint.new").mkdir()
@@ -173,8 +173,8 @@ def test_remove_checkpoint_clears_every_stage(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_torn_row_that_the_checkpoint_covers(tmp_path: Path) -> None:
-    from fedskip.fl.records import truncate_metrics
-    from fedskip.rundir import RunDir
+    from fedskip.federation.round_rows import truncate_metrics
+    from fedskip.records.rundir import RunDir
 
     run = RunDir(tmp_path)
     for rnd in (1, 2, 3):

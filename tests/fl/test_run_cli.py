@@ -60,7 +60,7 @@ def test_resume_config_keeps_the_run_and_applies_overrides(tmp_path: Path) -> No
     import argparse
 
     from fedskip.commands.run import resume_config
-    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+    from fedskip.records.checkpoint import Checkpoint, save_checkpoint
 
     (tmp_path / "config.json").write_text(
         json.dumps({"rounds": 2, "layers": 3, "out": "elsewhere"})
@@ -97,7 +97,7 @@ def test_resume_refuses_a_changed_run(
     pair: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from fedskip.config import Config
-    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+    from fedskip.records.checkpoint import Checkpoint, save_checkpoint
 
     saved = Config(data="/data/hospitals", model="llama-tiny", seed=42, rounds=2, layers=1)
     (tmp_path / "config.json").write_text(json.dumps(saved.to_run_config()))
@@ -114,7 +114,7 @@ def test_resume_may_change_how_long_and_where_it_runs(tmp_path: Path) -> None:
 
     from fedskip.commands.run import resume_config
     from fedskip.config import Config
-    from fedskip.fl.checkpoint import Checkpoint, save_checkpoint
+    from fedskip.records.checkpoint import Checkpoint, save_checkpoint
 
     (tmp_path / "config.json").write_text(json.dumps(Config(rounds=2).to_run_config()))
     save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))
@@ -147,7 +147,7 @@ def test_parallel_clients_fit_the_machine(
     import os
 
     from fedskip.config import Config
-    from fedskip.fl.simulation import backend_config, parallel_clients
+    from fedskip.runs.simulation import backend_config, parallel_clients
 
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
     assert parallel_clients(clients) == expected
@@ -160,7 +160,7 @@ def test_parallel_clients_cap_from_the_environment(monkeypatch: pytest.MonkeyPat
     import os
 
     from fedskip.errors import ConfigError
-    from fedskip.fl.simulation import PARALLEL_ENV, parallel_clients
+    from fedskip.runs.simulation import PARALLEL_ENV, parallel_clients
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setenv(PARALLEL_ENV, "1")
@@ -367,7 +367,7 @@ def test_the_simulation_engine_listens_on_loopback_only(
 
 def test_ray_is_started_on_the_loopback_address() -> None:
     from fedskip.config import Config
-    from fedskip.fl.simulation import LOOPBACK, backend_config
+    from fedskip.runs.simulation import LOOPBACK, backend_config
 
     assert backend_config(Config(device="cpu"), 2)["init_args"]["_node_ip_address"] == LOOPBACK
 
@@ -378,7 +378,7 @@ def test_run_closes_with_the_next_commands(
     """The closing lines of ``fedskip run`` (the training itself replaced by the records of a
     two-round run): the report it left in the run directory, predict, TensorBoard."""
     import fedskip.runs
-    from fedskip.runs.schema import RunSummary
+    from fedskip.records.schema import RunSummary
     from tests.bench.rundirs import federated_run
 
     def train(cfg: object) -> RunSummary:

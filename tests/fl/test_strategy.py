@@ -13,9 +13,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam
 
 from fedskip.config import Config
+from fedskip.federation.round_types import ClientsUnavailable, RoundPlan
 from fedskip.fl import messages as M
-from fedskip.fl.optimizers import LayerSkipFedAdam, LayerSkipFedAvg, build_strategy
-from fedskip.fl.rounds import ClientsUnavailable, RoundPlan
+from fedskip.fl.strategy.builder import LayerSkipFedAdam, LayerSkipFedAvg, build_strategy
 
 ALL_KEYS = ["embed.w", "blk0.w", "blk1.w", "head.b"]
 
@@ -77,7 +77,7 @@ def global_state() -> ArrayRecord:
 def make_strategy(
     plans: dict[int, tuple[list[int], list[str]]], *, nodes: int = 3, **cfg: Any
 ) -> Any:
-    config = Config(eval_clients=False, **cfg)
+    config = Config(eval_clients=False, **({"compression": "none"} | cfg))
     strategy = build_strategy(
         config, planner=FixedPlanner(plans), all_keys=ALL_KEYS, num_clients=nodes
     )
@@ -307,3 +307,29 @@ def test_a_site_that_left_is_skipped_when_min_replies_are_online() -> None:
     ]
     with pytest.raises(ClientsUnavailable, match="only 1 of 2 SuperNodes connected"):
         strategy.configure_train(2, global_state(), ConfigRecord(), NodesGrid([10]))
+
+
+def test_the_builder_configures_compression_evaluation_and_the_run_token() -> None:
+    base = {"blk1.w": np.full((2, 2), 5.0, np.float32), "head.b": np.zeros(2, np.float32)}
+    cfg = Config(compression="fp16", personalize="none")
+    plain = Config(compression="none", personalize="none")
+    build = {"planner": FixedPlanner({}), "all_keys": ALL_KEYS, "num_clients": 3}
+    compressed = build_strategy(cfg, base=base, client_evaluation=False, **build)
+    assert (compressed.compression, sorted(compressed.base)) == ("fp16", ["blk1.w", "head.b"])
+    assert (compressed.fraction_evaluate, compressed.min_evaluate_nodes) == (0.0, 0)
+    assert len(compressed.run_token) == 12  # the sites keep error feedback: a fresh run's token
+    uncompressed = build_strategy(plain, **build)
+    assert (uncompressed.compression, uncompressed.base, uncompressed.run_token) == ("none", {}, "")
+    assert (uncompressed.fraction_evaluate, uncompressed.min_evaluate_nodes) == (1.0, 1)
+    with pytest.raises(ValueError, match="needs the base values"):
+        build_strategy(cfg, **build)
+
+
+def test_a_resumed_strategy_takes_its_run_token_from_the_checkpoint() -> None:
+    cfg = Config(personalize="head", compression="none")
+    strategy = build_strategy(cfg, planner=FixedPlanner({}), all_keys=ALL_KEYS, num_clients=3)
+    assert len(strategy.run_token) == 12
+    strategy.load_state_dict({"touched": ["head.b"], "run_token": "abc"})
+    assert (strategy.run_token, strategy.touched) == ("abc", {"head.b"})
+    strategy.load_state_dict({"touched": []})  # a checkpoint of a run without a token
+    assert strategy.run_token == ""

@@ -187,7 +187,7 @@ def test_reapplying_flags_is_stable() -> None:
 def test_export_merges_adapters_into_a_plain_model(tmp_path) -> None:
     from transformers import AutoModelForTokenClassification
 
-    from fedskip.rundir import export_ready
+    from fedskip.records.rundir import export_ready
 
     model, stack = _load("llama-tiny")
     wrapped, _ = apply_lora_to_selected(model, stack, [2, 3], rank=4, alpha=8)
@@ -237,7 +237,7 @@ def test_explicit_targets_restrict_the_adapters() -> None:
 
 
 def test_sequence_classification_head_with_pooler_is_trained_and_exported() -> None:
-    from fedskip.rundir import export_ready
+    from fedskip.records.rundir import export_ready
     from tests.models.tiny_models import build_tiny
 
     model = build_tiny("bert", kind="seq", num_labels=2)

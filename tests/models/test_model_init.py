@@ -119,7 +119,7 @@ def test_random_run_is_labelled_in_console_summary_and_card(
 
 
 def test_federated_summary_says_random() -> None:
-    from fedskip.fl.records import summarize
+    from fedskip.federation.round_rows import summarize
 
     cfg = Config(model="llama-3.2-1b", model_init="random")
     summary = summarize(

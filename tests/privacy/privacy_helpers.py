@@ -11,8 +11,8 @@ import torch
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedskip.federation.round_types import RoundPlan
 from fedskip.fl import messages as M
-from fedskip.fl.rounds import RoundPlan
 from tests.fl.local_grid import LocalGrid
 
 VOCAB = 32

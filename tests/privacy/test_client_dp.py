@@ -8,22 +8,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.clientapp import ClientApp
+from flwr.app import Array, ArrayRecord
 from flwr.supercore.differential_privacy import (
-    KEY_CLIPPING_NORM,
     compute_clip_model_update,
     compute_stdv,
 )
 
 from fedskip.config import Config
-from fedskip.fl import messages as M
-from fedskip.fl.dp import EPSILON, add_privacy, clip_update_mod
-from fedskip.fl.optimizers import LayerSkipFedAvg
+from fedskip.fl.dpsgd_node import EPSILON
 from fedskip.fl.round_loop import RoundLoop
+from fedskip.fl.strategy.builder import LayerSkipFedAvg
+from fedskip.fl.strategy.privacy import add_privacy
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
-from fedskip.privacy.client_dp import (
+from fedskip.privacy.client_level import (
     ClientDPSettings,
     add_noise,
     clip_to_global,
@@ -78,9 +76,10 @@ def run_rounds(cfg: Config, deltas: dict[int, float], rounds: int, **kw: Any) ->
         min_train_nodes=len(deltas),
         min_evaluate_nodes=0,
         min_available_nodes=len(deltas),
-    )
-    strategy.setup_layerskip(
-        planner=TwoTensorPlanner(), all_keys=["w", "u", "frozen"], min_replies=1, seed=0
+        planner=TwoTensorPlanner(),
+        all_keys=["w", "u", "frozen"],
+        min_replies=1,
+        seed=0,
     )
     strategy = add_privacy(strategy, cfg, rng=np.random.default_rng(kw.pop("seed", 0)))
     grid = LocalGrid(delta_client_app(deltas, kw.pop("mods", None)), len(deltas), {})
@@ -156,45 +155,9 @@ def test_target_epsilon_plans_sigma_and_refuses_an_extra_round() -> None:
     assert "the next round would raise ε" in loop.stopped
 
 
-def test_client_side_clipping_with_the_partial_state_mod() -> None:
-    """secagg=true selects client-side clipping: the server sends Flower's clipping_norm, the
-    mod clips the returned tensors against the ones received (the payload also held ``u``)."""
-    cfg = _cfg(noise_multiplier=0.0, clip_norm=0.5, secagg=True)
-    strategy, grid, result = run_rounds(cfg, {0: 1.0, 1: 1.0}, 1, mods=[clip_update_mod])
-    sent = grid.sent[-1].content.config_records[M.CONFIG]
-    assert sent[KEY_CLIPPING_NORM] == 0.5
-    replies = [m for m in grid.received if m.has_content() and M.ARRAYS in m.content.array_records]
-    for reply in replies:
-        assert np.linalg.norm(reply.content.array_records[M.ARRAYS]["w"].numpy()) == pytest.approx(
-            0.5, rel=1e-5
-        )
-    np.testing.assert_allclose(result.arrays["w"].numpy(), 0.5 / np.sqrt(SIZE), rtol=1e-5)
-    assert strategy.rounds[1].replies_ok == 2
-
-
 def test_client_side_clipping_rejects_an_unclipped_reply() -> None:
     cfg = _cfg(noise_multiplier=0.0, clip_norm=0.5, secagg=True, min_replies=1)
     strategy, _, _ = run_rounds(cfg, {0: 1.0, 1: 1e-6}, 1)  # no mod: client 0 does not clip
     record = strategy.rounds[1]
     assert record.replies_ok == 1 and record.replies_rejected == 1
     assert "exceeds clip-norm 0.5" in record.rejections[0]
-
-
-def test_clip_mod_refuses_tensors_it_was_not_sent() -> None:
-    app = ClientApp(mods=[clip_update_mod])
-
-    @app.train()
-    def train(message: Message, context: Context) -> Message:
-        arrays = ArrayRecord({"other": Array(np.ones(3, np.float32))})
-        return Message(RecordDict({M.ARRAYS: arrays}), reply_to=message)
-
-    grid = LocalGrid(app, 1, {})
-    content = RecordDict(
-        {
-            M.ARRAYS: ArrayRecord({"w": Array(np.zeros(3, np.float32))}),
-            M.CONFIG: ConfigRecord({KEY_CLIPPING_NORM: 1.0}),
-        }
-    )
-    message = Message(content, grid.node_ids[0], MessageType.TRAIN)
-    reply = next(iter(grid.send_and_receive([message])))
-    assert reply.has_error() and "not sent" in reply.error.reason

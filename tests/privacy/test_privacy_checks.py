@@ -57,7 +57,7 @@ def test_privacy_and_data_warnings_reach_the_console_once_each(
     with console_warnings():
         warn_loudly("noise off")  # a Python warning and a log record: one console line
         logging.getLogger("fedskip.data.readers").warning("a.ann:3: widened")
-        logging.getLogger("fedskip.fl.strategy").warning("not for the console")
+        logging.getLogger("fedskip.fl.strategy.core").warning("not for the console")
         logging.getLogger("flwr").warning("Flower's own handler prints this one")
     err = capsys.readouterr().err
     fedskip_lines = [line for line in err.splitlines() if line.startswith("fedskip: ")]
@@ -70,7 +70,7 @@ def test_privacy_and_data_warnings_reach_the_console_once_each(
 def test_a_client_workers_privacy_warnings_are_relayed_once(
     tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fedskip.fl.simulation import WorkerWarnings
+    from fedskip.runs.simulation import WorkerWarnings
 
     log = tmp_path / "run.log"
     log.write_text("2026-01-01 10:00:00,000 WARNING fedskip.privacy: PRIVACY: before the run\n")
@@ -78,7 +78,7 @@ def test_a_client_workers_privacy_warnings_are_relayed_once(
     worker = "2026-01-01 10:00:01,000 WARNING fedskip.privacy [worker {pid}]: PRIVACY: {text}\n"
     with log.open("a") as fh:
         fh.write(worker.format(pid=7, text="DP-SGD with noise-multiplier=0"))
-        fh.write("2026-01-01 10:00:01,000 INFO fedskip.fl.client [worker 7]: trained\n")
+        fh.write("2026-01-01 10:00:01,000 INFO fedskip.federation.client [worker 7]: trained\n")
         fh.write(worker.format(pid=8, text="DP-SGD with noise-multiplier=0"))  # another client
         fh.write(worker.format(pid=8, text="this site")[:-1])  # not a whole line yet
     relay.relay()

@@ -14,7 +14,7 @@ import torch
 
 from fedskip.config import Config
 from fedskip.fl.client_app import build_client_app
-from fedskip.fl.dp import DPSGD_STATE
+from fedskip.fl.dpsgd_node import DPSGD_STATE
 from fedskip.fl.server import run_server
 from fedskip.privacy.accounting import PrivacyAccountant, epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
@@ -245,7 +245,7 @@ def test_a_site_with_its_own_model_path_trains_and_evaluates_it_under_secagg(
     """A SuperNode started with node-config ``model-path`` (its local copy of the base model,
     here with other embeddings than the coordinator's) trains under SecAgg+ and evaluates the
     same model: every runtime the nodes build is of that folder, and one serves both paths."""
-    import fedskip.fl.client as client
+    import fedskip.federation.client as client
     from fedskip.pipeline import prepare
     from fedskip.trainability import load_bundle
 

@@ -11,19 +11,11 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, Re
 
 from fedskip.config import Config
 from fedskip.fl import messages as M
-from fedskip.fl.dp import (
-    DP_STEPS_DONE,
-    DPSGD_STATE,
-    DPStepsLedger,
-    add_privacy,
-    dpsgd_for,
-    dpsgd_metrics,
-    privacy_summary,
-    save_dpsgd,
-    with_max_epsilon,
-)
-from fedskip.fl.optimizers import LayerSkipFedAvg
+from fedskip.fl.dpsgd_node import DP_STEPS_DONE, DPSGD_STATE, dpsgd_for, dpsgd_metrics, save_dpsgd
 from fedskip.fl.round_loop import RoundLoop
+from fedskip.fl.strategy.builder import LayerSkipFedAvg
+from fedskip.fl.strategy.privacy import add_privacy, privacy_summary
+from fedskip.fl.strategy.sample_dp import DPStepsLedger, with_max_epsilon
 from fedskip.privacy.accounting import epsilon_for, noise_multiplier_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.train.engine import TrainSettings, train
@@ -146,8 +138,11 @@ def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
         min_train_nodes=2,
         min_evaluate_nodes=0,
         min_available_nodes=2,
+        planner=TwoTensorPlanner(),
+        all_keys=["w", "u"],
+        min_replies=1,
+        seed=0,
     )
-    strategy.setup_layerskip(planner=TwoTensorPlanner(), all_keys=["w", "u"], min_replies=1, seed=0)
     strategy = add_privacy(strategy, cfg)
     grid = WireGrid(delta_client_app({0: 0.5, 1: 0.25}, metrics=reported), 2, {})
     initial = ArrayRecord(
@@ -176,7 +171,7 @@ def test_server_stops_before_a_round_that_would_exceed_the_target() -> None:
 
 
 def test_ledger_reports_the_weakest_privacy_unit_and_units_per_client() -> None:
-    from fedskip.fl.dp import privacy_summary
+    from fedskip.fl.strategy.privacy import privacy_summary
 
     ledger = DPStepsLedger()
     assert ledger.privacy_unit() is None
@@ -195,7 +190,7 @@ def test_ledger_reports_the_weakest_privacy_unit_and_units_per_client() -> None:
 
 def test_summary_warns_of_clients_whose_steps_sample_half_their_units() -> None:
     """Client 0 samples each of its 12 units at rate 0.67 a step, client 1 its 30 at 0.27."""
-    from fedskip.fl.dp import privacy_summary
+    from fedskip.fl.strategy.privacy import privacy_summary
 
     ledger = DPStepsLedger()
     ledger.record(
@@ -233,7 +228,7 @@ def test_unnoised_dp_reports_infinite_epsilon_not_none(dp: str) -> None:
     """Clients cannot send ε = ∞ (only finite numbers travel): the server fills it in."""
     import math
 
-    from fedskip.fl.dp import privacy_summary, unnoised
+    from fedskip.fl.strategy.privacy import privacy_summary, unnoised
 
     cfg = Config.from_mapping({"dp": dp, "noise-multiplier": 0})
     assert unnoised(cfg)

@@ -16,13 +16,14 @@ from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from fedskip.config import Config
+from fedskip.federation.round_types import RoundPlan
 from fedskip.fl import messages as M
-from fedskip.fl.dp import DP_STEPS_DONE, add_privacy, privacy_summary
-from fedskip.fl.optimizers import build_strategy
+from fedskip.fl.dpsgd_node import DP_STEPS_DONE
 from fedskip.fl.round_loop import RoundLoop, plain_exchange
-from fedskip.fl.rounds import RoundPlan
 from fedskip.fl.secagg import TRAIN_KEYS, _keys, _weight, secagg_dispatch_mod, secagg_update
 from fedskip.fl.secagg_server import NO_RESULT, QUANTIZATION_RANGE, UPDATE_RANGE, SecAggExchange
+from fedskip.fl.strategy.builder import build_strategy
+from fedskip.fl.strategy.privacy import add_privacy, privacy_summary
 from fedskip.privacy.accounting import epsilon_for
 from fedskip.privacy.checks import PrivacyWarning
 from fedskip.privacy.units import unit_code

@@ -12,6 +12,7 @@ import pytest
 
 from fedskip.models.freeze import apply_layer_skip
 from fedskip.models.layers import discover_layers
+from fedskip.train import activation_store as st
 from fedskip.train import prefix_cache as pc
 from fedskip.train.activation_dir import activation_dir, activation_folder
 from fedskip.train.engine import predict
@@ -35,7 +36,7 @@ def _modes(root: Path) -> dict[str, int]:
 def test_spilled_states_stay_in_the_run_directory_owner_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(pc.SPILL_DIR_ENV, raising=False)
+    monkeypatch.delenv(st.SPILL_DIR_ENV, raising=False)
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))  # what gettempdir() answers
@@ -45,7 +46,7 @@ def test_spilled_states_stay_in_the_run_directory_owner_only(
     feats, coll = features(), collate_for("token")
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     folder = activation_dir(tmp_path / "run")
-    pc.STORE.clear()
+    st.STORE.clear()
     cache = pc.ActivationCache(stack, budget_mb=0, batch_size=4, folder=folder)  # all spills
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache)
     assert_same_logits(plain, cached)
@@ -55,18 +56,18 @@ def test_spilled_states_stay_in_the_run_directory_owner_only(
     assert sorted(Path(p).suffix for p in modes) == [".npy", ".npz"]
     assert all(p.startswith(own + "/") and mode == 0o600 for p, mode in modes.items())
     assert not [p for p in system_tmp.rglob("*") if p.suffix in (".npy", ".npz")]
-    pc.STORE.clear()
+    st.STORE.clear()
 
 
 def test_a_shared_node_folder_is_owner_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shared = activation_dir(tmp_path / "run")
-    monkeypatch.setenv(pc.SPILL_DIR_ENV, str(shared))
+    monkeypatch.setenv(st.SPILL_DIR_ENV, str(shared))
     model = tiny("llama")
     stack = discover_layers(model)
     apply_layer_skip(model, stack, [2])
-    pc.STORE.clear()
+    st.STORE.clear()
     predict(
         model,
         features(),
@@ -78,7 +79,7 @@ def test_a_shared_node_folder_is_owner_only(
     modes = _modes(shared)
     assert modes.pop(".") == 0o700 and len(modes) == 2
     assert set(modes.values()) == {0o600}
-    pc.STORE.clear()
+    st.STORE.clear()
 
 
 def test_a_killed_runs_folder_is_removed_before_the_run_and_this_runs_after(

@@ -14,6 +14,7 @@ import torch
 
 from fedskip.models.freeze import apply_layer_skip
 from fedskip.models.layers import discover_layers
+from fedskip.train import activation_store as st
 from fedskip.train import cache_budget as cb
 from fedskip.train import prefix_cache as pc
 from fedskip.train.engine import predict
@@ -64,9 +65,9 @@ def test_available_memory_is_measured() -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_store() -> Any:
-    pc.STORE.clear()
+    st.STORE.clear()
     yield
-    pc.STORE.clear()
+    st.STORE.clear()
 
 
 def _skip_model() -> Any:
@@ -94,7 +95,7 @@ def test_little_memory_writes_the_entry_straight_to_disk(
         cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache)
     assert_same_logits(plain, cached)
     assert seen[0] is not None and seen[0].parent.parent == tmp_path  # process-<pid>/<key>
-    assert pc.STORE.memory_bytes == 0 and list(pc.STORE.spilled.values()) == [seen[0]]
+    assert st.STORE.memory_bytes == 0 and list(st.STORE.spilled.values()) == [seen[0]]
     npy = seen[0].with_suffix(".npy")
     assert stat.S_IMODE(npy.stat().st_mode) == 0o600
     assert np.load(npy, mmap_mode="r").shape == (tokens, 32)
@@ -135,5 +136,5 @@ def test_no_disk_room_runs_uncached(
     )
     with caplog.at_level(logging.WARNING, logger="fedskip.train"):
         out, same = cache.prepare(model, feats, coll, device="cpu")
-    assert out is feats and same is coll and pc.STORE.fills == 0
+    assert out is feats and same is coll and st.STORE.fills == 0
     assert "running uncached" in caplog.text

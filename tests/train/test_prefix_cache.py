@@ -12,6 +12,8 @@ import torch
 from fedskip.data.encode import collate, collate_cls
 from fedskip.models.freeze import apply_layer_skip, frozen_modules_eval
 from fedskip.models.layers import discover_layers
+from fedskip.train import activation_store as st
+from fedskip.train import cache_keys as ck
 from fedskip.train import prefix_cache as pc
 from fedskip.train.engine import TrainSettings, predict, train
 
@@ -80,9 +82,9 @@ def cache_for(model: Any, **kw: Any) -> pc.ActivationCache:
 
 @pytest.fixture(autouse=True)
 def _fresh_store() -> Any:
-    pc.STORE.clear()
+    st.STORE.clear()
     yield
-    pc.STORE.clear()
+    st.STORE.clear()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -94,11 +96,11 @@ def test_cached_logits_equal_uncached(family: str, kind: str) -> None:
     feats, coll = features(kind=kind), collate_for(kind)
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
-    assert pc.STORE.fills == 1
+    assert st.STORE.fills == 1
     assert_same_logits(plain, cached)
     # a second call hits the entry; the model outside a cached forward is the whole model again
     predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
-    assert (pc.STORE.fills, pc.STORE.hits) == (1, 1)
+    assert (st.STORE.fills, st.STORE.hits) == (1, 1)
     assert not any(isinstance(b, pc._PassThrough) for b in pc.block_list(model, stack))
 
 
@@ -125,7 +127,7 @@ def test_not_cacheable() -> None:
     assert pc.cacheable_block(model, stack) is None  # a trainable embedding feeds every block
     feats = features()
     out, coll = cache_for(model).prepare(model, feats, collate_for("token"), device="cpu")
-    assert out is feats and pc.STORE.fills == 0
+    assert out is feats and st.STORE.fills == 0
 
 
 def test_off_mode_is_a_no_op() -> None:
@@ -133,11 +135,11 @@ def test_off_mode_is_a_no_op() -> None:
     apply_layer_skip(model, discover_layers(model), [3])
     feats = features()
     out, _ = cache_for(model, mode="off").prepare(model, feats, collate_for("token"), device="cpu")
-    assert out is feats and pc.STORE.fills == 0
+    assert out is feats and st.STORE.fills == 0
 
 
 def key_of(model: Any, feats: Any, j: int, tokenization: tuple[Any, ...] = (128, 32)) -> str:
-    return pc.cache_key(model, discover_layers(model), j, feats, tokenization)
+    return ck.cache_key(model, discover_layers(model), j, feats, tokenization)
 
 
 def test_key_changes_with_j_prefix_weights_tokenization_and_examples() -> None:
@@ -168,12 +170,12 @@ def test_a_changed_lower_block_recomputes() -> None:
         model.bert.encoder.layer[1].output.dense.weight.mul_(1.5)
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
-    assert pc.STORE.fills == 2
+    assert st.STORE.fills == 2
     assert_same_logits(plain, cached)
 
 
 def test_budget_spills_to_disk_and_reads_back(tmp_path: Any, monkeypatch: Any) -> None:
-    monkeypatch.setenv(pc.SPILL_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(st.SPILL_DIR_ENV, str(tmp_path))
     model = tiny("bert")
     stack = discover_layers(model)
     apply_layer_skip(model, stack, [3])
@@ -181,41 +183,41 @@ def test_budget_spills_to_disk_and_reads_back(tmp_path: Any, monkeypatch: Any) -
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     cache = pc.ActivationCache(stack, budget_mb=0, batch_size=4)  # nothing fits in memory
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache)
-    assert pc.STORE.memory_bytes == 0 and len(list(tmp_path.glob("*.npy"))) == 1
+    assert st.STORE.memory_bytes == 0 and len(list(tmp_path.glob("*.npy"))) == 1
     assert_same_logits(plain, cached)
     # another process on the same node (a fresh store) finds the spilled entry
-    other = pc.ActivationStore()
-    key = next(iter(pc.STORE.spilled))
+    other = st.ActivationStore()
+    key = next(iter(st.STORE.spilled))
     entry = other.get(key, budget_bytes=2**30)
     assert entry is not None and entry.flat.shape[0] == sum(len(f["input_ids"]) for f in feats)
     assert list(other.memory) == [key]  # it fits that process's budget: read into memory
-    pc.STORE.clear()
+    st.STORE.clear()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_shared_node_folder_serves_other_processes(tmp_path: Any, monkeypatch: Any) -> None:
     """Simulation workers on one node: the entry one worker filled is read by the next."""
-    monkeypatch.setenv(pc.SPILL_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(st.SPILL_DIR_ENV, str(tmp_path))
     model = tiny("bert")
     stack = discover_layers(model)
     apply_layer_skip(model, stack, [3])
     feats, coll = features(), collate_for("token")
     predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
-    assert pc.STORE.fills == 1 and len(list(tmp_path.glob("*.npz"))) == 1
-    pc.STORE.memory.clear()  # as a fresh worker process
+    assert st.STORE.fills == 1 and len(list(tmp_path.glob("*.npz"))) == 1
+    st.STORE.memory.clear()  # as a fresh worker process
     plain = predict(model, feats, coll, batch_size=4, device="cpu")
     cached = predict(model, feats, coll, batch_size=4, device="cpu", cache=cache_for(model))
-    assert pc.STORE.fills == 1 and pc.STORE.hits == 1
+    assert st.STORE.fills == 1 and st.STORE.hits == 1
     assert_same_logits(plain, cached)
 
 
 def test_lru_keeps_the_process_within_its_budget(tmp_path: Any) -> None:
-    store = pc.ActivationStore()
+    store = st.ActivationStore()
     entries = []
     for _ in range(3):
         flat = torch.zeros((1024, 64))  # 256 KiB each
         entries.append(
-            pc.PrefixStates(1, flat, np.zeros(1, np.int64), np.ones(1, np.int64), 0, flat.dtype)
+            st.PrefixStates(1, flat, np.zeros(1, np.int64), np.ones(1, np.int64), 0, flat.dtype)
         )
     for i, e in enumerate(entries):
         store.put(f"k{i}", e, budget_bytes=600 * 1024, folder=tmp_path)
@@ -246,7 +248,7 @@ def test_training_with_and_without_cache_is_identical(family: str) -> None:
     assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
     for name, value in results[0][1].items():
         torch.testing.assert_close(value, results[1][1][name], atol=1e-4, rtol=0)
-    assert pc.STORE.fills == 1
+    assert st.STORE.fills == 1
 
 
 def test_frozen_modules_run_in_eval_mode() -> None:

@@ -12,8 +12,8 @@ import torch
 
 from fedskip.config import Config
 from fedskip.errors import ModelError
-from fedskip.rundir import RunDir, load_export, to_jsonable
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.rundir import RunDir, load_export, to_jsonable
+from fedskip.records.schema import MetricsRow, RunSummary
 
 LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test"]
 

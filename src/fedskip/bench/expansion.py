@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from fedskip.bench.spec import NATURAL, BenchConfig, Suite, Sweep
 from fedskip.config import Config, Scalar
 from fedskip.errors import ConfigError
+from fedskip.methods import LORA, METHODS
 
 
 def expand(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
@@ -98,18 +99,14 @@ def partial_settings(sweep: Sweep, k: int) -> dict[str, Scalar]:
     return settings
 
 
-FULL_MODEL_BASELINES = ("centralized", "local", "fedprox")
-"""Baselines that fine-tune every block (``layers`` = all): centralized is the upper bound
-layer skipping is compared with, local-only and FedProx are full-model baselines like FedAvg."""
-
-
 def _method_entry(task: str, method: str, base: Config, num_blocks: int) -> BenchConfig:
     settings: dict[str, Scalar] = {"task": task, "method": method}
-    if method in FULL_MODEL_BASELINES:
+    kind = METHODS[method]
+    if kind.full_model_baseline:
         settings["layers"] = num_blocks
-    if method in ("centralized", "local"):
+    if not kind.federated:
         settings["epochs"] = base.rounds * base.local_epochs  # same passes as a federated client
-    settings["lora-rank"] = (base.lora_rank or 8) if method == "lora" else 0
+    settings["lora-rank"] = (base.lora_rank or 8) if kind.trains == LORA else 0
     labels: dict[str, Scalar] = {"partition": NATURAL.label}
     return BenchConfig(f"{task}-{method}", settings, ["methods"], labels)
 
@@ -178,7 +175,7 @@ def _privacy_entries(sweep: Sweep) -> list[BenchConfig]:
                 **sweep_settings(eps),
             }
             name = f"{task}-{variant}{own}" + ("" if eps is None else f"-eps{eps:g}")
-            labels: dict[str, Scalar] = {"target_epsilon": eps or 0}
+            labels: dict[str, Scalar] = {"target_epsilon": eps or 0, "privacy_variant": variant}
             groups = ["privacy"]
             if eps in sweep.privacy_seed_epsilons:
                 groups.append("privacy-seeds")

@@ -13,13 +13,19 @@ than by the global model, or by training alone? Layer skipping with ``personaliz
 with ``personalize=head`` (both with the sites scoring on their own test splits,
 ``eval-clients=true``), and local-only training on the same partition. Its per-site tables and
 plot: :mod:`fedskip.bench.personalization`.
+
+``fed-optim`` (:func:`federated_optimisation_configs`): the federated optimisation of few blocks
+on the other task (ICD-9 coding). Layer skipping there learned slowly at one local epoch per
+round under plain averaging (docs/results/README.md, "ICD-9 coding"); each of
+:data:`FED_OPTIM_CANDIDATES` trains the task's layer-skipping configuration once more, and the
+reports keep, per seed, the one with the best validation score (:mod:`fedskip.bench.choice`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedskip.bench.spec import NATURAL, BenchConfig, Suite, dirichlet
+from fedskip.bench.spec import NATURAL, BenchConfig, Candidate, Suite, dirichlet
 from fedskip.config import Config, Scalar
 
 # --------------------------------------------------------------------------- frontier
@@ -146,4 +152,51 @@ def personalization_configs(suite: Suite, base: Config, num_blocks: int) -> list
         }
         labels = {"partition": part.label, "personalize": "local"}
         out.append(BenchConfig(f"{task}-local{tag}", local, [PERSONALIZATION_GROUP], labels))
+    return out
+
+
+# --------------------------------------------------------------------------- federated optimisation
+FED_OPTIM_GROUP = "fed-optim"
+
+FED_OPTIM_CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("FedAvg, 1 local epoch", "", {}),
+    Candidate("FedAvg, 4 local epochs", "le4", {"local-epochs": 4}),
+    Candidate(
+        "FedAdam (server lr 1e-2), 1 local epoch",
+        "adam",
+        {"server-optimizer": "adam", "server-lr": 1e-2},
+    ),
+)
+"""The declared grid, fixed before any of its runs: plain averaging of one local epoch (the
+suite's setting), four local epochs per round (with four sites, a round then takes as many
+optimizer steps per site as a centralized epoch takes over the pooled notes) and a server
+optimizer (Flower's FedAdam over the averaged update; server lr 1e-2 is ``fedskip run``'s
+default: an Adam step moves each coordinate by about that much, the size of one round's client
+update, 8 AdamW steps of lr 2e-3 at most). Chosen per seed on the validation split; this
+tuning is not private."""
+
+
+def federated_optimisation_configs(
+    suite: Suite, base: Config, num_blocks: int
+) -> list[BenchConfig]:
+    """The ``fed-optim`` group of ``suite`` (the catalogue gives it to ``paper``): its
+    other task's layer-skipping configuration (``<task>-layerskip``, the methods group's run)
+    with each of :data:`FED_OPTIM_CANDIDATES`, labelled as alternatives to one another."""
+    out = []
+    for task in suite.sweep.tasks:
+        if task == suite.sweep.ablation_task:
+            continue  # NER: no candidates, its k = 2 run stays comparable with every other k
+        name = f"{task}-layerskip"
+        for i, option in enumerate(FED_OPTIM_CANDIDATES):
+            settings: dict[str, Scalar] = {
+                "task": task,
+                "method": "layerskip",
+                "lora-rank": 0,
+                **option.settings,
+            }
+            labels: dict[str, Scalar] = {"partition": NATURAL.label, "candidate": option.label}
+            if i:
+                labels["candidate_for"] = name
+            run = f"{name}-{option.suffix}" if option.suffix else name
+            out.append(BenchConfig(run, settings, [FED_OPTIM_GROUP], labels))
     return out

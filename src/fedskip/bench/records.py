@@ -1,7 +1,7 @@
 """Read a run directory (``config.json``, ``metrics.jsonl``, ``summary.json``) into one
 :class:`RunRecord` that reports, plots and claims work on.
 
-Every method writes the same typed records (:mod:`fedskip.runs.schema`): a centralized run logs
+Every method writes the same typed records (:mod:`fedskip.records.schema`): a centralized run logs
 epochs with its test scores, a local-only run one epoch row per site model, a federated run
 rounds with server-side and client-side evaluations and the bytes that crossed the wire.
 :func:`load_run` reads them back through that schema:
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.errors import ConfigError
-from fedskip.rundir import read_metrics
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.rundir import read_metrics
+from fedskip.records.schema import MetricsRow, RunSummary
 
 MB = 1_000_000
 """Bytes per megabyte (SI) in every table and plot."""

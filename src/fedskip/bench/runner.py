@@ -34,7 +34,7 @@ from fedskip.bench.spec import BenchConfig, Suite, describe
 from fedskip.bench.suites import get_suite
 from fedskip.config import Config, Scalar, parse_overrides
 from fedskip.errors import ConfigError
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 
 SUITE_FILE = "suite.json"
 LOG_FILE = "bench.log"

@@ -7,7 +7,12 @@ configurations in :mod:`fedskip.bench.expansion`.
 
 from __future__ import annotations
 
-from fedskip.bench.groups import frontier_configs, personalization_configs
+from fedskip.bench.groups import (
+    FED_OPTIM_GROUP,
+    federated_optimisation_configs,
+    frontier_configs,
+    personalization_configs,
+)
 from fedskip.bench.spec import IID, NATURAL, Candidate, Suite, Sweep, dirichlet
 from fedskip.config import Scalar
 from fedskip.errors import ConfigError
@@ -238,9 +243,12 @@ PAPER = Suite(
         seeds=SEEDS,
         # strategies too: at seed 42 interleaved (blocks 2, 5: 0.952) and bottom (0.943) beat
         # top (0.906 ± 0.004) by more than top's seed spread; a verdict needs their spread
-        seed_groups=("methods", "layers", "gaps", "strategies", "privacy-seeds"),
+        seed_groups=("methods", "layers", "gaps", "strategies", "privacy-seeds", FED_OPTIM_GROUP),
     ),
-    extra_groups={"personalization": personalization_configs},
+    extra_groups={
+        "personalization": personalization_configs,
+        FED_OPTIM_GROUP: federated_optimisation_configs,
+    },
 )
 
 PAPER_QUICK = Suite(

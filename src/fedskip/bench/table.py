@@ -313,6 +313,7 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
     cells = {
         "run": lambda r: f"`{r.name}`",
         "method": lambda r: r.method,
+        "variant": lambda r: str(r.extra.get("privacy_variant") or r.method),
         "task": lambda r: r.task,
         "k": lambda r: "" if r.layers is None else str(r.layers),
         "partition": lambda r: r.partition,

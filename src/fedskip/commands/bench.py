@@ -8,8 +8,9 @@ import argparse
 from typing import Any
 
 from fedskip.bench.suites import SUITES
+from fedskip.commands.common import add_set_arg
 from fedskip.config import Config
-from fedskip.runs.schema import RunSummary
+from fedskip.records.schema import RunSummary
 
 
 def register(subparsers: Any) -> None:
@@ -27,14 +28,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--out", default=None, metavar="DIR", help="output folder (default bench/<suite>)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="append",
-        default=[],
-        help="override a shared setting for every config, e.g. --set rounds=3 synth-docs=20 "
+    add_set_arg(
+        parser,
+        "override a shared setting for every config, e.g. --set rounds=3 synth-docs=20 "
         "(centralized and local-only runs train rounds x local-epochs epochs, so set rounds, "
         "not epochs, to shorten them)",
     )

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from fedskip.config import Config, load_config
+from fedskip.config import DEVICES, Config, load_config
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +18,31 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="TOML file with config keys (`fedskip config > FILE` writes every default)",
     )
+    add_set_arg(
+        parser,
+        "override config keys (repeatable): --set layers=4 lr=1e-4 --set rounds=3; "
+        "`fedskip config` lists every key with its default and allowed values",
+    )
+
+
+def add_inference_args(parser: argparse.ArgumentParser, *, batch_size: int, per_pass: str) -> None:
+    """The options of a command that runs an exported model: ``--batch-size`` (``per_pass``:
+    what one forward pass holds), ``--device`` and ``--json``."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        metavar="N",
+        help=f"{per_pass} per forward pass",
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE ...`` (repeatable), collected as ``args.overrides`` (a list of lists)."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -25,8 +50,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         action="append",
         default=[],
-        help="override config keys (repeatable): --set layers=4 lr=1e-4 --set rounds=3; "
-        "`fedskip config` lists every key with its default and allowed values",
+        help=help,
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

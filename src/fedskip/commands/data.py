@@ -27,33 +27,19 @@ def register(subparsers: Any) -> None:
     synth.add_argument(
         "--out", required=True, metavar="DIR", help="output folder (one subfolder per site)"
     )
-    synth.add_argument(
-        "--sites",
-        type=int,
-        default=_DEFAULTS.synth_sites,
-        help="hospital sites (default %(default)s)",
-    )
-    synth.add_argument(
-        "--docs",
-        type=int,
-        default=_DEFAULTS.synth_docs,
-        help="documents per site (default %(default)s)",
-    )
-    synth.add_argument(
-        "--notes-per-patient",
-        type=int,
-        default=_DEFAULTS.synth_notes_per_patient,
-        help="notes of every patient; 0 = a stay's natural one to four (default %(default)s)",
-    )
-    synth.add_argument(
-        "--note-lines",
-        type=int,
-        default=_DEFAULTS.synth_note_lines,
-        help="lines kept of each note; 0 = whole notes (default %(default)s)",
-    )
-    synth.add_argument(
-        "--seed", type=int, default=_DEFAULTS.seed, help="random seed (default %(default)s)"
-    )
+    for flag, key, what in (
+        ("--sites", "synth_sites", "hospital sites"),
+        ("--docs", "synth_docs", "documents per site"),
+        (
+            "--notes-per-patient",
+            "synth_notes_per_patient",
+            "notes of every patient; 0 = a stay's natural one to four",
+        ),
+        ("--note-lines", "synth_note_lines", "lines kept of each note; 0 = whole notes"),
+        ("--seed", "seed", "random seed"),
+    ):  # the config key's default
+        default = getattr(_DEFAULTS, key)
+        synth.add_argument(flag, type=int, default=default, help=f"{what} (default %(default)s)")
     synth.add_argument(
         "--label-noise",
         type=float,

@@ -112,6 +112,12 @@ def _register_local(actions: Any) -> None:
         help="the SuperLink's gRPC Control API (flower-superlink --control-api-address; default: "
         "a free port on 127.0.0.1, never another interface unless given here)",
     )
+    local.add_argument(
+        "--measure-wire",
+        action="store_true",
+        help="route each site through a byte-counting relay; its bytes on the wire (TCP, TLS "
+        "framing, content) go to deployment.json",
+    )
     local.add_argument("--timeout", type=float, metavar="S", help="give up on the run after S s")
     local.add_argument(
         "--client-threads",
@@ -229,6 +235,7 @@ def _options(args: argparse.Namespace, rounds: int, quiet: bool) -> Any:
         echo=echo,
         drills=drills,
         control_api_address=args.control_api_address,
+        measure_wire=args.measure_wire,
     )
 
 

@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedskip.config import DATA_FORMATS, DEVICES, LABELS
+from fedskip.commands.common import add_inference_args
+from fedskip.config import DATA_FORMATS, LABELS
 from fedskip.data.types import ClsDataset, Dataset, NerDataset
 from fedskip.errors import DataError, print_warning
 
 if TYPE_CHECKING:
-    from fedskip.rundir import Exported
+    from fedskip.records.rundir import Exported
 
 
 def register(subparsers: Any) -> None:
@@ -45,13 +46,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--icd9-top-k", type=int, metavar="K", help="ICD-9 codes kept (default: training setting)"
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=32, metavar="N", help="examples per forward pass"
-    )
-    parser.add_argument(
-        "--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"
-    )
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_inference_args(parser, batch_size=32, per_pass="examples")
     parser.set_defaults(func=run)
 
 
@@ -72,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             f"{metrics.get('f1', 0.0):.4f} measures nothing"
         )
     if args.json:
-        from fedskip.rundir import to_jsonable
+        from fedskip.records.rundir import to_jsonable
 
         print(json.dumps(to_jsonable(metrics), indent=2))
     else:
@@ -96,7 +91,7 @@ def evaluate_export(
     the model's codes are left out (counted in ``dropped_documents``)."""
     from fedskip.data.readers import log_warnings, read_sites
     from fedskip.pipeline import ALL_CODES, collator, encode_docs
-    from fedskip.rundir import load_export
+    from fedskip.records.rundir import load_export
     from fedskip.train.engine import evaluate
 
     if batch_size < 1:

@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fedskip.config import DEVICES
+from fedskip.commands.common import add_inference_args
 from fedskip.errors import DataError
 from fedskip.train.metrics import MULTI_LABEL_THRESHOLD
 
 if TYPE_CHECKING:
-    from fedskip.rundir import Exported
+    from fedskip.data.encode import EncodedCls, EncodedNer
+    from fedskip.data.types import ClsDocument, NerDocument
+    from fedskip.records.rundir import Exported
+
+    Doc = NerDocument | ClsDocument
+    Encoded = EncodedNer | EncodedCls
 
 
 def register(subparsers: Any) -> None:
@@ -38,13 +43,7 @@ def register(subparsers: Any) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the input text")
     source.add_argument("--file", metavar="F", help="a UTF-8 text file (one note)")
-    parser.add_argument(
-        "--batch-size", type=int, default=16, metavar="N", help="windows per forward pass"
-    )
-    parser.add_argument(
-        "--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"
-    )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_inference_args(parser, batch_size=16, per_pass="windows")
     parser.set_defaults(func=run)
 
 
@@ -75,7 +74,7 @@ def predict_note(
     """:func:`predict_text` of the exported ``model`` on one note, after refusing an empty or
     oversized note (errors name ``source``: the file, ``--text`` or ``predict``)."""
     from fedskip.data.io import check_note_size
-    from fedskip.rundir import load_export
+    from fedskip.records.rundir import load_export
 
     if not text.strip():
         raise DataError(f"{source}: the input text is empty")
@@ -96,20 +95,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def predict_entities(
-    exported: Exported, text: str, *, batch_size: int = 16
-) -> list[dict[str, Any]]:
-    """Entities as ``{type, start, end, text, score}`` in text order."""
-    from fedskip.data.brat import sentence_starts, tokenize_words
-    from fedskip.data.encode import IGNORE_INDEX, EncodedNer, decode_ner, entity_spans
-    from fedskip.data.types import NerDocument
+def _logits(exported: Exported, doc: Doc, batch_size: int) -> tuple[Encoded, list[np.ndarray]]:
+    """``doc`` encoded as the model was trained (max-length, stride, truncation) and the model's
+    per-example logits on it."""
     from fedskip.pipeline import collator, encode_docs
     from fedskip.train.engine import predict
 
-    tokens = tokenize_words(text)
-    cuts = [0, *sentence_starts(text, tokens), len(tokens)]
-    sentences = [tokens[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
-    doc = NerDocument("input", text, sentences, [])
     encoded = encode_docs(
         [doc],
         exported.tokenizer,
@@ -118,14 +109,26 @@ def predict_entities(
         stride=exported.stride,
         truncation=exported.truncation,
     )
-    assert isinstance(encoded, EncodedNer)
-    logits = predict(
-        exported.model,
-        encoded.features,
-        collator(exported.tokenizer, exported.task_info),
-        batch_size=batch_size,
-        device=exported.model.device,
+    collate = collator(exported.tokenizer, exported.task_info)
+    device = exported.model.device
+    return encoded, predict(
+        exported.model, encoded.features, collate, batch_size=batch_size, device=device
     )
+
+
+def predict_entities(
+    exported: Exported, text: str, *, batch_size: int = 16
+) -> list[dict[str, Any]]:
+    """Entities as ``{type, start, end, text, score}`` in text order."""
+    from fedskip.data.brat import sentence_starts, tokenize_words
+    from fedskip.data.encode import IGNORE_INDEX, EncodedNer, decode_ner, entity_spans
+    from fedskip.data.types import NerDocument
+
+    tokens = tokenize_words(text)
+    cuts = [0, *sentence_starts(text, tokens), len(tokens)]
+    sentences = [tokens[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+    encoded, logits = _logits(exported, NerDocument("input", text, sentences, []), batch_size)
+    assert isinstance(encoded, EncodedNer)
     tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
     confidence: dict[tuple[int, int], float] = {}
     for feat, words, sid, lg in zip(
@@ -151,27 +154,11 @@ def predict_labels(exported: Exported, text: str) -> dict[str, Any]:
     every label with probability > 0.5 for multi-label models."""
     from fedskip.data.encode import EncodedCls
     from fedskip.data.types import ClsDocument
-    from fedskip.pipeline import collator, encode_docs
-    from fedskip.train.engine import predict
 
     names = exported.label_list
     placeholder = [] if exported.multi_label else [names[0]]  # targets are not used
-    encoded = encode_docs(
-        [ClsDocument("input", text, placeholder)],
-        exported.tokenizer,
-        exported.task_info,
-        max_length=exported.max_length,
-        stride=exported.stride,
-        truncation=exported.truncation,
-    )
+    encoded, (logits,) = _logits(exported, ClsDocument("input", text, placeholder), 1)
     assert isinstance(encoded, EncodedCls)
-    (logits,) = predict(
-        exported.model,
-        encoded.features,
-        collator(exported.tokenizer, exported.task_info),
-        batch_size=1,
-        device=exported.model.device,
-    )
     if exported.multi_label:
         probs = 1.0 / (1.0 + np.exp(-logits))
         predicted = [n for n, p in zip(names, probs) if p > MULTI_LABEL_THRESHOLD]

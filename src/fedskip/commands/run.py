@@ -25,7 +25,6 @@ from fedskip.commands.common import (
 from fedskip.config import Config
 from fedskip.errors import ConfigError
 from fedskip.finish import SITES
-from fedskip.runs.federated import FEDERATED
 
 
 def register(subparsers: Any) -> None:
@@ -63,9 +62,9 @@ def resume_config(args: argparse.Namespace) -> Config:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: invalid JSON ({exc})") from None
     cfg = Config.from_mapping(saved)
-    if cfg.method not in FEDERATED:
+    if not cfg.method_kind.federated:
         raise ConfigError(f"--resume: method={cfg.method} runs are not resumable; run it again")
-    from fedskip.fl.checkpoint import DIR, find_checkpoint
+    from fedskip.records.checkpoint import DIR, find_checkpoint
 
     if find_checkpoint(folder) is None:
         raise ConfigError(f"{folder / DIR}: no checkpoint to resume from (no round completed)")
@@ -87,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
     summary = run_method(cfg)
     out = summary.get("out", cfg.out)
     leave_report(out)
-    if cfg.method == "centralized":
+    if cfg.method_kind.federated:
+        print(format_federated(summary))
+    elif cfg.method == "centralized":
         from fedskip.commands.centralized import format_summary
 
         print(format_summary(summary))
-    elif cfg.method == "local":
-        print(format_local(summary))
     else:
-        print(format_federated(summary))
+        print(format_local(summary))
     print(next_commands(cfg, out))
     return 0 if summary.finished else 1
 

@@ -9,7 +9,10 @@ SuperLink, which then resumes the run from its last checkpoint.
 Layout of ``out`` (besides the run records the ServerApp writes: ``config.json``,
 ``metrics.jsonl``, ``summary.json``, ``model/``, ``checkpoint/``)::
 
-    deployment.json     sites, addresses, node ids, runs, events, final status
+    deployment.json     sites, addresses, node ids, runs, events, final status (and, with
+                        ``measure_wire``, each site's bytes on the wire: :mod:`.wire`)
+    processes.json      peak memory of the coordinator's and each site's process tree
+                        (:mod:`fedskip.deploy.memory`)
     logs/               superlink.log, site-<i>.log, run-<id>.log (ServerApp stream), events.jsonl
     pki/                test CA, SuperLink certificate, site keys (local trials only)
     app/                the Flower app bundle's pyproject.toml; run-config.toml
@@ -37,6 +40,7 @@ from fedskip.deploy.flower import (
     supernode_command,
     write_app,
 )
+from fedskip.deploy.memory import DEFAULT_INTERVAL_S, MemoryMonitor
 from fedskip.deploy.processes import (
     DEFAULT_GRACE_S,
     DeploymentError,
@@ -45,6 +49,7 @@ from fedskip.deploy.processes import (
     free_ports,
     wait_for_port,
 )
+from fedskip.deploy.wire import WireRelay
 
 HOST = "127.0.0.1"
 ONLINE_MARK = "SuperNode ID:"
@@ -90,6 +95,11 @@ class Options:
     """Run-config values for the ServerApp on top of the resolved config (``out`` is set)."""
     control_api_address: str = ""
     """The SuperLink's gRPC Control API address; empty: a free port on 127.0.0.1."""
+    measure_wire: bool = False
+    """Route each site through a counting relay (:class:`~fedskip.deploy.wire.WireRelay`) and
+    record its bytes on the wire in ``deployment.json``."""
+    memory_interval: float = DEFAULT_INTERVAL_S
+    """Seconds between two samples of the processes' memory (``processes.json``)."""
 
 
 class LocalDeployment:
@@ -120,6 +130,13 @@ class LocalDeployment:
         self.control_api_address = ""
         self.probe_port = 0
         self.cli: FlowerCli | None = None
+        self.relays: dict[str, WireRelay] = {}
+        self.memory = MemoryMonitor(self.measured_processes, interval=options.memory_interval)
+
+    def measured_processes(self) -> dict[str, ManagedProcess]:
+        """The process trees whose memory is recorded: the SuperLink's and each site's."""
+        names = {"superlink", *(s.name for s in self.sites)}
+        return {n: m for n, m in list(self.sup.processes.items()) if n in names}
 
     # ------------------------------------------------------------------ records
     def event(self, kind: str, **detail: Any) -> None:
@@ -153,6 +170,7 @@ class LocalDeployment:
                 for site, port in zip(self.sites, self.site_ports)
             ],
             "runs": self.run_ids,
+            "wire": {name: relay.record() for name, relay in self.relays.items()},
             "status": self.status,
             "events": self.events,
         }
@@ -181,10 +199,16 @@ class LocalDeployment:
             f"{HOST}:{self.superlink_port}",
             ca_cert=self.tls.ca_cert if self.tls else None,
         )
+        if self.opt.measure_wire:
+            self.relays = {
+                site.name: WireRelay(site.name, HOST, self.superlink_port).start()
+                for site in self.sites
+            }
 
     def start(self) -> None:
         """SuperLink, site registration, SuperNodes; returns once every site is online."""
         self.prepare()
+        self.memory.start()
         self.start_superlink()
         if self.opt.auth:
             for site in self.sites:
@@ -232,8 +256,9 @@ class LocalDeployment:
     def start_site(self, index: int) -> ManagedProcess:
         site = self.sites[index]
         key = self.keys[site.name].private_key if self.opt.auth else None
+        relay = self.relays.get(site.name)
         argv = supernode_command(
-            f"{HOST}:{self.superlink_port}",
+            f"{HOST}:{relay.port if relay else self.superlink_port}",
             self.site_ports[index],
             ca_cert=self.tls.ca_cert if self.tls else None,
             private_key=key,
@@ -317,13 +342,34 @@ class LocalDeployment:
 
     # ------------------------------------------------------------------ stop
     def close(self) -> None:
-        """Stop every process (SuperNodes, then the SuperLink) and write ``deployment.json``."""
+        """Stop every process (SuperNodes, then the SuperLink); write ``processes.json`` and
+        ``deployment.json``."""
+        self.memory.stop()
         self.sup.stop_all()
+        for relay in self.relays.values():
+            relay.stop()
         leftovers = [m.name for m in self.sup.processes.values() if m.alive()]
         if leftovers:  # pragma: no cover - terminate_tree waits for every process
             raise RuntimeError(f"processes still running: {leftovers}")
         if self.superlink_port:
+            self.record_measurements()
             self.write_record()
+
+    def record_measurements(self) -> None:
+        """``processes.json`` and one event per process tree (peak memory) and per relay."""
+        self.memory.write(self.out / "processes.json")
+        for name, tree in self.memory.trees.items():
+            if tree.processes:
+                top = max(tree.processes.values(), key=lambda p: p.peak_rss)
+                self.event(
+                    "peak-memory",
+                    tree=name,
+                    pss_gib=round(tree.peak_pss / 2**30, 3),
+                    processes=len(tree.processes),
+                    largest=f"{top.name}:{top.peak_rss / 2**30:.3f}GiB",
+                )
+        for name, relay in self.relays.items():
+            self.event("wire-bytes", site=name, up=relay.up.tcp_bytes, down=relay.down.tcp_bytes)
 
     def __enter__(self) -> LocalDeployment:
         return self

@@ -2,7 +2,7 @@
 
 ``app`` is the ClientApp named in ``pyproject.toml`` (``flwr run .``); :func:`build_client_app`
 builds the same app with a resolved run config for ``fedskip run`` (see
-:mod:`fedskip.fl.simulation`). The work itself is Flower-free (:mod:`fedskip.fl.client`).
+:mod:`fedskip.runs.simulation`). The work itself is Flower-free (:mod:`fedskip.federation.client`).
 
 Only tensors of the model and numbers leave a client (and, on identification, the site's
 configured name). When the work fails, the error reply
@@ -24,8 +24,10 @@ from flwr.clientapp import ClientApp
 
 from fedskip.config import Scalar
 from fedskip.errors import FedskipError
+from fedskip.federation.client import ClientResult, evaluate_round, score_round
+from fedskip.federation.round_types import CLIENT_USER_ERROR
+from fedskip.federation.validation import NUM_EXAMPLES
 from fedskip.fl import wire_compression
-from fedskip.fl.client import ClientResult, evaluate_round, score_round
 from fedskip.fl.messages import (
     ARRAYS,
     CLIENT_ID,
@@ -41,9 +43,7 @@ from fedskip.fl.messages import (
 )
 from fedskip.fl.node import node_setup, train_on_node
 from fedskip.fl.personal import ERROR_FEEDBACK, site_files, site_state
-from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.secagg import secagg_dispatch_mod
-from fedskip.fl.validation import NUM_EXAMPLES
 from fedskip.fl.worker_log import WORKER_LOG_ENV, attach_worker_log
 
 log = logging.getLogger(__name__)

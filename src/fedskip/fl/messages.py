@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedskip.fl.validation import NUM_EXAMPLES, TensorSpec
+from fedskip.federation.validation import NUM_EXAMPLES, TensorSpec
 
 ARRAYS = "arrays"
 CONFIG = "config"

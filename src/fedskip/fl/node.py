@@ -5,7 +5,7 @@ Both training exchanges — plain messages (:func:`fedskip.fl.client_app.train`)
 (:class:`fedskip.fl.secagg.SecAggClient`) — and the evaluation, identification and scoring
 handlers set up through :func:`node_setup`, so a node started with ``model-path`` trains and
 evaluates its own copy of the model on either path and keeps one runtime for both; both train
-through :func:`train_on_node`, the one step (:func:`fedskip.fl.client.train_step`) with the
+through :func:`train_on_node`, the one step (:func:`fedskip.federation.client.train_step`) with the
 node's DP-SGD accountant and personal tensors kept in ``Context.state``.
 """
 
@@ -19,7 +19,7 @@ import torch
 from flwr.app import Context
 
 from fedskip.config import Config
-from fedskip.fl.client import (
+from fedskip.federation.client import (
     ClientData,
     ClientResult,
     ClientRuntime,
@@ -29,7 +29,7 @@ from fedskip.fl.client import (
     site_config,
     train_step,
 )
-from fedskip.fl.dp import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
+from fedskip.fl.dpsgd_node import dpsgd_for, dpsgd_metrics, known_dp_steps, save_dpsgd
 from fedskip.fl.messages import PROXIMAL_MU, SERVER_ROUND, TRAIN_LAYERS
 from fedskip.fl.personal import site_state
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fedskip.runs.schema import MetricsRow
+from fedskip.records.schema import MetricsRow
 
 
 def human_bytes(n: float) -> str:

@@ -21,8 +21,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result
 
 from fedskip.errors import PrivacyBudgetExceeded
+from fedskip.federation.round_types import RoundRecord
 from fedskip.fl import stop
-from fedskip.fl.rounds import RoundRecord
 from fedskip.privacy.checks import warn_loudly
 
 RoundCallback = Callable[[int, ArrayRecord, RoundRecord], None]
@@ -72,8 +72,8 @@ def send_and_collect(
 
 class FedskipStrategy(Protocol):
     """What the round loop needs of a strategy: Flower's configure/aggregate methods plus
-    client identification and round records (:class:`fedskip.fl.strategy.LayerSkipStrategy`
-    and every wrapper of it, :mod:`fedskip.fl.strategy_wrapper`)."""
+    client identification and round records (:class:`fedskip.fl.strategy.core.LayerSkipStrategy`
+    and every wrapper of it, :mod:`fedskip.fl.strategy.wrapper`)."""
 
     @property
     def client_ids(self) -> dict[int, int]: ...

@@ -13,7 +13,7 @@ Flower's ``SecAggPlusWorkflow`` (:mod:`fedskip.fl.secagg_server`; the rest of th
 main path) and, on the client, a ``NumPyClient`` behind ``secaggplus_mod``. The work is
 fedskip's core through the node's one training step (:func:`fedskip.fl.node.train_on_node`, as
 the plain path: the same runtime — ``model-path`` included —, DP-SGD accountant, personal
-tensors and layer plan).
+tensors and layer plan; the work is :mod:`fedskip.federation.client`'s).
 Identification and federated evaluation are plain messages, handled by the normal ClientApp
 handlers. What travels is fixed per round and identical for all clients, as SecAgg+ needs:
 
@@ -43,9 +43,9 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
+from fedskip.federation.validation import NUM_EXAMPLES
 from fedskip.fl.messages import CLIENT_ID, numeric_metrics
-from fedskip.fl.validation import NUM_EXAMPLES
-from fedskip.privacy.client_dp import clip_update
+from fedskip.privacy.client_level import clip_update
 
 log = logging.getLogger(__name__)
 

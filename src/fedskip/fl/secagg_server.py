@@ -42,10 +42,10 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.serverapp import Grid
 
+from fedskip.federation.validation import NUM_EXAMPLES
 from fedskip.fl.messages import ARRAYS, CONFIG, METRICS, SERVER_ROUND, to_metric_record
 from fedskip.fl.round_loop import ReplyCallback
 from fedskip.fl.secagg import PAYLOAD_KEYS, TRAIN_KEYS
-from fedskip.fl.validation import NUM_EXAMPLES
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Per round (:class:`fedskip.fl.round_loop.RoundLoop`; under ``secagg=true`` the training
 exchange is SecAgg+, :mod:`fedskip.fl.secagg_server`): the strategy trains and aggregates
-(:mod:`fedskip.fl.strategy`, wrapped for DP by :mod:`fedskip.fl.dp`), clients evaluate the
+(:mod:`fedskip.fl.strategy.core`, wrapped for DP by :mod:`fedskip.fl.strategy.privacy`), clients evaluate the
 global model on their test splits, the server evaluates it on the held-out global test set; then
 one row goes to ``metrics.jsonl`` and a checkpoint to ``checkpoint/``. At the end the global
 model is exported to ``model/`` (loadable with plain transformers) and ``summary.json`` written
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,21 +22,8 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedskip.config import Config
-from fedskip.finish import Export, finish_summary
-from fedskip.fl import messages
-from fedskip.fl.checkpoint import (
-    Checkpoint,
-    capture_rng,
-    load_checkpoint,
-    remove_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
-from fedskip.fl.dp import privacy_summary, unnoised
-from fedskip.fl.optimizers import build_strategy
-from fedskip.fl.planning import LayerPlanner
-from fedskip.fl.progress import RoundReporter, human_bytes
-from fedskip.fl.records import (
+from fedskip.federation.planning import LayerPlanner
+from fedskip.federation.round_rows import (
     headline,
     personal_eval,
     personal_summary,
@@ -46,13 +32,27 @@ from fedskip.fl.records import (
     summarize,
     truncate_metrics,
 )
+from fedskip.federation.round_types import RoundRecord
+from fedskip.finish import Export, finish_summary
+from fedskip.fl import messages
+from fedskip.fl.progress import RoundReporter, human_bytes
 from fedskip.fl.round_loop import Exchange, RoundLoop, plain_exchange
-from fedskip.fl.rounds import RoundRecord
-from fedskip.fl.strategy import LayerSkipStrategy
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.builder import build_strategy
+from fedskip.fl.strategy.core import LayerSkipStrategy
+from fedskip.fl.strategy.privacy import privacy_summary, unnoised
+from fedskip.fl.strategy.wrapper import StrategyWrapper
+from fedskip.methods import ALL
 from fedskip.pipeline import Prepared
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.checkpoint import (
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    remove_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import MetricsRow, RunSummary
 from fedskip.train.plateau import ValidationChoice
 from fedskip.trainability import ModelBundle, load_bundle
 
@@ -109,7 +109,8 @@ class ServerRun:
         validation split also on the clients' validation documents (:attr:`last_val`)."""
         from fedskip.models.loading import resolve_device
         from fedskip.pipeline import activation_cache, collator, encode
-        from fedskip.train.engine import predict, score
+        from fedskip.train.engine import predict
+        from fedskip.train.metrics import score
 
         tokenizer, cfg, prepared = self.bundle.tokenizer, self.cfg, self.prepared
         if not prepared.global_test and not prepared.val_docs:
@@ -213,19 +214,22 @@ def setup(cfg: Config) -> ServerRun:
         # the server trains nothing; the flags mark which tensors the global state can change,
         # so server-side evaluation caches the frozen prefix below them
         param.requires_grad_(name in in_play)
-    strategy = build_strategy(
-        cfg, planner=planner, all_keys=all_keys, num_clients=prepared.num_clients
-    )
+    base = None
     if cfg.wire_compression != "none":  # [compression] instructions travel as global - base
         from fedskip.fl.wire_compression import base_values
 
-        strategy.core.compression = cfg.wire_compression
-        strategy.core.base = base_values(bundle.model, planner.candidate_keys())
+        base = base_values(bundle.model, planner.candidate_keys())
     from fedskip.fl.site_eval import sites_scored_here
 
     score_sites = sites_scored_here(cfg, prepared)
-    if score_sites:  # evaluate once: no federated-evaluation messages
-        strategy.core.fraction_evaluate, strategy.core.min_evaluate_nodes = 0.0, 0
+    strategy = build_strategy(
+        cfg,
+        planner=planner,
+        all_keys=all_keys,
+        num_clients=prepared.num_clients,
+        base=base,
+        client_evaluation=not score_sites,  # evaluate once: no federated-evaluation messages
+    )
     rundir = RunDir(cfg.out)
     primary = primary_metric(prepared.task_info)
     reporter = RoundReporter(quiet=cfg.quiet, primary=primary)
@@ -247,9 +251,6 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     if not cfg.resume:
         run.rundir.write_config(cfg)
         remove_checkpoint(run.rundir.path)
-        if cfg.personalize != "none" or cfg.wire_compression != "none":
-            # a fresh run: the sites start without personal state or error-feedback residuals
-            run.strategy.core.run_token = uuid.uuid4().hex[:12]
         return messages.to_array_record(fresh), 0
     ckpt = load_checkpoint(run.rundir.path)
     if set(ckpt.global_state) != set(fresh):
@@ -368,8 +369,8 @@ def _header(run: ServerRun, done: int) -> str:
     cfg, prepared = run.cfg, run.prepared
     what = (
         f"{cfg.method} ({cfg.layer_strategy}, k={cfg.layers})"
-        if cfg.method != "fedavg"
-        else "fedavg"
+        if cfg.method_kind.trains != ALL
+        else cfg.method
     )
     keys = run.planner.candidate_keys()
     size = sum(int(np.prod(run.bundle.model.get_parameter(k).shape)) for k in keys)

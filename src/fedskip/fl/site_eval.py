@@ -49,9 +49,9 @@ def site_scores(
     from flwr.app import RecordDict
     from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+    from fedskip.federation.validation import NUM_EXAMPLES
     from fedskip.fl import messages
     from fedskip.fl.round_loop import scalars
-    from fedskip.fl.validation import NUM_EXAMPLES
 
     per_site: dict[str, dict[str, Any]] = {}
     replies: list[RecordDict] = []

@@ -3,7 +3,7 @@
 On Flower's Simulation Engine the ServerApp runs in a thread of its own, which Python's signal
 handling never interrupts; a SIGTERM, SIGHUP or Ctrl-C ends the main thread, but the ServerApp
 thread went on waiting for replies that no longer come and kept the process alive. The driver
-(:func:`fedskip.fl.simulation.simulate`) sets :data:`REQUESTED` when it is interrupted; every
+(:func:`fedskip.runs.simulation.simulate`) sets :data:`REQUESTED` when it is interrupted; every
 place where the ServerApp waits (for nodes, for replies) checks it through :func:`check` and
 ends the run with :class:`RunStopped`; the driver waits for that through :data:`SERVING`. The
 last finished round's checkpoint stays on disk, so ``--resume`` continues from it.
@@ -31,7 +31,7 @@ class RunStopped(Exception):
 
 
 class SimulationStopped(KeyboardInterrupt):
-    """What an interrupted :func:`fedskip.fl.simulation.simulate` raises: its message says
+    """What an interrupted :func:`fedskip.runs.simulation.simulate` raises: its message says
     where the run can resume. Flower's message workers may still be waiting on Ray actors that
     are gone, so the CLI ends the process without waiting for them."""
 

@@ -1,6 +1,6 @@
 """A simulation worker's logs into the run's ``run.log``: the part of the run logging that the
 ClientApp needs (:func:`attach_worker_log`), apart from the Simulation Engine's driver
-(:mod:`fedskip.fl.simulation`, which sets :data:`WORKER_LOG_ENV` for its workers)."""
+(:mod:`fedskip.runs.simulation`, which sets :data:`WORKER_LOG_ENV` for its workers)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ _worker_handler: logging.FileHandler | None = None
 
 def attach_worker_log() -> None:
     """In a simulation worker (``FEDSKIP_RUN_LOG`` set by
-    :func:`fedskip.fl.simulation.run_logging`): append Flower's and fedskip's logs and Python
+    :func:`fedskip.runs.simulation.run_logging`): append Flower's and fedskip's logs and Python
     warnings to that ``run.log``, once per process and run. Elsewhere (Deployment Engine,
     in-process tests) a no-op."""
     global _worker_handler

@@ -13,7 +13,7 @@ attention q/k/v/o and the MLP's gate/up/down projections for llama / mistral / q
 ``query``/``key``/``value``/``attention.output.dense``/``intermediate.dense``/``output.dense``
 for BERT-style encoders. The head is a peft ``modules_to_save`` module, so its trained copy is
 part of the adapter state and ``merge_and_unload`` yields a plain transformers model (what
-:func:`fedskip.rundir.RunDir.save_model` exports).
+:func:`fedskip.records.rundir.RunDir.save_model` exports).
 
 Every ``A`` matrix is initialised from a generator seeded by ``(seed, module name)`` (peft's
 Kaiming-uniform rule) and every ``B`` is zero, so all clients and the server start from the same

@@ -101,14 +101,8 @@ class DPSGDSettings:
                 f"DP-SGD grad_sample_mode {self.grad_sample_mode!r} is not one of "
                 f"{', '.join(GRAD_SAMPLE_MODES)} (Hugging Face models need keyword-argument calls)"
             )
-        if self.clip_norm <= 0:
-            raise ConfigError(
-                f"config key 'clip-norm': {self.clip_norm!r} must be > 0 with dp=sample"
-            )
-        if not 0 < self.delta < 1:
-            raise ConfigError(
-                f"config key 'delta': {self.delta!r} must be > 0 and < 1 with dp=sample"
-            )
+        if self.clip_norm <= 0 or not 0 < self.delta < 1:  # users: the config's rules
+            raise ValueError(f"DP-SGD needs clip_norm > 0 and 0 < delta < 1, not {self}")
         if self.planned_epochs < 1:
             raise ValueError("planned_epochs must be >= 1")
         from fedskip.privacy.units import DP_UNITS
@@ -467,13 +461,7 @@ class DPSGD:
 
 
 def local_dpsgd(cfg: Config) -> DPSGD | None:
-    """The DP-SGD hook of a non-federated run (centralized / local-only) for ``cfg``: None for
-    ``dp=none``; ``dp=client`` needs a federation (ConfigError: the config refuses it with
-    method=centralized/local, this guards callers whose config says another method). The budget
+    """The DP-SGD hook of a non-federated run (centralized / local-only) for ``cfg``: None
+    unless ``dp=sample`` (the config refuses ``dp=client`` without a federation). The budget
     covers ``epochs``."""
-    if cfg.dp == "client":
-        raise ConfigError(
-            "config key 'dp': client-level DP protects a hospital's contribution to a federation; "
-            "use dp=sample (DP-SGD) for centralized or local training"
-        )
     return DPSGD(DPSGDSettings.from_config(cfg, federated=False)) if cfg.dp == "sample" else None

@@ -1,6 +1,6 @@
 """The run layer: one entry per method, each taking a :class:`~fedskip.config.Config` and
-returning a :class:`~fedskip.runs.schema.RunSummary`, all writing :class:`MetricsRow` rows and
-``summary.json`` through :class:`fedskip.rundir.RunDir`.
+returning a :class:`~fedskip.records.schema.RunSummary`, all writing :class:`MetricsRow` rows and
+``summary.json`` through :class:`fedskip.records.rundir.RunDir`.
 
 | method | entry |
 |---|---|
@@ -17,7 +17,7 @@ the record schema can be used by any layer that writes run records.
 from __future__ import annotations
 
 from fedskip.config import Config
-from fedskip.runs.schema import MetricsRow, RunSummary
+from fedskip.records.schema import MetricsRow, RunSummary
 
 __all__ = ["MetricsRow", "RunSummary", "run"]
 
@@ -33,14 +33,14 @@ def run(cfg: Config) -> RunSummary:
 
 
 def _run_method(cfg: Config) -> RunSummary:
+    if cfg.method_kind.federated:
+        from fedskip.runs.federated import run_simulation
+
+        return run_simulation(cfg)
     if cfg.method == "centralized":
         from fedskip.runs.centralized import run_centralized
 
         return run_centralized(cfg)
-    if cfg.method == "local":
-        from fedskip.runs.local import run_local
+    from fedskip.runs.local import run_local
 
-        return run_local(cfg)
-    from fedskip.runs.federated import run_simulation
-
-    return run_simulation(cfg)
+    return run_local(cfg)

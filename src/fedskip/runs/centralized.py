@@ -16,12 +16,11 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.data.encode import EncodedCls, EncodedNer
-from fedskip.errors import ConfigError
 from fedskip.finish import Export, finish_summary
 from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
+from fedskip.records.schema import RunSummary
 from fedskip.runs.epochs import EpochLog
-from fedskip.runs.schema import RunSummary
 from fedskip.train.engine import TrainResult
 from fedskip.trainability import ModelBundle
 
@@ -29,19 +28,14 @@ from fedskip.trainability import ModelBundle
 def run_centralized(cfg: Config) -> RunSummary:
     """Train, evaluate per epoch, export; returns the summary written to ``summary.json``."""
     from fedskip.models.loading import resolve_device
-    from fedskip.pipeline import SITES_DATA, activation_cache, collator, encode, prepare
+    from fedskip.pipeline import activation_cache, collator, encode, prepare
     from fedskip.privacy.dpsgd import local_dpsgd
     from fedskip.privacy.units import bind_units
-    from fedskip.rundir import RunDir
+    from fedskip.records.rundir import RunDir
     from fedskip.train.engine import TrainSettings, train
     from fedskip.train.metrics import primary_metric
     from fedskip.trainability import build_trainable
 
-    if cfg.data == SITES_DATA:
-        raise ConfigError(
-            "config key 'data': centralized training needs the data here; data=sites keeps it "
-            "at the sites (give a dataset path or synth)"
-        )
     privacy = local_dpsgd(cfg)  # [privacy] dp=sample: DP-SGD over the trainable layers
     started = time.perf_counter()
     prepared = prepare(cfg)

@@ -17,8 +17,8 @@ import torch
 from fedskip.config import Config
 from fedskip.data.encode import EncodedCls, EncodedNer
 from fedskip.finish import Headline
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import MetricsRow, as_number
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import MetricsRow, as_number
 from fedskip.train.plateau import ValidationChoice
 from fedskip.train.prefix_cache import ActivationCache, Collate
 

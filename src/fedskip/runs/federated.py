@@ -1,4 +1,5 @@
-"""Federated methods (``layerskip``, ``fedavg``, ``fedprox``, ``lora``) on Flower.
+"""Federated methods (``federated`` in :mod:`fedskip.methods`: ``layerskip``, ``fedavg``,
+``fedprox``, ``lora``) on Flower.
 
 :func:`run_simulation` runs the fedskip Flower app on Flower's Simulation Engine (one SuperNode
 per client partition). On the Deployment Engine the coordinator's entry is the ServerApp's
@@ -9,14 +10,11 @@ the SuperLink side; it writes the same rows and summary.
 from __future__ import annotations
 
 from fedskip.config import Config
-from fedskip.runs.schema import RunSummary
-
-FEDERATED = ("layerskip", "fedavg", "fedprox", "lora")
-"""The methods trained as a federation."""
+from fedskip.records.schema import RunSummary
 
 
 def run_simulation(cfg: Config) -> RunSummary:
     """Run ``cfg`` federated on the Simulation Engine; returns the run's ``summary.json``."""
-    from fedskip.fl.simulation import simulate
+    from fedskip.runs.simulation import simulate
 
     return RunSummary(simulate(cfg))

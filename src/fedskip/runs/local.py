@@ -21,8 +21,8 @@ from fedskip.config import Config
 from fedskip.finish import Curve, Headline, finish_summary
 from fedskip.models.presets import model_init
 from fedskip.pipeline import Prepared
-from fedskip.rundir import RunDir
-from fedskip.runs.schema import RunSummary, as_number
+from fedskip.records.rundir import RunDir
+from fedskip.records.schema import RunSummary, as_number
 
 
 def run_local(cfg: Config) -> RunSummary:

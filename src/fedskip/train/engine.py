@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fedskip.data.encode import EncodedCls, EncodedNer, decode_ner
+from fedskip.data.encode import EncodedCls, EncodedNer
 from fedskip.models.freeze import frozen_modules_eval
 from fedskip.train.batching import LengthGroupedBatches
-from fedskip.train.metrics import classification_metrics, ner_metrics
+from fedskip.train.metrics import score
 from fedskip.train.prefix_cache import ActivationCache, Collate
 
 if TYPE_CHECKING:
@@ -422,35 +422,6 @@ def predict(
     for module, mode in modes.items():
         module.train(mode)
     return results
-
-
-def score_ner(encoded: EncodedNer, logits: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Strict entity-level scores (see :func:`fedskip.train.metrics.ner_metrics`) on word-level
-    tags decoded from per-example subword ``logits``; ``sentences``: gold sequences scored."""
-    pred_tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
-    metrics = ner_metrics(encoded.gold, pred_tags)
-    metrics["sentences"] = len(encoded.gold)
-    return metrics
-
-
-def score_cls(encoded: EncodedCls, logits: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Classification scores (see :func:`fedskip.train.metrics.classification_metrics`) of
-    per-note ``logits``; ``documents``: notes scored."""
-    width = len(encoded.label_names)
-    scores = np.stack(logits) if len(logits) else np.zeros((0, width))
-    y_true = np.array([f["labels"] for f in encoded.features], dtype=np.int64)
-    if not len(logits):
-        y_true = y_true.reshape((0, width) if encoded.multi_label else (0,))
-    metrics = classification_metrics(y_true, scores, encoded.label_names, encoded.multi_label)
-    metrics["documents"] = len(logits)
-    return metrics
-
-
-def score(encoded: EncodedNer | EncodedCls, logits: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Task metrics of per-example ``logits`` (from :func:`predict`) on ``encoded``."""
-    if isinstance(encoded, EncodedNer):
-        return score_ner(encoded, logits)
-    return score_cls(encoded, logits)
 
 
 def evaluate(

@@ -8,6 +8,9 @@ Every function returns plain Python floats/ints (JSON-ready). Which number a run
 * multi-class classification: ``macro_f1`` — clinical note categories are imbalanced, so a
   majority-class model must not look good.
 * multi-label (ICD-9) classification: ``micro_f1`` — the usual headline for code assignment.
+
+:func:`score` computes them from a model's per-example logits on encoded data (what
+:func:`fedskip.train.engine.evaluate` returns).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from fedskip.data.encode import EncodedCls, EncodedNer, decode_ner
 
 MULTI_LABEL_THRESHOLD = 0.5
 """Probability (after the sigmoid) above which a multi-label code is predicted."""
@@ -150,3 +155,33 @@ def _multi_label_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict[str, An
         "macro_f1": macro,
         "auroc": auroc,
     }
+
+
+# --------------------------------------------------------------------------- model outputs
+def score_ner(encoded: EncodedNer, logits: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Strict entity-level scores (see :func:`ner_metrics`) on word-level
+    tags decoded from per-example subword ``logits``; ``sentences``: gold sequences scored."""
+    pred_tags = decode_ner(encoded, [lg.argmax(-1) for lg in logits])
+    metrics = ner_metrics(encoded.gold, pred_tags)
+    metrics["sentences"] = len(encoded.gold)
+    return metrics
+
+
+def score_cls(encoded: EncodedCls, logits: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Classification scores (see :func:`classification_metrics`) of
+    per-note ``logits``; ``documents``: notes scored."""
+    width = len(encoded.label_names)
+    scores = np.stack(logits) if len(logits) else np.zeros((0, width))
+    y_true = np.array([f["labels"] for f in encoded.features], dtype=np.int64)
+    if not len(logits):
+        y_true = y_true.reshape((0, width) if encoded.multi_label else (0,))
+    metrics = classification_metrics(y_true, scores, encoded.label_names, encoded.multi_label)
+    metrics["documents"] = len(logits)
+    return metrics
+
+
+def score(encoded: EncodedNer | EncodedCls, logits: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Task metrics of per-example ``logits`` (from :func:`fedskip.train.engine.predict`) on ``encoded``."""
+    if isinstance(encoded, EncodedNer):
+        return score_ner(encoded, logits)
+    return score_cls(encoded, logits)

@@ -17,29 +17,17 @@ Padded positions hold zeros instead of the frozen prefix's output for pad tokens
 never attend to them (padding masks), and their labels are ignored, so logits at real positions
 and the loss are those of the uncached model.
 
-Never stale: the key (:func:`cache_key`) covers the model class and name, ``j``, a hash of every
-parameter and buffer the prefix depends on (anything outside blocks ``j..`` , the head and the
-final norm), the tokenization settings and a fingerprint of the examples' tokens. Rotating
-selection moving ``j``, an earlier round changing a lower block or another tokenizer all give a
-new key, so the states are recomputed.
-
-Privacy: the cached states are derived from the site's notes (patient data at rest, see
-:mod:`fedskip.train.activation_dir`) and stay on the site: they live in this process's memory
-(an LRU bounded by ``activation-cache-mb``, capped by the memory available: see
-:mod:`fedskip.train.cache_budget` for the sizes at 1 B scale) and, past that budget, in the run
-directory's owner-only ``activation-cache/`` folder (:data:`SPILL_DIR_ENV` when ``fedskip run`` shares it
-between a node's processes, else a ``process-<pid>`` subfolder removed at exit). They are never
-put in a message, a checkpoint or an exported model.
+Never stale: an entry is found by its key (:mod:`fedskip.train.cache_keys`: the prefix's weights,
+``j``, the tokenization and the examples' tokens). Where entries live — this process's memory
+within ``activation-cache-mb``, then the run's owner-only ``activation-cache/`` folder, never a
+message, checkpoint or exported model — is :mod:`fedskip.train.activation_store`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
-import os
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +38,14 @@ import torch
 from torch import Tensor, nn
 
 from fedskip.models.layers import LayerStack
-from fedskip.train.activation_dir import private_file, private_folder, remove_at_exit
+from fedskip.train.activation_store import STORE, PrefixStates, RowWriter
 from fedskip.train.cache_budget import (
     available_memory_bytes,
     disk_free_bytes,
     entry_bytes,
     memory_budget_bytes,
 )
+from fedskip.train.cache_keys import base_model_of, cache_key
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +59,10 @@ PREFIX_KEY = "prefix_hidden"
 INDEX_KEY = "prefix_index"
 """Feature key: the example's row in its cache entry."""
 
-SPILL_DIR_ENV = "FEDSKIP_ACTIVATION_DIR"
-"""The node's shared folder for cache entries (set by ``fedskip run`` on the Simulation Engine to
-``OUT/activation-cache``, removed when the run ends): every entry is written there, so the
-node's other processes read it instead of recomputing it."""
-
 Collate = Callable[[list[Any]], Mapping[str, Tensor]]
 
 
 # --------------------------------------------------------------------------- which prefix
-def base_model_of(model: nn.Module) -> nn.Module:
-    """The Hugging Face model under Opacus (``_module``) and peft (``get_base_model``) wrappers;
-    its parameter names are those of :class:`LayerStack` (LoRA adds ``lora_*`` leaves only)."""
-    while True:
-        inner = getattr(model, "_module", None)
-        if isinstance(inner, nn.Module):
-            model = inner
-            continue
-        get_base = getattr(model, "get_base_model", None)
-        if callable(get_base) and get_base() is not model:
-            model = get_base()
-            continue
-        return model
-
-
 def cacheable_block(model: nn.Module, stack: LayerStack) -> int | None:
     """The lowest trained block ``j`` when everything below it is frozen and ``j >= 1``, else
     None (full fine-tuning, trainable embeddings, block 0 trained, nothing trained)."""
@@ -108,133 +77,6 @@ def cacheable_block(model: nn.Module, stack: LayerStack) -> int | None:
             return None  # a trainable embedding or "other" parameter feeds every block
         lowest = block if lowest is None else min(lowest, block)
     return lowest if lowest is not None and lowest >= 1 else None
-
-
-def _suffix_names(stack: LayerStack, j: int) -> Callable[[str], bool]:
-    """Whether a parameter or buffer name is outside the prefix (block >= j, head, final norm)."""
-
-    def outside(name: str) -> bool:
-        block = stack.block_of(name)
-        if block is not None:
-            return block >= j
-        return stack.is_head(name) or stack.is_final_norm(name)
-
-    return outside
-
-
-# --------------------------------------------------------------------------- keys
-_TENSOR_HASHES: dict[int, tuple[int, int, tuple[int, ...], str, bytes]] = {}
-
-
-def _tensor_digest(tensor: Tensor) -> bytes:
-    """blake2b of a tensor's bytes, memoised per tensor while its storage and version hold."""
-    ident = (tensor.data_ptr(), tensor._version, tuple(tensor.shape), str(tensor.dtype))
-    memo = _TENSOR_HASHES.get(id(tensor))
-    if memo is not None and memo[:4] == ident:
-        return memo[4]
-    data = tensor.detach().to("cpu").contiguous()
-    if data.dtype == torch.bfloat16:
-        data = data.view(torch.int16)
-    buffer = data.numpy().data.cast("B")  # no copy
-    digest = hashlib.blake2b(buffer, digest_size=16).digest()
-    if len(_TENSOR_HASHES) > 4096:
-        _TENSOR_HASHES.clear()
-    _TENSOR_HASHES[id(tensor)] = (*ident, digest)
-    return digest
-
-
-def prefix_digest(model: nn.Module, stack: LayerStack, j: int) -> str:
-    """Hash of every parameter and buffer the hidden states entering block ``j`` depend on."""
-    outside = _suffix_names(stack, j)
-    base = base_model_of(model)
-    h = hashlib.blake2b(digest_size=16)
-    for kind, named in (("p", base.named_parameters()), ("b", base.named_buffers())):
-        for name, tensor in named:
-            if outside(name) or ".lora_" in name:
-                continue
-            h.update(f"{kind}:{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-            h.update(_tensor_digest(tensor))
-    return h.hexdigest()
-
-
-_FINGERPRINTS: OrderedDict[int, tuple[Sequence[Any], str]] = OrderedDict()
-
-
-def examples_fingerprint(features: Sequence[Mapping[str, Any]]) -> str:
-    """Hash of the examples' ``input_ids`` and ``attention_mask`` (memoised per list object)."""
-    memo = _FINGERPRINTS.get(id(features))
-    if memo is not None and memo[0] is features:
-        return memo[1]
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(len(features)).encode())
-    for f in features:
-        ids = np.asarray(f["input_ids"], dtype=np.int64)
-        h.update(np.int64(len(ids)).tobytes())
-        h.update(ids.tobytes())
-        h.update(np.asarray(f["attention_mask"], dtype=np.int8).tobytes())
-    value = h.hexdigest()
-    _FINGERPRINTS[id(features)] = (features, value)
-    if len(_FINGERPRINTS) > 32:
-        _FINGERPRINTS.popitem(last=False)
-    return value
-
-
-def cache_key(
-    model: nn.Module,
-    stack: LayerStack,
-    j: int,
-    features: Sequence[Mapping[str, Any]],
-    tokenization: Sequence[Any] = (),
-) -> str:
-    """The cache entry's key (see the module docstring for what it covers)."""
-    base = base_model_of(model)
-    name = getattr(getattr(base, "config", None), "_name_or_path", "")
-    parts = [
-        type(base).__name__,
-        str(name),
-        str(j),
-        prefix_digest(model, stack, j),
-        repr(tuple(tokenization)),
-        examples_fingerprint(features),
-    ]
-    return hashlib.blake2b("|".join(parts).encode(), digest_size=20).hexdigest()
-
-
-# --------------------------------------------------------------------------- one entry
-@dataclass
-class PrefixStates:
-    """The hidden states entering block ``j`` of every example, unpadded and concatenated.
-
-    ``flat``: ``[total tokens, hidden]`` (CPU; a read-only memory map when spilled);
-    ``offsets[i]``: first row of example ``i``; ``lengths[i]``: its tokens;
-    ``tuple_len``: 0 when a block returns a tensor, else the length of the tuple it returns."""
-
-    j: int
-    flat: Tensor | np.ndarray
-    offsets: np.ndarray
-    lengths: np.ndarray
-    tuple_len: int
-    dtype: torch.dtype
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.flat.shape[0] * self.flat.shape[1] * _itemsize(self.dtype))
-
-    def rows(self, index: int) -> Tensor:
-        start, n = int(self.offsets[index]), int(self.lengths[index])
-        part = self.flat[start : start + n]
-        if isinstance(part, np.ndarray):
-            out = torch.from_numpy(np.array(part))
-            return out.view(self.dtype) if self.dtype == torch.bfloat16 else out
-        return part
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
-
-
-def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
-    return torch.empty((), dtype=dtype).numpy().dtype
 
 
 class _StopForward(Exception):
@@ -268,7 +110,7 @@ def compute_prefix(
     template: list[int] = []
     lengths = np.array([len(f["input_ids"]) for f in features], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    rows = _Rows(int(lengths.sum()), into)
+    rows = RowWriter(int(lengths.sum()), into)
 
     def capture(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         hidden = args[0] if args else kwargs["hidden_states"]
@@ -310,51 +152,7 @@ def compute_prefix(
     entry = PrefixStates(
         j, rows.flat(), offsets, lengths, template[0] if template else 0, rows.dtype
     )
-    if into is None:
-        return entry
-    rows.close()
-    _write_meta(into, entry)
-    return _read_spilled(into)
-
-
-class _Rows:
-    """Where :func:`compute_prefix` writes the rows: a tensor, or a memory-mapped ``.npy``
-    created (owner-only) once the first batch gives the width and dtype."""
-
-    def __init__(self, total: int, into: Path | None) -> None:
-        self.total, self.into = total, into
-        self.dtype = torch.float32
-        self._tensor: Tensor | None = None
-        self._map: np.memmap | None = None
-        self._tmp: Path | None = None
-
-    def target(self, hidden: Tensor) -> Tensor:
-        if self._tensor is not None:
-            return self._tensor
-        self.dtype, width = hidden.dtype, int(hidden.shape[-1])
-        if self.into is None:
-            self._tensor = torch.empty((self.total, width), dtype=self.dtype)
-            return self._tensor
-        self._tmp = self.into.with_name(f"{self.into.name}.{os.getpid()}.tmp.npy")
-        private_file(self._tmp).close()  # 0600; open_memmap keeps the mode
-        raw = np.dtype(np.int16) if self.dtype == torch.bfloat16 else _numpy_dtype(self.dtype)
-        shape = (self.total, width)
-        self._map = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=raw, shape=shape)
-        tensor = torch.from_numpy(self._map)
-        self._tensor = tensor.view(torch.bfloat16) if self.dtype == torch.bfloat16 else tensor
-        return self._tensor
-
-    def flat(self) -> Tensor | np.ndarray:
-        if self._tensor is None:
-            return torch.empty((0, 0))
-        return self._map if self._map is not None else self._tensor
-
-    def close(self) -> None:
-        """Flush the memory map and move it to ``into.npy`` (before the metadata marks it done)."""
-        assert self.into is not None and self._map is not None and self._tmp is not None
-        self._map.flush()
-        self._tensor = self._map = None
-        os.replace(self._tmp, self.into.with_suffix(".npy"))
+    return rows.finish(entry)
 
 
 # --------------------------------------------------------------------------- replay
@@ -439,159 +237,6 @@ def collate_with_prefix(
         hidden[row, : rows.shape[0]] = rows
     batch[PREFIX_KEY] = hidden
     return batch
-
-
-# --------------------------------------------------------------------------- the store
-class ActivationStore:
-    """Cache entries of this process: an LRU in memory bounded by ``budget_bytes``; entries past
-    it are written to the spill folder and read back as memory maps."""
-
-    def __init__(self) -> None:
-        self.memory: OrderedDict[str, PrefixStates] = OrderedDict()
-        self.spilled: dict[str, Path] = {}
-        self.folder: Path | None = None
-        """The run's activation folder (``OUT/activation-cache``; see :meth:`put`)."""
-        self._private_dir: Path | None = None
-        self.fills = 0
-        self.hits = 0
-
-    @property
-    def memory_bytes(self) -> int:
-        return sum(e.nbytes for e in self.memory.values())
-
-    def get(
-        self, key: str, budget_bytes: int, *, folder: Path | None = None
-    ) -> PrefixStates | None:
-        """The entry of ``key``: from memory, else from disk (this process's spill folder or the
-        node's shared one), read into memory when it fits the budget (``folder``: as in
-        :meth:`put`)."""
-        if folder is not None:
-            self.folder = folder
-        entry = self.memory.get(key)
-        if entry is not None:
-            self.memory.move_to_end(key)
-            return entry
-        path = self.spilled.get(key) or self._shared_path(key)
-        if path is None or not path.with_suffix(".npz").exists():
-            return None
-        entry = _read_spilled(path)
-        if entry.nbytes > budget_bytes:
-            return entry  # served from the memory map
-        flat = torch.from_numpy(np.array(entry.flat))
-        entry.flat = flat.view(entry.dtype) if entry.dtype == torch.bfloat16 else flat
-        return self.put(key, entry, budget_bytes)
-
-    def put(
-        self, key: str, entry: PrefixStates, budget_bytes: int, *, folder: Path | None = None
-    ) -> PrefixStates:
-        """Keep ``entry`` in memory within the budget (evicting the least recently used entries
-        to disk); an entry larger than the whole budget goes to disk directly. With a shared
-        spill folder (:data:`SPILL_DIR_ENV`) every entry is also written there, so the other
-        processes of the node (simulation workers serving the same client) read it instead of
-        recomputing it. ``folder``: the run's activation folder (``OUT/activation-cache``),
-        where this process spills without a shared folder."""
-        if folder is not None:
-            self.folder = folder
-        if entry.nbytes > budget_bytes:
-            return self._spill(key, entry)
-        shared = self._shared_path(key)
-        if shared is not None and not shared.with_suffix(".npz").exists():
-            _write_spilled(shared, entry)
-        self.memory[key] = entry
-        while self.memory_bytes > budget_bytes and len(self.memory) > 1:
-            old_key, old = self.memory.popitem(last=False)
-            self._spill(old_key, old)
-        return entry
-
-    def clear(self) -> None:
-        """Drop every entry (memory and spilled files) and reset the counters."""
-        self.fills = self.hits = 0
-        self.memory.clear()
-        for path in self.spilled.values():
-            for suffix in (".npy", ".npz"):
-                path.with_suffix(suffix).unlink(missing_ok=True)
-        self.spilled.clear()
-
-    # ------------------------------------------------------------------ disk
-    def spill_path(self, key: str, *, folder: Path | None = None) -> Path:
-        """Where ``key``'s entry goes on disk (no suffix): :func:`compute_prefix` writes an
-        entry past the budget there directly, and :meth:`put` then only records it."""
-        if folder is not None:
-            self.folder = folder
-        return self._dir() / key
-
-    def _dir(self) -> Path:
-        """Where this process spills: the node's shared folder, else its own owner-only
-        ``process-<pid>`` subfolder of the run's activation folder, removed at exit (never the
-        system's temporary folder)."""
-        shared = os.environ.get(SPILL_DIR_ENV)
-        if shared:
-            return private_folder(Path(shared))
-        if self.folder is None:
-            raise RuntimeError("activation cache: no spill folder (pass the run's folder)")
-        private = self.folder / f"process-{os.getpid()}"
-        if self._private_dir != private:
-            private_folder(self.folder)
-            self._private_dir = private_folder(private)
-            remove_at_exit(private)
-        return private
-
-    def _shared_path(self, key: str) -> Path | None:
-        shared = os.environ.get(SPILL_DIR_ENV)
-        if not shared:
-            return None
-        return private_folder(Path(shared)) / key
-
-    def _spill(self, key: str, entry: PrefixStates) -> PrefixStates:
-        path = self._dir() / key
-        if not path.with_suffix(".npz").exists():
-            _write_spilled(path, entry)
-        self.spilled[key] = path
-        log.info(
-            "activation cache: %s spilled to %s (%.1f MB)", key[:8], path, entry.nbytes / 10**6
-        )
-        return _read_spilled(path)
-
-
-def _write_spilled(path: Path, entry: PrefixStates) -> None:
-    flat = (
-        entry.flat if isinstance(entry.flat, Tensor) else torch.from_numpy(np.asarray(entry.flat))
-    )
-    raw = flat.view(torch.int16) if entry.dtype == torch.bfloat16 else flat
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with private_file(tmp.with_suffix(".npy")) as fh:
-        np.save(fh, raw.numpy())
-    os.replace(tmp.with_suffix(".npy"), path.with_suffix(".npy"))
-    _write_meta(path, entry)
-
-
-def _write_meta(path: Path, entry: PrefixStates) -> None:
-    """``path.npz``: the entry's offsets, lengths and dtype, written last (marks it complete)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    meta: dict[str, Any] = {
-        "j": entry.j,
-        "offsets": entry.offsets,
-        "lengths": entry.lengths,
-        "tuple_len": entry.tuple_len,
-        "dtype": str(entry.dtype).removeprefix("torch."),
-    }
-    with private_file(tmp.with_suffix(".npz")) as fh:
-        np.savez(fh, **meta)
-    os.replace(tmp.with_suffix(".npz"), path.with_suffix(".npz"))  # written last: marks complete
-
-
-def _read_spilled(path: Path) -> PrefixStates:
-    meta = np.load(path.with_suffix(".npz"))
-    dtype = getattr(torch, str(meta["dtype"]))
-    flat = np.load(path.with_suffix(".npy"), mmap_mode="r")
-    return PrefixStates(
-        int(meta["j"]), flat, meta["offsets"], meta["lengths"], int(meta["tuple_len"]), dtype
-    )
-
-
-STORE = ActivationStore()
-"""The process's store (a simulation worker serving several clients keeps all their entries
-within one budget)."""
 
 
 # --------------------------------------------------------------------------- the public hook

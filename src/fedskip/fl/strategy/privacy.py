@@ -1,13 +1,12 @@
-"""Differential privacy in the Flower app — the entry points (the maths is :mod:`fedskip.privacy`).
+"""Differential privacy in the Flower strategy — the server's entry points (the maths is
+:mod:`fedskip.privacy`, a node's DP-SGD state :mod:`fedskip.fl.dpsgd_node`).
 
 - :func:`add_privacy` wraps a fedskip strategy as the config asks: ``dp=sample`` →
-  :class:`fedskip.fl.dp_sample.SampleDPStrategy` (max-ε metrics, DP-SGD steps ledger, budget
-  check); ``dp=client`` → :class:`fedskip.fl.dp_client.ClientDPStrategy` (DP-FedAvg on partial
-  states). Either way a round that would exceed ``target-epsilon`` is refused before anything is
-  sent and the round loop ends the run cleanly after the last completed round (model exported,
-  ``summary.json`` says why).
-- ClientApp side: :func:`dpsgd_for` / :func:`save_dpsgd` / :func:`dpsgd_metrics` /
-  :func:`known_dp_steps` (DP-SGD state in ``Context.state``), :func:`clip_update_mod`.
+  :class:`~fedskip.fl.strategy.sample_dp.SampleDPStrategy` (max-ε metrics, DP-SGD steps ledger,
+  budget check); ``dp=client`` → :class:`~fedskip.fl.strategy.client_dp.ClientDPStrategy`
+  (DP-FedAvg on partial states). Either way a round that would exceed ``target-epsilon`` is
+  refused before anything is sent and the round loop ends the run cleanly after the last
+  completed round (model exported, ``summary.json`` says why).
 - :func:`privacy_summary`: the ``summary.json`` fields (``dp``, ``epsilon``, ``delta``,
   ``accountant``, ``secagg``, ``privacy_unit``, ``dp_units``, ``dp_warning``, ``stopped``).
 """
@@ -19,43 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from fedskip.fl.dp_client import CLIP_NORM, ClientDPStrategy, clip_update_mod
-from fedskip.fl.dp_sample import (
-    DP_STEPS,
-    DP_STEPS_DONE,
-    DPSGD_STATE,
-    EPSILON,
-    DPStepsLedger,
-    SampleDPStrategy,
-    dpsgd_for,
-    dpsgd_metrics,
-    known_dp_steps,
-    save_dpsgd,
-    with_max_epsilon,
-)
-from fedskip.fl.strategy import LayerSkipStrategy
-from fedskip.fl.strategy_wrapper import StrategyWrapper
-from fedskip.privacy.client_dp import ClientDPSettings
-
-__all__ = [
-    "CLIP_NORM",
-    "DP_STEPS",
-    "DP_STEPS_DONE",
-    "DPSGD_STATE",
-    "EPSILON",
-    "ClientDPStrategy",
-    "DPStepsLedger",
-    "SampleDPStrategy",
-    "add_privacy",
-    "clip_update_mod",
-    "dpsgd_for",
-    "dpsgd_metrics",
-    "known_dp_steps",
-    "privacy_summary",
-    "unnoised",
-    "save_dpsgd",
-    "with_max_epsilon",
-]
+from fedskip.fl.dpsgd_node import EPSILON
+from fedskip.fl.strategy.client_dp import ClientDPStrategy
+from fedskip.fl.strategy.core import LayerSkipStrategy
+from fedskip.fl.strategy.sample_dp import SampleDPStrategy
+from fedskip.fl.strategy.wrapper import StrategyWrapper
+from fedskip.privacy.client_level import ClientDPSettings
 
 
 def add_privacy(

@@ -10,8 +10,11 @@ same tensors this is exactly FedAvg (McMahan et al., 2017).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
+
+Value = TypeVar("Value")
 
 
 def weighted_mean_per_key(
@@ -39,10 +42,9 @@ def weighted_mean_per_key(
     return {k: (sums[k] / totals[k]).astype(np.float32) for k in sums}
 
 
-def merge_state(
-    previous: Mapping[str, np.ndarray], updated: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """The new global state: ``updated`` values where present, ``previous`` elsewhere."""
+def merge_state(previous: Mapping[str, Value], updated: Mapping[str, Value]) -> dict[str, Value]:
+    """The new global state: ``updated`` values where present, ``previous`` elsewhere, in
+    ``previous``'s order (the values may be numpy arrays or Flower ``Array``s)."""
     unknown = set(updated) - set(previous)
     if unknown:
         raise KeyError(f"update holds tensors outside the global state: {sorted(unknown)[:3]}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from fedskip.errors import ConfigError, ModelError
-from fedskip.runs.schema import MetricsRow, RunSummary, read_metrics
+from fedskip.records.schema import MetricsRow, RunSummary, read_metrics
 from fedskip.train.metrics import TaskInfo
 
 if TYPE_CHECKING:

@@ -1,7 +1,5 @@
-"""Client-level DP (DP-FedAvg): clip each hospital's update, add Gaussian noise to the aggregate.
-
-if TYPE_CHECKING:
-    from fedskip.config import Config
+"""Client-level DP (DP-FedAvg): clip each hospital's update, add Gaussian noise to the aggregate
+(the maths, Flower-free; the Flower strategy wrapper is :mod:`fedskip.fl.strategy.client_dp`).
 
 What is protected, against whom: the global model released after every round is (ε, δ)-DP with
 respect to the *whole contribution of one hospital* (all its notes at once) — against the other
@@ -29,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fedskip.errors import ConfigError
 from fedskip.privacy.accounting import noise_multiplier_for
 
 if TYPE_CHECKING:
@@ -52,20 +49,12 @@ class ClientDPSettings:
     clip_norm_lr: float = 0.2  # adaptive: geometric learning rate of C
 
     def __post_init__(self) -> None:
-        if self.clip_norm <= 0:
-            raise ConfigError(
-                f"config key 'clip-norm': {self.clip_norm!r} must be > 0 with dp=client"
+        valid = self.clip_norm > 0 and 0 < self.delta < 1 and 0 < self.sample_rate <= 1
+        if not valid or self.noise_multiplier < 0:  # users: the config's rules
+            raise ValueError(
+                "client-level DP needs clip_norm > 0, 0 < delta < 1, 0 < sample_rate <= 1 and "
+                f"noise_multiplier >= 0, not {self}"
             )
-        if not 0 < self.delta < 1:
-            raise ConfigError(
-                f"config key 'delta': {self.delta!r} must be > 0 and < 1 with dp=client"
-            )
-        if not 0 < self.sample_rate <= 1:
-            raise ConfigError(
-                f"config key 'fraction-train': {self.sample_rate!r} must be > 0 with dp=client"
-            )
-        if self.noise_multiplier < 0:
-            raise ConfigError("config key 'noise-multiplier': must be >= 0")
 
     @classmethod
     def from_config(cls, cfg: Config) -> ClientDPSettings:

@@ -29,7 +29,7 @@ import torch
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError, DataError
-from fedskip.fl.rounds import client_seed
+from fedskip.federation.round_types import client_seed
 from fedskip.pipeline import Prepared
 from fedskip.trainability import (
     ModelBundle,
@@ -228,7 +228,7 @@ def train_round(
     personal: Mapping[str, torch.Tensor] | None = None,
 ) -> ClientResult:
     """Local training from the global tensors; returns exactly the trained shared tensors.
-    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.dp_sample.dpsgd_for`) or None;
+    ``privacy``: the engine's DP-SGD hook (see :func:`fedskip.fl.dpsgd_node.dpsgd_for`) or None;
     ``personal``: the site's personal tensors of earlier rounds (``personalize``), loaded over
     the global ones and returned updated in :attr:`ClientResult.personal`."""
     from fedskip.models.loading import resolve_device
@@ -379,7 +379,7 @@ def evaluate_round(
 
 def _export(bundle: ModelBundle, cfg: Config, folder: Path) -> None:
     """The site's own model (shared + personal tensors) as a plain transformers export."""
-    from fedskip.rundir import RunDir
+    from fedskip.records.rundir import RunDir
 
     extra = {"personalized": cfg.personalize, "site_model": True}
     RunDir(folder).save_model(bundle.model, bundle.tokenizer, cfg=cfg, extra=extra)

@@ -1,6 +1,6 @@
 """The records a run writes: one typed row of ``metrics.jsonl``, one typed ``summary.json``.
 
-Every method writes :class:`MetricsRow` objects through :class:`fedskip.rundir.RunDir`; the
+Every method writes :class:`MetricsRow` objects through :class:`fedskip.records.rundir.RunDir`; the
 reports read them back with :meth:`MetricsRow.from_json`. A row is one of three kinds, told
 apart by which step it counts, each with its own (historical) JSON layout:
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError, print_warning
+from fedskip.federation.client import THREADS_ENV
+from fedskip.federation.round_types import CLIENT_USER_ERROR
 from fedskip.fl import stop
-from fedskip.fl.client import THREADS_ENV
-from fedskip.fl.rounds import CLIENT_USER_ERROR
 from fedskip.fl.worker_log import LOG_FORMAT, LOGGERS, WORKER_LOG_ENV, file_handler
 
 LOG_FILE = "run.log"
@@ -310,7 +310,7 @@ def simulate(cfg: Config) -> dict[str, Any]:
     # they run at the niceness fedskip was started with (`nice fedskip run` still works).
     os.environ.setdefault("RAY_worker_niceness", "0")
     from fedskip.train.activation_dir import activation_folder
-    from fedskip.train.prefix_cache import SPILL_DIR_ENV
+    from fedskip.train.activation_store import SPILL_DIR_ENV
 
     with (
         stop.interrupts_as_exceptions(),

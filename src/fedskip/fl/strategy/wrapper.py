@@ -3,7 +3,7 @@
 A wrapper holds the strategy it wraps and forwards every call to it; a subclass overrides the
 calls it changes (``configure_train`` to refuse a round or add config keys, ``aggregate_train``
 to look at the replies or to hand the wrapped strategy an
-:class:`~fedskip.fl.strategy.UpdateRule`, ``state_dict`` to add its own checkpoint state).
+:class:`~fedskip.fl.strategy.core.UpdateRule`, ``state_dict`` to add its own checkpoint state).
 Wrappers nest; ``core`` is the layer-skipping strategy at the centre, whose round records,
 client ids and global state every wrapper shares.
 """
@@ -16,8 +16,8 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
-from fedskip.fl.rounds import RoundRecord
-from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
+from fedskip.federation.round_types import RoundRecord
+from fedskip.fl.strategy.core import LayerSkipStrategy, UpdateRule
 
 
 class StrategyWrapper:

@@ -8,41 +8,33 @@ the tensors that actually travel: updates are taken against the global tensors o
 weights, and the noise lands only on the tensors trained this round — on the mean, before a
 server optimizer (FedAdam / FedYogi) steps. Flower's wrappers themselves cannot be used: they
 clip whole replies by position against the whole model. ε per round comes from an RDP
-accountant at q = fraction-train, kept in the strategy checkpoint. :func:`clip_update_mod` is the
-client-side clipping mod for partial states (Flower's ``fixedclipping_mod`` requires the reply to
-carry exactly the tensors it was sent, which layer skipping does not).
+accountant at q = fraction-train, kept in the strategy checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from flwr.app import (
-    Array,
     ArrayRecord,
     ConfigRecord,
-    Context,
-    Error,
     Message,
-    MessageType,
     MetricRecord,
-    RecordDict,
 )
-from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from fedskip.errors import PrivacyBudgetExceeded
-from fedskip.fl.dp_sample import EPSILON
+from fedskip.fl.dpsgd_node import EPSILON
 from fedskip.fl.flower_compat import KEY_CLIPPING_NORM
-from fedskip.fl.strategy import LayerSkipStrategy, UpdateRule
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.core import LayerSkipStrategy, UpdateRule
+from fedskip.fl.strategy.wrapper import StrategyWrapper
 from fedskip.privacy.accounting import PrivacyAccountant
 from fedskip.privacy.checks import warn_loudly
-from fedskip.privacy.client_dp import (
+from fedskip.privacy.client_level import (
     ClientDPSettings,
     adaptive_noise,
     add_noise,
@@ -57,51 +49,15 @@ from fedskip.privacy.client_dp import (
 log = logging.getLogger(__name__)
 
 CLIP_NORM = "dp-clip-norm"
+"""Round-metric key: the clip norm C used this round (adaptive clipping moves it between rounds)."""
+DP_CLIENTS = "dp-clients"
+"""Round-metric key: how many clipped updates the round's noised mean averaged (m in σ·C/m)."""
 CLIP_TOLERANCE = 1e-4
+"""Relative slack when checking that a client-clipped update respects the clip norm (fp32)."""
 MEANINGFUL_CLIENTS = 50
 """Clients per round below which client-level DP is loudly flagged: the unit is a whole hospital,
 and with few of them the noise that hides one (σ·C/m on the mean) either swamps the model or,
 at a usable σ, leaves ε describing a handful of hospitals — not a patient-level guarantee."""
-DP_CLIENTS = "dp-clients"
-"""Relative slack when checking that a client-clipped update respects the clip norm (fp32)."""
-
-
-def clip_update_mod(
-    msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]
-) -> Message:
-    """Client-side clipping for partial states: when the train instruction carries Flower's
-    ``clipping_norm`` key, each returned tensor set is replaced by ``sent + clip(returned − sent)``
-    (one L2 norm over all returned tensors, matched by name). Otherwise a no-op."""
-    if msg.metadata.message_type != MessageType.TRAIN:
-        return call_next(msg, ctxt)
-    clip = _find_clip_norm(msg.content)
-    if clip is None:
-        return call_next(msg, ctxt)
-    sent = {name: record for name, record in msg.content.array_records.items()}
-    out = call_next(msg, ctxt)
-    if out.has_error():
-        return out
-    for name, record in list(out.content.array_records.items()):
-        reference = sent.get(name)
-        local = {k: a.numpy() for k, a in record.items()}
-        if reference is None or any(k not in reference for k in local):
-            reason = f"clip_update_mod: reply record '{name}' holds tensors the client was not sent"
-            log.error(reason)
-            return Message(
-                Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=reason), reply_to=msg
-            )
-        clipped, _ = clip_to_global(local, {k: reference[k].numpy() for k in local}, clip)
-        out.content.array_records[name] = ArrayRecord({k: Array(v) for k, v in clipped.items()})
-    return out
-
-
-def _find_clip_norm(content: RecordDict) -> float | None:
-    for record in content.config_records.values():
-        if KEY_CLIPPING_NORM in record:
-            value = record[KEY_CLIPPING_NORM]
-            if isinstance(value, (int, float)):
-                return float(value)
-    return None
 
 
 class ClientDPStrategy(StrategyWrapper):
@@ -110,7 +66,7 @@ class ClientDPStrategy(StrategyWrapper):
     1, and the mean gets the Gaussian noise before the server step.
 
     ``side="server"``: the server clips each reply's update (Flower's server-side wrappers);
-    ``side="client"``: clients clip (:func:`clip_update_mod`, or before SecAgg+ masking) and the
+    ``side="client"``: clients clip (before SecAgg+ masking) and the
     server rejects a reply whose update exceeds the clip norm. ``target_epsilon`` > 0: refuse a
     round that would take ε past it.
     """

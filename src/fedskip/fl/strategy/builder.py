@@ -10,7 +10,8 @@ is trained again, and they travel in checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,11 @@ from flwr.serverapp.strategy import FedAdam, FedProx, FedYogi
 from flwr.serverapp.strategy.fedopt import FedOpt
 
 from fedskip.config import Config
-from fedskip.fl.dp import add_privacy
+from fedskip.federation.round_types import Planner
 from fedskip.fl.flower_compat import fedopt_step
-from fedskip.fl.rounds import Planner
-from fedskip.fl.strategy import LayerSkipStrategy
-from fedskip.fl.strategy_wrapper import StrategyWrapper
+from fedskip.fl.strategy.core import LayerSkipStrategy
+from fedskip.fl.strategy.privacy import add_privacy
+from fedskip.fl.strategy.wrapper import StrategyWrapper
 
 
 class LayerSkipFedAvg(LayerSkipStrategy):
@@ -78,11 +79,30 @@ class LayerSkipFedYogi(_FlowerServerOptimizer):
 
 
 def build_strategy(
-    cfg: Config, *, planner: Planner, all_keys: Iterable[str], num_clients: int
+    cfg: Config,
+    *,
+    planner: Planner,
+    all_keys: Iterable[str],
+    num_clients: int,
+    base: Mapping[str, np.ndarray] | None = None,
+    client_evaluation: bool = True,
 ) -> LayerSkipStrategy | StrategyWrapper:
-    """The strategy for ``cfg``: FedProx for ``method=fedprox``, FedAdam / FedYogi for
-    ``server-optimizer=adam|yogi``, FedAvg otherwise, wrapped for ``dp`` (:func:`add_privacy`);
-    ``num_clients``: SuperNodes to wait for."""
+    """The fully configured strategy for ``cfg`` (nothing is set on it afterwards): FedProx for
+    ``method=fedprox``, FedAdam / FedYogi for ``server-optimizer=adam|yogi``, FedAvg otherwise,
+    wrapped for ``dp`` (:func:`add_privacy`).
+
+    ``all_keys``: every parameter name of the model; ``num_clients``: SuperNodes to wait for;
+    ``base``: the base model's fp32 values of the tensors that may travel
+    (:func:`fedskip.fl.wire_compression.base_values`), needed when ``cfg.wire_compression``
+    compresses; ``client_evaluation``: False when the server scores the sites itself, so the
+    clients are not asked to evaluate (``eval-clients=false`` asks none either). A fresh run token
+    is drawn when the sites keep state across rounds (``personalize`` or compressed replies'
+    error feedback); a resumed run restores its own from the checkpoint.
+    """
+    compression = cfg.wire_compression
+    if compression != "none" and base is None:
+        raise ValueError(f"wire-compression={compression} needs the base values (base=...)")
+    keeps_site_state = cfg.personalize != "none" or compression != "none"
     common: dict[str, Any] = {
         "fraction_train": cfg.fraction_train,
         "fraction_evaluate": 1.0,
@@ -90,23 +110,23 @@ def build_strategy(
         "min_train_nodes": max(2, cfg.min_replies) if cfg.secagg else cfg.min_replies,
         "min_evaluate_nodes": 1,
         "min_available_nodes": num_clients,
+        "planner": planner,
+        "all_keys": all_keys,
+        "min_replies": cfg.min_replies,
+        "seed": cfg.seed,
+        "proximal_mu_clients": cfg.proximal_mu if cfg.method_kind.proximal else 0.0,
+        "client_evaluation": cfg.eval_clients and client_evaluation,
+        "compression": compression,
+        "base": base,
+        "run_token": uuid.uuid4().hex[:12] if keeps_site_state else "",
     }
     strategy: LayerSkipStrategy
     if cfg.server_optimizer == "adam":
         strategy = LayerSkipFedAdam(eta=cfg.server_lr, **common)
     elif cfg.server_optimizer == "yogi":
         strategy = LayerSkipFedYogi(eta=cfg.server_lr, **common)
-    elif cfg.method == "fedprox":
+    elif cfg.method_kind.proximal:
         strategy = LayerSkipFedProx(proximal_mu=cfg.proximal_mu, **common)
     else:
         strategy = LayerSkipFedAvg(**common)
-    if not cfg.eval_clients:  # set after construction: Flower warns when it is passed as 0
-        strategy.fraction_evaluate, strategy.min_evaluate_nodes = 0.0, 0
-    strategy.setup_layerskip(
-        planner=planner,
-        all_keys=all_keys,
-        min_replies=cfg.min_replies,
-        seed=cfg.seed,
-        proximal_mu=cfg.proximal_mu if cfg.method == "fedprox" else 0.0,
-    )
     return add_privacy(strategy, cfg)

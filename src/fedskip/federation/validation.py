@@ -129,10 +129,3 @@ def validate_update(
         verdict.problems.extend(check_tensor(name, arrays[name], expected[name]))
     verdict.problems.extend(check_metrics(metrics, weight_key=weight_key))
     return verdict
-
-
-def validate_evaluation(
-    metrics: Mapping[str, Any], *, weight_key: str = NUM_EXAMPLES
-) -> ReplyVerdict:
-    """Validate an evaluation reply: metrics only, same rules as for training."""
-    return ReplyVerdict(check_metrics(metrics, weight_key=weight_key))

@@ -21,7 +21,7 @@ class RoundPlan:
 
 
 class Planner(Protocol):
-    """Decides each round's trainable tensors (implemented in :mod:`fedskip.fl.planning`)."""
+    """Decides each round's trainable tensors (implemented in :mod:`fedskip.federation.planning`)."""
 
     def needs_scores(self, server_round: int) -> bool:
         """True when this round's choice needs fresh layer-importance scores from clients."""

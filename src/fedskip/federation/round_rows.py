@@ -1,11 +1,11 @@
-"""The round rows (:class:`~fedskip.runs.schema.MetricsRow`) and the ``summary.json`` of a
+"""The round rows (:class:`~fedskip.records.schema.MetricsRow`) and the ``summary.json`` of a
 federated run (Flower-free).
 
 A row per round: ``status`` (ok / failed), ``train_loss`` (example-weighted mean over the
 accepted clients), the global-test scores, the clients' federated evaluation, traffic in bytes
 (training: what the server sent / received, measured on the messages; running totals), this
 round's seconds, the elapsed time, the blocks, the clients and their replies (see
-:mod:`fedskip.runs.schema` for the JSON layout).
+:mod:`fedskip.records.schema` for the JSON layout).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 
 from fedskip.config import Config
 from fedskip.errors import ConfigError
+from fedskip.federation.round_types import RoundRecord
+from fedskip.federation.validation import NUM_EXAMPLES
 from fedskip.finish import GLOBAL_TEST, SITES, Headline
-from fedskip.fl.rounds import RoundRecord
-from fedskip.fl.validation import NUM_EXAMPLES
 from fedskip.models.presets import model_init
-from fedskip.rundir import RunDir, to_jsonable
-from fedskip.runs.schema import MetricsRow, RunSummary, as_number
+from fedskip.records.rundir import RunDir, to_jsonable
+from fedskip.records.schema import MetricsRow, RunSummary, as_number
 
 PERSONAL = "personal-"  # fedskip.fl.messages.PERSONAL_PREFIX (messages imports flwr)
 
@@ -71,7 +71,7 @@ DP_STEP_METRICS = {
     "dp-clipped-share": "clipped_share",
     "dp-unit-norm": "unit_norm",
 }
-"""Train-reply metrics of DP-SGD clients (:func:`fedskip.fl.dp_sample.dpsgd_metrics`) and their
+"""Train-reply metrics of DP-SGD clients (:func:`fedskip.fl.dpsgd_node.dpsgd_metrics`) and their
 names in a round row's ``dp_step``."""
 
 

@@ -1,7 +1,7 @@
 """The server's per-round plan: which blocks, and so which tensors, each round trains.
 
 What a method trains is decided in :mod:`fedskip.trainability` (one builder for every method);
-:class:`LayerPlanner` is the server's :class:`~fedskip.fl.rounds.Planner` on top of it: it turns a
+:class:`LayerPlanner` is the server's :class:`~fedskip.federation.round_types.Planner` on top of it: it turns a
 round (and, for ``layer-strategy=importance``, the clients' averaged layer scores) into block
 indices and tensor names. Clients receive the block indices and call
 :func:`~fedskip.trainability.set_trainable` on their own copy of the model, so both sides derive
@@ -14,7 +14,8 @@ import logging
 from typing import Any
 
 from fedskip.config import Config
-from fedskip.fl.rounds import RoundPlan
+from fedskip.federation.round_types import RoundPlan
+from fedskip.methods import LORA
 from fedskip.selection import get_selector
 from fedskip.trainability import ModelBundle, shared_names, static_layers, trainable_names
 
@@ -78,7 +79,8 @@ class LayerPlanner:
             self.scores = list(scores)
         layers = self.layers_for(server_round)
         self.history[server_round] = layers
-        shown = layers if not (self.bundle.lora and self.cfg.method == "lora") else []
+        every_block_lora = self.bundle.lora and self.cfg.method_kind.trains == LORA
+        shown = [] if every_block_lora else layers
         return RoundPlan(layers=shown, train_keys=self.train_keys(layers))
 
     def state_dict(self) -> dict[str, Any]:

@@ -7,16 +7,16 @@
   ``layer-strategy=importance`` after collecting layer scores from the sampled clients), and
   sends only what a client needs: the tensors it trains plus any tensor an earlier round moved
   away from the pretrained weights, with the layer set in the ``config`` record;
-- ``aggregate_train`` validates every reply (:mod:`fedskip.fl.validation`). A reply with wrong,
+- ``aggregate_train`` validates every reply (:mod:`fedskip.federation.validation`). A reply with wrong,
   missing or frozen tensors, a wrong shape or dtype, NaN/Inf or bad metrics is rejected and
   logged, and the round goes on with the rest — unless fewer than ``min_replies`` remain: then
   the round fails, the global model is unchanged and the failure is recorded. Accepted tensors
   are averaged per key over the replies that carry them; tensors nobody returned keep their
   global value. FedAdam / FedYogi then apply Flower's own server-optimizer step (see
-  :mod:`fedskip.fl.optimizers`);
+  :mod:`fedskip.fl.strategy.builder`);
 - ``aggregate_train`` takes an optional :class:`UpdateRule` from a wrapper (client-level DP: clip
   each accepted update, weigh it 1, noise the mean before the server step), so privacy is added by
-  wrapping the strategy (:mod:`fedskip.fl.strategy_wrapper`) rather than by subclassing it.
+  wrapping the strategy (:mod:`fedskip.fl.strategy.wrapper`) rather than by subclassing it.
 
 The round loop that drives a strategy is :class:`fedskip.fl.round_loop.RoundLoop`.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,8 +41,16 @@ from flwr.app import (
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedskip.federation.aggregation import merge_state, weighted_mean_per_key
+from fedskip.federation.round_types import (
+    ClientsUnavailable,
+    Planner,
+    RoundRecord,
+    raise_client_user_error,
+    sample_clients,
+)
+from fedskip.federation.validation import NUM_EXAMPLES, check_metrics, validate_update
 from fedskip.fl import messages, stop, wire_compression
-from fedskip.fl.aggregation import weighted_mean_per_key
 from fedskip.fl.flower_compat import construct_messages
 from fedskip.fl.messages import (
     CLIENT_ID,
@@ -58,14 +66,6 @@ from fedskip.fl.messages import (
     site_name_of,
 )
 from fedskip.fl.round_loop import scalars, send_and_collect
-from fedskip.fl.rounds import (
-    ClientsUnavailable,
-    Planner,
-    RoundRecord,
-    raise_client_user_error,
-    sample_clients,
-)
-from fedskip.fl.validation import NUM_EXAMPLES, check_metrics, validate_update
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +87,40 @@ class UpdateRule(Protocol):
 class LayerSkipStrategy(FedAvg):
     """Flower's message-based FedAvg on partial models (module docstring)."""
 
-    def setup_layerskip(
+    def __init__(
         self,
         *,
         planner: Planner,
         all_keys: Iterable[str],
         min_replies: int,
         seed: int,
-        proximal_mu: float = 0.0,
+        proximal_mu_clients: float = 0.0,
+        client_evaluation: bool = True,
+        compression: str = "none",
+        base: Mapping[str, np.ndarray] | None = None,
+        run_token: str = "",
         node_wait_s: float = 300.0,
+        **flower: Any,
     ) -> None:
-        """Configure the fedskip behaviour (called right after the Flower constructor).
+        """The fedskip behaviour; ``flower``: the Flower strategy's own arguments.
 
         ``all_keys``: every parameter name of the model, so a reply holding a frozen tensor is
-        recognised as such; ``proximal_mu``: FedProx weight sent to clients (0 = off);
-        ``node_wait_s``: how long to wait for SuperNodes to connect.
+        recognised as such; ``proximal_mu_clients``: FedProx weight sent to clients (0 = off);
+        ``client_evaluation``: False sends no federated-evaluation messages (set here, not
+        passed to Flower, which warns about a zero ``fraction_evaluate``); ``compression``: the
+        scheme instructions and replies travel in, ``base``: the base model's fp32 values of
+        the tensors that may travel, the reference of compressed instructions; ``run_token``:
+        this run's token, sent to the sites (keys their personal state and error-feedback
+        residuals; ``""`` sends none); ``node_wait_s``: how long to wait for SuperNodes.
         """
+        super().__init__(**flower)
+        if not client_evaluation:
+            self.fraction_evaluate, self.min_evaluate_nodes = 0.0, 0
         self.planner = planner
         self.all_keys = frozenset(all_keys)
         self.min_replies = min_replies
         self.seed = seed
-        self.proximal_mu_clients = proximal_mu
+        self.proximal_mu_clients = proximal_mu_clients
         self.node_wait_s = node_wait_s
         self.timeout = 3600.0  # seconds to wait for replies (the round loop sets its own)
         self.touched: set[str] = set()
@@ -117,12 +130,12 @@ class LayerSkipStrategy(FedAvg):
         self.client_sizes: dict[int, int] = {}  # training documents per node (dispatch order)
         self.rounds: dict[int, RoundRecord] = {}
         self._global = ArrayRecord()
+        self._reference: Arrays = {}
+        """This round's global values of the planned tensors, as numpy (converted once)."""
         self._expected: dict[int, list[str]] = {}
-        # [compression] scheme on the wire and the base values instructions are taken against
-        self.compression = "none"
-        self.base: dict[str, np.ndarray] = {}
-        # [personalize] token of this run (sent to the sites; keys their personal state)
-        self.run_token = ""
+        self.compression = compression
+        self.base: dict[str, np.ndarray] = dict(base or {})
+        self.run_token = run_token
 
     @property
     def core(self) -> LayerSkipStrategy:
@@ -136,7 +149,7 @@ class LayerSkipStrategy(FedAvg):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.touched = set(state.get("touched", []))
-        self.run_token = str(state.get("run_token", self.run_token))
+        self.run_token = str(state.get("run_token", ""))  # the resumed run's own token
 
     # ------------------------------------------------------------------ clients and sampling
     def _wait_for_nodes(self, grid: Grid, minimum: int | None = None) -> list[int]:
@@ -274,6 +287,7 @@ class LayerSkipStrategy(FedAvg):
         )
         out = construct_messages(self, content, nodes, MessageType.TRAIN)
         self._expected = {node: list(plan.train_keys) for node in nodes}
+        self._reference = {k: arrays[k].numpy() for k in plan.train_keys}
         record.layers = list(plan.layers)
         record.clients = sorted(self.client_of(n) for n in nodes)
         record.bytes_down += message_array_bytes(out)
@@ -331,7 +345,7 @@ class LayerSkipStrategy(FedAvg):
         try:
             record = content.array_records[self.arrayrecord_key]
             if wire_compression.enabled(self.compression):  # exact global + decoded delta
-                reference = {k: self._global[k].numpy() for k in expected_keys}
+                reference = {k: self._reference[k] for k in expected_keys}
                 arrays = wire_compression.decode_reply(
                     record, reference, expected_keys, self.compression
                 )
@@ -379,14 +393,10 @@ class LayerSkipStrategy(FedAvg):
         average = weighted_mean_per_key([(arrays, float(w)) for _, arrays, w in accepted])
         if rule is not None:
             average = rule.release(server_round, average)
-        previous = {k: self._global[k].numpy() for k in average}
+        previous = {k: self._reference[k] for k in average}
         updated = self.server_step(server_round, previous, average)
-        merged = ArrayRecord()
-        for key in self._global:
-            if key in updated:
-                merged[key] = Array(np.ascontiguousarray(updated[key], dtype=np.float32))
-            else:
-                merged[key] = self._global[key]
+        wire = {k: Array(np.ascontiguousarray(v, dtype=np.float32)) for k, v in updated.items()}
+        merged = ArrayRecord(array_dict=merge_state(dict(self._global.items()), wire))
         self.touched |= set(updated)
         metrics = self.train_metrics_aggr_fn([c for c, _, _ in accepted], self.weighted_by_key)
         record.train_metrics = scalars(metrics)
@@ -396,7 +406,7 @@ class LayerSkipStrategy(FedAvg):
         arrays, examples, reason = self.check_train_reply(reply)
         if reason or rule is None:
             return arrays, float(examples), reason
-        reference = {k: self._global[k].numpy() for k in arrays}
+        reference = {k: self._reference[k] for k in arrays}
         admitted, weight, reason = rule.admit(arrays, reference)
         return admitted, float(examples if weight is None else weight), reason
 
