@@ -89,6 +89,8 @@ def deploy_command(args: argparse.Namespace, k: int, out: Path) -> list[str]:
         "--out",
         str(out),
         "--measure-wire",
+        "--superlink-state",
+        args.superlink_state,
         "--grace",
         "30",
         "--timeout",
@@ -189,6 +191,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compression",
         default="none",
         help="wire format (config key compression): none = fp32 values (default), bf16, int8",
+    )
+    parser.add_argument(
+        "--superlink-state",
+        default="memory",
+        choices=("memory", "disk"),
+        help="deploy local --superlink-state: memory (default: Flower 1.42's SQLite store fails "
+        "a round whose replies are a GB or more with 'database is locked') or disk",
     )
     parser.add_argument("--sites", type=int, default=2)
     parser.add_argument("--notes", type=int, default=24, help="synthetic notes per site")

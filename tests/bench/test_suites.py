@@ -241,6 +241,37 @@ def test_failed_config_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None
         run_suite("smoke", tmp_path, ["rounds=3"], trainer=trainer)
 
 
+def test_an_interrupted_federated_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """A federated run stopped after some rounds (config.json and a checkpoint, no summary)
+    goes on from its checkpoint, as ``fedskip run --resume`` would; a run directory whose
+    config is another config's, or without a checkpoint, is trained afresh."""
+    seen: list[tuple[str, bool]] = []
+
+    def trainer(cfg: Config) -> dict[str, Any]:
+        seen.append((Path(cfg.out).name, cfg.resume))
+        Path(cfg.out, "summary.json").write_text("{}")
+        return {}
+
+    plan = plan_suite("smoke")
+    by_name = {c.name: c for c in plan.configs}
+    for name, seed in (("ner-layerskip", None), ("ner-fedavg", 7), ("ner-lora", None)):
+        cfg = plan.config_for(by_name[name], tmp_path)
+        if seed is not None:
+            cfg = cfg.replace(seed=seed)  # what an earlier suite with other settings left
+        run = Path(cfg.out)
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps(cfg.to_run_config()))
+        if name != "ner-lora":  # interrupted before its first round completed: no checkpoint
+            (run / "checkpoint").mkdir()
+            (run / "checkpoint" / "state.json").write_text("{}")
+    run_suite("smoke", tmp_path, only=["ner-layerskip", "ner-fedavg", "ner-lora"], trainer=trainer)
+    assert sorted(seen) == [
+        ("ner-fedavg", False),
+        ("ner-layerskip", True),
+        ("ner-lora", False),
+    ]
+
+
 def test_run_with_failed_rounds_counts_as_failed_and_is_retried(tmp_path: Path) -> None:
     """A run that ended but could not aggregate some round (every reply rejected) does not
     measure its config: failed outcome, error.txt, not finished in the report, retried on resume."""

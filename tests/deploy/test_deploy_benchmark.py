@@ -42,3 +42,5 @@ def test_tiny_deploy_benchmark_row(tmp_path: Path) -> None:
     processes = json.loads((tmp_path / "k1-fp32" / "processes.json").read_text())
     names = {p["name"] for p in processes["trees"]["superlink"]["processes"]}
     assert {"flower-superlink", "flower-superexec", "flwr-serverapp"} <= names
+    # the benchmark's SuperLink keeps its state in memory (--superlink-state memory): no SQLite
+    assert not (tmp_path / "k1-fp32" / "superlink" / "state.db").exists()

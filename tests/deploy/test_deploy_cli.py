@@ -25,6 +25,10 @@ from fedskip.errors import ConfigError
         (["--kill-site", "2@1"], "--kill-site '2@1': site must be 0..1"),
         (["--kill-site", "0@4"], "--kill-site '0@4': round must be 1..3"),
         (["--restart-superlink-after", "3"], "--restart-superlink-after 3: must be 1..2"),
+        (
+            ["--restart-superlink-after", "1", "--superlink-state", "memory"],
+            "--restart-superlink-after needs --superlink-state disk",
+        ),
         (["--insecure", "--probe-unregistered"], "--probe-unregistered needs authentication"),
         (["--no-auth", "--probe-unregistered"], "--probe-unregistered needs authentication"),
         (["--control-api-address", "everywhere"], "--control-api-address 'everywhere': expected"),

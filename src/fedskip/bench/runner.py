@@ -251,7 +251,7 @@ def _run_entry(
     run_dir = run_path(out, entry.name)
     if _finished(run_dir):
         return Outcome(entry.name, "skipped")
-    cfg = plan.config_for(entry, out)
+    cfg = _resumable(plan.config_for(entry, out), run_dir)
     started = time.perf_counter()
     try:
         summary = trainer(cfg)
@@ -267,6 +267,27 @@ def _run_entry(
         return Outcome(entry.name, "failed", time.perf_counter() - started, reason)
     (run_dir / "error.txt").unlink(missing_ok=True)
     return Outcome(entry.name, "trained", time.perf_counter() - started)
+
+
+def _resumable(cfg: Config, run_dir: Path) -> Config:
+    """``cfg`` resuming from the checkpoint an interrupted federated run of the same config left
+    in ``run_dir`` (its completed rounds are kept, as ``fedskip run --resume`` keeps them), else
+    ``cfg`` as it is (a fresh run, which replaces whatever the folder holds)."""
+    from fedskip.config import resume_conflict
+    from fedskip.records.checkpoint import find_checkpoint
+
+    saved_path = run_dir / "config.json"
+    if not cfg.method_kind.federated or find_checkpoint(run_dir) is None:
+        return cfg
+    if not saved_path.is_file():
+        return cfg
+    try:
+        saved = Config.from_mapping(json.loads(saved_path.read_text("utf-8")))
+    except (ConfigError, ValueError):
+        return cfg  # not this version's config: train it afresh
+    if resume_conflict(saved, cfg):
+        return cfg
+    return cfg.replace(resume=True)
 
 
 def _finished(run_dir: Path) -> bool:

@@ -118,6 +118,14 @@ def _register_local(actions: Any) -> None:
         help="route each site through a byte-counting relay; its bytes on the wire (TCP, TLS "
         "framing, content) go to deployment.json",
     )
+    local.add_argument(
+        "--superlink-state",
+        choices=("disk", "memory"),
+        default="disk",
+        help="where the SuperLink keeps runs and messages in flight: disk (SQLite, survives a "
+        "restart; default) or memory (for messages of a GB or more, e.g. LLaMA 3.2-1B at k >= "
+        "4, which Flower 1.42's SQLite store fails with 'database is locked')",
+    )
     local.add_argument("--timeout", type=float, metavar="S", help="give up on the run after S s")
     local.add_argument(
         "--client-threads",
@@ -211,6 +219,11 @@ def _options(args: argparse.Namespace, rounds: int, quiet: bool) -> Any:
         if not 1 <= after < rounds:
             raise ConfigError(f"--restart-superlink-after {after}: must be 1..{rounds - 1}")
         drills.restart_superlink_after = after
+        if args.superlink_state == "memory":
+            raise ConfigError(
+                "--restart-superlink-after needs --superlink-state disk: an in-memory SuperLink "
+                "forgets its registrations and runs when it restarts"
+            )
     if args.control_api_address:
         from flwr.supercore.address import parse_address
 
@@ -236,6 +249,7 @@ def _options(args: argparse.Namespace, rounds: int, quiet: bool) -> Any:
         drills=drills,
         control_api_address=args.control_api_address,
         measure_wire=args.measure_wire,
+        superlink_state=args.superlink_state,
     )
 
 

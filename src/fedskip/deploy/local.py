@@ -52,6 +52,7 @@ from fedskip.deploy.processes import (
 from fedskip.deploy.wire import WireRelay
 
 HOST = "127.0.0.1"
+SUPERLINK_STATES = ("disk", "memory")
 ONLINE_MARK = "SuperNode ID:"
 """What ``flower-supernode`` (1.42) logs once the SuperLink has accepted (activated) it."""
 AUTH_REFUSED_MARK = "Failed to activate SuperNode"
@@ -100,6 +101,12 @@ class Options:
     record its bytes on the wire in ``deployment.json``."""
     memory_interval: float = DEFAULT_INTERVAL_S
     """Seconds between two samples of the processes' memory (``processes.json``)."""
+    superlink_state: str = "disk"
+    """Where the SuperLink keeps its state and the messages in flight: ``disk`` (SQLite in
+    ``superlink/state.db``: registrations and runs survive a restart) or ``memory`` (Flower's
+    in-memory store: nothing survives a restart). With messages of a gigabyte or more from
+    several sites at once (LLaMA 3.2-1B, k >= 4), Flower 1.42's SQLite store fails the round
+    with "database is locked" (its 5 s busy timeout; BENCHMARKS.md §8): use ``memory``."""
 
 
 class LocalDeployment:
@@ -110,6 +117,13 @@ class LocalDeployment:
     ) -> None:
         if not sites:
             raise DeploymentError("a deployment needs at least one site")
+        if options.superlink_state not in SUPERLINK_STATES:
+            raise DeploymentError(
+                f"superlink_state {options.superlink_state!r} is not one of "
+                + ", ".join(SUPERLINK_STATES)
+            )
+        if options.superlink_state == "memory" and options.drills.restart_superlink_after:
+            raise DeploymentError("restarting the SuperLink needs superlink_state='disk'")
         if options.auth and not options.tls:
             raise DeploymentError("SuperNode authentication needs TLS: use --tls (or --no-auth)")
         self.cfg = cfg
@@ -237,7 +251,9 @@ class LocalDeployment:
             self.superlink_port,
             tls=self.tls,
             auth=self.opt.auth,
-            database=self.out / "superlink" / "state.db",
+            database=self.out / "superlink" / "state.db"
+            if self.opt.superlink_state == "disk"
+            else None,
             control_api_address=self.control_api_address,
         )
         (self.out / "superlink").mkdir(parents=True, exist_ok=True)
