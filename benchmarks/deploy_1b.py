@@ -32,12 +32,14 @@ against the measured figures:
   second copy); the receiver's pulled object contents, then ``Array.data`` joined from them,
   then the decoded numpy / torch tensors: up to 3 copies, transiently. The SuperNode keeps the
   objects of the message in memory (its in-memory object store) until the ClientApp pulls
-  them: about one copy per message in flight each way. The SuperLink, started with
-  ``--database``, stores objects in SQLite on disk, not in memory;
+  them: about one copy per message in flight each way. The SuperLink (``--superlink-state
+  memory``, this script's default) holds a message's objects in memory until they are pulled;
 * the ServerApp: the global trained state (4 T(k), fp32) and the replies (2 sites x 4 T(k),
   each possibly twice while decoding) beside its model.
 
-So at k = 8: a ClientApp about 4.94 + 5.84 + 3 x 1.95 ≈ 16.6 GB in fp32, and 2.47 + 2.92 +
+Measured (BENCHMARKS.md §8) a ClientApp peaks higher than this arithmetic (7.3 GiB at k = 2,
+9.1 GiB at k = 4 in bf16): it also keeps a private copy of the whole model per call
+(``ClientRuntime.fresh``). The arithmetic alone: at k = 8 a ClientApp about 4.94 + 5.84 + 3 x 1.95 ≈ 16.6 GB in fp32, and 2.47 + 2.92 +
 3 x 1.95 ≈ 11.2 GB in bf16 (the wire stays fp32); two sites train at once on one machine.
 """
 
@@ -125,6 +127,9 @@ def measure(out: Path, sites: int, per_client: int) -> dict[str, Any]:
         message = sum(r["bytes_down"] + r["bytes_up"] for r in done)
         row["message_bytes"] = message
         row["message/analytic"] = round(message / analytic, 6)
+        row["replies_ok"] = sum(int(r.get("replies_ok", 0)) for r in done)
+        row["replies_rejected"] = sum(int(r.get("replies_rejected", 0)) for r in done)
+        row["rejections"] = "; ".join(x for r in done for x in r.get("rejections", []))
     deployment = _json(out / "deployment.json")
     wire = deployment.get("wire", {})
     if wire:
@@ -213,6 +218,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def passed_round(row: dict[str, Any], sites: int) -> bool:
+    """A k passes when the deployment exited 0 and its round aggregated every site's reply (a
+    round can complete with a site's ClientApp killed, e.g. by the kernel's OOM killer)."""
+    return row["rc"] == 0 and row.get("replies_ok") == sites and not row.get("replies_rejected")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print("RANDOM WEIGHTS (model-init=random): a systems check, not an accuracy result", flush=True)
@@ -221,16 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         row = run_one(args, k)
         rows.append(row)
         print(json.dumps(row), flush=True)
-        if row["rc"] != 0 and args.until_fail:
+        if not passed_round(row, args.sites) and args.until_fail:
             break
-    passed = [r["k"] for r in rows if r["rc"] == 0]
+    passed = [r["k"] for r in rows if passed_round(r, args.sites)]
     columns = list(dict.fromkeys(c for r in rows for c in r))
     print(f"`{command_line()}`\n\n{markdown(rows, columns)}")
     print(
         f"\nlargest k that passed ({args.dtype}, wire {args.compression}): {max(passed, default=0)}"
     )
     write_json(args.json, {"command": command_line(), "rows": rows})
-    return 0 if all(r["rc"] == 0 for r in rows) or args.until_fail else 1
+    return 0 if all(passed_round(r, args.sites) for r in rows) or args.until_fail else 1
 
 
 if __name__ == "__main__":

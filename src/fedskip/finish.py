@@ -9,7 +9,7 @@ Every method's ``summary.json`` carries the same headline keys with one meaning
     model the run reports — the one it exports: with a validation split (``val-fraction`` > 0)
     the best-validation round/epoch's, else the last round/epoch's. Local-only has no single
     model: the mean over its sites' models, each reported the same way. Where nothing scores
-    the global test set (a deployment whose coordinator holds no test data, ``test-fraction=0``)
+    the global test set (a deployment with ``data=sites``: the coordinator holds no data)
     it is the sites' federated evaluation of that model (example-weighted mean), and
     ``final_metric_source`` says so.
 ``best_metric`` / ``best_round``

@@ -254,20 +254,24 @@ def test_an_interrupted_federated_run_resumes_from_its_checkpoint(tmp_path: Path
 
     plan = plan_suite("smoke")
     by_name = {c.name: c for c in plan.configs}
-    for name, seed in (("ner-layerskip", None), ("ner-fedavg", 7), ("ner-lora", None)):
-        cfg = plan.config_for(by_name[name], tmp_path)
-        if seed is not None:
-            cfg = cfg.replace(seed=seed)  # what an earlier suite with other settings left
+    earlier = {"ner-fedavg": {"seed": 7}, "ner-fedprox": {"rounds": 9}}  # other settings' runs
+    names = ["ner-layerskip", "ner-fedavg", "ner-fedprox", "ner-lora", "ner-layerskip-k1"]
+    for name in names:
+        cfg = plan.config_for(by_name[name], tmp_path).replace(**earlier.get(name, {}))
         run = Path(cfg.out)
         run.mkdir(parents=True)
         (run / "config.json").write_text(json.dumps(cfg.to_run_config()))
         if name != "ner-lora":  # interrupted before its first round completed: no checkpoint
             (run / "checkpoint").mkdir()
             (run / "checkpoint" / "state.json").write_text("{}")
-    run_suite("smoke", tmp_path, only=["ner-layerskip", "ner-fedavg", "ner-lora"], trainer=trainer)
+        if name == "ner-layerskip-k1":  # ended with a failed round: trained again from scratch
+            (run / "summary.json").write_text(json.dumps({"failed_rounds": [2]}))
+    run_suite("smoke", tmp_path, only=names, trainer=trainer)
     assert sorted(seen) == [
         ("ner-fedavg", False),
+        ("ner-fedprox", False),
         ("ner-layerskip", True),
+        ("ner-layerskip-k1", False),
         ("ner-lora", False),
     ]
 

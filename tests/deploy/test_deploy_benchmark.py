@@ -28,6 +28,7 @@ def test_tiny_deploy_benchmark_row(tmp_path: Path) -> None:
     assert "RANDOM WEIGHTS" in done.stdout
     (row,) = json.loads(rows_path.read_text())["rows"]
     assert (row["k"], row["dtype"], row["wire"], row["rc"]) == (1, "fp32", "none", 0)
+    assert (row["replies_ok"], row["replies_rejected"]) == (2, 0)  # both sites aggregated
     # llama-tiny, top block + final norm + head: 37,251 values x 4 bytes x 2 sites x 2 ways
     assert row["analytic_bytes"] == 37251 * 4 * 2 * 2
     # the messages carry the same values plus Flower's per-tensor npy headers and names

@@ -333,3 +333,14 @@ def test_a_resumed_strategy_takes_its_run_token_from_the_checkpoint() -> None:
     assert (strategy.run_token, strategy.touched) == ("abc", {"head.b"})
     strategy.load_state_dict({"touched": []})  # a checkpoint of a run without a token
     assert strategy.run_token == ""
+
+
+def test_a_site_name_already_claimed_by_another_client_is_ignored() -> None:
+    from fedskip.fl.strategy.core import claim_site_name
+
+    names: dict[int, str] = {}
+    claim_site_name(names, 0, "site-a")
+    claim_site_name(names, 1, "site-a")  # e.g. both sites' data files are notes.jsonl
+    claim_site_name(names, 2, None)  # no site-name configured: nothing sent
+    claim_site_name(names, 0, "site-a")  # identifying again keeps its own name
+    assert names == {0: "site-a"}

@@ -324,16 +324,10 @@ def check_noniid(rows: Sequence[ResultRow]) -> Claim:
     return Claim("robust to non-IID data", drop <= NONIID_MAX_DROP + EPS, _join(notes, rule))
 
 
-def privacy_variant(row: ResultRow) -> str:
-    """The privacy group's name for ``row``'s variant (``layerskip``, ``layerskip-k4``,
-    ``lora-fa``, ...: several share a method), else its method."""
-    return str(row.extra.get("privacy_variant") or row.method)
-
-
 def check_privacy(rows: Sequence[ResultRow]) -> Claim:
     """Layer skipping at the suite's default k (privacy variant ``layerskip``; its other
     variants, k = 4 or LoRA inside the blocks, are not this claim's runs)."""
-    ours = [r for r in _axis_rows(rows, "privacy", OURS) if privacy_variant(r) == OURS]
+    ours = [r for r in _axis_rows(rows, "privacy", OURS) if r.series == OURS]
     plain = next((r for r in ours if r.target_epsilon is None), None)
     private = sorted(
         (r for r in ours if r.target_epsilon is not None),

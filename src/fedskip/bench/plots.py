@@ -145,8 +145,7 @@ def plot_axis(
     for row in rows:
         value = row.extra.get(key)
         if value in order and row.final is not None:
-            series = str(row.extra.get("privacy_variant") or row.method)  # k = 4, LoRA-FA, ...
-            by_method.setdefault(series, {})[value] = row.final
+            by_method.setdefault(row.series, {})[value] = row.final  # k = 4, LoRA-FA, ...
     if not by_method:
         return None
     fig = _figure(legend_entries=len(by_method))

@@ -453,7 +453,7 @@ AXES = (
         "target ε per patient (DP-SGD)",
         "Differential privacy",
         "privacy.png",
-        ("run", "variant", "ε target", "ε spent", "final", "best", "gap (pts)", "s"),
+        ("run", "privacy variant", "ε target", "ε spent", "final", "best", "gap (pts)", "s"),
     ),
     Axis(
         "client-dp",

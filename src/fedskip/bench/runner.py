@@ -270,23 +270,24 @@ def _run_entry(
 
 
 def _resumable(cfg: Config, run_dir: Path) -> Config:
-    """``cfg`` resuming from the checkpoint an interrupted federated run of the same config left
-    in ``run_dir`` (its completed rounds are kept, as ``fedskip run --resume`` keeps them), else
-    ``cfg`` as it is (a fresh run, which replaces whatever the folder holds)."""
-    from fedskip.config import resume_conflict
+    """``cfg`` resuming from the checkpoint an interrupted federated run of exactly this config
+    left in ``run_dir`` (it ended without a ``summary.json``; its completed rounds are kept, as
+    ``fedskip run --resume`` keeps them), else ``cfg`` as it is: a fresh run, which replaces
+    whatever the folder holds (a run that ended with failed rounds is trained again)."""
     from fedskip.records.checkpoint import find_checkpoint
 
     saved_path = run_dir / "config.json"
-    if not cfg.method_kind.federated or find_checkpoint(run_dir) is None:
+    if not cfg.method_kind.federated or (run_dir / "summary.json").exists():
         return cfg
-    if not saved_path.is_file():
+    if find_checkpoint(run_dir) is None or not saved_path.is_file():
         return cfg
     try:
         saved = Config.from_mapping(json.loads(saved_path.read_text("utf-8")))
     except (ConfigError, ValueError):
         return cfg  # not this version's config: train it afresh
-    if resume_conflict(saved, cfg):
-        return cfg
+    same = {"out": cfg.out, "resume": False, "quiet": cfg.quiet}
+    if saved.replace(**same).to_run_config() != cfg.replace(**same).to_run_config():
+        return cfg  # another config's run (other settings, rounds or plateau rule)
     return cfg.replace(resume=True)
 
 

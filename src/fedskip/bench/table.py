@@ -75,6 +75,12 @@ class ResultRow:
         return self.variant or self.name
 
     @property
+    def series(self) -> str:
+        """The privacy group's variant (``layerskip``, ``layerskip-k4``, ``lora-fa``, ...: several
+        share a method) where the run has one, else its method: one line of a plot."""
+        return str(self.extra.get("privacy_variant") or self.method)
+
+    @property
     def score(self) -> float | None:
         """The reported test metric: of the validation-chosen model when there is one, else
         the final one (nothing is ever picked on the test set)."""
@@ -313,7 +319,7 @@ def markdown_table(rows: Sequence[ResultRow], columns: Sequence[str] | None = No
     cells = {
         "run": lambda r: f"`{r.name}`",
         "method": lambda r: r.method,
-        "variant": lambda r: str(r.extra.get("privacy_variant") or r.method),
+        "privacy variant": lambda r: r.series,
         "task": lambda r: r.task,
         "k": lambda r: "" if r.layers is None else str(r.layers),
         "partition": lambda r: r.partition,

@@ -23,6 +23,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         "override config keys (repeatable): --set layers=4 lr=1e-4 --set rounds=3; "
         "`fedskip config` lists every key with its default and allowed values",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def add_inference_args(parser: argparse.ArgumentParser, *, batch_size: int, per_pass: str) -> None:
@@ -52,7 +53,6 @@ def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
         default=[],
         help=help,
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def config_from_args(args: argparse.Namespace, **command_defaults: Any) -> Config:

@@ -92,17 +92,20 @@ def summarize(
     full_model_bytes: int,
     exchanged_parameters: int,
     seconds: float,
+    chosen_round: int | None = None,
 ) -> RunSummary:
     """``summary.json``'s federated body: rounds, the last round's scores (``final``), each
-    site's scores of the global model in the last round that has them (``site_metrics``), traffic,
-    reduction vs full-model FedAvg (the headline metrics: :func:`headline`).
+    site's scores of the reported model (``site_metrics``: those of ``chosen_round``, the
+    round chosen on validation, when it has them, else of the last round that has them),
+    traffic, reduction vs full-model FedAvg (the headline metrics: :func:`headline`).
 
     ``full_model_bytes``: the plain model's parameters × 4 bytes. Full-model FedAvg over the
     same rounds and clients would move that once down and once up per sampled client and round;
     ``reduction`` = 1 − (bytes moved for training) / (that amount).
     """
     final = rows[-1].to_json() if rows else {}
-    evaluated = next((r for r in reversed(rows) if r.site_eval), None)
+    evaluated = next((r for r in rows if r.round == chosen_round and r.site_eval), None)
+    evaluated = evaluated or next((r for r in reversed(rows) if r.site_eval), None)
     moved = int(final.get("cum_bytes", 0))
     client_rounds = sum(len(r.clients) for r in rows)
     fedavg = 2 * full_model_bytes * client_rounds

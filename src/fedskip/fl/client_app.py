@@ -147,12 +147,14 @@ def evaluate(message: Message, context: Context) -> Message:
 
 
 def identify(message: Message, context: Context) -> Message:
-    """Reply with this node's client id (its partition index) and its site name; loads no
-    model."""
+    """Reply with this node's client id (its partition index) and, when its node config sets
+    ``site-name``, that name; loads no model."""
     runtime, data = _setup(context)
     result = ClientResult(max(1, len(data.train_docs)), {CLIENT_ID: data.client_id})
     reply = _reply(message, result, with_arrays=False)
-    reply.content[SITE] = site_record(data.name)  # rows name the site alike in both engines
+    configured = context.node_config.get("site-name")
+    if isinstance(configured, str) and configured:  # never a name taken from local file names
+        reply.content[SITE] = site_record(configured)  # rows name the site alike in both engines
     return reply
 
 

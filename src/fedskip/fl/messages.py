@@ -137,8 +137,10 @@ def num_examples(content: RecordDict) -> int:
 
 SITE = "site"
 """ConfigRecord of an identification reply: ``name``, the site's configured name (node config
-``site-name`` in a deployment, its data folder's name in simulation), so both engines name a
-site's rows alike. The only text a site sends, and never from its data."""
+``site-name``; sent only when set, never derived from a local file or folder name), so a
+deployment names a site's rows as simulation does (there the coordinator knows the names). The
+only text a site sends, and never from its data; a name another client already claimed is
+ignored (the site is then ``client-<id>``)."""
 _SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 

@@ -331,6 +331,7 @@ def finish(run: ServerRun, arrays: ArrayRecord) -> RunSummary:
         full_model_bytes=full_bytes,
         exchanged_parameters=sum(int(np.prod(a.shape)) for a in arrays.values()),
         seconds=run.elapsed(),
+        chosen_round=run.choice.plateau.best_round or None if run.choice is not None else None,
     )
     body["selected_layers"] = layers
     body["num_blocks"] = run.bundle.stack.num_blocks

@@ -84,6 +84,14 @@ class UpdateRule(Protocol):
         """The round's mean before the server step (e.g. with noise added)."""
 
 
+def claim_site_name(names: dict[int, str], client_id: int, name: str | None) -> None:
+    """Record ``name`` for ``client_id`` in ``names`` unless another client already holds it
+    (two sites never share one name, so neither's rows overwrite the other's; the second one
+    stays ``client-<id>``) or the site sent none."""
+    if name is not None and name not in {n for i, n in names.items() if i != client_id}:
+        names[client_id] = name
+
+
 class LayerSkipStrategy(FedAvg):
     """Flower's message-based FedAvg on partial models (module docstring)."""
 
@@ -182,9 +190,7 @@ class LayerSkipStrategy(FedAvg):
             else:
                 metrics = metric_dict(reply.content)
                 ids[node] = int(metrics[CLIENT_ID])
-                name = site_name_of(reply.content)
-                if name is not None:
-                    self.site_names[ids[node]] = name
+                claim_site_name(self.site_names, ids[node], site_name_of(reply.content))
                 self.client_sizes[node] = int(metrics.get(NUM_EXAMPLES, 0))
         if len(set(ids.values())) != len(ids):
             raise ClientsUnavailable(
