@@ -25,7 +25,7 @@ from typing import Any
 
 from fedskip.errors import ConfigError
 from fedskip.records.rundir import read_metrics
-from fedskip.records.schema import MetricsRow, RunSummary
+from fedskip.records.schema import MetricsRow, RunSummary, as_number
 
 MB = 1_000_000
 """Bytes per megabyte (SI) in every table and plot."""
@@ -99,8 +99,19 @@ class RunRecord:
 
     @property
     def final(self) -> float | None:
-        """Primary metric at the end of training (summary first, else the last point)."""
-        value = self.summary.final_metric
+        """Primary metric at the end of training: the last round's / epoch's (the summary's
+        ``final`` scores, which every record has; a local-only run's mean over its site models),
+        else the last point. Not the validation-chosen model's: that is ``test_at_best``, which
+        a summary's ``final_metric`` holds since every method writes it, so records of both
+        generations read alike here."""
+        last = self.summary.get("final")
+        if isinstance(last, Mapping):
+            value = as_number(last.get(self.summary.primary_metric))
+            if value is not None:
+                return value
+        value = self.summary.number("mean_metric") if self.per_client else None
+        if value is None and not isinstance(last, Mapping):
+            value = self.summary.final_metric
         if value is None and self.curve:
             value = self.curve[-1].metric
         return value
