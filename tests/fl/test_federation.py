@@ -197,7 +197,7 @@ def test_a_user_error_at_a_client_ends_the_run_with_one_line(
     """A FedskipError in a client's work (here: training finds no notes) ends the run with
     that error — one line, exit 2 at the CLI — instead of failed rounds and tracebacks. Only
     in a simulation (one person, one machine) does the message itself travel."""
-    import fedskip.fl.client_app as client_app
+    import fedskip.federation.client as client_core
     from fedskip.errors import DataError
     from fedskip.federation.round_types import ClientUserError
     from fedskip.fl.worker_log import WORKER_LOG_ENV
@@ -205,7 +205,7 @@ def test_a_user_error_at_a_client_ends_the_run_with_one_line(
     def no_notes(runtime: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
         raise DataError(f"client {data.client_id} ({data.name}) has no training notes")
 
-    monkeypatch.setattr(client_app, "train_round", no_notes)
+    monkeypatch.setattr(client_core, "train_round", no_notes)
     if simulation:
         monkeypatch.setenv(WORKER_LOG_ENV, "run.log")
     else:

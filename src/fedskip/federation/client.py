@@ -2,8 +2,10 @@
 
 Memory: a process keeps one :class:`ClientRuntime` — the prepared data and one pretrained base
 model — shared by every simulated client it serves; each call works on a fresh copy of that base
-model, loads the global tensors it was sent, and drops the copy when done. No client holds a model
-between rounds.
+model, loads the global tensors it was sent, and drops the copy when done. The copy is a copy only
+of the tensors the call writes (the ones it trains and the ones it loads); every other parameter
+is the base model's own tensor, read and never written, so a process holds the frozen weights
+once (:meth:`ClientRuntime.fresh`). No client holds a model between rounds.
 
 Randomness: the seed of a client's training in a round is :func:`client_seed` of
 ``(seed, round, client id)`` only (data order, dropout), so a resumed run trains exactly as an
@@ -20,7 +22,7 @@ import gc
 import json
 import os
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +39,7 @@ from fedskip.trainability import (
     personal_names,
     set_trainable,
     shared_names,
+    trainable_names,
 )
 
 THREADS_ENV = "FEDSKIP_CLIENT_THREADS"
@@ -77,9 +80,20 @@ class ClientRuntime:
         self.prepared = prepare(cfg)
         self.base = load_bundle(cfg, self.prepared)
 
-    def fresh(self) -> ModelBundle:
-        """A private copy of the base model (pretrained weights, seeded head)."""
-        return copy.deepcopy(self.base)
+    def fresh(self, written: Collection[str] | None = None) -> ModelBundle:
+        """A private copy of the base model (pretrained weights, seeded head).
+
+        ``written``: the names of the only parameters the caller will change (train, or load
+        tensors into). Those are copied; every other parameter object is the base model's own
+        (modules, buffers and adapters are still copied), so the frozen weights are held once
+        per process instead of once more per call: for LLaMA 3.2-1B in bf16 at k = 8 of 16,
+        the embeddings and 8 frozen blocks (0.75 B parameters, 1.5 GB) are not copied. The caller may switch ``requires_grad`` off on a shared parameter
+        but must not write it or give it a gradient. None: a copy of everything."""
+        if written is None:
+            return copy.deepcopy(self.base)
+        keep = set(written)
+        shared = {id(p): p for n, p in self.base.model.named_parameters() if n not in keep}
+        return copy.deepcopy(self.base, shared)
 
 
 def release(model: weakref.ref[torch.nn.Module]) -> bool:
@@ -237,9 +251,12 @@ def train_round(
     from fedskip.train.engine import TrainSettings, train
 
     cfg = runtime.cfg
-    bundle = runtime.fresh()
+    written = {*trainable_names(runtime.base, cfg, layers), *global_state, *(personal or {})}
+    bundle = runtime.fresh(written)
     try:
         trainable = set_trainable(bundle, cfg, layers)
+        if not written.issuperset(trainable):  # a shared base tensor would be trained
+            raise RuntimeError(f"trainable_names missed {sorted(set(trainable) - written)[:3]}")
         shared = shared_names(bundle, cfg, trainable)
         missing = [n for n in shared if n not in global_state]
         if missing:
@@ -353,7 +370,7 @@ def evaluate_round(
     from fedskip.train.engine import evaluate
 
     cfg = runtime.cfg
-    bundle = runtime.fresh()
+    bundle = runtime.fresh({*global_state, *(personal or {})})  # evaluation writes no other
     try:
         _load_global(bundle, global_state)
         _load_global(bundle, personal or {})
@@ -392,7 +409,7 @@ def score_round(
     from fedskip.pipeline import encode, importance_scores
 
     cfg, prepared = runtime.cfg, runtime.prepared
-    bundle = runtime.fresh()
+    bundle = runtime.fresh()  # the scores' backward pass gives every block a gradient
     try:
         _load_global(bundle, global_state)
         examples = len(encode(data.train_docs, bundle.tokenizer, prepared, cfg).features)
