@@ -16,6 +16,7 @@ from typing import Any
 
 from flwr.app import ConfigRecord, Context
 
+from fedskip.federation.round_rows import DP_STEP_METRICS
 from fedskip.privacy.dpsgd import DPSGD, DPSGDSettings
 from fedskip.privacy.units import unit_code
 
@@ -70,11 +71,13 @@ def dpsgd_metrics(dp: DPSGD, *, step_report: bool = False) -> dict[str, float]:
         DP_RATE: float(dp.step_rate()),
         DP_ROUND_STEPS: float(dp.steps_per_round()),
         DP_STEPS: float(dp.accountant.steps),
-    } | (
-        {f"dp-{key.replace('_', '-')}": value for key, value in dp.step_report().items()}
-        if step_report
-        else {}
-    )
+    } | (_step_metrics(dp.step_report()) if step_report else {})
+
+
+def _step_metrics(report: Mapping[str, float]) -> dict[str, float]:
+    """The step report under its train-reply names (one table both ways:
+    :data:`~fedskip.federation.round_rows.DP_STEP_METRICS`)."""
+    return {key: report[name] for key, name in DP_STEP_METRICS.items() if name in report}
 
 
 def known_dp_steps(config: Mapping[str, Any], client_id: int) -> int:

@@ -41,6 +41,7 @@ from fedskip.privacy.ghost_norms import (
     linear_clipped_sum,
     linear_unit_norms2,
 )
+from fedskip.privacy.unit_batches import StepDraws
 
 
 class _TapedLinear(torch.autograd.Function):
@@ -246,41 +247,37 @@ class FastUnitDPOptimizer(DPOptimizer):
     def __init__(self, optimizer: torch.optim.Optimizer, *, tape: UnitGradientTape, **kw: Any):
         super().__init__(optimizer, **kw)
         self.tape = tape
-        self._draws: list[list[int]] = []
-        self._pending: list[tuple[int, Tensor]] = []
+        self._step = StepDraws()
         self._row_of: dict[int, int] | None = None
 
     def begin_draw(self, units: list[int]) -> int:
-        self._draws.append(list(units))
         self._row_of = None
-        return len(self._draws) - 1
+        return self._step.begin(units)
 
     def expect_rows(self, draw: int, slots: Tensor) -> None:
-        self._pending.append((draw, slots))
+        self._step.expect(draw, slots)
 
     def _rows(self) -> dict[int, int]:
         """Row of each unit in the step (first-drawn order; a unit of several draws is one)."""
         if self._row_of is None:
-            units = dict.fromkeys(u for draw in self._draws for u in draw)
-            self._row_of = {u: row for row, u in enumerate(units)}
+            self._row_of = {u: row for row, u in enumerate(self._step.step_units())}
         return self._row_of
 
     def fold(self) -> None:
-        if not self._pending or not self.tape.has_rows():
+        if not self._step.pending or not self.tape.has_rows():
             return
-        draw, slots = self._pending.pop(0)
-        row_of, units = self._rows(), self._draws[draw]
+        draw, slots = self._step.next_pending()
+        row_of, units = self._rows(), self._step.draws[draw]
         rows = torch.tensor([row_of[units[s]] for s in slots.tolist()], dtype=torch.long)
         self.tape.fold(rows, len(row_of))
 
     @property
     def accumulated_iterations(self) -> int:
-        return max(1, len(self._draws))
+        return max(1, len(self._step.draws))
 
     def pre_step(self, closure: Callable[[], float] | None = None) -> bool | None:
         self.fold()
-        if self._pending:
-            raise RuntimeError(f"DP-SGD: {len(self._pending)} micro-batch(es) got no backward")
+        self._step.finish()
         sums = self.tape.clipped_sums(len(self._rows()), self.max_grad_norm)
         for p in self.params:
             p.summed_grad = sums.get(p, torch.zeros_like(p))
@@ -288,7 +285,8 @@ class FastUnitDPOptimizer(DPOptimizer):
         self.scale_grad()
         if self.step_hook:
             self.step_hook(self)
-        self._draws, self._row_of = [], None
+        self._step.clear()
+        self._row_of = None
         self._is_last_step_skipped = False
         return True
 

@@ -53,32 +53,68 @@ class DrawSink(Protocol):
     def fold(self) -> None: ...
 
 
+class StepDraws:
+    """The bookkeeping of the optimizer step being built, shared by both DP optimizers: the
+    unit ids of each Poisson draw of the step, and the backward passes whose rows are not yet
+    folded (each: its draw and the unit slot of every example row)."""
+
+    def __init__(self) -> None:
+        self.draws: list[list[int]] = []
+        self.pending: list[tuple[int, Tensor]] = []
+
+    def begin(self, units: list[int]) -> int:
+        """Start a draw of ``units``; returns its index. An example's unit slot in the draw is
+        its unit's position in ``units``."""
+        self.draws.append(list(units))
+        return len(self.draws) - 1
+
+    def expect(self, draw: int, slots: Tensor) -> None:
+        """The next backward pass yields one row per entry of ``slots`` (slots in ``draw``)."""
+        self.pending.append((draw, slots))
+
+    def next_pending(self) -> tuple[int, Tensor]:
+        """The oldest backward pass not yet folded."""
+        return self.pending.pop(0)
+
+    def step_units(self) -> list[int]:
+        """The step's units in first-drawn order (a unit of several draws is one unit)."""
+        return list(dict.fromkeys(u for units in self.draws for u in units))
+
+    def finish(self) -> None:
+        """Before the step: every micro-batch must have had its backward pass folded."""
+        if self.pending:
+            raise RuntimeError(f"DP-SGD: {len(self.pending)} micro-batch(es) got no backward")
+
+    def clear(self) -> None:
+        self.draws, self.pending = [], []
+
+
 class UnitDPOptimizer(DPOptimizer):
     """Opacus' ``DPOptimizer`` whose per-sample gradients are per *unit*: the sum of the
     per-example gradients of the unit's examples, over all micro-batches of the step."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._draws: list[list[int]] = []  # unit ids drawn, per Poisson draw of the current step
-        self._pending: list[tuple[int, Tensor]] = []  # (draw, unit slot per row) not yet summed
+        self._step = StepDraws()
         self._sums: dict[int, dict[int, Tensor]] = {}  # draw -> param index -> [units, *shape]
 
     def begin_draw(self, units: list[int]) -> int:
         """Start a Poisson draw of the units ``units`` (their ids) in this step; returns its
-        index. An example's unit slot in the draw is its unit's position in ``units``."""
-        self._draws.append(list(units))
-        return len(self._draws) - 1
+        index (see :meth:`StepDraws.begin`)."""
+        return self._step.begin(units)
 
     def expect_rows(self, draw: int, slots: Tensor) -> None:
         """The next backward pass yields one gradient row per entry of ``slots`` (the unit slot
         of each example in ``draw``)."""
-        self._pending.append((draw, slots))
+        self._step.expect(draw, slots)
 
     def fold(self) -> None:
         """Add the per-example rows of the last backward pass into their units' rows."""
-        if not self._pending or all(getattr(p, "grad_sample", None) is None for p in self.params):
+        if not self._step.pending or all(
+            getattr(p, "grad_sample", None) is None for p in self.params
+        ):
             return
-        draw, slots = self._pending.pop(0)
+        draw, slots = self._step.next_pending()
         sums = self._sums.setdefault(draw, {})
         for i, p in enumerate(self.params):
             rows = p.grad_sample
@@ -90,16 +126,15 @@ class UnitDPOptimizer(DPOptimizer):
                     "each micro-batch must get exactly one backward pass"
                 )
             if i not in sums:
-                sums[i] = rows.new_zeros((len(self._draws[draw]), *p.shape))
+                sums[i] = rows.new_zeros((len(self._step.draws[draw]), *p.shape))
             sums[i].index_add_(0, slots.to(rows.device), rows)
             p.grad_sample = None
 
     def pre_step(self, closure: Callable[[], float] | None = None) -> bool | None:
         self.fold()
-        if self._pending:
-            raise RuntimeError(f"DP-SGD: {len(self._pending)} micro-batch(es) got no backward")
-        draws = self._draws or [[]]
-        step_units = list(dict.fromkeys(u for units in draws for u in units))  # first-drawn order
+        self._step.finish()
+        draws = self._step.draws or [[]]
+        step_units = self._step.step_units()
         row_of = {unit: row for row, unit in enumerate(step_units)}
         for i, p in enumerate(self.params):
             merged = p.new_zeros((len(step_units), *p.shape))
@@ -111,7 +146,8 @@ class UnitDPOptimizer(DPOptimizer):
                 p.grad_sample = merged
             else:  # k parts, so Opacus divides by k draws' expected size (and accounts k·q)
                 p.grad_sample = [merged] + [p.new_zeros((0, *p.shape))] * (len(draws) - 1)
-        self._draws, self._sums = [], {}
+        self._step.clear()
+        self._sums = {}
         return super().pre_step(closure)
 
     def unit_norms(self) -> Tensor:
