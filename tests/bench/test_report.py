@@ -89,7 +89,10 @@ def test_suite_results_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert text.startswith("# fedskip bench: suite `smoke`")
     tables, missing = text.split("## Not finished")
     assert "ner-fedprox" not in tables and "`ner-fedprox`" in missing
-    assert "Reproduce: `fedskip bench --suite smoke --out OUT` (4 of 12 configs finished)" in text
+    assert (
+        "Reproduce: `fedskip bench --suite smoke --out OUT` (4 of 12 configs finished; their "
+        "wall time in all: 18 s = 0.0 h" in text
+    )
     assert "| `ner-layerskip` | layerskip | 0.785 | 0.785 | -1.5 | 0.004 | 75.0% | 2 | 4 |" in text
     assert "| ≈70% less communication than full FedAvg | **held** |" in text
     assert "| within 2% of centralized training | **held** |" in text
@@ -133,7 +136,7 @@ def test_publish_copies_records_not_models(tmp_path: Path) -> None:
         "ner-layerskip/summary.json",
     ]
     assert page == dest / "results.md"
-    assert "(1 of 12 configs finished)" in page.read_text()
+    assert "(1 of 12 configs finished; " in page.read_text()
 
 
 def test_report_help_shows_a_plain_percent_sign(capsys: pytest.CaptureFixture[str]) -> None:

@@ -335,12 +335,15 @@ def _suite_header(manifest: dict[str, Any], records: Sequence[RunRecord]) -> lis
     if manifest.get("overrides"):
         command += " --set " + settings_line(manifest["overrides"])
     done = sum(r.complete for r in records)
+    spent = sum(r.seconds or 0.0 for r in records if r.complete)
     return [
         f"# fedskip bench: suite `{manifest['suite']}`",
         "",
         f"{manifest['description']}.",
         "",
-        f"Reproduce: `{command}` ({done} of {len(manifest['configs'])} configs finished).",
+        f"Reproduce: `{command}` ({done} of {len(manifest['configs'])} configs finished; "
+        f"their wall time in all: {spent:,.0f} s = {spent / 3600:.1f} h, each run's in its "
+        "table's `s` column).",
         "",
         f"Shared settings: `{settings_line(manifest['settings'])}`"
         + (
