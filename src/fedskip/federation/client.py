@@ -87,8 +87,9 @@ class ClientRuntime:
         tensors into). Those are copied; every other parameter object is the base model's own
         (modules, buffers and adapters are still copied), so the frozen weights are held once
         per process instead of once more per call: for LLaMA 3.2-1B in bf16 at k = 8 of 16,
-        the embeddings and 8 frozen blocks (0.75 B parameters, 1.5 GB) are not copied. The caller may switch ``requires_grad`` off on a shared parameter
-        but must not write it or give it a gradient. None: a copy of everything."""
+        the embeddings and 8 frozen blocks (0.75 B parameters, 1.5 GB) are not copied. The
+        caller may switch ``requires_grad`` off on a shared parameter but must not write it or
+        give it a gradient. None: a copy of everything."""
         if written is None:
             return copy.deepcopy(self.base)
         keep = set(written)
