@@ -44,8 +44,8 @@ def _track_copies(monkeypatch: pytest.MonkeyPatch, runtime: ClientRuntime) -> li
     copies: list[Any] = []
     plain = runtime.fresh
 
-    def fresh() -> Any:
-        bundle = plain()
+    def fresh(written: Any = None) -> Any:
+        bundle = plain(written)
         copies.append(weakref.ref(bundle.model))
         return bundle
 
