@@ -30,6 +30,22 @@ def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
+def _record_copies(
+    monkeypatch: pytest.MonkeyPatch, runtime: ClientRuntime
+) -> list[torch.nn.Module]:
+    """Every model copy ``runtime.fresh`` hands out from now on, in order."""
+    copies: list[torch.nn.Module] = []
+    plain = runtime.fresh
+
+    def fresh(written: Any = None) -> ModelBundle:
+        bundle = plain(written)
+        copies.append(bundle.model)
+        return bundle
+
+    monkeypatch.setattr(runtime, "fresh", fresh)
+    return copies
+
+
 def _full_copies(monkeypatch: pytest.MonkeyPatch, runtime: ClientRuntime) -> None:
     def fresh(written: Any = None) -> ModelBundle:
         return copy.deepcopy(runtime.base)
@@ -44,15 +60,7 @@ def test_training_copies_what_it_trains_and_shares_the_frozen_weights(
     runtime, data = _setup(make_cfg, **changes)
     before = _tensors(runtime.base.model)
     trained = trainable_names(runtime.base, runtime.cfg, [1])
-    copies: list[torch.nn.Module] = []
-    plain = runtime.fresh
-
-    def fresh(written: Any = None) -> ModelBundle:
-        bundle = plain(written)
-        copies.append(bundle.model)
-        return bundle
-
-    monkeypatch.setattr(runtime, "fresh", fresh)
+    copies = _record_copies(monkeypatch, runtime)
     result = train_round(runtime, data, {n: before[n] for n in trained}, layers=[1], server_round=1)
     assert sorted(result.state) == trained
     base = dict(runtime.base.model.named_parameters())
@@ -95,15 +103,7 @@ def test_evaluation_shares_every_weight_it_does_not_load(
         for n, t in before.items()
         if n in trainable_names(runtime.base, runtime.cfg, [1])
     }
-    copies: list[torch.nn.Module] = []
-    plain = runtime.fresh
-
-    def fresh(written: Any = None) -> ModelBundle:
-        bundle = plain(written)
-        copies.append(bundle.model)
-        return bundle
-
-    monkeypatch.setattr(runtime, "fresh", fresh)
+    copies = _record_copies(monkeypatch, runtime)
     evaluate_round(runtime, data, sent)
     base = dict(runtime.base.model.named_parameters())
     mine = dict(copies[0].named_parameters())
