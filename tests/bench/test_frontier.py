@@ -43,9 +43,8 @@ def test_frontier_suite_expands_references_strategies_and_points() -> None:
     assert "lr" not in by_name["ner-layerskip-k2-int8"].settings  # the suite's lr (5e-4)
 
 
-def test_only_the_frontier_suite_gets_the_group() -> None:
+def test_the_frontier_suite_group_and_its_small_models() -> None:
     assert [c.name for c in plan_suite("smoke").configs if "frontier" in c.groups] == []
-    assert [c.name for c in plan_suite("paper").configs if "frontier" in c.groups] == []
     small = [c.name for c in frontier_configs(FRONTIER, Config(), 2)]
     assert "ner-layerskip-k6-r8-int8" not in small
     assert len(small) == len([p for p in POINTS if p.k <= 2]) == len(POINTS) - 3
@@ -58,9 +57,11 @@ def test_variant_names() -> None:
     assert point.variant == "k2-r8-int8-le4" and point.settings(6)["local-epochs"] == 4
 
 
-def _row(name: str, method: str, final: float, mb: float, **extra: object) -> ResultRow:
-    row = ResultRow(name=name, groups="", task="ner", method=method, metric="f1", status="done")
-    row.final, row.mb, row.layers, row.extra = final, mb, 2, dict(extra)
+def _row(name: str, method: str, final: float, mb: float, **fields: object) -> ResultRow:
+    row = ResultRow(
+        name=name, groups="", task="ner", method=method, metric="f1", status="done", **fields
+    )
+    row.final, row.mb, row.layers = final, mb, 2
     return row
 
 
@@ -109,8 +110,8 @@ def test_write_frontier_from_run_directories(tmp_path: Path) -> None:
         "| `ner-layerskip-k2-r8-int8` | k=2, LoRA r=8, int8 | 0.795 | 0.016 | 99.6% | -0.5 | yes |"
         in text
     )
-    assert "| `ner-layerskip` | k=2, fp32 | 0.790 | 0.600 | 85.0% | -1.0 |  |" in text
-    assert "| `ner-fedavg` | full-model FedAvg, fp32 | 0.810 | 4.0 | 0.0% | +1.0 |  |" in text
+    assert "| `ner-layerskip` | k=2, auto (fp16) | 0.790 | 0.600 | 85.0% | -1.0 |  |" in text
+    assert "| `ner-fedavg` | full-model FedAvg, auto (fp16) | 0.810 | 4.0 | 0.0% | +1.0 |  |" in text
     with (tmp_path / "docs" / "frontier.csv").open() as fh:
         assert [r["name"] for r in csv.DictReader(fh)] == [
             "ner-centralized",

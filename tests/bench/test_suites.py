@@ -23,8 +23,9 @@ def test_paper_suite_configs() -> None:
     # their own corpus: 5 variants x 5 sample-level runs, seeds 43 and 44 of the 10 at ε = 8
     # and without DP, and 3 client-level runs; 130 configs, of which the 8 centralized ones
     # (full and same-blocks, x 3 seeds) also run with the other schedule: 24; ICD-9 layer
-    # skipping's two federated-optimisation alternatives at 3 seeds: 6
-    assert len(names) == len(set(names)) == 130 + 24 + 6
+    # skipping's two federated-optimisation alternatives at 3 seeds: 6; the frontier's 9
+    # variations at 3 seeds: 27
+    assert len(names) == len(set(names)) == 130 + 24 + 6 + 27
     assert names[:7] == ["ner-centralized", "ner-centralized-lrrun"] + [
         f"ner-{m}" for m in METHOD_ORDER[1:]
     ]
@@ -181,6 +182,7 @@ def test_the_catalogue_lists_each_suites_extra_groups() -> None:
     from fedskip.bench.groups import (
         federated_optimisation_configs,
         frontier_configs,
+        paper_frontier_configs,
         personalization_configs,
     )
     from fedskip.bench.suites import SUITES
@@ -191,6 +193,7 @@ def test_the_catalogue_lists_each_suites_extra_groups() -> None:
         "paper": {
             "personalization": personalization_configs,
             "fed-optim": federated_optimisation_configs,
+            "frontier": paper_frontier_configs,
         },
         "paper-quick": {},
         "frontier": {"frontier": frontier_configs},

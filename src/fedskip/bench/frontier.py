@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fedskip.bench.pareto import describe_config
 from fedskip.bench.table import ResultRow, fmt, fmt_mb
 
 TARGET_REDUCTION = 0.99
@@ -25,26 +26,6 @@ TARGET_GAP_POINTS = -1.0
 
 
 # --------------------------------------------------------------------------- table and plot
-def describe_config(row: ResultRow) -> str:
-    """Human description of a run: method, blocks, selection, LoRA rank, wire format."""
-    if row.method == "centralized":
-        return "centralized (pooled data)"
-    if row.method == "fedavg":
-        return "full-model FedAvg, fp32"
-    rank = int(row.extra.get("lora_rank") or 0)
-    parts = [f"k={row.layers}"]
-    if row.strategy and row.strategy != "top":
-        parts.append(f"{row.strategy} selection")
-    if rank:
-        parts.append(f"LoRA r={rank}" + (" frozen A" if row.extra.get("freeze_a") else ""))
-    compression = str(row.extra.get("compression") or "none")
-    parts.append("fp32" if compression == "none" else compression)
-    epochs = int(row.extra.get("local_epochs") or 1)
-    if epochs != 1:
-        parts.append(f"{epochs} local epochs")
-    return ", ".join(parts)
-
-
 def meets_target(row: ResultRow) -> bool:
     """≥ 99 % less traffic than full FedAvg at ≤ 1 F1 point below centralized."""
     return (
@@ -131,9 +112,9 @@ def plot_frontier(rows: Sequence[ResultRow], path: Path, *, title: str = "") -> 
 def _kind(row: ResultRow) -> str:
     if row.method == "fedavg":
         return "fedavg"
-    if row.extra.get("lora_rank"):
+    if row.lora_rank:
         return "lora"
-    if row.extra.get("compression") not in (None, "none"):
+    if row.compression not in ("", "none"):
         return "compressed"
     if row.strategy and row.strategy != "top":
         return "strategy"

@@ -8,6 +8,13 @@ trained fully (``lora_rank`` 0) or through LoRA adapters of that rank inside the
 sent as fp32 / fp16 / bf16 / int8 deltas (``compression``). Its table and plot:
 :mod:`fedskip.bench.frontier`.
 
+``frontier`` in ``paper`` (:func:`paper_frontier_configs`): the same question inside the paper
+suite's discipline (its corpus, plateau stopping, choice on validation, seeds). Each
+:class:`FrontierVariant` is one of the suite's own federated runs (LoRA in every block, FedAvg,
+layer skipping of k blocks) with one thing changed: the wire format, LoRA's rank or frozen A,
+LoRA inside the selected blocks, or local epochs. The runs it varies are frontier points too;
+the front is drawn in :mod:`fedskip.bench.pareto`.
+
 ``personalization`` (:func:`personalization_configs`): is a site better served by its own head
 than by the global model, or by training alone? Layer skipping with ``personalize=none`` and
 with ``personalize=head`` (both with the sites scoring on their own test splits,
@@ -113,6 +120,66 @@ def frontier_configs(suite: Suite, base: Config, num_blocks: int) -> list[BenchC
         settings: dict[str, Scalar] = {"task": task, **point.settings(num_blocks)}
         labels = {"partition": NATURAL.label, **point.labels()}
         out.append(BenchConfig(f"{task}-layerskip-{point.variant}", settings, ["frontier"], labels))
+    return out
+
+
+@dataclass(frozen=True)
+class FrontierVariant:
+    """A frontier point of the ``paper`` suite: its run ``<task>-<of>`` with ``settings``
+    changed, named ``<task>-<of>-<suffix>``. ``of`` is ``lora`` (rank 8 in every block),
+    ``fedavg`` or ``layerskip-k<k>`` (the top k blocks)."""
+
+    of: str
+    suffix: str
+    settings: dict[str, Scalar]
+
+    def base_settings(self, base: Config, num_blocks: int) -> dict[str, Scalar]:
+        """The settings of the run this varies, as the suite's methods / layers groups set
+        them (the suite's method and partial settings come on top in the expansion)."""
+        if self.of == "lora":
+            return {"method": "lora", "lora-rank": base.lora_rank or 8}
+        if self.of == "fedavg":
+            return {"method": "fedavg", "lora-rank": 0}
+        if self.of.startswith("layerskip-k"):
+            return {"method": "layerskip", "layers": int(self.of[11:]), "lora-rank": 0}
+        raise ValueError(f"frontier variant of {self.of!r}: not lora, fedavg or layerskip-k<k>")
+
+
+PAPER_FRONTIER: tuple[FrontierVariant, ...] = (
+    FrontierVariant("lora", "int8", {"compression": "int8"}),
+    FrontierVariant("lora", "fp16", {"compression": "fp16"}),
+    FrontierVariant("lora", "fa-int8", {"lora-freeze-a": True, "compression": "int8"}),
+    FrontierVariant("lora", "r16-int8", {"lora-rank": 16, "compression": "int8"}),
+    FrontierVariant("lora", "int8-le4", {"compression": "int8", "local-epochs": 4}),
+    FrontierVariant("layerskip-k4", "r8-int8", {"lora-rank": 8, "lr": LORA_LR, "compression": "int8"}),
+    FrontierVariant("layerskip-k4", "int8", {"compression": "int8"}),
+    FrontierVariant("layerskip-k5", "int8", {"compression": "int8"}),
+    FrontierVariant("fedavg", "int8", {"compression": "int8"}),
+)
+"""The ``paper`` suite's frontier grid, declared before any of its runs (2026-12-07), in run
+order. The suite's runs it varies already stand at the known corners (on NER, three seeds each:
+LoRA rank 8 in every block 0.958 at 137 MB a run, layer skipping k = 4 and 5 at 0.958 and 0.968
+with 2.3–3.4 GB, FedAvg 0.972 at 7.2 GB); the grid asks what each corner gives up to fp16 /
+int8 deltas (the wire moves 2x / 4x fewer bytes), what LoRA's rank and frozen A (half the
+adapter's coordinates on the wire) cost, whether LoRA inside the top four blocks (no backward
+pass through the two below) keeps LoRA's score at less compute, and whether four local epochs a
+round reach the plateau in fewer rounds (less traffic, 4x the compute per round). Every point
+exchanges what its run exchanges (the task head included), at the suite's learning rates."""
+
+
+def paper_frontier_configs(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
+    """The ``frontier`` group of ``suite`` (the catalogue gives it to ``paper``): each of
+    :data:`PAPER_FRONTIER` on its ablation task at the natural partition, labelled with the run
+    it varies (``frontier_of``)."""
+    task = suite.sweep.ablation_task
+    out = []
+    for point in PAPER_FRONTIER:
+        own = point.base_settings(base, num_blocks)
+        if int(own.get("layers", num_blocks)) > num_blocks:
+            continue
+        settings: dict[str, Scalar] = {"task": task, **own, **point.settings}
+        labels: dict[str, Scalar] = {"partition": NATURAL.label, "frontier_of": f"{task}-{point.of}"}
+        out.append(BenchConfig(f"{task}-{point.of}-{point.suffix}", settings, ["frontier"], labels))
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fedskip.bench import plots
 from fedskip.bench.choice import Choice, choices_markdown, choose_on_validation
 from fedskip.bench.claims import check_claims, check_claims_at, claims_markdown, half_the_blocks
+from fedskip.bench.pareto import frontier_section
 from fedskip.bench.personalization import personalization_sections, run_section
 from fedskip.bench.records import RunRecord, load_run, load_runs
 from fedskip.bench.runner import LOG_FILE, SUITE_FILE, read_manifest, run_path, settings_line
@@ -495,10 +496,7 @@ def _ablation_sections(rows: Sequence[ResultRow], out: Path) -> list[str]:
             title=axis.title,
         )
         lines += _image(path, out, axis.title)
-    frontier = _in(rows, "frontier")
-    if frontier:
-        lines += ["## Frontier", "", markdown_table(frontier, ABLATION_COLUMNS), ""]
-    return lines
+    return lines + frontier_section(rows, out, PLOTS)
 
 
 def _with_extra(order: list[Any], values: Sequence[Any]) -> list[Any]:

@@ -11,6 +11,7 @@ from fedskip.bench.groups import (
     FED_OPTIM_GROUP,
     federated_optimisation_configs,
     frontier_configs,
+    paper_frontier_configs,
     personalization_configs,
 )
 from fedskip.bench.spec import IID, NATURAL, Candidate, Suite, Sweep, dirichlet
@@ -243,11 +244,21 @@ PAPER = Suite(
         seeds=SEEDS,
         # strategies too: at seed 42 interleaved (blocks 2, 5: 0.952) and bottom (0.943) beat
         # top (0.906 ± 0.004) by more than top's seed spread; a verdict needs their spread
-        seed_groups=("methods", "layers", "gaps", "strategies", "privacy-seeds", FED_OPTIM_GROUP),
+        # the frontier too: every point on its front needs its spread (issue #36)
+        seed_groups=(
+            "methods",
+            "layers",
+            "gaps",
+            "strategies",
+            "privacy-seeds",
+            FED_OPTIM_GROUP,
+            "frontier",
+        ),
     ),
     extra_groups={
         "personalization": personalization_configs,
         FED_OPTIM_GROUP: federated_optimisation_configs,
+        "frontier": paper_frontier_configs,
     },
 )
 

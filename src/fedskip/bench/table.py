@@ -16,6 +16,8 @@ Columns (``results.csv``; ``results.md`` shows the same numbers):
                        is one), blank for runs that exchange nothing
 ``analytic_reduction`` the run's own analytic figure (``fedskip comm``), when it reported one
 ``rounds_to_95``       first round/epoch reaching 95% of the run's best metric
+``lora_rank`` … ``local_epochs`` what the run trained and sent: LoRA rank (0: whole blocks),
+                       frozen A, the wire format (``none`` = fp32) and local epochs per round
 ``candidate``          the setting a run was trained with when the suite tries several and
                        keeps the one chosen on validation (:mod:`fedskip.bench.choice`)
 """
@@ -30,6 +32,7 @@ from typing import Any
 
 from fedskip.bench.records import MB, RunRecord
 from fedskip.bench.spread import Spread, spread
+from fedskip.methods import LORA, METHODS
 
 REACH_FRACTION = 0.95
 
@@ -62,6 +65,11 @@ class ResultRow:
     seconds: float | None = None
     epsilon: float | None = None
     privacy_unit: str = ""  # what ε is per: patient, note, example (dp=sample) or client
+    lora_rank: int = 0
+    lora_freeze_a: bool = False
+    compression: str = ""
+    """The wire format of its updates (``none`` = plain fp32; "" for a centralized run)."""
+    local_epochs: int = 1
     candidate: str = ""
     """The setting it was trained with when it is one of several candidates of a
     configuration (chosen on validation: :mod:`fedskip.bench.choice`); "" otherwise."""
@@ -164,6 +172,10 @@ def build_rows(
             seconds=record.seconds,
             epsilon=record.epsilon,
             privacy_unit=str(record.summary.get("privacy_unit") or ""),
+            lora_rank=_lora_rank(record),
+            lora_freeze_a=bool(record.setting("lora-freeze-a", False)),
+            compression=_wire(record),
+            local_epochs=_int_or_none(record.setting("local-epochs")) or 1,
             candidate=candidate,
             extra=label,
         )
@@ -183,6 +195,21 @@ def _score(record: RunRecord) -> float | None:
     """A record's reported metric (:attr:`ResultRow.score`)."""
     chosen = record.summary.number("test_at_best")
     return chosen if chosen is not None else record.final
+
+
+def _lora_rank(record: RunRecord) -> int:
+    """The rank of the LoRA adapters the run trained (0: none; a ``lora-rank`` setting that its
+    method ignores is not counted)."""
+    kind = METHODS.get(record.method)
+    rank = _int_or_none(record.setting("lora-rank")) or 0
+    return rank if kind is not None and (kind.trains == LORA or kind.lora_in_blocks) else 0
+
+
+def _wire(record: RunRecord) -> str:
+    """The wire format of the run's updates (``compression``); "" for a method that sends
+    nothing (centralized, local-only)."""
+    kind = METHODS.get(record.method)
+    return str(record.setting("compression", "")) if kind is not None and kind.federated else ""
 
 
 def _int_or_none(value: Any) -> int | None:
