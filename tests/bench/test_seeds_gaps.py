@@ -88,6 +88,33 @@ def test_claims_read_held_not_held_or_inconclusive(page: Path) -> None:
     )
 
 
+def test_a_strategys_federation_gap_is_against_its_own_blocks(page: Path) -> None:
+    """Bottom's layer skipping is compared with centralized training of the bottom blocks, and
+    the top blocks' claim stays with the top blocks' runs."""
+    folder = page.parent
+    for i, seed in enumerate(SEEDS):
+        centralized_run(
+            run_path(folder, _name("ner-centralized-bottom", seed)),
+            scores=[0.5, 0.95 + i / 100],
+            layers=2,
+            seed=seed,
+            **{"layer-strategy": "bottom"},
+        )
+    federated_run(  # paper-quick runs its strategies with one seed
+        run_path(folder, "ner-layerskip-bottom"),
+        method="layerskip",
+        scores=[0.6, 0.95],
+        bytes_per_round=1000,
+        **{"layer-strategy": "bottom"},
+    )
+    text = write_results(folder).read_text()
+    assert "| ner | 2 | 0.860 ± 0.010 | 0.880 ± 0.010 | 0.900 ± 0.010 | -2.0 | -2.0 |" in text
+    assert (
+        "| ner | 2 (bottom) | 0.950 | 0.960 ± 0.010 | 0.900 ± 0.010 | -1.0 | +6.0 |" in text
+    )
+    assert "federated 0.860 ± 0.010 vs centralized same blocks 0.880 ± 0.010" in text
+
+
 def test_paper_suites_define_what_the_issue_asks() -> None:
     for name in ("paper", "paper-quick"):
         plan = plan_suite(name)

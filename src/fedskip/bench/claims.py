@@ -177,13 +177,16 @@ GAPS = "gaps"
 """The suite group of centralized runs that train the same blocks as a layer-skipping k."""
 
 
-def _same_blocks(rows: Sequence[ResultRow], task: str, k: int | None) -> list[ResultRow]:
-    """Every seed of the centralized ``gaps`` run of ``task`` that trains ``k`` blocks."""
+def _same_blocks(
+    rows: Sequence[ResultRow], task: str, k: int | None, strategy: str = "top"
+) -> list[ResultRow]:
+    """Every seed of the centralized ``gaps`` run of ``task`` that trains ``k`` blocks chosen
+    by ``strategy``."""
     chosen = [
         r
         for r in rows
         if r.task == task and r.method == "centralized" and GAPS in r.groups.split()
-        if r.layers == k and r.score is not None
+        if r.layers == k and r.strategy == strategy and r.score is not None
     ]
     return [r for r in chosen if r.group == chosen[0].group] if chosen else []
 
@@ -194,7 +197,9 @@ def _ours_and_same_blocks(
     """Layer skipping's seeds on ``task`` (:func:`_ours`) and the centralized runs of the same
     blocks."""
     ours = _ours(rows, task, k)
-    return ours, _same_blocks(rows, task, ours[0].layers if ours else None)
+    if not ours:
+        return ours, []
+    return ours, _same_blocks(rows, task, ours[0].layers, ours[0].strategy)
 
 
 def check_federation_gap(rows: Sequence[ResultRow], k: int | None = None) -> Claim:

@@ -211,8 +211,9 @@ def _client_dp_entries(sweep: Sweep) -> list[BenchConfig]:
 
 def _same_block_entries(sweep: Sweep, base: Config, num_blocks: int) -> list[BenchConfig]:
     """Centralized training of the blocks each layer-skipping k trains (same layer strategy):
-    every k of the layer axis on the ablation task, the default k on the other tasks. k = all
-    blocks is the centralized full fine-tuning run of the methods group."""
+    every k of the layer axis on the ablation task, the default k on the other tasks, and the
+    default k of each other static strategy (:func:`_same_strategy_entries`). k = all blocks is
+    the centralized full fine-tuning run of the methods group."""
     counts = {task: {base.layers} for task in sweep.tasks}
     if sweep.ablation_task in counts:
         counts[sweep.ablation_task] |= set(sweep.layer_counts or range(1, num_blocks + 1))
@@ -234,6 +235,34 @@ def _same_block_entries(sweep: Sweep, base: Config, num_blocks: int) -> list[Ben
             }
             labels: dict[str, Scalar] = {"partition": NATURAL.label, "k": k}
             out.append(BenchConfig(name, settings, ["gaps"], labels))
+    return out + _same_strategy_entries(sweep, base)
+
+
+def _same_strategy_entries(sweep: Sweep, base: Config) -> list[BenchConfig]:
+    """Centralized training of the blocks each other static layer strategy of the ablation
+    task trains (``<task>-centralized-<strategy>``: bottom, interleaved; the default k). The
+    strategies that choose per round or from scores (rotating, importance) have no fixed
+    blocks to train centrally."""
+    from fedskip.selection import get_selector
+
+    task = sweep.ablation_task
+    if task not in sweep.tasks:
+        return []
+    out = []
+    for strategy in sweep.strategies:
+        selector = get_selector(strategy)
+        if strategy == base.layer_strategy or selector.dynamic or selector.needs_scores:
+            continue
+        settings: dict[str, Scalar] = {
+            "task": task,
+            "method": "centralized",
+            "layers": base.layers,
+            "layer-strategy": strategy,
+            "epochs": base.rounds * base.local_epochs,
+            "lora-rank": 0,
+        }
+        labels: dict[str, Scalar] = {"partition": NATURAL.label, "k": base.layers}
+        out.append(BenchConfig(f"{task}-centralized-{strategy}", settings, ["gaps"], labels))
     return out
 
 

@@ -382,12 +382,16 @@ def _gaps_section(rows: Sequence[ResultRow]) -> list[str]:
     """Per layer-skipping k with a centralized same-blocks run (``gaps`` group): the federation
     gap (federated − centralized, same blocks) and the capacity gap (centralized same blocks −
     centralized full fine-tuning), in points."""
-    same = {(r.task, r.layers): r for r in _in(rows, "gaps") if r.method == "centralized"}
+    same = {
+        (r.task, r.layers, r.strategy): r for r in _in(rows, "gaps") if r.method == "centralized"
+    }
     if not same:
         return []
     full = {r.task: r for r in _in(rows, "methods") if r.method == "centralized"}
     skips = [
-        r for r in rows if r.method == "layerskip" and {"methods", "layers"} & set(r.groups.split())
+        r
+        for r in rows
+        if r.method == "layerskip" and {"methods", "layers", "strategies"} & set(r.groups.split())
     ]
     lines = [
         "## Federation gap and capacity gap",
@@ -397,8 +401,8 @@ def _gaps_section(rows: Sequence[ResultRow]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     seen = set()
-    for skip in sorted(skips, key=lambda r: (r.task, r.layers or 0)):
-        key = (skip.task, skip.layers)
+    for skip in sorted(skips, key=lambda r: (r.task, r.layers or 0, r.strategy != "top")):
+        key = (skip.task, skip.layers, skip.strategy)
         central = same.get(key)
         if central is None or key in seen or skip.score is None or central.score is None:
             continue
@@ -410,7 +414,7 @@ def _gaps_section(rows: Sequence[ResultRow]) -> list[str]:
         )
         cells = [
             skip.task,
-            str(skip.layers),
+            str(skip.layers) + ("" if skip.strategy == "top" else f" ({skip.strategy})"),
             with_spread(skip, "score", fmt(skip.score)),
             with_spread(central, "score", fmt(central.score)),
             "–" if base is None else with_spread(base, "score", fmt(base.score)),
