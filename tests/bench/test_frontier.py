@@ -111,7 +111,9 @@ def test_write_frontier_from_run_directories(tmp_path: Path) -> None:
         in text
     )
     assert "| `ner-layerskip` | k=2, auto (fp16) | 0.790 | 0.600 | 85.0% | -1.0 |  |" in text
-    assert "| `ner-fedavg` | full-model FedAvg, auto (fp16) | 0.810 | 4.0 | 0.0% | +1.0 |  |" in text
+    assert (
+        "| `ner-fedavg` | full-model FedAvg, auto (fp16) | 0.810 | 4.0 | 0.0% | +1.0 |  |" in text
+    )
     with (tmp_path / "docs" / "frontier.csv").open() as fh:
         assert [r["name"] for r in csv.DictReader(fh)] == [
             "ner-centralized",

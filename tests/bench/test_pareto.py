@@ -49,9 +49,9 @@ def test_front_keeps_what_nothing_beats_on_score_and_cost() -> None:
 
 
 def test_describe_config_says_what_was_trained_and_sent() -> None:
-    assert describe_config(_row("a", 0.9, 1, 1, method="lora", lora_rank=8, compression="none")) == (
-        "LoRA r=8 in every block, fp32"
-    )
+    assert describe_config(
+        _row("a", 0.9, 1, 1, method="lora", lora_rank=8, compression="none")
+    ) == ("LoRA r=8 in every block, fp32")
     fa = _row("b", 0.9, 1, 1, method="lora", lora_rank=8, lora_freeze_a=True, compression="int8")
     assert describe_config(fa) == "LoRA r=8 frozen A in every block, int8"
     inside = _row("c", 0.9, 1, 1, layers=4, lora_rank=8, compression="int8", local_epochs=4)

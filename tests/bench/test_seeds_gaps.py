@@ -109,9 +109,7 @@ def test_a_strategys_federation_gap_is_against_its_own_blocks(page: Path) -> Non
     )
     text = write_results(folder).read_text()
     assert "| ner | 2 | 0.860 ± 0.010 | 0.880 ± 0.010 | 0.900 ± 0.010 | -2.0 | -2.0 |" in text
-    assert (
-        "| ner | 2 (bottom) | 0.950 | 0.960 ± 0.010 | 0.900 ± 0.010 | -1.0 | +6.0 |" in text
-    )
+    assert "| ner | 2 (bottom) | 0.950 | 0.960 ± 0.010 | 0.900 ± 0.010 | -1.0 | +6.0 |" in text
     assert "federated 0.860 ± 0.010 vs centralized same blocks 0.880 ± 0.010" in text
 
 

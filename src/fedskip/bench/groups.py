@@ -151,7 +151,9 @@ PAPER_FRONTIER: tuple[FrontierVariant, ...] = (
     FrontierVariant("lora", "fa-int8", {"lora-freeze-a": True, "compression": "int8"}),
     FrontierVariant("lora", "r16-int8", {"lora-rank": 16, "compression": "int8"}),
     FrontierVariant("lora", "int8-le4", {"compression": "int8", "local-epochs": 4}),
-    FrontierVariant("layerskip-k4", "r8-int8", {"lora-rank": 8, "lr": LORA_LR, "compression": "int8"}),
+    FrontierVariant(
+        "layerskip-k4", "r8-int8", {"lora-rank": 8, "lr": LORA_LR, "compression": "int8"}
+    ),
     FrontierVariant("layerskip-k4", "int8", {"compression": "int8"}),
     FrontierVariant("layerskip-k5", "int8", {"compression": "int8"}),
     FrontierVariant("fedavg", "int8", {"compression": "int8"}),
@@ -178,7 +180,10 @@ def paper_frontier_configs(suite: Suite, base: Config, num_blocks: int) -> list[
         if int(own.get("layers", num_blocks)) > num_blocks:
             continue
         settings: dict[str, Scalar] = {"task": task, **own, **point.settings}
-        labels: dict[str, Scalar] = {"partition": NATURAL.label, "frontier_of": f"{task}-{point.of}"}
+        labels: dict[str, Scalar] = {
+            "partition": NATURAL.label,
+            "frontier_of": f"{task}-{point.of}",
+        }
         out.append(BenchConfig(f"{task}-{point.of}-{point.suffix}", settings, ["frontier"], labels))
     return out
 

@@ -110,7 +110,11 @@ def _seconds(row: ResultRow) -> float | None:
 def front_cell(row: ResultRow, traffic: set[str], compute: set[str]) -> str:
     """``traffic``, ``compute`` or both, flagged while the point has fewer than
     :data:`FRONT_SEEDS` seeds."""
-    on = [name for name, members in (("traffic", traffic), ("compute", compute)) if row.name in members]
+    on = [
+        name
+        for name, members in (("traffic", traffic), ("compute", compute))
+        if row.name in members
+    ]
     if not on:
         return ""
     seeds = row.seeds
@@ -233,13 +237,12 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
                 **style,
             )
             ax.annotate(_short(row), (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
-        on = sorted(
-            (r for r in rows if r.name in front(rows, cost)), key=lambda r: cost(r) or 0.0
-        )
+        best = front(rows, cost)  # its rows all have a cost and a score
+        on = sorted((r for r in rows if r.name in best), key=lambda r: cost(r) or 0.0)
         if on:
             ax.step(
-                [cost(r) for r in on],
-                [r.score for r in on],
+                [float(cost(r) or 0.0) for r in on],
+                [float(r.score or 0.0) for r in on],
                 where="post",
                 color="gray",
                 linewidth=1,
