@@ -123,9 +123,13 @@ def front_cell(row: ResultRow, traffic: set[str], compute: set[str]) -> str:
 
 
 def _mb_cell(row: ResultRow) -> str:
+    """MB as :func:`fmt_mb` writes it, the seed spread to the same decimals."""
     found = row.spreads.get("mb")
     text = fmt_mb(row.mb)
-    return text if found is None or found.std is None else f"{text} ± {fmt_mb(found.std)}"
+    if found is None or found.std is None or row.mb is None:
+        return text
+    decimals = 0 if row.mb >= 100 else 1 if row.mb >= 1 else 3
+    return f"{text} ± {found.std:.{decimals}f}"
 
 
 def _pct_cell(row: ResultRow) -> str:
@@ -255,7 +259,7 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
         ax.set_ylabel(f"{rows[0].metric} (test, chosen on validation)")
         ax.grid(True, which="both", alpha=0.3)
         if not i:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="lower left")  # low traffic, low score: empty
     fig.suptitle(f"{rows[0].task}: score against traffic and compute (hollow: fp16 / int8 wire)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
