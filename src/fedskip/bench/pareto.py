@@ -179,7 +179,9 @@ def frontier_section(rows: Sequence[ResultRow], out: Path, plots: str) -> list[s
         "against FedAvg of the same seed, and wall seconds per run (four clients simulated in "
         "turn: the whole federation's compute). **front**: no other configuration scores as "
         "well with as few MB (traffic) or seconds (compute), comparing seed means; a front "
-        f"point with fewer than {FRONT_SEEDS} seeds is provisional.",
+        f"point with fewer than {FRONT_SEEDS} seeds is provisional. Seconds are wall time on "
+        "the machine each run had (runs made on other days, or beside other work, differ by "
+        "more than their seeds do): a compute difference inside the seconds' spread is none.",
         "",
         frontier_markdown(points),
         "",
