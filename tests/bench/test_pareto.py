@@ -121,8 +121,28 @@ def test_paper_frontier_varies_one_thing_of_the_suites_own_runs() -> None:
         assert by_name[name].labels == {"partition": "natural", "frontier_of": f"ner-{point.of}"}
         assert by_name[f"{name}-s44"].settings["seed"] == 44
     assert len([c for c in plan.configs if "frontier" in c.groups]) == 3 * len(PAPER_FRONTIER)
+    inside = resolve(plan.base, by_name["ner-layerskip-k4-r8-int8"].settings)
+    assert (inside.lr, inside.head_lr) == (2e-3, 1e-2)  # LoRA's lr, layer skipping's head lr
     with pytest.raises(ValueError, match="not lora, fedavg or layerskip-k<k>"):
         FrontierVariant("centralized", "x", {}).base_settings(plan.base, 6)
+
+
+def test_reduction_is_against_plain_fedavg_even_when_an_int8_fedavg_shares_the_seed(
+    tmp_path: Path,
+) -> None:
+    from fedskip.bench.records import load_run
+    from fedskip.bench.table import reference
+
+    runs = tmp_path / "runs"
+    plain = {"compression": "none"}
+    ours = federated_run(runs / "ls", method="layerskip", scores=[0.9], bytes_per_round=10, seed=43)
+    int8 = federated_run(
+        runs / "fa8", method="fedavg", scores=[0.9], bytes_per_round=25, seed=43, compression="int8"
+    )
+    fedavg = federated_run(runs / "fa", method="fedavg", scores=[0.9], bytes_per_round=100, **plain)
+    records = [load_run(d) for d in (ours, int8, fedavg)]
+    assert reference(records, records[0], "fedavg") is records[2]  # seed 42, fp32 wire
+    assert reference(records[:2], records[0], "fedavg") is records[1]  # the only one left
 
 
 def test_results_page_draws_the_frontier_from_records(tmp_path: Path) -> None:

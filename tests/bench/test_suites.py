@@ -31,6 +31,8 @@ def test_paper_suite_configs() -> None:
     assert same["ner-centralized-interleaved"].settings["layer-strategy"] == "interleaved"
     assert same["ner-centralized-bottom-lrrun-s44"].settings["lr-schedule"] == "run"
     assert not {"ner-centralized-rotating", "ner-centralized-importance"} & set(same)
+    # paper-quick: 68 configs, and bottom's centralized same-blocks run (2 schedules x 3 seeds)
+    assert len(plan_suite("paper-quick").configs) == 68 + 6
     assert names[:7] == ["ner-centralized", "ner-centralized-lrrun"] + [
         f"ner-{m}" for m in METHOD_ORDER[1:]
     ]

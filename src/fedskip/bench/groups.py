@@ -166,7 +166,10 @@ int8 deltas (the wire moves 2x / 4x fewer bytes), what LoRA's rank and frozen A 
 adapter's coordinates on the wire) cost, whether LoRA inside the top four blocks (no backward
 pass through the two below) keeps LoRA's score at less compute, and whether four local epochs a
 round reach the plateau in fewer rounds (less traffic, 4x the compute per round). Every point
-exchanges what its run exchanges (the task head included), at the suite's learning rates."""
+exchanges what its run exchanges (the task head included), at the learning rates of the run it
+varies: LoRA inside the top four blocks takes LoRA's lr (2e-3) for its adapters and keeps
+layer skipping's head lr (1e-2), so against ``lora`` (head lr 2e-3) it differs in the head's
+rate too."""
 
 
 def paper_frontier_configs(suite: Suite, base: Config, num_blocks: int) -> list[BenchConfig]:
@@ -177,8 +180,8 @@ def paper_frontier_configs(suite: Suite, base: Config, num_blocks: int) -> list[
     out = []
     for point in PAPER_FRONTIER:
         own = point.base_settings(base, num_blocks)
-        if int(own.get("layers", num_blocks)) > num_blocks:
-            continue
+        if int(own.get("layers", 0)) >= num_blocks:
+            continue  # k = all blocks is the FedAvg run, not a layer-skipping one
         settings: dict[str, Scalar] = {"task": task, **own, **point.settings}
         labels: dict[str, Scalar] = {
             "partition": NATURAL.label,

@@ -66,7 +66,8 @@ def wire_name(compression: str) -> str:
 
 
 def frontier_candidates(rows: Sequence[ResultRow]) -> list[ResultRow]:
-    """The rows (seed-collapsed) that compete on the frontier: see the module docstring."""
+    """The rows (seed-collapsed) that compete on the frontier: see the module docstring. A run
+    that moved no bytes (or has no score) has no place on it and is left out."""
     tasks = {r.task for r in rows if "frontier" in r.groups.split()}
     out = []
     for row in rows:

@@ -18,10 +18,12 @@ Groups (the ``groups`` of a config; the report plots and claims read them):
 ``client-dp``   (``Sweep.client_dp_clients`` > 0) client-level DP-FedAvg over that many simulated
                 clients (IID partition of the privacy corpus) at each target ε, and no DP
 ``gaps``        (``Sweep.same_blocks``) centralized training of the same blocks as each
-                layer-skipping k (``<task>-centralized-k<k>``): the federation gap apart from
-                the capacity gap
+                layer-skipping k (``<task>-centralized-k<k>``) and each other static strategy
+                (``<task>-centralized-<strategy>``): the federation gap apart from the
+                capacity gap
 ``frontier``    (``frontier`` suite) k x LoRA rank x compression points next to the references
-                (:func:`fedskip.bench.groups.frontier_configs`)
+                (:func:`fedskip.bench.groups.frontier_configs`); (``paper`` suite) variations
+                of its own runs (:func:`fedskip.bench.groups.paper_frontier_configs`)
 ``personalization``  (``paper`` suite) personalize none vs head and local-only on
                 natural and Dirichlet α = 0.1 partitions
                 (:func:`fedskip.bench.groups.personalization_configs`)

@@ -201,8 +201,10 @@ PAPER = Suite(
     "corpus: 60 notes per site, 128-token windows), centralized / FedAvg / layer skipping on multi-label ICD-9 coding "
     "of discharge summaries from their last 128 subwords (1,200 notes per site), k = 1..6 each "
     "with its centralized same-blocks run (each centralized run with both lr schedules, the "
-    "one better on validation kept), five layer strategies, IID / Dirichlet 1.0, 0.3, "
-    "0.1 / natural partitions and DP-SGD at ε 8, 4, 2, 1",
+    "one better on validation kept), five layer strategies (the static ones with their "
+    "centralized same-blocks runs), IID / Dirichlet 1.0, 0.3, 0.1 / natural partitions, "
+    "DP-SGD at ε 8, 4, 2, 1 and a traffic / compute frontier of int8 / fp16 wires, LoRA "
+    "ranks, LoRA inside blocks and local epochs",
     settings={
         **_SHARED,
         **PLAIN_WIRE,
@@ -265,7 +267,8 @@ PAPER = Suite(
 PAPER_QUICK = Suite(
     name="paper-quick",
     description="the paper suite's tables at a smaller scale (a fifth of its NER notes, fewer "
-    "axis points; about 83 minutes on an idle 2-core machine, 30 of them seed 42's 26 runs: "
+    "axis points; about 83 minutes on an idle 2-core machine before bottom's centralized "
+    "same-blocks runs were added, 30 of them seed 42's 26 runs: "
     "over the 20 minutes asked for, see docs/results/README.md): every "
     "run to a validation plateau (at most 10 rounds / epochs), 3 seeds for the methods, layer "
     "counts and same-blocks runs; NER with 12 notes per site, ICD-9 coding with 300 notes per "

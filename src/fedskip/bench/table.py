@@ -122,16 +122,19 @@ def trained_layers(record: RunRecord) -> int | None:
 
 def reference(records: Sequence[RunRecord], record: RunRecord, method: str) -> RunRecord | None:
     """The ``method`` run of the same task to compare ``record`` with: same partition (and α),
-    no DP, most blocks (centralized full fine-tuning, not a same-blocks run) and the same seed
-    preferred, in that order, else any complete one of that task."""
+    no DP, the plain recipe (fp32 wire, one local epoch: not a frontier variation such as
+    FedAvg with int8 deltas), most blocks (centralized full fine-tuning, not a same-blocks run)
+    and the same seed preferred, in that order, else any complete one of that task."""
     same_task = [r for r in records if r.method == method and r.task == record.task and r.complete]
 
-    def score(r: RunRecord) -> tuple[int, int, int, bool]:
+    def score(r: RunRecord) -> tuple[int, int, int, int, bool]:
         same_part = all(r.setting(k) == record.setting(k) for k in ("partition", "alpha"))
         no_dp = r.setting("dp", "none") == "none"
+        plain = r.setting("compression", "none") == "none" and r.setting("local-epochs", 1) == 1
         layers = r.setting("layers", 0)  # full fine-tuning before a same-blocks centralized run
         same_seed = r.setting("seed") == record.setting("seed")
-        return (int(same_part), int(no_dp), layers if isinstance(layers, int) else 0, same_seed)
+        blocks = layers if isinstance(layers, int) else 0
+        return (int(same_part), int(no_dp), int(plain), blocks, same_seed)
 
     return max(same_task, key=score) if same_task else None
 
