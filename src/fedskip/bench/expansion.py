@@ -226,16 +226,25 @@ def _same_block_entries(sweep: Sweep, base: Config, num_blocks: int) -> list[Ben
             continue
         for k in sorted(counts[task]):
             name = f"{task}-centralized" if k == num_blocks else f"{task}-centralized-k{k}"
-            settings: dict[str, Scalar] = {
-                "task": task,
-                "method": "centralized",
-                "layers": k,
-                "epochs": base.rounds * base.local_epochs,
-                "lora-rank": 0,
-            }
-            labels: dict[str, Scalar] = {"partition": NATURAL.label, "k": k}
-            out.append(BenchConfig(name, settings, ["gaps"], labels))
+            out.append(_same_blocks_entry(name, task, k, base))
     return out + _same_strategy_entries(sweep, base)
+
+
+def _same_blocks_entry(
+    name: str, task: str, k: int, base: Config, strategy: str | None = None
+) -> BenchConfig:
+    """A ``gaps`` run: centralized training of ``k`` blocks (chosen by ``strategy``, else the
+    suite's), as many epochs as a federated client's local epochs over all rounds."""
+    settings: dict[str, Scalar] = {
+        "task": task,
+        "method": "centralized",
+        "layers": k,
+        **({"layer-strategy": strategy} if strategy else {}),
+        "epochs": base.rounds * base.local_epochs,
+        "lora-rank": 0,
+    }
+    labels: dict[str, Scalar] = {"partition": NATURAL.label, "k": k}
+    return BenchConfig(name, settings, ["gaps"], labels)
 
 
 def _same_strategy_entries(sweep: Sweep, base: Config) -> list[BenchConfig]:
@@ -253,16 +262,8 @@ def _same_strategy_entries(sweep: Sweep, base: Config) -> list[BenchConfig]:
         selector = get_selector(strategy)
         if strategy == base.layer_strategy or selector.dynamic or selector.needs_scores:
             continue
-        settings: dict[str, Scalar] = {
-            "task": task,
-            "method": "centralized",
-            "layers": base.layers,
-            "layer-strategy": strategy,
-            "epochs": base.rounds * base.local_epochs,
-            "lora-rank": 0,
-        }
-        labels: dict[str, Scalar] = {"partition": NATURAL.label, "k": base.layers}
-        out.append(BenchConfig(f"{task}-centralized-{strategy}", settings, ["gaps"], labels))
+        name = f"{task}-centralized-{strategy}"
+        out.append(_same_blocks_entry(name, task, base.layers, base, strategy))
     return out
 
 

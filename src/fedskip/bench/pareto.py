@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fedskip.bench.spec import NATURAL
-from fedskip.bench.table import ResultRow, fmt, fmt_mb, with_spread
+from fedskip.bench.table import ResultRow, fmt, fmt_mb, mb_spec, with_spread
 from fedskip.methods import METHODS
 
 FRONT_SEEDS = 3
@@ -125,20 +125,8 @@ def front_cell(row: ResultRow, traffic: set[str], compute: set[str]) -> str:
 
 def _mb_cell(row: ResultRow) -> str:
     """MB as :func:`fmt_mb` writes it, the seed spread to the same decimals."""
-    found = row.spreads.get("mb")
-    text = fmt_mb(row.mb)
-    if found is None or found.std is None or row.mb is None:
-        return text
-    decimals = 0 if row.mb >= 100 else 1 if row.mb >= 1 else 3
-    return f"{text} ± {found.std:.{decimals}f}"
-
-
-def _pct_cell(row: ResultRow) -> str:
-    found = row.spreads.get("reduction")
-    text = fmt(row.reduction, pct=True)
-    if found is None or found.std is None or row.reduction is None:
-        return text
-    return f"{text} ± {100 * found.std:.1f}"
+    spec = mb_spec(row.mb) if row.mb is not None else ".3f"
+    return with_spread(row, "mb", fmt_mb(row.mb), spec)
 
 
 def frontier_markdown(rows: Sequence[ResultRow]) -> str:
@@ -155,7 +143,7 @@ def frontier_markdown(rows: Sequence[ResultRow]) -> str:
             str(row.seeds),
             with_spread(row, "score", fmt(row.score)),
             _mb_cell(row),
-            _pct_cell(row),
+            with_spread(row, "reduction", fmt(row.reduction, pct=True), ".1f", scale=100),
             with_spread(row, "seconds", fmt(row.seconds, ".0f"), ".0f"),
             front_cell(row, traffic, compute),
         ]
@@ -231,7 +219,7 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
                 style.pop("label")
             seen.add(kind)
             spread = row.spreads.get("score")
-            hollow = row.compression not in ("", "none")
+            hollow = wire_name(row.compression) != "fp32"
             ax.errorbar(
                 [x],
                 [y],

@@ -308,15 +308,23 @@ def fmt_mb(value: float | None) -> str:
     """Megabytes with precision that suits the size (0.004, 3.6, 1234)."""
     if value is None:
         return "–"
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.3f}"
+    return f"{value:{mb_spec(value)}}"
 
 
-def with_spread(row: ResultRow, column: str, text: str, spec: str = ".3f") -> str:
-    """``text`` (the mean), followed by `` ± std`` when ``row`` stands for several seeds."""
+def mb_spec(value: float) -> str:
+    """The format :func:`fmt_mb` gives ``value`` megabytes: 0, 1 or 3 decimals by size."""
+    return ".0f" if value >= 100 else ".1f" if value >= 1 else ".3f"
+
+
+def with_spread(
+    row: ResultRow, column: str, text: str, spec: str = ".3f", *, scale: float = 1.0
+) -> str:
+    """``text`` (the mean), followed by `` ± std`` (times ``scale``: 100 for a percentage)
+    when ``row`` stands for several seeds."""
     found = row.spreads.get(column)
     if found is None or found.std is None:
         return text
-    return f"{text} ± {found.std:{spec}}"
+    return f"{text} ± {scale * found.std:{spec}}"
 
 
 def fmt_count(row: ResultRow, column: str) -> str:
