@@ -172,6 +172,34 @@ def test_resumed_run_ends_with_the_same_metrics(
 
 
 @pytest.mark.slow
+def test_the_server_refuses_to_resume_another_runs_checkpoint(
+    make_cfg: Callable[..., Config],
+    run_local: Any,
+    tmp_path: Path,
+    interrupted: Callable[[Config, int], None],
+) -> None:
+    """A deployment's ServerApp gets ``resume=true`` from a regenerated app, not from
+    ``fedskip run --resume``: a changed key outside RESUME_MAY_CHANGE (here the seed) is
+    refused before a round runs, and the folder keeps the first run's records."""
+    from fedskip.errors import ConfigError
+
+    cut = make_cfg(rounds=2, out=str(tmp_path / "cut"))
+    interrupted(cut, 1)
+    before = {
+        p.relative_to(cut.out): p.read_bytes() for p in Path(cut.out).rglob("*") if p.is_file()
+    }
+    with pytest.raises(ConfigError, match=r"config.json: config key 'seed': cannot change"):
+        run_local(cut.replace(resume=True, seed=cut.seed + 1))
+    after = {
+        p.relative_to(cut.out): p.read_bytes() for p in Path(cut.out).rglob("*") if p.is_file()
+    }
+    assert after == before
+    Path(cut.out, "config.json").unlink()
+    with pytest.raises(ConfigError, match="config.json: missing"):
+        run_local(cut.replace(resume=True))
+
+
+@pytest.mark.slow
 def test_clients_that_cannot_start_stop_the_run_with_one_line(
     make_cfg: Callable[..., Config], run_local: Any
 ) -> None:

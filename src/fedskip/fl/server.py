@@ -11,6 +11,7 @@ with the final and best metric, the bytes exchanged and the reduction versus ful
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -21,7 +22,8 @@ import numpy as np
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
-from fedskip.config import Config
+from fedskip.config import Config, resume_conflict
+from fedskip.errors import ConfigError
 from fedskip.federation.planning import LayerPlanner
 from fedskip.federation.round_rows import (
     headline,
@@ -252,6 +254,7 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
         run.rundir.write_config(cfg)
         remove_checkpoint(run.rundir.path)
         return messages.to_array_record(fresh), 0
+    refuse_another_run(run)
     ckpt = load_checkpoint(run.rundir.path)
     if set(ckpt.global_state) != set(fresh):
         raise_mismatch(run, ckpt)
@@ -268,9 +271,28 @@ def initial_state(run: ServerRun) -> tuple[ArrayRecord, int]:
     return messages.to_array_record(state), ckpt.round
 
 
-def raise_mismatch(run: ServerRun, ckpt: Checkpoint) -> None:
-    from fedskip.errors import ConfigError
+def refuse_another_run(run: ServerRun) -> None:
+    """Refuse to resume with a config that is not the run's own: the keys outside
+    :data:`~fedskip.config.RESUME_MAY_CHANGE` must equal those of the run directory's
+    ``config.json``. ``fedskip run --resume`` checks this before Ray starts; a deployment's
+    ServerApp gets its config from ``flwr run`` (``resume=true`` in a regenerated app), so
+    this is where a changed seed, dataset or privacy setting would otherwise continue another
+    run's checkpoint — and mix two runs' rounds, and two privacy budgets, in one record."""
+    path = run.rundir.config_path
+    try:
+        saved = Config.from_mapping(json.loads(path.read_text("utf-8")))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: missing, so resume=true cannot tell whose checkpoint this folder holds; "
+            "start a new run in another out folder"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc}); cannot resume this run") from None
+    if problem := resume_conflict(saved, run.cfg):
+        raise ConfigError(f"{path}: {problem}")
 
+
+def raise_mismatch(run: ServerRun, ckpt: Checkpoint) -> None:
     raise ConfigError(
         f"{run.rundir.path}/checkpoint: its tensors do not match model={run.cfg.model} "
         f"method={run.cfg.method}; resume with the run's own config.json"
