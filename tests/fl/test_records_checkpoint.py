@@ -16,6 +16,7 @@ from fedskip.federation.round_types import RoundRecord
 from fedskip.records.checkpoint import (
     Checkpoint,
     capture_rng,
+    check_checkpoint,
     find_checkpoint,
     load_checkpoint,
     restore_rng,
@@ -64,6 +65,12 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the stored tensor: the archive still opens
+    path.write_bytes(bytes(data))
+
+
 def _drop_round(path: Path) -> None:
     path.write_text(path.read_text().replace('"round": 2,', ""))
 
@@ -75,6 +82,7 @@ def _drop_round(path: Path) -> None:
         (lambda p: p.write_text("garbage"), "global.npz", "missing, or not a .npz archive"),
         (lambda p: p.unlink(), "global.npz", "missing, or not a .npz archive"),
         (_truncate, "best.npz", "missing, or not a .npz archive"),
+        (_flip_a_byte, "global.npz", None),
         (_drop_round, "state.json", "'round' is None, not a round >= 1"),
         (lambda p: p.write_text("[1]"), "state.json", "not a JSON object"),
         (lambda p: p.write_bytes(b"\xff{"), "state.json", None),
@@ -84,6 +92,7 @@ def _drop_round(path: Path) -> None:
         "garbage-npz",
         "missing-npz",
         "truncated-best",
+        "flipped-byte",
         "no-round",
         "list",
         "binary",
@@ -94,12 +103,19 @@ def test_damaged_checkpoint_is_a_user_error(tmp_path: Path, damage, file: str, r
     save_checkpoint(tmp_path, Checkpoint(2, state, best_state=state))
     path = tmp_path / "checkpoint" / file
     damage(path)
-    with pytest.raises(ConfigError) as info:
-        load_checkpoint(tmp_path)
-    if reason is None:  # the decoder's own words
-        assert str(info.value).startswith(f"{path}: unreadable checkpoint (")
-    else:
-        assert str(info.value) == f"{path}: unreadable checkpoint ({reason})"
+    for read in (load_checkpoint, check_checkpoint):  # check: before Ray, tensors not loaded
+        with pytest.raises(ConfigError) as info:
+            read(tmp_path)
+        if reason is None:  # the decoder's own words
+            assert str(info.value).startswith(f"{path}: unreadable checkpoint (")
+        else:
+            assert str(info.value) == f"{path}: unreadable checkpoint ({reason})"
+
+
+def test_a_whole_checkpoint_passes_the_check(tmp_path: Path) -> None:
+    state = {"w": np.arange(4096, dtype=np.float32)}
+    save_checkpoint(tmp_path, Checkpoint(2, state, {"m_t": {"w": state["w"]}}, best_state=state))
+    assert check_checkpoint(tmp_path) == tmp_path / "checkpoint"
 
 
 def test_rng_states_are_restored() -> None:

@@ -46,6 +46,23 @@ def test_resume_needs_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
+def test_resume_refuses_a_damaged_checkpoint_before_the_federation_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from fedskip.records.checkpoint import Checkpoint, save_checkpoint
+
+    (tmp_path / "config.json").write_text(json.dumps({"model": "llama-tiny"}))
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={"w": np.zeros(8, np.float32)}))
+    damaged = tmp_path / "checkpoint" / "global.npz"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: unreadable checkpoint (missing, or not a .npz archive)" in err
+    assert "Traceback" not in err
+
+
 def test_resume_refuses_non_federated_runs_and_config_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

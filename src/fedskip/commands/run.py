@@ -64,10 +64,11 @@ def resume_config(args: argparse.Namespace) -> Config:
     cfg = Config.from_mapping(saved)
     if not cfg.method_kind.federated:
         raise ConfigError(f"--resume: method={cfg.method} runs are not resumable; run it again")
-    from fedskip.records.checkpoint import DIR, find_checkpoint
+    from fedskip.records.checkpoint import DIR, check_checkpoint, find_checkpoint
 
     if find_checkpoint(folder) is None:
         raise ConfigError(f"{folder / DIR}: no checkpoint to resume from (no round completed)")
+    check_checkpoint(folder)  # a damaged one fails here, before Ray starts
     pairs = [p for group in args.overrides for p in group]
     from fedskip.config import parse_overrides, resume_conflict
 

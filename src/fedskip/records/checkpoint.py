@@ -135,8 +135,9 @@ def find_checkpoint(out: str | Path) -> Path | None:
     return None
 
 
-def load_checkpoint(out: str | Path) -> Checkpoint:
-    """Read the checkpoint of the run in ``out``; a missing one is a user error."""
+def _read_meta(out: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint folder of ``out`` and its ``state.json``; missing, unreadable or of
+    another format is a user error."""
     folder = find_checkpoint(out)
     if folder is None:
         raise ConfigError(f"{Path(out) / DIR}: no checkpoint to resume from")
@@ -147,6 +148,34 @@ def load_checkpoint(out: str | Path) -> Checkpoint:
     _check_meta(meta, folder / "state.json")
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{folder}: checkpoint format {meta.get('format')} is not {FORMAT}")
+    return folder, meta
+
+
+def check_checkpoint(out: str | Path) -> Path:
+    """The checkpoint folder of ``out`` after checking it whole without loading its tensors:
+    ``state.json`` as :func:`load_checkpoint` reads it, and every ``.npz`` archive's CRCs
+    (``global.npz`` must exist). ``fedskip run --resume`` calls it before starting Ray, so a
+    damaged checkpoint is a one-line error in a second, not after the federation started."""
+    folder, _ = _read_meta(out)
+    for name in ("global.npz", "optimizer.npz", "best.npz"):
+        path = folder / name
+        if name != "global.npz" and not path.exists():
+            continue
+        if not zipfile.is_zipfile(path):
+            raise ConfigError(f"{path}: unreadable checkpoint (missing, or not a .npz archive)")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"{path}: unreadable checkpoint ({exc})") from None
+        if bad is not None:
+            raise ConfigError(f"{path}: unreadable checkpoint ({bad} is damaged)")
+    return folder
+
+
+def load_checkpoint(out: str | Path) -> Checkpoint:
+    """Read the checkpoint of the run in ``out``; a missing one is a user error."""
+    folder, meta = _read_meta(out)
     global_state = _load_arrays(folder / "global.npz")
     strategy = dict(meta.get("strategy", {}))
     if (folder / "optimizer.npz").is_file():
