@@ -11,7 +11,9 @@ examples' gradients) is clipped to ``clip-norm`` as a whole, and ε is reported 
 ``dp-unit=auto`` (the default) resolves at the data: ``patient`` when every training note of the
 client carries a patient id, else ``note`` (logged). Patient ids come from the readers: MIMIC-III
 ``SUBJECT_ID``; one brat / i2b2 record file = one patient unless a ``patients.csv`` maps records
-to patients; an optional ``patient`` field in JSONL; a ``# patient = ID`` line in CoNLL.
+to patients; an optional ``patient`` field in JSONL; a ``# patient = ID`` line in CoNLL; a
+``patient`` column in a Hugging Face dataset (``data-format=hf``: a ``save_to_disk`` folder or
+parquet).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ RESOLVED_UNITS = ("example", "note", "patient", "client")
 PATIENT_ID_HELP = (
     "give patient ids (MIMIC-III: the SUBJECT_ID column; brat / i2b2: a patients.csv with "
     "columns record,patient in the data folder; JSONL: a 'patient' field per record; CoNLL: a "
-    "'# patient = ID' line after -DOCSTART-) or set dp-unit=note"
+    "'# patient = ID' line after -DOCSTART-; a Hugging Face dataset: a 'patient' column) or set "
+    "dp-unit=note"
 )
 
 
