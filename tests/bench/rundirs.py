@@ -31,12 +31,14 @@ def federated_run(
     bytes_per_round: int,
     task: str = "ner",
     clients: int = 2,
+    selected: Sequence[int] = (4, 5),
     summary_extra: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Path:
     """A finished federated run: ``scores[i]`` is the global-test metric after round i+1;
     each round moves ``bytes_per_round`` down and the same up (``summary_extra``: more
-    ``summary.json`` fields, e.g. a validation choice's ``test_at_best``)."""
+    ``summary.json`` fields, e.g. a validation choice's ``test_at_best``; ``selected``: the
+    blocks of every round, empty as a LoRA run logs them)."""
     metric = "f1" if task == "ner" else "macro_f1"
     cfg = Config.from_mapping(
         {"method": method, "task": task, "rounds": len(scores), "out": str(out), **settings}
@@ -47,7 +49,7 @@ def federated_run(
     for i, score in enumerate(scores, start=1):
         record = RoundRecord(
             round=i,
-            layers=[4, 5],
+            layers=list(selected),
             clients=list(range(clients)),
             bytes_down=bytes_per_round,
             bytes_up=bytes_per_round,
@@ -66,7 +68,7 @@ def federated_run(
         exchanged_parameters=bytes_per_round // 4,
         seconds=2.0 * len(scores),
     )
-    extra = {"selected_layers": [4, 5], "num_blocks": 6, **(summary_extra or {})}
+    extra = {"selected_layers": list(selected), "num_blocks": 6, **(summary_extra or {})}
     top = headline(rows, metric).to_json()
     rundir.write_summary(RunSummary({**summary, **top, **extra}))
     return out

@@ -81,6 +81,19 @@ def test_rows_gap_and_reduction(runs: dict[str, Path], tmp_path: Path) -> None:
     assert "| `s` | layerskip | 0.860 | 0.880 | -4.0 | 0.012 | 75.0% | 2 | 6 |" in text
 
 
+def test_fedavg_and_lora_rows_count_every_block(tmp_path: Path) -> None:
+    """LoRA logs no block selection (its adapters sit in every block): its k is all 6 blocks,
+    as FedAvg's, not the unused ``layers`` setting."""
+    lora = federated_run(
+        tmp_path / "lora", method="lora", scores=[0.5], bytes_per_round=100, selected=[], layers=2
+    )
+    fedavg = federated_run(
+        tmp_path / "fedavg", method="fedavg", scores=[0.5], bytes_per_round=100, selected=[]
+    )
+    rows = build_rows([load_run(lora), load_run(fedavg)])
+    assert [r.layers for r in rows] == [6, 6]
+
+
 def test_torn_last_line_is_skipped(runs: dict[str, Path]) -> None:
     path = runs["skip"] / "metrics.jsonl"
     path.write_text(path.read_text() + '{"round": 4, "f1"', "utf-8")

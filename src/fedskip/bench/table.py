@@ -32,7 +32,7 @@ from typing import Any
 
 from fedskip.bench.records import MB, RunRecord
 from fedskip.bench.spread import Spread, spread
-from fedskip.methods import LORA, METHODS
+from fedskip.methods import BLOCKS, LORA, METHODS
 
 REACH_FRACTION = 0.95
 
@@ -106,7 +106,8 @@ CSV_COLUMNS = [f for f in ResultRow.__dataclass_fields__ if f not in ("extra", "
 
 def trained_layers(record: RunRecord) -> int | None:
     """Blocks trained and exchanged per round: the first round's selection when the run logged
-    one, else the summary's, else the ``layers`` setting."""
+    one, else the summary's, else every block for a method that trains them all (FedAvg; LoRA,
+    whose adapters sit in every block), else the ``layers`` setting."""
     for row in record.rows:
         if row.selected_layers:
             return len(row.selected_layers)
@@ -114,7 +115,8 @@ def trained_layers(record: RunRecord) -> int | None:
     if isinstance(selected, list) and selected and not isinstance(selected[0], list):
         return len(selected)
     blocks = record.summary.get("num_blocks")
-    if record.method == "fedavg" and isinstance(blocks, int):
+    method = METHODS.get(record.method)
+    if method is not None and method.trains != BLOCKS and isinstance(blocks, int):
         return blocks
     layers = record.setting("layers")
     return int(layers) if isinstance(layers, int) else None
