@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import json
 import math
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -782,6 +783,18 @@ def _toml_text(raw: bytes, path: Path) -> str:
             f"{path}:{line}: config file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
             f"offset {exc.start}); TOML files are UTF-8: re-save it as UTF-8"
         ) from None
+
+
+def read_run_config(path: str | Path) -> Config:
+    """The config a run wrote to its ``config.json`` (kebab-case keys). Invalid JSON (or not
+    UTF-8) is a :class:`ConfigError` naming the file; a missing file raises
+    :class:`FileNotFoundError`, since what that means is the caller's to say."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    return Config.from_mapping(values)
 
 
 def load_config(

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedskip.config import Config
+from fedskip.config import Config, read_run_config
 from fedskip.errors import ConfigError
 from fedskip.records.schema import RunSummary, read_metrics
 
@@ -292,7 +292,7 @@ def log_outputs(out: str | Path) -> None:
     report, records, plots and exported model as that MLflow run's artifacts — per config key
     ``tracking`` of ``out/config.json`` (nothing when it is ``none``)."""
     folder = Path(out)
-    cfg = Config.from_mapping(json.loads((folder / "config.json").read_text("utf-8")))
+    cfg = read_run_config(folder / "config.json")
     if not cfg.tracking_list():
         return
     summary_path = folder / "summary.json"

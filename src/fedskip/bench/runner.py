@@ -32,7 +32,7 @@ from fedskip.bench.expansion import expand, resolve
 from fedskip.bench.records import finished
 from fedskip.bench.spec import BenchConfig, Suite, describe
 from fedskip.bench.suites import get_suite
-from fedskip.config import Config, Scalar, parse_overrides
+from fedskip.config import Config, Scalar, parse_overrides, read_run_config
 from fedskip.errors import ConfigError
 from fedskip.records.schema import RunSummary
 
@@ -282,8 +282,8 @@ def _resumable(cfg: Config, run_dir: Path) -> Config:
     if find_checkpoint(run_dir) is None or not saved_path.is_file():
         return cfg
     try:
-        saved = Config.from_mapping(json.loads(saved_path.read_text("utf-8")))
-    except (ConfigError, ValueError):
+        saved = read_run_config(saved_path)
+    except ConfigError:
         return cfg  # not this version's config: train it afresh
     same = {"out": cfg.out, "resume": False, "quiet": cfg.quiet}
     if saved.replace(**same).to_run_config() != cfg.replace(**same).to_run_config():

@@ -11,7 +11,6 @@ run from its last checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from fedskip.commands.common import (
     leave_report,
     next_commands,
 )
-from fedskip.config import Config
+from fedskip.config import Config, read_run_config
 from fedskip.errors import ConfigError
 from fedskip.finish import SITES
 
@@ -57,11 +56,7 @@ def resume_config(args: argparse.Namespace) -> Config:
         raise ConfigError(f"{path}: not a run directory (no config.json) for --resume")
     if args.config:
         raise ConfigError("--resume uses the run's own config.json; drop --config")
-    try:
-        saved = json.loads(path.read_text("utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
-    cfg = Config.from_mapping(saved)
+    cfg = read_run_config(path)
     if not cfg.method_kind.federated:
         raise ConfigError(f"--resume: method={cfg.method} runs are not resumable; run it again")
     from fedskip.records.checkpoint import DIR, check_checkpoint, find_checkpoint

@@ -11,7 +11,6 @@ with the final and best metric, the bytes exchanged and the reduction versus ful
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -22,7 +21,7 @@ import numpy as np
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
-from fedskip.config import Config, resume_conflict
+from fedskip.config import Config, read_run_config, resume_conflict
 from fedskip.errors import ConfigError
 from fedskip.federation.planning import LayerPlanner
 from fedskip.federation.round_rows import (
@@ -280,14 +279,12 @@ def refuse_another_run(run: ServerRun) -> None:
     run's checkpoint — and mix two runs' rounds, and two privacy budgets, in one record."""
     path = run.rundir.config_path
     try:
-        saved = Config.from_mapping(json.loads(path.read_text("utf-8")))
+        saved = read_run_config(path)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: missing, so resume=true cannot tell whose checkpoint this folder holds; "
             "start a new run in another out folder"
         ) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc}); cannot resume this run") from None
     if problem := resume_conflict(saved, run.cfg):
         raise ConfigError(f"{path}: {problem}")
 

@@ -161,8 +161,7 @@ def check_checkpoint(out: str | Path) -> Path:
         path = folder / name
         if name != "global.npz" and not path.exists():
             continue
-        if not zipfile.is_zipfile(path):
-            raise ConfigError(f"{path}: unreadable checkpoint (missing, or not a .npz archive)")
+        _require_archive(path)
         try:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
@@ -208,10 +207,16 @@ def _check_meta(meta: Any, path: Path) -> None:
         raise ConfigError(f"{path}: unreadable checkpoint ('round' is {value!r}, not a round >= 1)")
 
 
+def _require_archive(path: Path) -> None:
+    """A checkpoint ``.npz`` must exist and be a zip archive (np.load would try anything else
+    as a pickle)."""
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"{path}: unreadable checkpoint (missing, or not a .npz archive)")
+
+
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     """The tensors of a checkpoint ``.npz``; a missing or damaged file is a user error."""
-    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle
-        raise ConfigError(f"{path}: unreadable checkpoint (missing, or not a .npz archive)")
+    _require_archive(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
