@@ -123,7 +123,7 @@ def test_paper_frontier_varies_one_thing_of_the_suites_own_runs() -> None:
     assert len([c for c in plan.configs if "frontier" in c.groups]) == 3 * len(PAPER_FRONTIER)
     inside = resolve(plan.base, by_name["ner-layerskip-k4-r8-int8"].settings)
     assert (inside.lr, inside.head_lr) == (2e-3, 1e-2)  # LoRA's lr, layer skipping's head lr
-    with pytest.raises(ValueError, match="not lora, fedavg or layerskip-k<k>"):
+    with pytest.raises(ValueError, match="not lora, fedavg, layerskip or layerskip-k<k>"):
         FrontierVariant("centralized", "x", {}).base_settings(plan.base, 6)
 
 

@@ -23,10 +23,10 @@ def test_paper_suite_configs() -> None:
     # their own corpus: 5 variants x 5 sample-level runs, seeds 43 and 44 of the 10 at ε = 8
     # and without DP, and 3 client-level runs; 130 configs, of which the 8 centralized ones
     # (full and same-blocks, x 3 seeds) also run with the other schedule: 24; ICD-9 layer
-    # skipping's two federated-optimisation alternatives at 3 seeds: 6; the frontier's 9
-    # variations at 3 seeds: 27; centralized training of bottom's and interleaved's blocks,
+    # skipping's two federated-optimisation alternatives at 3 seeds: 6; the frontier's 10
+    # variations at 3 seeds: 30; centralized training of bottom's and interleaved's blocks,
     # both schedules, 3 seeds: 12
-    assert len(names) == len(set(names)) == 130 + 24 + 6 + 27 + 12
+    assert len(names) == len(set(names)) == 130 + 24 + 6 + 30 + 12
     same = {c.name: c for c in plan.configs if c.name.startswith("ner-centralized-")}
     assert same["ner-centralized-interleaved"].settings["layer-strategy"] == "interleaved"
     assert same["ner-centralized-bottom-lrrun-s44"].settings["lr-schedule"] == "run"
