@@ -145,7 +145,9 @@ class FrontierVariant:
             return {"method": "layerskip", "lora-rank": 0}
         if self.of.startswith("layerskip-k"):
             return {"method": "layerskip", "layers": int(self.of[11:]), "lora-rank": 0}
-        raise ValueError(f"frontier variant of {self.of!r}: not lora, fedavg, layerskip or layerskip-k<k>")
+        raise ValueError(
+            f"frontier variant of {self.of!r}: not lora, fedavg, layerskip or layerskip-k<k>"
+        )
 
 
 PAPER_FRONTIER: tuple[FrontierVariant, ...] = (
