@@ -51,6 +51,11 @@ DP_ROUND_ROW: dict[str, Any] = {
     "epsilon": 2.5,
     "site_eval": {"site-0": {"f1": 0.25}},
 }
+TIMED_ROUND_ROW: dict[str, Any] = {
+    **ROUND_ROW,
+    "round": 3,
+    "train_seconds": {"0": 1.5, "1": 2.25, "3": 0.75},
+}
 EPOCH_ROW: dict[str, Any] = {"epoch": 1, "train_loss": 0.967, "elapsed_s": 8.7, "test": SCORES}
 SITE_EPOCH_ROW: dict[str, Any] = {"client": 0, "epoch": 1, "train_loss": 1.247, **SCORES}
 EMPTY_EPOCH_ROW: dict[str, Any] = {"epoch": 2, "train_loss": 0.5, "elapsed_s": 9.0, "test": {}}
@@ -61,6 +66,7 @@ EMPTY_EPOCH_ROW: dict[str, Any] = {"epoch": 2, "train_loss": 0.5, "elapsed_s": 9
     [
         (ROUND_ROW, "round"),
         (DP_ROUND_ROW, "round"),
+        (TIMED_ROUND_ROW, "round"),
         (EPOCH_ROW, "epoch"),
         (EMPTY_EPOCH_ROW, "epoch"),
         (SITE_EPOCH_ROW, "site-epoch"),
@@ -70,6 +76,18 @@ def test_the_typed_row_round_trips_what_is_written(row: dict[str, Any], kind: st
     typed = MetricsRow.from_json(json.loads(json.dumps(row)))
     assert typed.kind == kind
     assert json.dumps(typed.to_json()) == json.dumps(row)  # same keys, same order, same values
+
+
+def test_client_train_seconds_sum_every_trained_round_or_are_not_claimed() -> None:
+    from fedskip.federation.round_rows import client_train_seconds
+
+    timed = MetricsRow.from_json(TIMED_ROUND_ROW)
+    assert timed.train_seconds == {"0": 1.5, "1": 2.25, "3": 0.75}
+    assert MetricsRow.from_json(ROUND_ROW).train_seconds == {}  # written before the key existed
+    nothing = MetricsRow(round=4, status="failed", replies_ok=0)
+    assert client_train_seconds([timed, timed, nothing]) == {"client_train_seconds": 9.0}
+    assert client_train_seconds([timed, MetricsRow.from_json(ROUND_ROW)]) == {}  # undercount
+    assert client_train_seconds([]) == {}
 
 
 def test_row_accessors() -> None:

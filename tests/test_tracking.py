@@ -47,6 +47,7 @@ ROWS: list[dict[str, Any]] = [
         clients=[0, 1],
         replies_ok=2,
         epsilon=2.0,
+        train_seconds={"0": 0.5, "1": 0.625},
     ).to_json(),
 ]
 
@@ -82,6 +83,8 @@ ROUND_2 = {
     "train/replies_ok": 2.0,
     "train/replies_rejected": 0.0,
     "privacy/epsilon": 2.0,
+    "train/client_seconds/0": 0.5,
+    "train/client_seconds/1": 0.625,
     "train/selected_blocks/2": 1.0,
     "train/selected_blocks/3": 0.0,
 }

@@ -9,7 +9,7 @@ the ``test`` extra's mlflow-skinny); ``tracking = tensorboard,mlflow`` does both
 
 A row becomes scalars at one step (the ``round``, else the ``epoch``), grouped by what they
 measure (:func:`round_scalars`): ``train/`` (``loss``, ``seconds`` of the round, ``elapsed_s``,
-replies, ``selected_blocks/<b>`` = 1 for each block trained that round, 0 for one trained in an
+``client_seconds/<client>`` (each client's own training seconds that round), replies, ``selected_blocks/<b>`` = 1 for each block trained that round, 0 for one trained in an
 earlier round of this process), ``eval/`` (the global-test scores ``eval/f1``,
 ``eval/per_type/problem/f1``; the clients' federated evaluation ``eval/clients/…``, per site
 ``eval/sites/<site>/…``, validation ``eval/val/…``, personalized models ``eval/personal/…``),
@@ -76,6 +76,8 @@ EVAL_SECTIONS = {
 }
 """Row section → its path under ``eval/`` (a centralized row's ``test`` scores are ``eval/``)."""
 PRIVACY_KEYS = ("epsilon", "dp_step")
+CLIENT_SECONDS = "train_seconds"
+"""Row section: each client's own training seconds, by client id (``train/client_seconds/…``)."""
 MB = 1e6
 
 _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
@@ -110,6 +112,8 @@ def _grouped(key: str, value: float) -> tuple[str, str, float]:
         return "train", TRAIN_TAGS[key], value
     if key in COMM_TAGS:
         return "comm", COMM_TAGS[key], value / MB
+    if head == CLIENT_SECONDS and rest:
+        return "train", f"client_seconds/{rest}", value
     if head in PRIVACY_KEYS:
         return "privacy", key, value
     if rest and head in EVAL_SECTIONS:

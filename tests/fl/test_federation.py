@@ -62,6 +62,10 @@ def test_messages_carry_only_trainable_tensors_and_numbers(
     assert summary["bytes"]["total"] == row["cum_bytes"] == row["bytes_down"] + row["bytes_up"]
     assert summary["fedavg_bytes"] == 2 * 3 * 4 * bundle.full_parameters
     assert summary["reduction"] == pytest.approx(1 - row["cum_bytes"] / summary["fedavg_bytes"])
+    spent = sorted(float(m.content["metrics"]["train-seconds"]) for m in train_back)
+    assert set(row["train_seconds"]) == {"0", "1", "2"}  # every client that trained, by id
+    assert sorted(row["train_seconds"].values()) == spent
+    assert summary["client_train_seconds"] == pytest.approx(sum(spent))
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ import torch
 from fedskip.config import Config
 from fedskip.errors import ConfigError, DataError
 from fedskip.federation.round_types import client_seed
+from fedskip.federation.validation import TRAIN_SECONDS
 from fedskip.pipeline import Prepared
 from fedskip.trainability import (
     ModelBundle,
@@ -289,7 +290,7 @@ def train_round(
         metrics = {
             "train-loss": result.loss,
             "train-steps": result.steps,
-            "train-seconds": result.seconds,
+            TRAIN_SECONDS: result.seconds,
         }
         state = trainable_state(bundle.model)
         mine = set(personal_names(bundle, cfg, trainable))

@@ -4,7 +4,8 @@ federated run (Flower-free).
 A row per round: ``status`` (ok / failed), ``train_loss`` (example-weighted mean over the
 accepted clients), the global-test scores, the clients' federated evaluation, traffic in bytes
 (training: what the server sent / received, measured on the messages; running totals), this
-round's seconds, the elapsed time, the blocks, the clients and their replies (see
+round's seconds, each accepted client's own training seconds, the elapsed time, the blocks,
+the clients and their replies (see
 :mod:`fedskip.records.schema` for the JSON layout).
 """
 
@@ -62,6 +63,7 @@ def round_row(
         dp_step=dp_step_of(record.train_metrics),
         site_eval=dict(site_eval or {}),
         personal_eval=dict(personal or {}),
+        train_seconds={str(c): s for c, s in sorted(record.train_seconds.items())},
     )
 
 
@@ -132,8 +134,22 @@ def summarize(
             "parameters": {"exchanged": exchanged_parameters, "full_model": full_model_bytes // 4},
             "clients_per_round": [len(r.clients) for r in rows],
             "seconds": seconds,
+            **client_train_seconds(rows),
         }
     )
+
+
+def client_train_seconds(rows: Sequence[MetricsRow]) -> dict[str, float]:
+    """``summary.json``'s ``client_train_seconds``: the clients' own training seconds summed
+    over clients and rounds (the federation's training compute, in wall seconds at the sites),
+    or nothing when a round has no record of them (a run resumed from rows written before the
+    key existed would undercount)."""
+    trained = [r for r in rows if r.replies_ok]
+    if not trained or not all(r.train_seconds for r in trained):
+        return {}
+    return {
+        "client_train_seconds": sum(float(s) for r in trained for s in r.train_seconds.values())
+    }
 
 
 def headline(

@@ -56,6 +56,9 @@ class RoundRecord:
     """Each valid evaluation reply's metrics, by client id (read under ``personalize``)."""
     server_eval: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    train_seconds: dict[int, float] = field(default_factory=dict)
+    """Each accepted train reply's ``train-seconds`` (that client's own training time this round,
+    wall seconds at the site), by client id."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

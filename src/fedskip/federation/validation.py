@@ -23,6 +23,10 @@ WIRE_DTYPE = "float32"
 NUM_EXAMPLES = "num-examples"
 """Metric that FedAvg weights by: training examples (not batches) behind the update."""
 
+TRAIN_SECONDS = "train-seconds"
+"""Metric of a train reply: the client's own training time this round (wall seconds at the site,
+without loading, evaluation or the wire)."""
+
 MAX_LISTED = 3
 """How many offending keys one problem line names."""
 

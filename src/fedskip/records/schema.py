@@ -11,7 +11,8 @@ apart by which step it counts, each with its own (historical) JSON layout:
 * a **round** of a federated run: ``{"round", "status", "train_loss", **scores, "client_eval",
   "bytes_down", "bytes_up", "bytes_eval", "cum_bytes_down", "cum_bytes_up", "cum_bytes",
   "seconds", "elapsed_s", "selected_layers", "clients", "replies_ok", "replies_rejected",
-  "rejections", "failure", "epsilon"}`` (+ ``"site_eval"``: per-site scores of the global model,
+  "rejections", "failure", "epsilon"}`` (+ ``"train_seconds"``: each accepted client's own
+  training seconds, by client id; ``"site_eval"``: per-site scores of the global model,
   ``"personal_eval"`` under ``personalize``: ``{"sites": {site: {"personal": scores, "global":
   scores}}, "mean": {"personal": scores, "global": scores}}``, example-weighted means).
 
@@ -73,11 +74,12 @@ ROUND_KEYS = (
     "val",
     "personal_eval",
     "dp_step",
+    "train_seconds",
 )
 """The fixed keys of a round row; every other key is a global-test score."""
 INFINITE_EPSILON = "inf"
 """ε = ∞ in the JSON records (a spent ε that no finite number bounds)."""
-_OPTIONAL = ("site_eval", "val", "personal_eval", "dp_step")
+_OPTIONAL = ("site_eval", "val", "personal_eval", "dp_step", "train_seconds")
 """Written only when not empty (older rows have none of them)."""
 
 
@@ -134,6 +136,11 @@ class MetricsRow:
     the plateau rule and the choice of the reported model read, never the test scores."""
     personal_eval: Json = field(default_factory=dict)
     """``personalize``: each site's own model and the global model on the site's test split."""
+    train_seconds: Json = field(default_factory=dict)
+    """Each accepted client's own training time this round (wall seconds at the site: its train
+    reply's ``train-seconds``), keyed by client id as a string; empty in records written before
+    2026-12-07 and in rounds without accepted replies. Their sum is the round's client compute,
+    which ``seconds`` (the whole round, clients simulated in turn plus evaluation) is not."""
 
     @property
     def kind(self) -> str:

@@ -49,7 +49,12 @@ from fedskip.federation.round_types import (
     raise_client_user_error,
     sample_clients,
 )
-from fedskip.federation.validation import NUM_EXAMPLES, check_metrics, validate_update
+from fedskip.federation.validation import (
+    NUM_EXAMPLES,
+    TRAIN_SECONDS,
+    check_metrics,
+    validate_update,
+)
 from fedskip.fl import messages, stop, wire_compression
 from fedskip.fl.flower_compat import construct_messages
 from fedskip.fl.messages import (
@@ -387,6 +392,9 @@ class LayerSkipStrategy(FedAvg):
                 record.replies_rejected += 1
             else:
                 accepted.append((reply.content, arrays, weight))
+                spent = metric_dict(reply.content).get(TRAIN_SECONDS)
+                if isinstance(spent, (int, float)):
+                    record.train_seconds[self.client_of(reply.metadata.src_node_id)] = float(spent)
         record.replies_ok = len(accepted)
         if len(accepted) < self.min_replies:
             record.failed = True
