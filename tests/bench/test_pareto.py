@@ -14,6 +14,8 @@ from fedskip.bench.pareto import (
     front,
     frontier_candidates,
     frontier_markdown,
+    plot_pareto,
+    score_floor,
 )
 from fedskip.bench.report import write_results
 from fedskip.bench.runner import SUITE_FILE, plan_suite
@@ -46,6 +48,20 @@ def test_front_keeps_what_nothing_beats_on_score_and_cost() -> None:
     assert front(rows, lambda r: r.mb) == {"cheap", "tie", "best"}
     assert front(rows, lambda r: r.seconds) == {"dominated", "best"}
     assert front([*rows, _row("unpriced", 0.99, 0.0, 1.0)], lambda r: None) == set()
+
+
+def test_the_plots_score_axis_keeps_the_band_below_the_best_and_floors_the_rest(
+    tmp_path: Path,
+) -> None:
+    rows = [_row("best", 0.97, 900.0, 700.0), _row("k1", 0.775, 1000.0, 450.0)]
+    assert score_floor(rows) == pytest.approx(0.87)
+    assert score_floor(rows, band=0.25) == pytest.approx(0.72)
+    assert score_floor([_row("unscored", 0.0, 1.0, 1.0)]) == pytest.approx(-0.1)
+    rows[-1].final = None
+    assert score_floor(rows[-1:]) is None
+    rows[-1].final = 0.775
+    path = plot_pareto(rows, tmp_path / "frontier.png")  # k1 drawn on the floor, not dropped
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_describe_config_says_what_was_trained_and_sent() -> None:

@@ -33,6 +33,11 @@ FRONTIER_GROUPS = frozenset({"methods", "layers", "strategies", "frontier"})
 
 FRONTIER_PNG = "frontier.png"
 
+SCORE_BAND = 0.1
+"""The plot's score axis spans this much below the best score (F1 points / 100); a point further
+down is drawn on the axis's floor as a down-pointing marker labelled with its score, so one
+weak configuration does not flatten the band where the front is."""
+
 
 def describe_config(row: ResultRow) -> str:
     """What a run trained and sent, in words: ``k=2, LoRA r=8, int8, 4 local epochs``,
@@ -194,13 +199,26 @@ def _kind(row: ResultRow) -> str:
     return "lora" if row.lora_rank else "layerskip"
 
 
+def score_floor(rows: Sequence[ResultRow], band: float = SCORE_BAND) -> float | None:
+    """The lowest score the plot's axis shows: :data:`SCORE_BAND` below the best seed mean
+    (None without scores)."""
+    scores = [r.score for r in rows if r.score is not None]
+    return max(scores) - band if scores else None
+
+
 def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
     """Score against MB (log scale, left) and against seconds per run (right); error bars
-    are the seed spread, the fronts are drawn as steps, compressed wire formats hollow."""
+    are the seed spread, the fronts are drawn as steps, compressed wire formats hollow. Only
+    the points on a panel's front are named there (the table names every point); a point below
+    :func:`score_floor` sits on the floor as a ``v`` labelled with its name and score."""
     from matplotlib.figure import Figure
 
     if not rows:
         return None
+    floor = score_floor(rows)
+    top = max(
+        (r.score or 0.0) + (s.std or 0.0 if (s := r.spreads.get("score")) else 0.0) for r in rows
+    )
     fig = Figure(figsize=(10.0, 4.6), dpi=110, layout="constrained")
     panels = (
         ("MB over the run (up + down, log scale)", _mb, True),
@@ -220,19 +238,39 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
             seen.add(kind)
             spread = row.spreads.get("score")
             hollow = wire_name(row.compression) != "fp32"
+            below = floor is not None and y < floor
+            if below:
+                style["marker"] = "v"
             ax.errorbar(
                 [x],
-                [y],
-                yerr=[spread.std] if spread is not None and spread.std is not None else None,
+                [floor if below and floor is not None else y],
+                yerr=None if below or spread is None or spread.std is None else [spread.std],
                 markerfacecolor="white" if hollow else style["color"],
                 linestyle="none",
                 markersize=5,
                 capsize=2,
                 zorder=3,
+                clip_on=False,
                 **style,
             )
-            ax.annotate(_short(row), (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+            if below:
+                ax.annotate(
+                    f"{_short(row)}: {y:.3f}",
+                    (x, floor or 0.0),
+                    fontsize=6,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
         best = front(rows, cost)  # its rows all have a cost and a score
+        for row in rows:
+            if row.name in best and (floor is None or (row.score or 0.0) >= floor):
+                ax.annotate(
+                    _short(row),
+                    (float(cost(row) or 0.0), float(row.score or 0.0)),
+                    fontsize=6,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
         on = sorted((r for r in rows if r.name in best), key=lambda r: cost(r) or 0.0)
         if on:
             ax.step(
@@ -246,12 +284,17 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
             )
         if log:
             ax.set_xscale("log")
+        if floor is not None:
+            ax.set_ylim(floor, top + 0.05 * (top - floor))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{rows[0].metric} (test, chosen on validation)")
         ax.grid(True, which="both", alpha=0.3)
         if not i:
             ax.legend(fontsize=7, loc="lower left")  # low traffic, low score: empty
-    fig.suptitle(f"{rows[0].task}: score against traffic and compute (hollow: fp16 / int8 wire)")
+    fig.suptitle(
+        f"{rows[0].task}: score against traffic and compute (hollow: fp16 / int8 wire; named: "
+        "the front; v: below the axis)"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
