@@ -54,7 +54,7 @@ DP_ROUND_ROW: dict[str, Any] = {
 TIMED_ROUND_ROW: dict[str, Any] = {
     **ROUND_ROW,
     "round": 3,
-    "train_seconds": {"0": 1.5, "1": 2.25, "3": 0.75},
+    "train_seconds": {"0": 1.5, "1": 2.25, "2": 0.5, "3": 0.75},
 }
 EPOCH_ROW: dict[str, Any] = {"epoch": 1, "train_loss": 0.967, "elapsed_s": 8.7, "test": SCORES}
 SITE_EPOCH_ROW: dict[str, Any] = {"client": 0, "epoch": 1, "train_loss": 1.247, **SCORES}
@@ -82,11 +82,13 @@ def test_client_train_seconds_sum_every_trained_round_or_are_not_claimed() -> No
     from fedskip.federation.round_rows import client_train_seconds
 
     timed = MetricsRow.from_json(TIMED_ROUND_ROW)
-    assert timed.train_seconds == {"0": 1.5, "1": 2.25, "3": 0.75}
+    assert timed.train_seconds == {"0": 1.5, "1": 2.25, "2": 0.5, "3": 0.75}
     assert MetricsRow.from_json(ROUND_ROW).train_seconds == {}  # written before the key existed
     nothing = MetricsRow(round=4, status="failed", replies_ok=0)
-    assert client_train_seconds([timed, timed, nothing]) == {"client_train_seconds": 9.0}
+    assert client_train_seconds([timed, timed, nothing]) == {"client_train_seconds": 10.0}
     assert client_train_seconds([timed, MetricsRow.from_json(ROUND_ROW)]) == {}  # undercount
+    one_silent = MetricsRow.from_json({**TIMED_ROUND_ROW, "train_seconds": {"0": 1.5}})
+    assert client_train_seconds([timed, one_silent]) == {}  # 1 of 4 accepted replies timed
     assert client_train_seconds([]) == {}
 
 

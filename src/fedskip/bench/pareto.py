@@ -10,8 +10,8 @@ over its seeds.
 
 A configuration is on the **traffic front** when no other scores at least as well with at most
 its megabytes over the run (and is better in one of the two); on the **compute front** likewise
-with its wall seconds per run (the four clients simulated in turn on one machine: the compute of
-the whole federation, not of one site). Dominance compares the seed means; a front point with
+with its wall seconds per run (the four clients simulated on one machine, as many at once as it
+has cores, at most four: the compute of the whole federation, not of one site). Dominance compares the seed means; a front point with
 fewer than :data:`FRONT_SEEDS` seeds is flagged, its place provisional.
 """
 
@@ -34,7 +34,8 @@ FRONTIER_GROUPS = frozenset({"methods", "layers", "strategies", "frontier"})
 FRONTIER_PNG = "frontier.png"
 
 SCORE_BAND = 0.1
-"""The plot's score axis spans this much below the best score (F1 points / 100); a point further
+"""The plot's score axis spans this much below the best score, in the metric's 0–1 units (0.1 =
+10 points); a point further
 down is drawn on the axis's floor as a down-pointing marker labelled with its score, so one
 weak configuration does not flatten the band where the front is."""
 
@@ -170,8 +171,8 @@ def frontier_section(rows: Sequence[ResultRow], out: Path, plots: str) -> list[s
         "methods, the layer axis, the strategies and the `frontier` group's variations of "
         f"them), one row per configuration: {metric} (the reported score, mean ± std over its "
         "seeds), megabytes over the whole run (up + down, measured on the wire), the reduction "
-        "against FedAvg of the same seed, and wall seconds per run (four clients simulated in "
-        "turn: the whole federation's compute). **front**: no other configuration scores as "
+        "against FedAvg of the same seed, and wall seconds per run (four clients simulated on "
+        "one machine, as many at once as it has cores: the whole federation's compute). **front**: no other configuration scores as "
         "well with as few MB (traffic) or seconds (compute), comparing seed means; a front "
         f"point with fewer than {FRONT_SEEDS} seeds is provisional. Seconds are wall time on "
         "the machine each run had (runs made on other days, or beside other work, differ by "
@@ -215,33 +216,34 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
 
     if not rows:
         return None
-    floor = score_floor(rows)
+    drawn = [r for r in rows if r.score is not None and (r.mb or r.seconds)]
+    floor = score_floor(drawn)
     top = max(
-        (r.score or 0.0) + (s.std or 0.0 if (s := r.spreads.get("score")) else 0.0) for r in rows
+        (
+            (r.score or 0.0) + (s.std or 0.0 if (s := r.spreads.get("score")) else 0.0)
+            for r in drawn
+        ),
+        default=0.0,
     )
     fig = Figure(figsize=(10.0, 4.6), dpi=110, layout="constrained")
     panels = (
         ("MB over the run (up + down, log scale)", _mb, True),
-        ("wall seconds per run (4 clients in turn)", _seconds, False),
+        ("wall seconds per run (4 clients simulated on one machine)", _seconds, False),
     )
     for i, (xlabel, cost, log) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
-        seen: set[str] = set()
         for row in rows:
             x, y = cost(row), row.score
             if x is None or y is None:
                 continue
-            kind = _kind(row)
-            style = dict(KIND_STYLE[kind])
-            if kind in seen or i:
-                style.pop("label")
-            seen.add(kind)
+            style = dict(KIND_STYLE[_kind(row)])
+            style.pop("label")
             spread = row.spreads.get("score")
             hollow = wire_name(row.compression) != "fp32"
             below = floor is not None and y < floor
             if below:
                 style["marker"] = "v"
-            ax.errorbar(
+            drawn_bar = ax.errorbar(
                 [x],
                 [floor if below and floor is not None else y],
                 yerr=None if below or spread is None or spread.std is None else [spread.std],
@@ -250,9 +252,9 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
                 markersize=5,
                 capsize=2,
                 zorder=3,
-                clip_on=False,
                 **style,
             )
+            drawn_bar.lines[0].set_clip_on(False)  # the marker on the floor; bars stay clipped
             if below:
                 ax.annotate(
                     f"{_short(row)}: {y:.3f}",
@@ -289,8 +291,11 @@ def plot_pareto(rows: Sequence[ResultRow], path: Path) -> Path | None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{rows[0].metric} (test, chosen on validation)")
         ax.grid(True, which="both", alpha=0.3)
-        if not i:
-            ax.legend(fontsize=7, loc="lower left")  # low traffic, low score: empty
+        if not i:  # low traffic, low score: empty; one entry per kind, in its own marker
+            for kind in sorted({_kind(r) for r in rows}):
+                style = KIND_STYLE[kind]
+                ax.plot([], [], linestyle="none", markersize=5, **style)
+            ax.legend(fontsize=7, loc="lower left")
     fig.suptitle(
         f"{rows[0].task}: score against traffic and compute (hollow: fp16 / int8 wire; named: "
         "the front; v: below the axis)"

@@ -140,12 +140,12 @@ def summarize(
 
 
 def client_train_seconds(rows: Sequence[MetricsRow]) -> dict[str, float]:
-    """``summary.json``'s ``client_train_seconds``: the clients' own training seconds summed
-    over clients and rounds (the federation's training compute, in wall seconds at the sites),
-    or nothing when a round has no record of them (a run resumed from rows written before the
-    key existed would undercount)."""
+    """``summary.json``'s ``client_train_seconds``: the accepted replies' own training seconds
+    summed over clients and rounds (wall seconds at the sites; rejected replies trained too and
+    are not counted), or nothing when a round lacks any accepted reply's figure (rows written
+    before the key existed, or a site that did not report it: the sum would undercount)."""
     trained = [r for r in rows if r.replies_ok]
-    if not trained or not all(r.train_seconds for r in trained):
+    if not trained or any(len(r.train_seconds) != r.replies_ok for r in trained):
         return {}
     return {
         "client_train_seconds": sum(float(s) for r in trained for s in r.train_seconds.values())

@@ -56,9 +56,10 @@ class RoundRecord:
     """Each valid evaluation reply's metrics, by client id (read under ``personalize``)."""
     server_eval: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    """The round's wall seconds at the server (training, aggregation, evaluation)."""
     train_seconds: dict[int, float] = field(default_factory=dict)
     """Each accepted train reply's ``train-seconds`` (that client's own training time this round,
-    wall seconds at the site), by client id."""
+    wall seconds at the site; a negative figure is not recorded), by client id."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -140,7 +140,8 @@ class MetricsRow:
     """Each accepted client's own training time this round (wall seconds at the site: its train
     reply's ``train-seconds``), keyed by client id as a string; empty in records written before
     2026-12-07 and in rounds without accepted replies. Their sum is the round's client compute,
-    which ``seconds`` (the whole round, clients simulated in turn plus evaluation) is not."""
+    which ``seconds`` (the whole round at the server: simulated clients as many at once as the
+    machine has cores, plus evaluation) is not."""
 
     @property
     def kind(self) -> str:

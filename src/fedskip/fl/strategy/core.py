@@ -393,7 +393,7 @@ class LayerSkipStrategy(FedAvg):
             else:
                 accepted.append((reply.content, arrays, weight))
                 spent = metric_dict(reply.content).get(TRAIN_SECONDS)
-                if isinstance(spent, (int, float)):
+                if isinstance(spent, (int, float)) and spent >= 0:  # finite: check_metrics
                     record.train_seconds[self.client_of(reply.metadata.src_node_id)] = float(spent)
         record.replies_ok = len(accepted)
         if len(accepted) < self.min_replies:
