@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fedskip.bench.runner import SUITE_FILE, plan_suite, run_suite, select
+from fedskip.bench.runner import SUITE_FILE, check_publishable, plan_suite, run_suite, select
 from fedskip.bench.spec import METHOD_ORDER
 from fedskip.cli import main
 from fedskip.config import Config
@@ -338,6 +338,10 @@ def test_a_finished_run_that_the_suite_no_longer_names_stops_the_resume(tmp_path
     record.write_text(json.dumps(saved))
     again = run_suite("smoke", tmp_path, only=["ner-fedavg", "ner-local"], trainer=trainer)
     assert [o.status for o in again.outcomes] == ["skipped", "skipped"]
+    record.write_text(json.dumps({**saved, "resume": True}))  # finished after a cut: the same run
+    again = run_suite("smoke", tmp_path, only=["ner-fedavg"], trainer=trainer)
+    assert [o.status for o in again.outcomes] == ["skipped"]
+    check_publishable("smoke", tmp_path)
 
     saved.update({"lr": 0.1, "truncation": "tail"})  # as if the suite had said so back then
     record.write_text(json.dumps(saved))

@@ -168,8 +168,10 @@ def _check_manifest(out: Path, plan: Plan) -> None:
         )
 
 
-RUN_LOCAL_KEYS = frozenset({"out", "mlflow-uri"})
-"""Config keys that name where a run was written, not what it trained."""
+RUN_LOCAL_KEYS = frozenset({"out", "mlflow-uri", "resume"})
+"""Config keys that name where a run was written or how it was started, not what it trained: a
+run the suite resumed from its checkpoint (``_resumable``) records ``resume=true`` and is the
+same config as one that ran straight through."""
 
 
 def stale_settings(plan: Plan, out: Path, entry: BenchConfig) -> dict[str, tuple[Any, Any]]:
