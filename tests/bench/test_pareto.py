@@ -161,6 +161,27 @@ def test_reduction_is_against_plain_fedavg_even_when_an_int8_fedavg_shares_the_s
     assert reference(records[:2], records[0], "fedavg") is records[1]  # the only one left
 
 
+def test_a_runs_wire_is_what_it_resolved_auto_to(tmp_path: Path) -> None:
+    from fedskip.bench.records import load_run
+    from fedskip.bench.table import build_rows
+
+    runs = tmp_path / "runs"
+    resolved = federated_run(
+        runs / "new",
+        method="layerskip",
+        scores=[0.9],
+        bytes_per_round=10,
+        compression="auto",
+        summary_extra={"wire_compression": "int8"},
+    )
+    old = federated_run(
+        runs / "old", method="layerskip", scores=[0.9], bytes_per_round=20, compression="auto"
+    )
+    rows = build_rows([load_run(resolved), load_run(old)])
+    assert [r.compression for r in rows] == ["int8", "auto"]
+    assert [describe_config(r) for r in rows] == ["k=2, int8", "k=2, auto (fp16)"]
+
+
 def test_results_page_draws_the_frontier_from_records(tmp_path: Path) -> None:
     plan = plan_suite("paper")
     (tmp_path / SUITE_FILE).write_text(json.dumps(plan.manifest()))

@@ -65,7 +65,8 @@ def describe_config(row: ResultRow) -> str:
 
 
 def wire_name(compression: str) -> str:
-    """``none`` (or unset) is plain ``fp32``; ``auto`` is fp16 deltas where the run allows."""
+    """``none`` (or unset) is plain ``fp32``; ``auto`` (a record without the resolved
+    ``wire_compression``, written before it was recorded, when ``auto`` meant fp16) is fp16."""
     if compression in ("", "none"):
         return "fp32"
     return "auto (fp16)" if compression == "auto" else compression

@@ -211,10 +211,13 @@ def _lora_rank(record: RunRecord) -> int:
 
 
 def _wire(record: RunRecord) -> str:
-    """The wire format of the run's updates (``compression``); "" for a method that sends
-    nothing (centralized, local-only)."""
+    """The wire format the run's updates travelled in: ``summary.json``'s ``wire_compression``
+    (``compression=auto`` resolved by the run itself), else the ``compression`` setting; "" for
+    a method that sends nothing (centralized, local-only)."""
     kind = METHODS.get(record.method)
-    return str(record.setting("compression", "")) if kind is not None and kind.federated else ""
+    if kind is None or not kind.federated:
+        return ""
+    return str(record.summary.get("wire_compression") or record.setting("compression", ""))
 
 
 def _int_or_none(value: Any) -> int | None:
