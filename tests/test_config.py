@@ -111,10 +111,11 @@ def test_pyproject_app_config_uses_only_known_keys() -> None:
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({}, "fp16"),
+        ({}, "int8"),
         ({"secagg": True}, "none"),
         ({"dp": "client", "rounds": 2}, "none"),
-        ({"dp": "sample"}, "fp16"),
+        ({"dp": "sample"}, "int8"),
+        ({"compression": "fp16"}, "fp16"),
         ({"compression": "int8"}, "int8"),
         ({"compression": "none"}, "none"),
     ],

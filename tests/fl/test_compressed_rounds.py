@@ -117,19 +117,19 @@ def test_a_malformed_compressed_reply_is_rejected(run: Run, tmp_path: Path) -> N
     assert summary["failed_rounds"] == []
 
 
-def test_a_resumed_default_fp16_run_equals_an_uninterrupted_one_bit_for_bit(
+def test_a_resumed_default_int8_run_equals_an_uninterrupted_one_bit_for_bit(
     make_cfg: Callable[..., Config],
     run_local: Run,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The default compression (fp16 deltas with error feedback) stopped after the clients had
+    """The default compression (int8 deltas with error feedback) stopped after the clients had
     trained round 2 but before its checkpoint: the resumed run restarts round 2 in new
     Contexts, with the residuals of round 1 from the sites' disks, and ends identical."""
     from fedskip.fl.server import ServerRun
 
     straight = make_cfg(rounds=3, compression="auto", out=str(tmp_path / "straight"))
-    assert straight.wire_compression == "fp16"
+    assert straight.wire_compression == "int8"
     run_local(straight)
     cut = straight.replace(out=str(tmp_path / "cut"))
     original = ServerRun.on_round_end

@@ -47,8 +47,8 @@ SECAGG_PROTOCOL = {
 of dropped-out neighbours' secrets, node ids."""
 
 CASES = {
-    "default-fp16": {"compression": "auto"},
-    "int8": {"compression": "int8"},
+    "default-int8": {"compression": "auto"},
+    "fp16": {"compression": "fp16"},
     "dp-sgd": {"dp": "sample", "noise_multiplier": 1.0, "clip_norm": 1.0},
     "client-dp": {"dp": "client", "noise_multiplier": 0.5, "clip_norm": 1.0},
     "secagg": {"secagg": True, "secagg_shares": 3, "secagg_threshold": 2},
