@@ -38,10 +38,11 @@ def num_labels(run: Path, config: dict[str, Any]) -> int:
     return len(prepare(Config.from_mapping(config)).label_list)
 
 
-def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
+def analytic(config: dict[str, Any], labels: int, wire: str = "") -> dict[str, Any]:
     """``fedskip comm``'s count for the run's plan; full fine-tuning (FedAvg, or k = every
     block without LoRA, as :func:`fedskip.trainability.is_full` decides) exchanges every
-    parameter."""
+    parameter. ``wire``: the scheme the run used (its summary's ``wire_compression``), else
+    what its config resolves to today (``auto`` has changed meaning)."""
     from fedskip.config import Config
     from fedskip.models.comm import communication_report
     from fedskip.models.layers import discover_layers
@@ -63,11 +64,12 @@ def analytic(config: dict[str, Any], labels: int) -> dict[str, Any]:
     params = report["trainable_params"]
     if is_full(cfg, stack):
         params = report["full_params"]
-    width = WIRE_BYTES_PER_VALUE[cfg.compression]
+    scheme = wire or cfg.wire_compression
+    width = WIRE_BYTES_PER_VALUE[scheme]
     return {
         **report,
         "trainable_params": params,
-        "compression": cfg.compression,
+        "compression": scheme,
         "bytes_per_round_up": round(params * width),
         "bytes_per_round_down": round(params * width),
     }
@@ -81,7 +83,9 @@ def measure(run: Path) -> dict[str, Any]:
         raise SystemExit(f"{run}: no federated rounds with clients in metrics.jsonl")
     up = [r["bytes_up"] / max(r.get("replies_ok") or len(r["clients"]), 1) for r in rows]
     down = [r["bytes_down"] / len(r["clients"]) for r in rows]
-    report = analytic(config, num_labels(run, config))
+    summary = run / "summary.json"
+    wire = json.loads(summary.read_text()).get("wire_compression", "") if summary.is_file() else ""
+    report = analytic(config, num_labels(run, config), wire)
     return {
         "run": run.name,
         "method": config["method"],

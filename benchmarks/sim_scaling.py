@@ -25,7 +25,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from fedskip.runs.simulation import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = layerskip_config(args, tmp, partition="iid", clients=args.num_clients)
+        cfg = layerskip_config(  # fp32 wire, as BENCHMARKS.md §4 was measured
+            args, tmp, partition="iid", clients=args.num_clients, compression="none"
+        )
         with TreeMemorySampler() as memory:
             started = time.perf_counter()
             summary = simulate(cfg)

@@ -110,10 +110,8 @@ def test_write_frontier_from_run_directories(tmp_path: Path) -> None:
         "| `ner-layerskip-k2-r8-int8` | k=2, LoRA r=8, int8 | 0.795 | 0.016 | 99.6% | -0.5 | yes |"
         in text
     )
-    assert "| `ner-layerskip` | k=2, auto (fp16) | 0.790 | 0.600 | 85.0% | -1.0 |  |" in text
-    assert (
-        "| `ner-fedavg` | full-model FedAvg, auto (fp16) | 0.810 | 4.0 | 0.0% | +1.0 |  |" in text
-    )
+    assert "| `ner-layerskip` | k=2, auto | 0.790 | 0.600 | 85.0% | -1.0 |  |" in text
+    assert "| `ner-fedavg` | full-model FedAvg, auto | 0.810 | 4.0 | 0.0% | +1.0 |  |" in text
     with (tmp_path / "docs" / "frontier.csv").open() as fh:
         assert [r["name"] for r in csv.DictReader(fh)] == [
             "ner-centralized",

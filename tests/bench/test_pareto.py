@@ -179,7 +179,7 @@ def test_a_runs_wire_is_what_it_resolved_auto_to(tmp_path: Path) -> None:
     )
     rows = build_rows([load_run(resolved), load_run(old)])
     assert [r.compression for r in rows] == ["int8", "auto"]
-    assert [describe_config(r) for r in rows] == ["k=2, int8", "k=2, auto (fp16)"]
+    assert [describe_config(r) for r in rows] == ["k=2, int8", "k=2, auto"]
 
 
 def test_results_page_draws_the_frontier_from_records(tmp_path: Path) -> None:

@@ -65,11 +65,11 @@ def describe_config(row: ResultRow) -> str:
 
 
 def wire_name(compression: str) -> str:
-    """``none`` (or unset) is plain ``fp32``; ``auto`` (a record without the resolved
-    ``wire_compression``, written before it was recorded, when ``auto`` meant fp16) is fp16."""
+    """``none`` (or unset) is plain ``fp32``; ``auto`` stays ``auto`` (a record without the
+    resolved ``wire_compression``: ``auto`` meant fp16 until 2026-12-07 and int8 since)."""
     if compression in ("", "none"):
         return "fp32"
-    return "auto (fp16)" if compression == "auto" else compression
+    return compression
 
 
 def frontier_candidates(rows: Sequence[ResultRow]) -> list[ResultRow]:
