@@ -671,12 +671,37 @@ split, layers, optimisation, privacy, compression, ...) would continue the check
 run, so it must keep its value."""
 
 
+LEGACY_AUTO_WIRE = "fp16"
+"""What ``compression=auto`` resolved to before 2026-12-07 (outside ``secagg`` / ``dp=client``)."""
+
+
+def run_wire(saved: Config, recorded: str = "") -> str:
+    """The scheme a checkpointed run sent its updates in: what its checkpoint recorded
+    (``totals.wire``), else, for a checkpoint written before that was recorded, its config's
+    scheme as ``auto`` then resolved (:data:`LEGACY_AUTO_WIRE`)."""
+    if recorded:
+        return recorded
+    if saved.compression != "auto":
+        return saved.compression
+    return "none" if saved.secagg or saved.dp == "client" else LEGACY_AUTO_WIRE
+
+
+def pinned_wire(cfg: Config, wire: str) -> Config:
+    """``cfg`` with ``compression=auto`` replaced by ``wire``, the scheme its run sent: a
+    resumed run keeps its wire even where ``auto`` has since come to mean another."""
+    return cfg.replace(compression=wire) if cfg.compression == "auto" else cfg
+
+
 def resume_conflict(saved: Config, resumed: Config) -> str:
     """ "" when ``resumed`` continues the run of ``saved``, else the one-line error naming the
-    first key outside :data:`RESUME_MAY_CHANGE` whose value differs."""
+    first key outside :data:`RESUME_MAY_CHANGE` whose value differs. ``compression`` compares
+    the schemes the two resolve to (``auto`` and the scheme it stands for are the same run);
+    pin ``saved`` to its run's wire first (:func:`pinned_wire`)."""
     for f in fields(Config):
         key = to_key(f.name)
         before, after = getattr(saved, f.name), getattr(resumed, f.name)
+        if key == "compression":
+            before, after = saved.wire_compression, resumed.wire_compression
         if key not in RESUME_MAY_CHANGE and before != after:
             return (
                 f"config key '{key}': cannot change when resuming (the run has {before!r}, "

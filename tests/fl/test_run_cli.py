@@ -147,6 +147,49 @@ def test_resume_may_change_how_long_and_where_it_runs(tmp_path: Path) -> None:
     assert cfg.data == "synth" and cfg.seed == 42
 
 
+def test_a_resumed_run_keeps_the_wire_it_started_with(tmp_path: Path) -> None:
+    """``compression=auto`` meant fp16 until 2026-12-07 and int8 since: a run resumes in the
+    scheme its checkpoint records (``totals.wire``), or fp16 for an older checkpoint, and a
+    deployment's ServerApp whose ``auto`` now means another scheme refuses with the fix."""
+    import argparse
+    from types import SimpleNamespace
+
+    from fedskip.commands.run import resume_config
+    from fedskip.config import Config, ConfigError
+    from fedskip.fl.server import refuse_another_run
+    from fedskip.records.checkpoint import Checkpoint, save_checkpoint
+    from fedskip.records.rundir import RunDir
+
+    (tmp_path / "config.json").write_text(json.dumps(Config(rounds=2).to_run_config()))
+
+    def resumed(*pairs: str) -> Config:
+        args = argparse.Namespace(
+            resume=str(tmp_path), config=None, overrides=[list(pairs)], quiet=True
+        )
+        return resume_config(args)
+
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))  # before the wire was kept
+    assert (resumed().compression, resumed().wire_compression) == ("fp16", "fp16")
+    assert resumed("compression=fp16").wire_compression == "fp16"  # the same run
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}, totals={"wire": "int8"}))
+    assert (resumed().compression, resumed().wire_compression) == ("int8", "int8")
+
+    save_checkpoint(tmp_path, Checkpoint(round=1, global_state={}))
+    server = SimpleNamespace(rundir=RunDir(tmp_path), cfg=Config(rounds=2, resume=True))
+    with pytest.raises(ConfigError) as caught:
+        refuse_another_run(server)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        f"{tmp_path / 'config.json'}: config key 'compression': cannot change when resuming "
+        "(the run has 'fp16', not 'int8'); only activation-cache, activation-cache-mb, device, "
+        "min-delta, min-rounds, mlflow-uri, patience, quiet, rounds, tracking may change; start "
+        "a new run in another out folder instead (compression=auto meant fp16 when it "
+        "started: set compression=fp16)"
+    )
+    refuse_another_run(  # the regenerated app pins the run's wire: accepted
+        SimpleNamespace(rundir=RunDir(tmp_path), cfg=Config(rounds=2, compression="fp16"))  # type: ignore[arg-type]
+    )
+
+
 def test_unknown_key_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--set", "roundz=3"]) == 2
     assert (

@@ -21,7 +21,7 @@ import numpy as np
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
-from fedskip.config import Config, read_run_config, resume_conflict
+from fedskip.config import Config, pinned_wire, read_run_config, resume_conflict, run_wire
 from fedskip.errors import ConfigError
 from fedskip.federation.planning import LayerPlanner
 from fedskip.federation.round_rows import (
@@ -47,6 +47,7 @@ from fedskip.pipeline import Prepared
 from fedskip.records.checkpoint import (
     Checkpoint,
     capture_rng,
+    checkpoint_totals,
     load_checkpoint,
     remove_checkpoint,
     restore_rng,
@@ -185,7 +186,7 @@ class ServerRun:
             global_state=messages.to_numpy(arrays),
             strategy=self.strategy.state_dict(),
             planner=self.planner.state_dict(),
-            totals={"seconds": self.elapsed()},
+            totals={"seconds": self.elapsed(), "wire": self.cfg.wire_compression},
             config=self.cfg.to_run_config(),
             rng=capture_rng(),
             validation=self.choice.state_dict() if self.choice is not None else {},
@@ -285,8 +286,12 @@ def refuse_another_run(run: ServerRun) -> None:
             f"{path}: missing, so resume=true cannot tell whose checkpoint this folder holds; "
             "start a new run in another out folder"
         ) from None
-    if problem := resume_conflict(saved, run.cfg):
-        raise ConfigError(f"{path}: {problem}")
+    wire = run_wire(saved, str(checkpoint_totals(run.rundir.path).get("wire", "")))
+    if problem := resume_conflict(pinned_wire(saved, wire), run.cfg):
+        hint = ""
+        if saved.compression == "auto" and wire != run.cfg.wire_compression:
+            hint = f" (compression=auto meant {wire} when it started: set compression={wire})"
+        raise ConfigError(f"{path}: {problem}{hint}")
 
 
 def raise_mismatch(run: ServerRun, ckpt: Checkpoint) -> None:

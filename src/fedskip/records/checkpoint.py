@@ -172,6 +172,14 @@ def check_checkpoint(out: str | Path) -> Path:
     return folder
 
 
+def checkpoint_totals(out: str | Path) -> dict[str, Any]:
+    """The checkpoint's ``totals`` (seconds so far, the wire the run sent: ``wire``) from its
+    ``state.json``, without loading tensors."""
+    _, meta = _read_meta(out)
+    totals = meta.get("totals", {})
+    return dict(totals) if isinstance(totals, dict) else {}
+
+
 def load_checkpoint(out: str | Path) -> Checkpoint:
     """Read the checkpoint of the run in ``out``; a missing one is a user error."""
     folder, meta = _read_meta(out)
