@@ -394,7 +394,7 @@ class Config:
         the rounding error from adding up) unless ``secagg=true`` or ``dp=client`` need the
         plain update, then ``none``. ``auto`` meant ``fp16`` until 2026-12-07; int8 was chosen
         from the ``paper`` suite's frontier, where it cost nothing measurable against fp32 on
-        NER at three seeds each for LoRA, FedAvg and layer skipping k = 2 and 5
+        NER at three seeds each for LoRA, FedAvg and layer skipping k = 2, 4 and 5
         (docs/results/README.md); a run records what ``auto`` resolved to as
         ``wire_compression`` in ``summary.json``."""
         if self.compression != "auto":
