@@ -59,21 +59,16 @@ def resume_config(args: argparse.Namespace) -> Config:
     cfg = read_run_config(path)
     if not cfg.method_kind.federated:
         raise ConfigError(f"--resume: method={cfg.method} runs are not resumable; run it again")
-    from fedskip.records.checkpoint import (
-        DIR,
-        check_checkpoint,
-        checkpoint_totals,
-        find_checkpoint,
-    )
+    from fedskip.records.checkpoint import DIR, check_checkpoint, find_checkpoint, with_run_wire
 
     if find_checkpoint(folder) is None:
         raise ConfigError(f"{folder / DIR}: no checkpoint to resume from (no round completed)")
     check_checkpoint(folder)  # a damaged one fails here, before Ray starts
     pairs = [p for group in args.overrides for p in group]
-    from fedskip.config import parse_overrides, pinned_wire, resume_conflict, run_wire
+    from fedskip.config import parse_overrides, resume_conflict
 
     # the wire it sent, even where compression=auto has since come to mean another scheme
-    cfg = pinned_wire(cfg, run_wire(cfg, str(checkpoint_totals(folder).get("wire", ""))))
+    cfg = with_run_wire(cfg, folder)
     resumed = Config.from_mapping(parse_overrides(pairs), base=cfg)
     if problem := resume_conflict(cfg, resumed):  # e.g. other data or seed: another run
         raise ConfigError(problem)

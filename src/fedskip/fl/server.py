@@ -21,7 +21,7 @@ import numpy as np
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
-from fedskip.config import Config, pinned_wire, read_run_config, resume_conflict, run_wire
+from fedskip.config import Config, read_run_config, resume_conflict
 from fedskip.errors import ConfigError
 from fedskip.federation.planning import LayerPlanner
 from fedskip.federation.round_rows import (
@@ -47,11 +47,11 @@ from fedskip.pipeline import Prepared
 from fedskip.records.checkpoint import (
     Checkpoint,
     capture_rng,
-    checkpoint_totals,
     load_checkpoint,
     remove_checkpoint,
     restore_rng,
     save_checkpoint,
+    with_run_wire,
 )
 from fedskip.records.rundir import RunDir
 from fedskip.records.schema import MetricsRow, RunSummary
@@ -286,9 +286,9 @@ def refuse_another_run(run: ServerRun) -> None:
             f"{path}: missing, so resume=true cannot tell whose checkpoint this folder holds; "
             "start a new run in another out folder"
         ) from None
-    wire = run_wire(saved, str(checkpoint_totals(run.rundir.path).get("wire", "")))
-    if problem := resume_conflict(pinned_wire(saved, wire), run.cfg):
-        hint = ""
+    pinned = with_run_wire(saved, run.rundir.path)
+    if problem := resume_conflict(pinned, run.cfg):
+        hint, wire = "", pinned.compression
         if saved.compression == "auto" and wire != run.cfg.wire_compression:
             hint = f" (compression=auto meant {wire} when it started: set compression={wire})"
         raise ConfigError(f"{path}: {problem}{hint}")

@@ -26,6 +26,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from fedskip.config import Config, pinned_wire, run_wire
 from fedskip.errors import ConfigError
 
 FORMAT = 1
@@ -178,6 +179,13 @@ def checkpoint_totals(out: str | Path) -> dict[str, Any]:
     _, meta = _read_meta(out)
     totals = meta.get("totals", {})
     return dict(totals) if isinstance(totals, dict) else {}
+
+
+def with_run_wire(cfg: Config, out: str | Path) -> Config:
+    """``cfg`` (a run's saved config) with ``compression=auto`` pinned to the wire its
+    checkpoint in ``out`` recorded, or fp16 for a checkpoint from before that was recorded
+    (:func:`fedskip.config.run_wire`): a resumed run keeps the scheme it started with."""
+    return pinned_wire(cfg, run_wire(cfg, str(checkpoint_totals(out).get("wire", ""))))
 
 
 def load_checkpoint(out: str | Path) -> Checkpoint:
